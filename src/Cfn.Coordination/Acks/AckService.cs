@@ -1,0 +1,162 @@
+using System.Text.Json;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Acks;
+
+/// <summary>
+/// Writes and reads this coordinator's ACKs (SPEC §2.3, §2.6). An ACK is written once with <c>SET NX</c> (a repeated
+/// ACK returns the stored one, so idempotency survives restarts and replicas) and wakes the sender's waiters in the
+/// same script.
+/// </summary>
+public sealed class AckService
+{
+    private readonly Coordinator _coordinator;
+    private readonly RedisContext _redis;
+    private readonly SigningKeys _keys;
+    private readonly CoordinationMetrics _metrics;
+    private readonly ILogger _logger;
+
+    internal AckService(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    {
+        _coordinator = coordinator;
+        _redis = redis;
+        _keys = keys;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// ACKs <paramref name="signal"/>, which must be addressed to this coordinator. Returns the stored ACK: the one
+    /// written now, or the earlier one when the signal was already ACKed.
+    /// </summary>
+    /// <param name="signal">The received signal.</param>
+    /// <param name="enqueuedAtMs">Redis time the signal entered the inbox (its stream ID), for the latency metric.</param>
+    public Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs = null)
+    {
+        ArgumentNullException.ThrowIfNull(signal);
+        if (!string.Equals(signal.ReceiverId, _coordinator.Id, StringComparison.Ordinal))
+        {
+            throw new ArgumentException(
+                $"signal.receiverId must be this coordinator ({_coordinator.Id}), got {signal.ReceiverId}", nameof(signal));
+        }
+
+        var phase = signal.Payload is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("phase", out var ph) &&
+                    ph.ValueKind == JsonValueKind.String
+            ? ph.GetString()
+            : null;
+        return AcknowledgeAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp);
+    }
+
+    /// <summary>
+    /// ACKs a signal known only by ID (the TS <c>CoordinationSignal</c> shape): <paramref name="senderId"/> is woken.
+    /// </summary>
+    public async Task<SignalAck> AcknowledgeAsync(string signalId, string senderId, string signalType, string? phase, long sentAtMs)
+    {
+        Ids.RequireSignalId(signalId, "signalId");
+        Ids.RequireName(senderId, "senderId");
+        var self = _coordinator.Id;
+        var started = _redis.Time.GetTimestamp();
+        _logger.LogInformation(
+            "Received signal, sending immediate ACK signalId={SignalId} signalType={SignalType} source={Source} coordinatorId={CoordinatorId}",
+            signalId, signalType, senderId, self);
+
+        var ack = NewAck(signalId, signalType, phase);
+        var key = Keys.Ack(self, signalId);
+        var reply = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
+            RedisScripts.Ack,
+            [key],
+            [Json.Serialize(ack), _redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}"])
+            .ConfigureAwait(false))!;
+        var written = (long)reply[0] == 1;
+        var redisNow = (long)reply[2];
+
+        if (!written)
+        {
+            var stored = (string?)reply[1];
+            if (AckVerifier.Verify(_keys, stored, self, signalId, out var existing) == AckRejection.None)
+            {
+                _logger.LogWarning("Signal already processed, returning cached ACK signalId={SignalId} coordinatorId={CoordinatorId}",
+                    signalId, self);
+                return existing!;
+            }
+
+            // Someone planted an invalid value under our ACK key: replace it with a genuine ACK.
+            _logger.LogError(
+                "ACK signature verification failed coordinatorId={CoordinatorId} signalId={SignalId} key={Key}: replacing the invalid stored ACK",
+                self, signalId, (string)key!);
+            await _redis.Database.StringSetAsync(key, Json.Serialize(ack), TimeSpan.FromSeconds(_redis.Options.AckTtlSeconds))
+                .ConfigureAwait(false);
+            await _redis.Database.PublishAsync(Keys.Events(senderId), $"ack {signalId} {self}").ConfigureAwait(false);
+        }
+
+        var latencyMs = Math.Max(0, redisNow - sentAtMs);
+        _metrics.SignalLatency.WithLabels(self, signalType).Observe(latencyMs / 1000.0);
+        _logger.LogInformation(
+            "ACK sent successfully signalId={SignalId} coordinatorId={CoordinatorId} iteration={Iteration} ackKey={AckKey} ttl={Ttl} duration={DurationMs} signalLatencyMs={LatencyMs}",
+            signalId, self, ack.Iteration, (string)key!, _redis.Options.AckTtlSeconds,
+            (long)_redis.Time.GetElapsedTime(started).TotalMilliseconds, latencyMs);
+        return ack;
+    }
+
+    /// <summary>
+    /// This coordinator's verified ACK of <paramref name="signalId"/>, or null when there is none or it is invalid
+    /// (logged at ERROR, never thrown: SPEC §2.6, W6).
+    /// </summary>
+    public async Task<SignalAck?> GetAckAsync(string signalId)
+    {
+        var key = Keys.Ack(_coordinator.Id, signalId);
+        var raw = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        if (raw is null)
+        {
+            return null;
+        }
+
+        var rejection = AckVerifier.Verify(_keys, raw, _coordinator.Id, signalId, out var ack);
+        if (rejection == AckRejection.None)
+        {
+            return ack;
+        }
+
+        _metrics.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
+        _logger.LogError("ACK signature verification failed - possible spoofing attack coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
+            _coordinator.Id, signalId, (string)key!, AckVerifier.Label(rejection));
+        return null;
+    }
+
+    /// <summary>
+    /// True when <paramref name="coordinatorId"/> has ACKed <paramref name="signalId"/>; with <paramref name="verify"/>
+    /// the ACK must also pass <see cref="AckVerifier"/>. Message-ID-format signal IDs are accepted.
+    /// </summary>
+    public async Task<bool> IsAcknowledgedAsync(string coordinatorId, string signalId, bool verify = false)
+    {
+        var key = Keys.Ack(coordinatorId, signalId);
+        if (!verify)
+        {
+            return await _redis.Database.KeyExistsAsync(key).ConfigureAwait(false);
+        }
+
+        var raw = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        return raw is not null && AckVerifier.Verify(_keys, raw, coordinatorId, signalId, out _) == AckRejection.None;
+    }
+
+    private SignalAck NewAck(string signalId, string signalType, string? phase)
+    {
+        var timestamp = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var iteration = _coordinator.Iteration;
+        return new SignalAck
+        {
+            CoordinatorId = _coordinator.Id,
+            SignalId = signalId,
+            Timestamp = timestamp,
+            Iteration = iteration,
+            Signature = _keys.Sign(SignedMessages.Ack(_coordinator.Id, signalId, timestamp, iteration)),
+            Metadata = new AckMetadata { SignalType = signalType, Phase = phase },
+        };
+    }
+}

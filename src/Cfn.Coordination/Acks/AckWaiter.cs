@@ -1,0 +1,214 @@
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Wakeups;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Acks;
+
+/// <summary>
+/// Blocks until peers have ACKed a signal (SPEC §2.5, D3). The wait sleeps on its wake-up: an ACK script publishes on
+/// this coordinator's channel, the waiter then reads every still-missing ACK with one MGET. An idle wait sends no
+/// command; lost wake-ups are caught by the process-wide batched fallback check. A malformed, forged, copied or
+/// wrongly bound ACK counts as not received, is logged and counted, and never ends the wait.
+/// </summary>
+public sealed class AckWaiter
+{
+    private readonly Coordinator _coordinator;
+    private readonly RedisContext _redis;
+    private readonly SigningKeys _keys;
+    private readonly CoordinationMetrics _metrics;
+    private readonly ILogger _logger;
+
+    internal AckWaiter(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    {
+        _coordinator = coordinator;
+        _redis = redis;
+        _keys = keys;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// Waits until every coordinator in <paramref name="coordinatorIds"/> has a valid ACK of <paramref name="signalId"/>,
+    /// or the timeout passes (<c>BLOCKING_TIMEOUT_MS</c> when null), or the wait is cancelled or force-unblocked.
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    public async Task<AckWaitResult> WaitForAcksAsync(
+        IEnumerable<string> coordinatorIds,
+        string signalId,
+        TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(coordinatorIds);
+        Ids.RequireSignalId(signalId, "signalId");
+        var targets = new List<string>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var id in coordinatorIds)
+        {
+            Ids.RequireName(id, "coordinatorIds");
+            if (seen.Add(id))
+            {
+                targets.Add(id); // duplicates would never be satisfied (W3)
+            }
+        }
+
+        var limit = timeout ?? _redis.Options.BlockingTimeout;
+        if (limit <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), limit, "timeout must be positive");
+        }
+
+        var self = _coordinator.Id;
+        var swarm = _coordinator.SwarmId;
+        var phase = _coordinator.Phase ?? "none";
+        var time = _redis.Time;
+        var started = time.GetTimestamp();
+        var startedMs = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var acks = new Dictionary<string, SignalAck>(StringComparer.Ordinal);
+        var rejected = new Dictionary<string, string>(StringComparer.Ordinal);
+        var status = AckWaitStatus.Error;
+
+        _logger.LogInformation("Waiting for ACKs signalId={SignalId} coordinators={Coordinators} timeout={TimeoutMs}",
+            signalId, string.Join(',', targets), (long)limit.TotalMilliseconds);
+
+        using var wait = new PendingWait(self, signalId);
+        var activityToken = _coordinator.Activity.BeginWait(signalId, targets, startedMs, (long)limit.TotalMilliseconds);
+        _coordinator.Mailbox.Add(wait);
+        _metrics.WaitStarted(self, swarm, phase, started);
+        using var deadline = new CancellationTokenSource(limit, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
+        try
+        {
+            await TryRecordActivityAsync().ConfigureAwait(false);
+            var missing = targets;
+            while (true)
+            {
+                if (missing.Count == 0)
+                {
+                    status = AckWaitStatus.Completed;
+                    break;
+                }
+
+                if (wait.Forced)
+                {
+                    status = AckWaitStatus.Forced;
+                    break;
+                }
+
+                wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
+                var before = missing.Count;
+                try
+                {
+                    missing = await ReadMissingAsync(missing, signalId, wait.MissingKeys, acks, rejected).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    // Redis trouble does not end the wait: keep waiting for a wake-up or the fallback until the deadline.
+                    _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", signalId, e.Message);
+                }
+
+                if (missing.Count == 0)
+                {
+                    continue;
+                }
+
+                if (missing.Count != before)
+                {
+                    _coordinator.Activity.UpdateWait(activityToken, missing);
+                    await TryRecordActivityAsync().ConfigureAwait(false);
+                }
+
+                wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
+                if (!await wait.Wake.WaitAsync(linked.Token).ConfigureAwait(false))
+                {
+                    status = cancellationToken.IsCancellationRequested ? AckWaitStatus.Cancelled
+                        : wait.Forced ? AckWaitStatus.Forced
+                        : AckWaitStatus.Timeout;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            _coordinator.Mailbox.Remove(wait);
+            _coordinator.Activity.EndWait(activityToken);
+            _metrics.WaitEnded(self, swarm, phase, started);
+        }
+
+        var duration = time.GetElapsedTime(started);
+        var missingIds = targets.Where(t => !acks.ContainsKey(t)).ToList();
+        var result = new AckWaitResult(signalId, status, acks, missingIds, duration);
+        _metrics.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
+        switch (status)
+        {
+            case AckWaitStatus.Timeout:
+                _metrics.CountTimeout(self, "blocking");
+                _logger.LogWarning(
+                    "ACK wait timeout signalId={SignalId} received={Received} total={Total} missing={Missing} duration={DurationMs}",
+                    signalId, acks.Count, targets.Count, string.Join(',', missingIds), (long)duration.TotalMilliseconds);
+                break;
+            case AckWaitStatus.Forced:
+                _logger.LogWarning("Force unblock received signalId={SignalId} received={Received}/{Total} missing={Missing}",
+                    signalId, acks.Count, targets.Count, string.Join(',', missingIds));
+                break;
+        }
+
+        _logger.LogInformation(
+            "ACK wait complete signalId={SignalId} received={Received} total={Total} duration={DurationMs} status={Status}",
+            signalId, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
+        await TryRecordActivityAsync().ConfigureAwait(false);
+        return result;
+    }
+
+    private async Task<List<string>> ReadMissingAsync(
+        List<string> missing, string signalId, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    {
+        var values = await _redis.Database.StringGetAsync(keys).ConfigureAwait(false);
+        var still = new List<string>(missing.Count);
+        for (var i = 0; i < missing.Count; i++)
+        {
+            var id = missing[i];
+            var raw = (string?)values[i];
+            if (raw is null)
+            {
+                still.Add(id);
+                continue;
+            }
+
+            var rejection = AckVerifier.Verify(_keys, raw, id, signalId, out var ack);
+            if (rejection == AckRejection.None)
+            {
+                acks[id] = ack!;
+                continue;
+            }
+
+            still.Add(id);
+            // Log and count each bad value once, not on every wake-up.
+            if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
+            {
+                rejected[id] = raw;
+                _metrics.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
+                _logger.LogError(
+                    "ACK signature verification failed in waitForAcks coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
+                    id, signalId, (string)keys[i]!, AckVerifier.Label(rejection));
+            }
+        }
+
+        return still;
+    }
+
+    private async Task TryRecordActivityAsync()
+    {
+        try
+        {
+            await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
+        }
+    }
+}

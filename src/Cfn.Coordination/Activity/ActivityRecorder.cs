@@ -1,0 +1,122 @@
+using Cfn.Coordination.Redis;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Activity;
+
+/// <summary>
+/// Writes K7 on every progress event (signal sent or received, ACK received, iteration change, blocking start or end,
+/// work state change), with <c>lastActivity</c> from the Redis clock (D5). Heartbeats only extend the key's TTL.
+/// </summary>
+public sealed class ActivityRecorder
+{
+    private readonly IDatabase _database;
+    private readonly Coordinator _coordinator;
+    private readonly int _ttlSeconds;
+    private readonly object _gate = new();
+    private readonly List<RunningWait> _waits = [];
+
+    internal ActivityRecorder(IDatabase database, Coordinator coordinator, int ttlSeconds)
+    {
+        _database = database;
+        _coordinator = coordinator;
+        _ttlSeconds = ttlSeconds;
+    }
+
+    /// <summary>Redis time (ms) of the last write, or 0 before the first.</summary>
+    public long LastActivity { get; private set; }
+
+    internal int RunningWaits
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _waits.Count;
+            }
+        }
+    }
+
+    /// <summary>Records a progress event now.</summary>
+    public async Task RecordAsync()
+    {
+        var template = Json.SerializeTemplate(Snapshot());
+        var result = await _database.ScriptEvaluateAsync(
+            RedisScripts.Activity,
+            [Keys.Activity(_coordinator.Id)],
+            [template, _ttlSeconds]).ConfigureAwait(false);
+        LastActivity = (long)result;
+    }
+
+    internal object BeginWait(string signalId, IReadOnlyList<string> targets, long startedAt, long timeoutMs)
+    {
+        var wait = new RunningWait(signalId, targets, startedAt, timeoutMs);
+        lock (_gate)
+        {
+            _waits.Add(wait);
+        }
+
+        return wait;
+    }
+
+    internal void UpdateWait(object token, IReadOnlyList<string> missing)
+    {
+        lock (_gate)
+        {
+            ((RunningWait)token).Targets = missing;
+        }
+    }
+
+    internal void EndWait(object token)
+    {
+        lock (_gate)
+        {
+            _waits.Remove((RunningWait)token);
+        }
+    }
+
+    internal ActivityRecord Snapshot()
+    {
+        lock (_gate)
+        {
+            if (_waits.Count == 0)
+            {
+                return new ActivityRecord
+                {
+                    CoordinatorId = _coordinator.Id,
+                    SwarmId = _coordinator.SwarmId,
+                    LastActivity = Json.NowMarker,
+                    Iteration = _coordinator.Iteration,
+                    Phase = _coordinator.Phase,
+                    Status = _coordinator.IsWorking ? "working" : "idle",
+                };
+            }
+
+            var newest = _waits[^1];
+            return new ActivityRecord
+            {
+                CoordinatorId = _coordinator.Id,
+                SwarmId = _coordinator.SwarmId,
+                LastActivity = Json.NowMarker,
+                Iteration = _coordinator.Iteration,
+                Phase = _coordinator.Phase,
+                Status = "blocking",
+                WaitingFor = string.Join(',', _waits.SelectMany(w => w.Targets).Distinct(StringComparer.Ordinal)),
+                WaitingForSignal = newest.SignalId,
+                BlockingSince = _waits.Min(w => w.StartedAt),
+                TimeoutMs = newest.TimeoutMs,
+            };
+        }
+    }
+
+    private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long startedAt, long timeoutMs)
+    {
+        public string SignalId { get; } = signalId;
+
+        /// <summary>The targets whose ACK is still missing.</summary>
+        public IReadOnlyList<string> Targets { get; set; } = targets;
+
+        public long StartedAt { get; } = startedAt;
+
+        public long TimeoutMs { get; } = timeoutMs;
+    }
+}

@@ -1,0 +1,86 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Cfn.Coordination;
+
+/// <summary>
+/// Protocol settings shared by every coordinator in a process. Defaults are SPEC's D8; the environment variable that
+/// sets each one (SPEC §3.6) is named in its documentation. Validate with <see cref="Validate"/> at start-up.
+/// </summary>
+public sealed class CoordinationOptions
+{
+    /// <summary>Default ACK wait timeout and the stuck-wait threshold (<c>BLOCKING_TIMEOUT_MS</c>, 300000).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan BlockingTimeout { get; set; } = TimeSpan.FromMilliseconds(300_000);
+
+    /// <summary>Heartbeat period (<c>HEARTBEAT_INTERVAL_MS</c>, 30000).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
+
+    /// <summary>K1 TTL (<c>HEARTBEAT_TTL_SECONDS</c>, 300).</summary>
+    [Range(1, 86_400)]
+    public int HeartbeatTtlSeconds { get; set; } = 300;
+
+    /// <summary>Log every successful heartbeat at INFO (<c>HEARTBEAT_DEBUG</c>, false).</summary>
+    public bool HeartbeatDebug { get; set; }
+
+    /// <summary>K3 TTL (<c>ACK_TTL_SECONDS</c>, 3600).</summary>
+    [Range(1, 7 * 86_400)]
+    public int AckTtlSeconds { get; set; } = 3600;
+
+    /// <summary>K2 and inbox TTL (<c>SIGNAL_TTL_SECONDS</c>, 86400). Also the age past which a signal is "too old".</summary>
+    [Range(1, 30 * 86_400)]
+    public int SignalTtlSeconds { get; set; } = 86_400;
+
+    /// <summary>K4 TTL (<c>IDEMPOTENCY_TTL_SECONDS</c>, 86400).</summary>
+    [Range(1, 30 * 86_400)]
+    public int IdempotencyTtlSeconds { get; set; } = 86_400;
+
+    /// <summary>K10 TTL of a new work item (3600).</summary>
+    [Range(1, 30 * 86_400)]
+    public int WorkTtlSeconds { get; set; } = 3600;
+
+    /// <summary>
+    /// Period of the process-wide fallback check for ACKs whose wake-up was lost (<c>ACK_POLL_INTERVAL_MS</c>, 1000).
+    /// One batched MGET per period for all waits of the process, never one per waiter (D3).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    public TimeSpan AckFallbackPollInterval { get; set; } = TimeSpan.FromMilliseconds(1000);
+
+    /// <summary>
+    /// Safety re-read of an idle inbox (30 s). Senders always publish a wake-up in the same script that appends the
+    /// signal, and every inbox is re-read after a reconnect, so this only bounds the damage of a lost message.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    public TimeSpan InboxFallbackPollInterval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Activity check interval of the timeout handler (<c>ACTIVITY_CHECK_INTERVAL_MS</c>, 30000); sizes the K7 TTL.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    public TimeSpan ActivityCheckInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
+
+    /// <summary>Largest signal payload, as serialized JSON bytes (64 KiB).</summary>
+    [Range(1, 16 * 1024 * 1024)]
+    public int MaxPayloadBytes { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// K7 TTL in seconds: it must outlive the blocking timeout plus one activity check (SPEC K7, W32), and is never
+    /// below the TS value of 600 s.
+    /// </summary>
+    public int ActivityTtlSeconds =>
+        (int)Math.Max(600, Math.Ceiling((BlockingTimeout + ActivityCheckInterval + ActivityCheckInterval).TotalSeconds));
+
+    /// <summary>Throws <see cref="ValidationException"/> naming the first bad field.</summary>
+    public void Validate()
+    {
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
+        {
+            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
+        }
+
+        if (TimeSpan.FromSeconds(HeartbeatTtlSeconds) <= HeartbeatInterval)
+        {
+            throw new ValidationException(
+                $"HeartbeatTtlSeconds ({HeartbeatTtlSeconds}) must be longer than HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms)");
+        }
+    }
+}

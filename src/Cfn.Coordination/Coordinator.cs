@@ -1,0 +1,243 @@
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Activity;
+using Cfn.Coordination.Heartbeats;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Cfn.Coordination.Wakeups;
+using Cfn.Coordination.Work;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination;
+
+/// <summary>
+/// One running coordinator instance: its identity (ID, swarm, instance, epoch), and the protocol parts it uses —
+/// <see cref="Signals"/> to send, <see cref="Inbox"/> to receive, <see cref="Acks"/> to ACK, <see cref="Waiter"/> to
+/// block on peers' ACKs, <see cref="Heartbeats"/>, <see cref="Activity"/> and fenced <see cref="Work"/> items.
+/// Start with <see cref="StartAsync"/>; <see cref="StopAsync"/> (or disposal) stops gracefully and removes its keys.
+/// </summary>
+public sealed class Coordinator : IAsyncDisposable
+{
+    private readonly RedisContext _redis;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _superseded = new();
+    private int _stopped;
+
+    private Coordinator(RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, string id, string swarmId, long epoch)
+    {
+        _redis = redis;
+        Id = id;
+        SwarmId = swarmId;
+        Epoch = epoch;
+        InstanceId = Guid.NewGuid().ToString("N");
+        Metrics = metrics;
+        var loggers = redis.LoggerFactory;
+        _logger = loggers.CreateLogger("Cfn.Coordination.Coordinator");
+        Activity = new ActivityRecorder(redis.Database, this, redis.Options.ActivityTtlSeconds);
+        Acks = new AckService(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
+        Waiter = new AckWaiter(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
+        Signals = new SignalSender(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.Signals"));
+        Inbox = new SignalInbox(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.Signals"));
+        Heartbeats = new HeartbeatLoop(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Heartbeats"));
+        Work = new WorkItemStore(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Work"));
+    }
+
+    /// <summary>The coordinator ID (also its pod name in Kubernetes).</summary>
+    public string Id { get; }
+
+    /// <summary>Its swarm.</summary>
+    public string SwarmId { get; }
+
+    /// <summary>Unique per start of this ID.</summary>
+    public string InstanceId { get; }
+
+    /// <summary>This instance's epoch: <c>INCR coordinator:epoch:{id}</c> at start; a newer one fences this one.</summary>
+    public long Epoch { get; }
+
+    /// <summary>Current iteration (signed into ACKs).</summary>
+    public int Iteration { get; private set; }
+
+    /// <summary>Current phase, if any.</summary>
+    public string? Phase { get; private set; }
+
+    /// <summary>Set by the application while it works on something (K1/K7 status <c>working</c>).</summary>
+    public bool IsWorking { get; set; }
+
+    /// <summary><c>blocking</c>, <c>working</c> or <c>idle</c>.</summary>
+    public string Status => Activity.RunningWaits > 0 ? "blocking" : IsWorking ? "working" : "idle";
+
+    /// <summary>The metrics this coordinator records into.</summary>
+    public CoordinationMetrics Metrics { get; }
+
+    /// <summary>Sending signals.</summary>
+    public SignalSender Signals { get; }
+
+    /// <summary>Receiving signals.</summary>
+    public SignalInbox Inbox { get; }
+
+    /// <summary>Writing and reading ACKs.</summary>
+    public AckService Acks { get; }
+
+    /// <summary>Waiting for peers' ACKs.</summary>
+    public AckWaiter Waiter { get; }
+
+    /// <summary>The heartbeat writer.</summary>
+    public HeartbeatLoop Heartbeats { get; }
+
+    /// <summary>The K7 activity writer.</summary>
+    public ActivityRecorder Activity { get; }
+
+    /// <summary>Fenced work items.</summary>
+    public WorkItemStore Work { get; }
+
+    /// <summary>True once this instance learned that a newer instance (or a replacement) took over.</summary>
+    public bool IsSuperseded => _superseded.IsCancellationRequested;
+
+    /// <summary>Fires when this instance is superseded: stop working, the work is no longer yours.</summary>
+    public CancellationToken SupersededToken => _superseded.Token;
+
+    internal CoordinatorMailbox Mailbox { get; private set; } = null!;
+
+    /// <summary>
+    /// Starts a coordinator instance: a new epoch, its wake-up channel, the first heartbeat and activity record, and
+    /// (unless <paramref name="runHeartbeatLoop"/> is false) the periodic heartbeat.
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    public static async Task<Coordinator> StartAsync(
+        RedisContext redis,
+        SigningKeys keys,
+        string coordinatorId,
+        string swarmId,
+        CoordinationMetrics? metrics = null,
+        bool runHeartbeatLoop = true)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        ArgumentNullException.ThrowIfNull(keys);
+        Ids.RequireName(coordinatorId, "coordinatorId");
+        Ids.RequireName(swarmId, "swarmId");
+        var epoch = await redis.Database.StringIncrementAsync(Keys.Epoch(coordinatorId)).ConfigureAwait(false);
+        var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch);
+        coordinator.Mailbox = await redis.Wakeups.RegisterAsync(coordinatorId).ConfigureAwait(false);
+        await coordinator.Heartbeats.BeatAsync().ConfigureAwait(false);
+        await coordinator.Activity.RecordAsync().ConfigureAwait(false);
+        if (runHeartbeatLoop)
+        {
+            coordinator.Heartbeats.Start();
+        }
+
+        coordinator._logger.LogInformation(
+            "Coordinator started coordinator={CoordinatorId} swarm={SwarmId} instance={InstanceId} epoch={Epoch}",
+            coordinatorId, swarmId, coordinator.InstanceId, epoch);
+        return coordinator;
+    }
+
+    /// <summary>Moves to a new iteration (and phase): a progress event.</summary>
+    public async Task SetIterationAsync(int iteration, string? phase = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(iteration);
+        Iteration = iteration;
+        if (phase is not null)
+        {
+            Phase = phase;
+        }
+
+        await Activity.RecordAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Ends every running wait of this instance with status <c>forced</c>; returns how many.</summary>
+    public int ForceUnblock() => Mailbox.ForceUnblockAll();
+
+    internal void MarkSuperseded()
+    {
+        if (!_superseded.IsCancellationRequested)
+        {
+            _superseded.Cancel();
+        }
+    }
+
+    /// <summary>
+    /// Graceful stop (SIGTERM): stops heartbeats and removes this coordinator's heartbeat, registry entry, ACKs and
+    /// activity. Its inbox and K2 view are kept while they hold unconsumed signals, so nothing sent to it is lost; a
+    /// superseded instance removes nothing, because the keys belong to its successor.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1)
+        {
+            return;
+        }
+
+        Heartbeats.StatusOverride = "stopping";
+        await Heartbeats.DisposeAsync().ConfigureAwait(false);
+        await _redis.Wakeups.UnregisterAsync(Mailbox).ConfigureAwait(false);
+        Metrics.HeartbeatTimestamp.RemoveLabelled(Id, SwarmId);
+        if (IsSuperseded || await IsSupersededInRedisAsync().ConfigureAwait(false))
+        {
+            _logger.LogWarning("Coordinator stopped without cleanup (superseded) coordinator={CoordinatorId} epoch={Epoch}", Id, Epoch);
+            return;
+        }
+
+        try
+        {
+            var deleted = await DeleteOwnKeysAsync().ConfigureAwait(false);
+            _logger.LogInformation("Coordinator stopped coordinator={CoordinatorId} keysDeleted={KeysDeleted}", Id, deleted);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error while removing keys on stop coordinator={CoordinatorId}: {Error}", Id, e.Message);
+        }
+    }
+
+    /// <summary>Stops like a crash: no more heartbeats, nothing removed (tests and the chaos tooling use it).</summary>
+    internal async Task AbandonAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1)
+        {
+            return;
+        }
+
+        await Heartbeats.DisposeAsync().ConfigureAwait(false);
+        await _redis.Wakeups.UnregisterAsync(Mailbox).ConfigureAwait(false);
+    }
+
+    private async Task<bool> IsSupersededInRedisAsync()
+    {
+        var current = await _redis.Database.StringGetAsync(Keys.Epoch(Id)).ConfigureAwait(false);
+        return current != Epoch;
+    }
+
+    private async Task<long> DeleteOwnKeysAsync()
+    {
+        var database = _redis.Database;
+        var keys = new List<RedisKey> { Keys.Heartbeat(Id), Keys.Activity(Id) };
+        // Shutdown is not a hot path; the pattern is an exact prefix (IDs hold no glob characters).
+        foreach (var server in _redis.Multiplexer.GetServers().Where(s => !s.IsReplica))
+        {
+            await foreach (var key in server.KeysAsync(database.Database, Keys.AckPatternOf(Id), pageSize: 1000).ConfigureAwait(false))
+            {
+                keys.Add(key);
+            }
+        }
+
+        var deleted = await database.KeyDeleteAsync([.. keys]).ConfigureAwait(false);
+        await database.SortedSetRemoveAsync(Keys.Registry, Id).ConfigureAwait(false);
+        var pending = await database.StreamLengthAsync(Keys.Inbox(Id)).ConfigureAwait(false);
+        if (pending == 0)
+        {
+            deleted += await database.KeyDeleteAsync([Keys.Inbox(Id), Keys.Signal(Id)]).ConfigureAwait(false);
+        }
+
+        return deleted;
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        Mailbox?.Dispose();
+        _superseded.Dispose();
+    }
+}

@@ -1,0 +1,141 @@
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Heartbeats;
+
+/// <summary>
+/// Writes this coordinator's heartbeat (SPEC §2.9 writer side, D5, D6) on a non-overlapping periodic timer: K1 with
+/// the Redis clock, the registry score, and the K7 TTL, in one script. Failures are classified
+/// <c>connection</c>, <c>timeout</c> or <c>error</c>, counted and logged with the word "heartbeat".
+/// </summary>
+public sealed class HeartbeatLoop : IAsyncDisposable
+{
+    private readonly Coordinator _coordinator;
+    private readonly RedisContext _redis;
+    private readonly CoordinationMetrics _metrics;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _loop;
+    private long _sequence;
+
+    internal HeartbeatLoop(Coordinator coordinator, RedisContext redis, CoordinationMetrics metrics, ILogger logger)
+    {
+        _coordinator = coordinator;
+        _redis = redis;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>Sequence number of the last heartbeat attempted.</summary>
+    public long Sequence => Interlocked.Read(ref _sequence);
+
+    /// <summary>Redis time (ms) of the last successful heartbeat, or 0.</summary>
+    public long LastSentAt { get; private set; }
+
+    /// <summary>The last failure's message, or null after a success.</summary>
+    public string? LastError { get; private set; }
+
+    /// <summary>Status written into K1 (<c>stopping</c> during a graceful stop).</summary>
+    internal string? StatusOverride { get; set; }
+
+    /// <summary>Starts the periodic loop (the first beat is sent at once by <see cref="Coordinator.StartAsync"/>).</summary>
+    internal void Start() => _loop ??= RunAsync(_stopping.Token);
+
+    /// <summary>Sends one heartbeat now. Returns false (after counting and logging) when it failed.</summary>
+    public async Task<bool> BeatAsync()
+    {
+        var sequence = Interlocked.Increment(ref _sequence);
+        var options = _redis.Options;
+        var record = new HeartbeatRecord
+        {
+            CoordinatorId = _coordinator.Id,
+            SwarmId = _coordinator.SwarmId,
+            Timestamp = Json.NowMarker,
+            LastHeartbeat = Json.NowMarker,
+            Sequence = sequence,
+            InstanceId = _coordinator.InstanceId,
+            Epoch = _coordinator.Epoch,
+            Iteration = _coordinator.Iteration,
+            Status = StatusOverride ?? _coordinator.Status,
+            Phase = _coordinator.Phase,
+        };
+        try
+        {
+            var now = (long)await _redis.Database.ScriptEvaluateAsync(
+                RedisScripts.Heartbeat,
+                [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id)],
+                [Json.SerializeTemplate(record), options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch])
+                .ConfigureAwait(false);
+            if (now < 0)
+            {
+                _logger.LogError(
+                    "Heartbeat refused: coordinator={CoordinatorId} epoch={Epoch} was superseded by a newer instance; stopping",
+                    _coordinator.Id, _coordinator.Epoch);
+                _coordinator.MarkSuperseded();
+                return false;
+            }
+
+            LastSentAt = now;
+            LastError = null;
+            _metrics.HeartbeatTimestamp.WithLabels(_coordinator.Id, _coordinator.SwarmId).Set(now);
+            if (options.HeartbeatDebug)
+            {
+                _logger.LogInformation("Heartbeat sent coordinator={CoordinatorId} seq={Sequence} timestamp={Timestamp} ttl={Ttl}",
+                    _coordinator.Id, sequence, now, options.HeartbeatTtlSeconds);
+            }
+
+            return true;
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            var reason = Classify(e);
+            LastError = e.Message;
+            _metrics.CountHeartbeatFailure(_coordinator.Id, reason);
+            _logger.LogWarning("Heartbeat write failed (reason={Reason}) coordinator={CoordinatorId} seq={Sequence}: {Error}",
+                reason, _coordinator.Id, sequence, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Maps an exception to the <c>reason</c> label: <c>connection</c>, <c>timeout</c> or <c>error</c>.</summary>
+    public static string Classify(Exception exception) => exception switch
+    {
+        RedisTimeoutException or TimeoutException => "timeout",
+        RedisConnectionException or ObjectDisposedException => "connection",
+        _ => "error",
+    };
+
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(_redis.Options.HeartbeatInterval, _redis.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                await BeatAsync().ConfigureAwait(false);
+                if (_coordinator.IsSuperseded)
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // stopped
+        }
+    }
+
+    /// <summary>Stops the loop; no further heartbeats are written.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        _stopping.Dispose();
+    }
+}

@@ -1,0 +1,75 @@
+using Cfn.Coordination.Wakeups;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Redis;
+
+/// <summary>
+/// The process's Redis: one shared multiplexer (D2), the database the keys live in, and the pub/sub wake-up hub
+/// that every coordinator hosted in the process shares (D3). Create one per process.
+/// </summary>
+public sealed class RedisContext : IAsyncDisposable
+{
+    private readonly bool _ownsMultiplexer;
+
+    /// <summary>Wraps an existing multiplexer.</summary>
+    public RedisContext(
+        IConnectionMultiplexer multiplexer,
+        CoordinationOptions options,
+        int database = -1,
+        TimeProvider? time = null,
+        ILoggerFactory? loggerFactory = null,
+        bool ownsMultiplexer = false)
+    {
+        ArgumentNullException.ThrowIfNull(multiplexer);
+        ArgumentNullException.ThrowIfNull(options);
+        Multiplexer = multiplexer;
+        Database = multiplexer.GetDatabase(database);
+        Options = options;
+        Time = time ?? TimeProvider.System;
+        LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _ownsMultiplexer = ownsMultiplexer;
+        Wakeups = new WakeHub(multiplexer, Database, options.AckFallbackPollInterval, Time,
+            LoggerFactory.CreateLogger("Cfn.Coordination.Wakeups"));
+    }
+
+    /// <summary>Connects with a StackExchange.Redis configuration string (e.g. <c>127.0.0.1:6379,abortConnect=false</c>).</summary>
+    public static async Task<RedisContext> ConnectAsync(
+        string configuration,
+        CoordinationOptions options,
+        TimeProvider? time = null,
+        ILoggerFactory? loggerFactory = null)
+    {
+        var config = ConfigurationOptions.Parse(configuration);
+        var multiplexer = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
+        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true);
+    }
+
+    /// <summary>The shared multiplexer.</summary>
+    public IConnectionMultiplexer Multiplexer { get; }
+
+    /// <summary>The database all keys live in.</summary>
+    public IDatabase Database { get; }
+
+    /// <summary>Protocol settings.</summary>
+    public CoordinationOptions Options { get; }
+
+    /// <summary>Local clock (timeouts, signal timestamps); liveness uses the Redis clock instead (D5).</summary>
+    public TimeProvider Time { get; }
+
+    /// <summary>Where components get their loggers.</summary>
+    public ILoggerFactory LoggerFactory { get; }
+
+    internal WakeHub Wakeups { get; }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await Wakeups.DisposeAsync().ConfigureAwait(false);
+        if (_ownsMultiplexer)
+        {
+            await Multiplexer.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+using System.Reflection;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Redis;
+
+/// <summary>
+/// The Lua scripts of <c>Redis/Scripts/</c>, embedded in the assembly. Each is sent once per connection and then run
+/// by SHA (<see cref="LuaScript"/> caches it), so a call costs one round trip.
+/// </summary>
+internal static class RedisScripts
+{
+    public static readonly string SendSignal = Load("send_signal.lua");
+    public static readonly string ConsumeSignal = Load("consume_signal.lua");
+    public static readonly string Ack = Load("ack.lua");
+    public static readonly string Heartbeat = Load("heartbeat.lua");
+    public static readonly string Activity = Load("activity.lua");
+    public static readonly string WorkCas = Load("work_cas.lua");
+
+    /// <summary>The marker the scripts replace with the Redis clock (ms), written where a JSON number belongs.</summary>
+    public const string NowPlaceholder = "\"__NOW__\"";
+
+    private static string Load(string name)
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Cfn.Coordination.Scripts." + name)
+            ?? throw new InvalidOperationException($"embedded script {name} is missing");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+}

@@ -1,0 +1,19 @@
+-- Write one heartbeat (SPEC K1, §2.9, D5, D6). The timestamp is the Redis server's clock, so a coordinator's clock
+-- skew can never make it look dead; the registry is updated in the same step so an expired K1 is still found.
+-- An instance whose epoch is no longer current (restarted elsewhere, or declared dead and replaced) writes nothing.
+-- KEYS[1] blocking:heartbeat:{id}   KEYS[2] blocking:coordinators   KEYS[3] coordinator:activity:{id}
+-- KEYS[4] coordinator:epoch:{id}
+-- ARGV[1] K1 JSON with "__NOW__" where the time goes   ARGV[2] K1 TTL (s)   ARGV[3] coordinator id   ARGV[4] K7 TTL (s)
+-- ARGV[5] the writer's epoch
+-- Returns the heartbeat time in ms, or -1 when the writer has been superseded.
+if redis.call('GET', KEYS[4]) ~= ARGV[5] then
+  return -1
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local json = (string.gsub(ARGV[1], '"__NOW__"', string.format('%d', now)))
+redis.call('SET', KEYS[1], json, 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[3])
+-- Heartbeats keep K7 alive but never move lastActivity (SPEC K7).
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+return now

@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Signals;
+
+/// <summary>
+/// This coordinator's durable inbox (D4, SPEC §2.2): a Redis stream read through a consumer group named after the
+/// receiver, so delivery is at-least-once and a crashed receiver's unconsumed signals come back when a receiver with
+/// the same ID starts again. Each signal is verified, ACKed, then handed out; it is consumed when the caller asks for
+/// the next one (or calls <see cref="CompleteAsync"/>), and only then leaves the inbox and the K2 view.
+/// </summary>
+public sealed class SignalInbox
+{
+    private const int BatchSize = 32;
+
+    private readonly Coordinator _coordinator;
+    private readonly RedisContext _redis;
+    private readonly SigningKeys _keys;
+    private readonly CoordinationMetrics _metrics;
+    private readonly ILogger _logger;
+
+    internal SignalInbox(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    {
+        _coordinator = coordinator;
+        _redis = redis;
+        _keys = keys;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// The signals addressed to this coordinator, as they arrive: first those delivered earlier but never consumed,
+    /// then new ones. Ends when <paramref name="cancellationToken"/> fires.
+    /// </summary>
+    public async IAsyncEnumerable<ReceivedSignal> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var inbox = Keys.Inbox(_coordinator.Id);
+        var readingPending = true;
+        _logger.LogInformation("Waiting for signal receiver={ReceiverId}", _coordinator.Id);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            StreamEntry[] entries;
+            try
+            {
+                entries = await _redis.Database.StreamReadGroupAsync(
+                    inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? "0-0" : StreamPosition.NewMessages, BatchSize)
+                    .ConfigureAwait(false);
+            }
+            catch (RedisServerException e) when (e.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
+            {
+                entries = []; // nothing was ever sent: the first send creates the stream and its group
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                _logger.LogWarning("Redis error while reading inbox receiver={ReceiverId}: {Error}", _coordinator.Id, e.Message);
+                await _coordinator.Mailbox.InboxWake.WaitAsync(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            if (entries.Length == 0)
+            {
+                if (readingPending)
+                {
+                    readingPending = false;
+                    continue;
+                }
+
+                await _coordinator.Mailbox.InboxWake.WaitAsync(_redis.Options.InboxFallbackPollInterval, cancellationToken)
+                    .ConfigureAwait(false);
+                continue;
+            }
+
+            foreach (var entry in entries)
+            {
+                var received = await AcceptAsync(entry, readingPending).ConfigureAwait(false);
+                if (received is null)
+                {
+                    continue;
+                }
+
+                yield return received;
+                await CompleteAsync(received).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Marks a handed-out signal consumed: it leaves the inbox, and K2 shows the next pending one or disappears.</summary>
+    public Task CompleteAsync(ReceivedSignal received)
+    {
+        ArgumentNullException.ThrowIfNull(received);
+        return ConsumeAsync(received.EntryId);
+    }
+
+    private async Task ConsumeAsync(string entryId) =>
+        await _redis.Database.ScriptEvaluateAsync(
+            RedisScripts.ConsumeSignal,
+            [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
+            [entryId, Keys.InboxGroup, _redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
+
+    /// <summary>Verifies an entry and ACKs it; returns null (after consuming it) when it must not reach the application.</summary>
+    private async Task<ReceivedSignal?> AcceptAsync(StreamEntry entry, bool redelivery)
+    {
+        var entryId = (string)entry.Id!;
+        var raw = (string?)entry["signal"];
+        var self = _coordinator.Id;
+        if (!Json.TryDeserialize<Signal>(raw, out var signal, out var error) || signal is null ||
+            SignalTypes.Normalize(signal.Type) is null ||
+            !Identity.Ids.IsValidSignalId(signal.MessageId) || !Identity.Ids.IsValidName(signal.SenderId))
+        {
+            await RejectAsync(entryId, "invalid", $"Unknown signal type or malformed signal entry={entryId}: {error ?? signal?.Type}")
+                .ConfigureAwait(false);
+            return null;
+        }
+
+        if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal) ||
+            !_keys.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature))
+        {
+            _metrics.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
+            await RejectAsync(entryId, "invalid",
+                $"Invalid signal signature messageId={signal.MessageId} senderId={signal.SenderId} receiver={signal.ReceiverId}").ConfigureAwait(false);
+            return null;
+        }
+
+        var enqueuedAt = EntryTime(entryId);
+        if (enqueuedAt is { } at && _redis.Time.GetUtcNow().ToUnixTimeMilliseconds() - at > _redis.Options.SignalTtlSeconds * 1000L)
+        {
+            await RejectAsync(entryId, "too_old", $"Signal timestamp too old messageId={signal.MessageId}").ConfigureAwait(false);
+            return null;
+        }
+
+        if (signal.ReceiverEpoch is { } epoch && epoch < _coordinator.Epoch)
+        {
+            await RejectAsync(entryId, "stale_epoch",
+                $"Ignoring signal for an earlier instance messageId={signal.MessageId} receiverEpoch={epoch} epoch={_coordinator.Epoch}")
+                .ConfigureAwait(false);
+            return null;
+        }
+
+        _logger.LogInformation(
+            "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} redelivery={Redelivery}",
+            signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
+        var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt).ConfigureAwait(false);
+        try
+        {
+            await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", self, e.Message);
+        }
+
+        return new ReceivedSignal(signal, ack, entryId, redelivery);
+    }
+
+    private async Task RejectAsync(string entryId, string reason, string message)
+    {
+        _metrics.SignalsIgnored.WithLabels(_coordinator.Id, reason).Inc();
+        _logger.LogWarning("{Message}", message);
+        await ConsumeAsync(entryId).ConfigureAwait(false);
+    }
+
+    /// <summary>The Redis time (ms) a stream entry was added: the first part of its ID.</summary>
+    private static long? EntryTime(string entryId)
+    {
+        var dash = entryId.IndexOf('-', StringComparison.Ordinal);
+        return long.TryParse(dash < 0 ? entryId : entryId[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
+            ? ms
+            : null;
+    }
+}

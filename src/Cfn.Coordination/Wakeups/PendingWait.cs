@@ -1,0 +1,33 @@
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Wakeups;
+
+/// <summary>One running ACK wait, as the wake-up machinery sees it.</summary>
+internal sealed class PendingWait(string coordinatorId, string signalId) : IDisposable
+{
+    private RedisKey[] _missing = [];
+
+    public string CoordinatorId { get; } = coordinatorId;
+
+    public string SignalId { get; } = signalId;
+
+    public AsyncSignal Wake { get; } = new();
+
+    /// <summary>Set by a force-unblock; the wait then ends with status <c>forced</c>.</summary>
+    public bool Forced { get; private set; }
+
+    /// <summary>The ACK keys not yet verified; read by the fallback poller.</summary>
+    public RedisKey[] MissingKeys
+    {
+        get => Volatile.Read(ref _missing);
+        set => Volatile.Write(ref _missing, value);
+    }
+
+    public void Force()
+    {
+        Forced = true;
+        Wake.Set();
+    }
+
+    public void Dispose() => Wake.Dispose();
+}

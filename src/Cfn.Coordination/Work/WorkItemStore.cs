@@ -1,0 +1,195 @@
+using System.Text.Json;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Work;
+
+/// <summary>
+/// This coordinator's work items (SPEC K10, D6). Create, claim, progress, complete and release are each one fenced
+/// compare-and-set script: the caller's epoch must be its coordinator's current epoch, and the stored item must be
+/// exactly the one the caller holds (owner, owner epoch, fencing token, status). A refused write returns a distinct
+/// outcome, is counted in <c>work_item_writes_refused_total</c>, and <see cref="WorkWriteOutcome.Fenced"/> also tells
+/// the coordinator it was superseded, so it stops.
+/// </summary>
+public sealed class WorkItemStore
+{
+    private readonly Coordinator _coordinator;
+    private readonly RedisContext _redis;
+    private readonly CoordinationMetrics _metrics;
+    private readonly ILogger _logger;
+
+    internal WorkItemStore(Coordinator coordinator, RedisContext redis, CoordinationMetrics metrics, ILogger logger)
+    {
+        _coordinator = coordinator;
+        _redis = redis;
+        _metrics = metrics;
+        _logger = logger;
+    }
+
+    /// <summary>Creates a new item owned by this coordinator instance.</summary>
+    public Task<WorkWriteResult> CreateAsync(string workId, JsonElement? data = null)
+    {
+        Ids.RequireName(workId, "workId");
+        var item = new WorkItem
+        {
+            WorkId = workId,
+            SwarmId = _coordinator.SwarmId,
+            AssignedTo = _coordinator.Id,
+            OwnerEpoch = _coordinator.Epoch,
+            Epoch = 1,
+            Status = WorkStatus.InProgress,
+            Data = data,
+            StartedAt = Json.NowMarker,
+            UpdatedAt = Json.NowMarker,
+        };
+        var key = Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId);
+        return WriteAsync(key, key, expected: null, item);
+    }
+
+    /// <summary>Reads an item of this coordinator (null when absent or unreadable).</summary>
+    public Task<WorkItem?> GetAsync(string workId) => GetAsync(_coordinator.SwarmId, _coordinator.Id, workId);
+
+    /// <summary>Reads any coordinator's item (null when absent or unreadable).</summary>
+    public async Task<WorkItem?> GetAsync(string swarmId, string coordinatorId, string workId)
+    {
+        var key = Keys.Work(swarmId, coordinatorId, workId);
+        var raw = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        if (raw is null)
+        {
+            return null;
+        }
+
+        if (!Json.TryDeserialize<WorkItem>(raw, out var item, out var error))
+        {
+            _logger.LogWarning("Unreadable work item key={Key}: {Error}", (string)key!, error);
+            return null;
+        }
+
+        return item! with { Stored = raw };
+    }
+
+    /// <summary>Records progress (new data) on an item this instance owns.</summary>
+    public Task<WorkWriteResult> ProgressAsync(WorkItem item, JsonElement? data) =>
+        UpdateAsync(item, i => i with { Data = data ?? i.Data, Status = WorkStatus.InProgress });
+
+    /// <summary>Completes an item this instance owns; a completed item is never written or transferred again.</summary>
+    public Task<WorkWriteResult> CompleteAsync(WorkItem item, JsonElement? result = null) =>
+        UpdateAsync(item, i => i with { Data = result ?? i.Data, Status = WorkStatus.Completed });
+
+    /// <summary>Gives up an item this instance owns, so another coordinator may claim it.</summary>
+    public Task<WorkWriteResult> ReleaseAsync(WorkItem item) =>
+        UpdateAsync(item, i => i with { Status = WorkStatus.Released });
+
+    /// <summary>Takes over an item that <paramref name="fromCoordinatorId"/> released; it moves under this coordinator's key.</summary>
+    public async Task<WorkWriteResult> ClaimAsync(string fromCoordinatorId, string workId)
+    {
+        var current = await GetAsync(_coordinator.SwarmId, fromCoordinatorId, workId).ConfigureAwait(false);
+        if (current is null)
+        {
+            return Refused(new WorkWriteResult(WorkWriteOutcome.NotFound, null));
+        }
+
+        if (current.Status != WorkStatus.Released)
+        {
+            return Refused(new WorkWriteResult(
+                current.Status == WorkStatus.Completed ? WorkWriteOutcome.AlreadyCompleted : WorkWriteOutcome.NotReleased, current));
+        }
+
+        var claimed = current with
+        {
+            AssignedTo = _coordinator.Id,
+            OwnerEpoch = _coordinator.Epoch,
+            Epoch = current.Epoch + 1,
+            Status = WorkStatus.InProgress,
+            UpdatedAt = Json.NowMarker,
+            TransferredFrom = fromCoordinatorId,
+            TransferredAt = Json.NowMarker,
+            Stored = null,
+        };
+        return await WriteAsync(
+            Keys.Work(_coordinator.SwarmId, fromCoordinatorId, workId),
+            Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId),
+            current.Stored,
+            claimed).ConfigureAwait(false);
+    }
+
+    private async Task<WorkWriteResult> UpdateAsync(WorkItem item, Func<WorkItem, WorkItem> change)
+    {
+        ArgumentNullException.ThrowIfNull(item);
+        if (item.Stored is null)
+        {
+            throw new ArgumentException("item must be one returned by this store (its stored form is compared)", nameof(item));
+        }
+
+        var key = Keys.Work(item.SwarmId, item.AssignedTo, item.WorkId);
+        if (item.AssignedTo != _coordinator.Id || item.OwnerEpoch != _coordinator.Epoch)
+        {
+            return Refused(new WorkWriteResult(
+                _coordinator.IsSuperseded ? WorkWriteOutcome.Fenced : WorkWriteOutcome.NotOwner, item));
+        }
+
+        if (item.Status == WorkStatus.Completed)
+        {
+            return Refused(new WorkWriteResult(WorkWriteOutcome.AlreadyCompleted, item));
+        }
+
+        var next = change(item) with { UpdatedAt = Json.NowMarker, Stored = null };
+        return await WriteAsync(key, key, item.Stored, next).ConfigureAwait(false);
+    }
+
+    private async Task<WorkWriteResult> WriteAsync(RedisKey from, RedisKey to, string? expected, WorkItem next)
+    {
+        var reply = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
+            RedisScripts.WorkCas,
+            [from, to, Keys.Epoch(_coordinator.Id)],
+            [expected ?? string.Empty, Json.SerializeTemplate(next), _coordinator.Epoch, _redis.Options.WorkTtlSeconds])
+            .ConfigureAwait(false))!;
+        var verdict = (string)reply[0]!;
+        var payload = (string?)reply[1];
+        WorkItem? found = null;
+        if (verdict != "fenced" && !string.IsNullOrEmpty(payload) && Json.TryDeserialize<WorkItem>(payload, out var parsed, out _))
+        {
+            found = parsed! with { Stored = payload };
+        }
+
+        switch (verdict)
+        {
+            case "ok":
+                try
+                {
+                    await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
+                }
+
+                return new WorkWriteResult(WorkWriteOutcome.Ok, found);
+            case "fenced":
+                _logger.LogError(
+                    "Work item write fenced: coordinator={CoordinatorId} epoch={Epoch} is no longer current (current={Current}); stopping",
+                    _coordinator.Id, _coordinator.Epoch, payload);
+                _coordinator.MarkSuperseded();
+                return Refused(new WorkWriteResult(WorkWriteOutcome.Fenced, null));
+            case "exists":
+                return Refused(new WorkWriteResult(WorkWriteOutcome.AlreadyExists, found));
+            case "not_found":
+                return Refused(new WorkWriteResult(WorkWriteOutcome.NotFound, null));
+            default:
+                // The stored item differs from what we hold: decide whether it slipped out of our hands.
+                var outcome = found is null || found.AssignedTo != _coordinator.Id || found.OwnerEpoch != _coordinator.Epoch
+                    ? WorkWriteOutcome.NotOwner
+                    : found.Status == WorkStatus.Completed ? WorkWriteOutcome.AlreadyCompleted : WorkWriteOutcome.Conflict;
+                return Refused(new WorkWriteResult(outcome, found));
+        }
+    }
+
+    private WorkWriteResult Refused(WorkWriteResult result)
+    {
+        _metrics.WorkWritesRefused.WithLabels(_coordinator.Id, result.Label).Inc();
+        return result;
+    }
+}
