@@ -29,6 +29,7 @@ public sealed class Coordinator : IAsyncDisposable
     private Coordinator(RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, string id, string swarmId, long epoch)
     {
         _redis = redis;
+        SigningKeys = keys;
         Id = id;
         SwarmId = swarmId;
         Epoch = epoch;
@@ -37,10 +38,10 @@ public sealed class Coordinator : IAsyncDisposable
         var loggers = redis.LoggerFactory;
         _logger = loggers.CreateLogger("Cfn.Coordination.Coordinator");
         Activity = new ActivityRecorder(redis.Database, this, redis.Options.ActivityTtlSeconds);
-        Acks = new AckService(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
-        Waiter = new AckWaiter(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
-        Signals = new SignalSender(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.Signals"));
-        Inbox = new SignalInbox(this, redis, keys, metrics, loggers.CreateLogger("Cfn.Coordination.Signals"));
+        Acks = new AckService(this, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
+        Waiter = new AckWaiter(this, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
+        Signals = new SignalSender(this, loggers.CreateLogger("Cfn.Coordination.Signals"));
+        Inbox = new SignalInbox(this, loggers.CreateLogger("Cfn.Coordination.Signals"));
         Heartbeats = new HeartbeatLoop(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Heartbeats"));
         Work = new WorkItemStore(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Work"));
     }
@@ -100,6 +101,10 @@ public sealed class Coordinator : IAsyncDisposable
     public CancellationToken SupersededToken => _superseded.Token;
 
     internal CoordinatorMailbox Mailbox { get; private set; } = null!;
+
+    internal RedisContext Redis => _redis;
+
+    internal SigningKeys SigningKeys { get; }
 
     /// <summary>
     /// Starts a coordinator instance: a new epoch, its wake-up channel, the first heartbeat and activity record, and

@@ -17,19 +17,19 @@ namespace Cfn.Coordination.Acks;
 public sealed class AckService
 {
     private readonly Coordinator _coordinator;
-    private readonly RedisContext _redis;
-    private readonly SigningKeys _keys;
-    private readonly CoordinationMetrics _metrics;
     private readonly ILogger _logger;
 
-    internal AckService(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    internal AckService(Coordinator coordinator, ILogger logger)
     {
         _coordinator = coordinator;
-        _redis = redis;
-        _keys = keys;
-        _metrics = metrics;
         _logger = logger;
     }
+
+    private RedisContext Redis => _coordinator.Redis;
+
+    private SigningKeys Signing => _coordinator.SigningKeys;
+
+    private CoordinationMetrics Telemetry => _coordinator.Metrics;
 
     /// <summary>
     /// ACKs <paramref name="signal"/>, which must be addressed to this coordinator. Returns the stored ACK: the one
@@ -61,17 +61,17 @@ public sealed class AckService
         Ids.RequireSignalId(signalId, "signalId");
         Ids.RequireName(senderId, "senderId");
         var self = _coordinator.Id;
-        var started = _redis.Time.GetTimestamp();
+        var started = Redis.Time.GetTimestamp();
         _logger.LogInformation(
             "Received signal, sending immediate ACK signalId={SignalId} signalType={SignalType} source={Source} coordinatorId={CoordinatorId}",
             signalId, signalType, senderId, self);
 
         var ack = NewAck(signalId, signalType, phase);
         var key = Keys.Ack(self, signalId);
-        var reply = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
+        var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
             [key],
-            [Json.Serialize(ack), _redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}"])
+            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}"])
             .ConfigureAwait(false))!;
         var written = (long)reply[0] == 1;
         var redisNow = (long)reply[2];
@@ -79,7 +79,7 @@ public sealed class AckService
         if (!written)
         {
             var stored = (string?)reply[1];
-            if (AckVerifier.Verify(_keys, stored, self, signalId, out var existing) == AckRejection.None)
+            if (AckVerifier.Verify(Signing, stored, self, signalId, out var existing) == AckRejection.None)
             {
                 _logger.LogWarning("Signal already processed, returning cached ACK signalId={SignalId} coordinatorId={CoordinatorId}",
                     signalId, self);
@@ -90,17 +90,17 @@ public sealed class AckService
             _logger.LogError(
                 "ACK signature verification failed coordinatorId={CoordinatorId} signalId={SignalId} key={Key}: replacing the invalid stored ACK",
                 self, signalId, (string)key!);
-            await _redis.Database.StringSetAsync(key, Json.Serialize(ack), TimeSpan.FromSeconds(_redis.Options.AckTtlSeconds))
+            await Redis.Database.StringSetAsync(key, Json.Serialize(ack), TimeSpan.FromSeconds(Redis.Options.AckTtlSeconds))
                 .ConfigureAwait(false);
-            await _redis.Database.PublishAsync(Keys.Events(senderId), $"ack {signalId} {self}").ConfigureAwait(false);
+            await Redis.Database.PublishAsync(Keys.Events(senderId), $"ack {signalId} {self}").ConfigureAwait(false);
         }
 
         var latencyMs = Math.Max(0, redisNow - sentAtMs);
-        _metrics.SignalLatency.WithLabels(self, signalType).Observe(latencyMs / 1000.0);
+        Telemetry.SignalLatency.WithLabels(self, signalType).Observe(latencyMs / 1000.0);
         _logger.LogInformation(
             "ACK sent successfully signalId={SignalId} coordinatorId={CoordinatorId} iteration={Iteration} ackKey={AckKey} ttl={Ttl} duration={DurationMs} signalLatencyMs={LatencyMs}",
-            signalId, self, ack.Iteration, (string)key!, _redis.Options.AckTtlSeconds,
-            (long)_redis.Time.GetElapsedTime(started).TotalMilliseconds, latencyMs);
+            signalId, self, ack.Iteration, (string)key!, Redis.Options.AckTtlSeconds,
+            (long)Redis.Time.GetElapsedTime(started).TotalMilliseconds, latencyMs);
         return ack;
     }
 
@@ -111,19 +111,19 @@ public sealed class AckService
     public async Task<SignalAck?> GetAckAsync(string signalId)
     {
         var key = Keys.Ack(_coordinator.Id, signalId);
-        var raw = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        var raw = (string?)await Redis.Database.StringGetAsync(key).ConfigureAwait(false);
         if (raw is null)
         {
             return null;
         }
 
-        var rejection = AckVerifier.Verify(_keys, raw, _coordinator.Id, signalId, out var ack);
+        var rejection = AckVerifier.Verify(Signing, raw, _coordinator.Id, signalId, out var ack);
         if (rejection == AckRejection.None)
         {
             return ack;
         }
 
-        _metrics.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
+        Telemetry.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
         _logger.LogError("ACK signature verification failed - possible spoofing attack coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
             _coordinator.Id, signalId, (string)key!, AckVerifier.Label(rejection));
         return null;
@@ -138,16 +138,16 @@ public sealed class AckService
         var key = Keys.Ack(coordinatorId, signalId);
         if (!verify)
         {
-            return await _redis.Database.KeyExistsAsync(key).ConfigureAwait(false);
+            return await Redis.Database.KeyExistsAsync(key).ConfigureAwait(false);
         }
 
-        var raw = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
-        return raw is not null && AckVerifier.Verify(_keys, raw, coordinatorId, signalId, out _) == AckRejection.None;
+        var raw = (string?)await Redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        return raw is not null && AckVerifier.Verify(Signing, raw, coordinatorId, signalId, out _) == AckRejection.None;
     }
 
     private SignalAck NewAck(string signalId, string signalType, string? phase)
     {
-        var timestamp = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
         var iteration = _coordinator.Iteration;
         return new SignalAck
         {
@@ -155,7 +155,7 @@ public sealed class AckService
             SignalId = signalId,
             Timestamp = timestamp,
             Iteration = iteration,
-            Signature = _keys.Sign(SignedMessages.Ack(_coordinator.Id, signalId, timestamp, iteration)),
+            Signature = Signing.Sign(SignedMessages.Ack(_coordinator.Id, signalId, timestamp, iteration)),
             Metadata = new AckMetadata { SignalType = signalType, Phase = phase },
         };
     }

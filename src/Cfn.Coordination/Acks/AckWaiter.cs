@@ -17,19 +17,19 @@ namespace Cfn.Coordination.Acks;
 public sealed class AckWaiter
 {
     private readonly Coordinator _coordinator;
-    private readonly RedisContext _redis;
-    private readonly SigningKeys _keys;
-    private readonly CoordinationMetrics _metrics;
     private readonly ILogger _logger;
 
-    internal AckWaiter(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    internal AckWaiter(Coordinator coordinator, ILogger logger)
     {
         _coordinator = coordinator;
-        _redis = redis;
-        _keys = keys;
-        _metrics = metrics;
         _logger = logger;
     }
+
+    private RedisContext Redis => _coordinator.Redis;
+
+    private SigningKeys Signing => _coordinator.SigningKeys;
+
+    private CoordinationMetrics Telemetry => _coordinator.Metrics;
 
     /// <summary>
     /// Waits until every coordinator in <paramref name="coordinatorIds"/> has a valid ACK of <paramref name="signalId"/>,
@@ -55,7 +55,7 @@ public sealed class AckWaiter
             }
         }
 
-        var limit = timeout ?? _redis.Options.BlockingTimeout;
+        var limit = timeout ?? Redis.Options.BlockingTimeout;
         if (limit <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(timeout), limit, "timeout must be positive");
@@ -64,7 +64,7 @@ public sealed class AckWaiter
         var self = _coordinator.Id;
         var swarm = _coordinator.SwarmId;
         var phase = _coordinator.Phase ?? "none";
-        var time = _redis.Time;
+        var time = Redis.Time;
         var started = time.GetTimestamp();
         var startedMs = time.GetUtcNow().ToUnixTimeMilliseconds();
         var acks = new Dictionary<string, SignalAck>(StringComparer.Ordinal);
@@ -77,12 +77,12 @@ public sealed class AckWaiter
         using var wait = new PendingWait(self, signalId);
         var activityToken = _coordinator.Activity.BeginWait(signalId, targets, startedMs, (long)limit.TotalMilliseconds);
         _coordinator.Mailbox.Add(wait);
-        _metrics.WaitStarted(self, swarm, phase, started);
+        Telemetry.WaitStarted(self, swarm, phase, started);
         using var deadline = new CancellationTokenSource(limit, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
         try
         {
-            await TryRecordActivityAsync().ConfigureAwait(false);
+            await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
             var missing = targets;
             while (true)
             {
@@ -118,7 +118,7 @@ public sealed class AckWaiter
                 if (missing.Count != before)
                 {
                     _coordinator.Activity.UpdateWait(activityToken, missing);
-                    await TryRecordActivityAsync().ConfigureAwait(false);
+                    await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
                 }
 
                 wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
@@ -135,17 +135,17 @@ public sealed class AckWaiter
         {
             _coordinator.Mailbox.Remove(wait);
             _coordinator.Activity.EndWait(activityToken);
-            _metrics.WaitEnded(self, swarm, phase, started);
+            Telemetry.WaitEnded(self, swarm, phase, started);
         }
 
         var duration = time.GetElapsedTime(started);
         var missingIds = targets.Where(t => !acks.ContainsKey(t)).ToList();
         var result = new AckWaitResult(signalId, status, acks, missingIds, duration);
-        _metrics.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
+        Telemetry.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
         switch (status)
         {
             case AckWaitStatus.Timeout:
-                _metrics.CountTimeout(self, "blocking");
+                Telemetry.CountTimeout(self, "blocking");
                 _logger.LogWarning(
                     "ACK wait timeout signalId={SignalId} received={Received} total={Total} missing={Missing} duration={DurationMs}",
                     signalId, acks.Count, targets.Count, string.Join(',', missingIds), (long)duration.TotalMilliseconds);
@@ -159,14 +159,14 @@ public sealed class AckWaiter
         _logger.LogInformation(
             "ACK wait complete signalId={SignalId} received={Received} total={Total} duration={DurationMs} status={Status}",
             signalId, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
-        await TryRecordActivityAsync().ConfigureAwait(false);
+        await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
         return result;
     }
 
     private async Task<List<string>> ReadMissingAsync(
         List<string> missing, string signalId, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
     {
-        var values = await _redis.Database.StringGetAsync(keys).ConfigureAwait(false);
+        var values = await Redis.Database.StringGetAsync(keys).ConfigureAwait(false);
         var still = new List<string>(missing.Count);
         for (var i = 0; i < missing.Count; i++)
         {
@@ -178,7 +178,7 @@ public sealed class AckWaiter
                 continue;
             }
 
-            var rejection = AckVerifier.Verify(_keys, raw, id, signalId, out var ack);
+            var rejection = AckVerifier.Verify(Signing, raw, id, signalId, out var ack);
             if (rejection == AckRejection.None)
             {
                 acks[id] = ack!;
@@ -190,7 +190,7 @@ public sealed class AckWaiter
             if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
             {
                 rejected[id] = raw;
-                _metrics.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
+                Telemetry.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
                 _logger.LogError(
                     "ACK signature verification failed in waitForAcks coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
                     id, signalId, (string)keys[i]!, AckVerifier.Label(rejection));
@@ -198,17 +198,5 @@ public sealed class AckWaiter
         }
 
         return still;
-    }
-
-    private async Task TryRecordActivityAsync()
-    {
-        try
-        {
-            await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
-        }
     }
 }

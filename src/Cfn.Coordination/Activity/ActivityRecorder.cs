@@ -1,4 +1,5 @@
 using Cfn.Coordination.Redis;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Cfn.Coordination.Activity;
@@ -47,6 +48,22 @@ public sealed class ActivityRecorder
         LastActivity = (long)result;
     }
 
+    /// <summary>
+    /// Records a progress event, logging instead of throwing when Redis fails: a lost activity update must never
+    /// fail the signal, ACK or work write it accompanies.
+    /// </summary>
+    internal async Task TryRecordAsync(ILogger logger)
+    {
+        try
+        {
+            await RecordAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
+        }
+    }
+
     internal object BeginWait(string signalId, IReadOnlyList<string> targets, long startedAt, long timeoutMs)
     {
         var wait = new RunningWait(signalId, targets, startedAt, timeoutMs);
@@ -78,27 +95,23 @@ public sealed class ActivityRecorder
     {
         lock (_gate)
         {
-            if (_waits.Count == 0)
-            {
-                return new ActivityRecord
-                {
-                    CoordinatorId = _coordinator.Id,
-                    SwarmId = _coordinator.SwarmId,
-                    LastActivity = Json.NowMarker,
-                    Iteration = _coordinator.Iteration,
-                    Phase = _coordinator.Phase,
-                    Status = _coordinator.IsWorking ? "working" : "idle",
-                };
-            }
-
-            var newest = _waits[^1];
-            return new ActivityRecord
+            var idle = new ActivityRecord
             {
                 CoordinatorId = _coordinator.Id,
                 SwarmId = _coordinator.SwarmId,
                 LastActivity = Json.NowMarker,
                 Iteration = _coordinator.Iteration,
                 Phase = _coordinator.Phase,
+                Status = _coordinator.IsWorking ? "working" : "idle",
+            };
+            if (_waits.Count == 0)
+            {
+                return idle;
+            }
+
+            var newest = _waits[^1];
+            return idle with
+            {
                 Status = "blocking",
                 WaitingFor = string.Join(',', _waits.SelectMany(w => w.Targets).Distinct(StringComparer.Ordinal)),
                 WaitingForSignal = newest.SignalId,

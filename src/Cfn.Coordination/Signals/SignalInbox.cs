@@ -20,19 +20,19 @@ public sealed class SignalInbox
     private const int BatchSize = 32;
 
     private readonly Coordinator _coordinator;
-    private readonly RedisContext _redis;
-    private readonly SigningKeys _keys;
-    private readonly CoordinationMetrics _metrics;
     private readonly ILogger _logger;
 
-    internal SignalInbox(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    internal SignalInbox(Coordinator coordinator, ILogger logger)
     {
         _coordinator = coordinator;
-        _redis = redis;
-        _keys = keys;
-        _metrics = metrics;
         _logger = logger;
     }
+
+    private RedisContext Redis => _coordinator.Redis;
+
+    private SigningKeys Signing => _coordinator.SigningKeys;
+
+    private CoordinationMetrics Telemetry => _coordinator.Metrics;
 
     /// <summary>
     /// The signals addressed to this coordinator, as they arrive: first those delivered earlier but never consumed,
@@ -48,7 +48,7 @@ public sealed class SignalInbox
             StreamEntry[] entries;
             try
             {
-                entries = await _redis.Database.StreamReadGroupAsync(
+                entries = await Redis.Database.StreamReadGroupAsync(
                     inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? "0-0" : StreamPosition.NewMessages, BatchSize)
                     .ConfigureAwait(false);
             }
@@ -71,7 +71,7 @@ public sealed class SignalInbox
                     continue;
                 }
 
-                await _coordinator.Mailbox.InboxWake.WaitAsync(_redis.Options.InboxFallbackPollInterval, cancellationToken)
+                await _coordinator.Mailbox.InboxWake.WaitAsync(Redis.Options.InboxFallbackPollInterval, cancellationToken)
                     .ConfigureAwait(false);
                 continue;
             }
@@ -98,10 +98,10 @@ public sealed class SignalInbox
     }
 
     private async Task ConsumeAsync(string entryId) =>
-        await _redis.Database.ScriptEvaluateAsync(
+        await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.ConsumeSignal,
             [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
-            [entryId, Keys.InboxGroup, _redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
+            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
 
     /// <summary>Verifies an entry and ACKs it; returns null (after consuming it) when it must not reach the application.</summary>
     private async Task<ReceivedSignal?> AcceptAsync(StreamEntry entry, bool redelivery)
@@ -119,16 +119,16 @@ public sealed class SignalInbox
         }
 
         if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal) ||
-            !_keys.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature))
+            !Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature))
         {
-            _metrics.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
+            Telemetry.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
             await RejectAsync(entryId, "invalid",
                 $"Invalid signal signature messageId={signal.MessageId} senderId={signal.SenderId} receiver={signal.ReceiverId}").ConfigureAwait(false);
             return null;
         }
 
         var enqueuedAt = EntryTime(entryId);
-        if (enqueuedAt is { } at && _redis.Time.GetUtcNow().ToUnixTimeMilliseconds() - at > _redis.Options.SignalTtlSeconds * 1000L)
+        if (enqueuedAt is { } at && Redis.Time.GetUtcNow().ToUnixTimeMilliseconds() - at > Redis.Options.SignalTtlSeconds * 1000L)
         {
             await RejectAsync(entryId, "too_old", $"Signal timestamp too old messageId={signal.MessageId}").ConfigureAwait(false);
             return null;
@@ -146,21 +146,14 @@ public sealed class SignalInbox
             "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} redelivery={Redelivery}",
             signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
         var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt).ConfigureAwait(false);
-        try
-        {
-            await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", self, e.Message);
-        }
+        await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
 
         return new ReceivedSignal(signal, ack, entryId, redelivery);
     }
 
     private async Task RejectAsync(string entryId, string reason, string message)
     {
-        _metrics.SignalsIgnored.WithLabels(_coordinator.Id, reason).Inc();
+        Telemetry.SignalsIgnored.WithLabels(_coordinator.Id, reason).Inc();
         _logger.LogWarning("{Message}", message);
         await ConsumeAsync(entryId).ConfigureAwait(false);
     }

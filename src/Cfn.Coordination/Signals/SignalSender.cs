@@ -17,19 +17,19 @@ namespace Cfn.Coordination.Signals;
 public sealed class SignalSender
 {
     private readonly Coordinator _coordinator;
-    private readonly RedisContext _redis;
-    private readonly SigningKeys _keys;
-    private readonly CoordinationMetrics _metrics;
     private readonly ILogger _logger;
 
-    internal SignalSender(Coordinator coordinator, RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, ILogger logger)
+    internal SignalSender(Coordinator coordinator, ILogger logger)
     {
         _coordinator = coordinator;
-        _redis = redis;
-        _keys = keys;
-        _metrics = metrics;
         _logger = logger;
     }
+
+    private RedisContext Redis => _coordinator.Redis;
+
+    private SigningKeys Signing => _coordinator.SigningKeys;
+
+    private CoordinationMetrics Telemetry => _coordinator.Metrics;
 
     /// <summary>
     /// Sends a signal from this coordinator to <paramref name="receiverId"/>.
@@ -76,11 +76,11 @@ public sealed class SignalSender
         }
         catch (ArgumentException)
         {
-            _metrics.SignalsFailed.WithLabels(senderId, normalizedType ?? "unknown", "validation").Inc();
+            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType ?? "unknown", "validation").Inc();
             throw;
         }
 
-        var timestamp = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
         var messageId = string.Create(CultureInfo.InvariantCulture,
             $"{senderId}:{receiverId}:{normalizedType}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
         var signal = new Signal
@@ -92,30 +92,30 @@ public sealed class SignalSender
             Type = normalizedType,
             Payload = payload is { ValueKind: JsonValueKind.Undefined } ? null : payload,
             MessageId = messageId,
-            Signature = _keys.Sign(SignedMessages.Signal(senderId, receiverId, normalizedType, timestamp)),
+            Signature = Signing.Sign(SignedMessages.Signal(senderId, receiverId, normalizedType, timestamp)),
             ReceiverEpoch = receiverEpoch,
         };
         var json = Json.Serialize(signal);
-        if (json.Length > _redis.Options.MaxPayloadBytes)
+        if (json.Length > Redis.Options.MaxPayloadBytes)
         {
-            _metrics.SignalsFailed.WithLabels(senderId, normalizedType, "validation").Inc();
+            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType, "validation").Inc();
             throw new ArgumentException(
-                $"payload exceeds maximum size of {_redis.Options.MaxPayloadBytes} bytes (got {json.Length})", nameof(payload));
+                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {json.Length})", nameof(payload));
         }
 
         var key = Keys.Signal(receiverId);
         RedisResult result;
         try
         {
-            result = await _redis.Database.ScriptEvaluateAsync(
+            result = await Redis.Database.ScriptEvaluateAsync(
                 RedisScripts.SendSignal,
                 [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key],
-                [json, _redis.Options.SignalTtlSeconds, _redis.Options.IdempotencyTtlSeconds,
+                [json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
                     Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup]).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            _metrics.SignalsFailed.WithLabels(senderId, normalizedType, "redis_error").Inc();
+            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType, "redis_error").Inc();
             _logger.LogError("Redis error: Signal delivery failed messageId={MessageId} receiver={ReceiverId}: {Error}",
                 messageId, receiverId, e.Message);
             throw new SignalDeliveryException("Signal delivery failed: " + e.Message, e);
@@ -130,11 +130,11 @@ public sealed class SignalSender
             return new SignalDeliveryResult(true, messageId, true, timestamp, key!);
         }
 
-        _metrics.SignalsSent.WithLabels(senderId, normalizedType).Inc();
+        Telemetry.SignalsSent.WithLabels(senderId, normalizedType).Inc();
         _logger.LogInformation(
             "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl}",
-            messageId, senderId, receiverId, normalizedType, iteration, (string)key!, _redis.Options.SignalTtlSeconds);
-        await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
+            messageId, senderId, receiverId, normalizedType, iteration, (string)key!, Redis.Options.SignalTtlSeconds);
+        await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
         return new SignalDeliveryResult(true, messageId, false, timestamp, key!);
     }
 }

@@ -158,14 +158,7 @@ public sealed class WorkItemStore
         switch (verdict)
         {
             case "ok":
-                try
-                {
-                    await _coordinator.Activity.RecordAsync().ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
-                }
+                await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
 
                 return new WorkWriteResult(WorkWriteOutcome.Ok, found);
             case "fenced":
