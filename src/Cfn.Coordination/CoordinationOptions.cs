@@ -1,4 +1,6 @@
+using System.Collections;
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 
 namespace Cfn.Coordination;
 
@@ -82,5 +84,91 @@ public sealed class CoordinationOptions
             throw new ValidationException(
                 $"HeartbeatTtlSeconds ({HeartbeatTtlSeconds}) must be longer than HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms)");
         }
+    }
+
+    /// <summary>
+    /// Reads the protocol variables of SPEC §3.6 (<c>BLOCKING_TIMEOUT_MS</c>, <c>HEARTBEAT_INTERVAL_MS</c>,
+    /// <c>HEARTBEAT_TTL_SECONDS</c>, <c>HEARTBEAT_DEBUG</c>, <c>ACK_TTL_SECONDS</c>, <c>SIGNAL_TTL_SECONDS</c>,
+    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, and the obsolete
+    /// <c>BLOCKING_TIMEOUT</c>) from <paramref name="environment"/> (the process environment when null), then validates.
+    /// </summary>
+    /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
+    public static CoordinationOptions FromEnvironment(IDictionary? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        var options = new CoordinationOptions();
+        string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
+
+        long? Number(string name)
+        {
+            var text = Get(name);
+            if (text is null)
+            {
+                return null;
+            }
+
+            return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value > 0
+                ? value
+                : throw new ValidationException($"{name} must be a positive integer (got \"{text}\")");
+        }
+
+        bool? Flag(string name) => Get(name) switch
+        {
+            null => null,
+            var t when t.Equals("true", StringComparison.OrdinalIgnoreCase) || t == "1" => true,
+            var t when t.Equals("false", StringComparison.OrdinalIgnoreCase) || t == "0" => false,
+            var t => throw new ValidationException($"{name} must be true or false (got \"{t}\")"),
+        };
+
+        int Seconds(string name, long value) =>
+            value <= int.MaxValue ? (int)value : throw new ValidationException($"{name} is too large (got {value})");
+
+        if ((Number("BLOCKING_TIMEOUT_MS") ?? Number("BLOCKING_TIMEOUT")) is { } blocking)
+        {
+            options.BlockingTimeout = TimeSpan.FromMilliseconds(blocking);
+        }
+
+        if (Number("HEARTBEAT_INTERVAL_MS") is { } interval)
+        {
+            options.HeartbeatInterval = TimeSpan.FromMilliseconds(interval);
+        }
+
+        if (Number("HEARTBEAT_TTL_SECONDS") is { } heartbeatTtl)
+        {
+            options.HeartbeatTtlSeconds = Seconds("HEARTBEAT_TTL_SECONDS", heartbeatTtl);
+        }
+
+        if (Flag("HEARTBEAT_DEBUG") is { } debug)
+        {
+            options.HeartbeatDebug = debug;
+        }
+
+        if (Number("ACK_TTL_SECONDS") is { } ackTtl)
+        {
+            options.AckTtlSeconds = Seconds("ACK_TTL_SECONDS", ackTtl);
+        }
+
+        if (Number("SIGNAL_TTL_SECONDS") is { } signalTtl)
+        {
+            options.SignalTtlSeconds = Seconds("SIGNAL_TTL_SECONDS", signalTtl);
+        }
+
+        if (Number("IDEMPOTENCY_TTL_SECONDS") is { } idempotencyTtl)
+        {
+            options.IdempotencyTtlSeconds = Seconds("IDEMPOTENCY_TTL_SECONDS", idempotencyTtl);
+        }
+
+        if (Number("ACK_POLL_INTERVAL_MS") is { } poll)
+        {
+            options.AckFallbackPollInterval = TimeSpan.FromMilliseconds(poll);
+        }
+
+        if (Number("ACTIVITY_CHECK_INTERVAL_MS") is { } check)
+        {
+            options.ActivityCheckInterval = TimeSpan.FromMilliseconds(check);
+        }
+
+        options.Validate();
+        return options;
     }
 }
