@@ -4,6 +4,13 @@
 -- ARGV[1] signal JSON   ARGV[2] signal TTL (s)   ARGV[3] idempotency TTL (s)   ARGV[4] receiver channel
 -- ARGV[5] messageId     ARGV[6] consumer group
 -- Returns {1, streamEntryId} when delivered, {0, ''} for a duplicate messageId.
+-- Scripts are not rolled back on error, so every check comes before the first write: a failed send must not leave an
+-- idempotency record behind that would make its retry look like a duplicate.
+local inbox_type = redis.call('TYPE', KEYS[2])['ok']
+local view_type = redis.call('TYPE', KEYS[3])['ok']
+if (inbox_type ~= 'none' and inbox_type ~= 'stream') or (view_type ~= 'none' and view_type ~= 'string') then
+  return redis.error_reply('WRONGTYPE inbox or signal view of the receiver holds another type')
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
   return {0, ''}
 end
