@@ -1,0 +1,146 @@
+using System.Globalization;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Tests.Infrastructure;
+
+namespace Cfn.Coordination.Tests.Redis;
+
+/// <summary>
+/// D3: an idle waiter costs no Redis commands; the only background reads are the process-wide fallback check, one
+/// batched MGET per period however many waits there are. Reads INFO commandstats, so it runs alone.
+/// </summary>
+[Collection(IsolatedRedisCollection.Name)]
+public sealed class IdleWaitCostTests(RedisServer server)
+{
+    private const int Coordinators = 10;
+    private const int WaitsPerCoordinator = 10;
+    private const int Waits = Coordinators * WaitsPerCoordinator;
+
+    private static readonly string[] ReadCommands = ["mget", "get", "evalsha", "eval", "xreadgroup", "exists", "xread", "scan", "keys"];
+
+    [Fact]
+    public async Task HundredIdleWaits_SlowFallback_SendNoCommandsForTwoSeconds()
+    {
+        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromSeconds(30));
+        using var cts = new CancellationTokenSource();
+        var waits = await StartIdleWaitsAsync(h, cts.Token);
+        try
+        {
+            await server.Server.ConfigResetStatisticsAsync();
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var stats = await CommandCallsAsync();
+
+            Assert.All(waits, w => Assert.False(w.IsCompleted));
+            foreach (var command in ReadCommands)
+            {
+                Assert.True(stats.GetValueOrDefault(command) == 0,
+                    $"{stats.GetValueOrDefault(command)} {command} calls while {Waits} waits were idle; all: {Describe(stats)}");
+            }
+        }
+        finally
+        {
+            await cts.CancelAsync();
+            var results = await Task.WhenAll(waits);
+            Assert.All(results, r => Assert.Equal(AckWaitStatus.Cancelled, r.Status));
+        }
+    }
+
+    [Fact]
+    public async Task HundredIdleWaits_FastFallback_OneBatchedMgetPerTick()
+    {
+        var interval = TimeSpan.FromMilliseconds(250);
+        var window = TimeSpan.FromSeconds(2);
+        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = interval);
+        using var cts = new CancellationTokenSource();
+        var waits = await StartIdleWaitsAsync(h, cts.Token);
+        try
+        {
+            await server.Server.ConfigResetStatisticsAsync();
+            var readsBefore = h.Redis.Wakeups.FallbackReads;
+            await Task.Delay(window);
+            var readsAfter = h.Redis.Wakeups.FallbackReads;
+            var stats = await CommandCallsAsync();
+
+            Assert.All(waits, w => Assert.False(w.IsCompleted));
+            var mget = stats.GetValueOrDefault("mget");
+            var maxTicks = (int)(window / interval) + 2;
+            Assert.True(mget <= maxTicks, $"{mget} MGETs in {window.TotalSeconds} s with {Waits} waits (at most {maxTicks}); all: {Describe(stats)}");
+            Assert.True(mget >= 2, $"the fallback check did not run: {mget} MGETs; all: {Describe(stats)}");
+            Assert.InRange(readsAfter - readsBefore, mget - 1, mget + 1);
+            Assert.Equal(0, stats.GetValueOrDefault("get"));
+            Assert.Equal(0, stats.GetValueOrDefault("evalsha") + stats.GetValueOrDefault("eval"));
+            Assert.Equal(0, stats.GetValueOrDefault("xreadgroup"));
+        }
+        finally
+        {
+            await cts.CancelAsync();
+            await Task.WhenAll(waits);
+        }
+    }
+
+    /// <summary>
+    /// Starts 10 coordinators × 10 waits for ACKs that never come, and returns once every wait has done its first
+    /// read and gone to sleep (measured with INFO commandstats: one MGET per wait).
+    /// </summary>
+    private async Task<List<Task<AckWaitResult>>> StartIdleWaitsAsync(Harness h, CancellationToken cancellationToken)
+    {
+        var coordinators = new List<Coordinator>();
+        for (var i = 0; i < Coordinators; i++)
+        {
+            coordinators.Add(await h.StartAsync(swarmId: "swarm-idle"));
+        }
+
+        await server.Server.ConfigResetStatisticsAsync();
+        var fallbackBefore = h.Redis.Wakeups.FallbackReads;
+        var waits = new List<Task<AckWaitResult>>();
+        foreach (var c in coordinators)
+        {
+            for (var j = 0; j < WaitsPerCoordinator; j++)
+            {
+                waits.Add(c.Waiter.WaitForAcksAsync([TestIds.New("absent-peer")], TestIds.New("sig"), TimeSpan.FromMinutes(5), cancellationToken));
+            }
+        }
+
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var stats = await CommandCallsAsync();
+            var waiterReads = stats.GetValueOrDefault("mget") - (h.Redis.Wakeups.FallbackReads - fallbackBefore);
+            if (waiterReads >= Waits && h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1)
+            {
+                break;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"waits never settled: {Describe(stats)}");
+            await Task.Delay(50, CancellationToken.None);
+        }
+
+        // Let the last replies reach their waiters before counting.
+        await Task.Delay(300, CancellationToken.None);
+        Assert.All(waits, w => Assert.False(w.IsCompleted));
+        return waits;
+    }
+
+    private async Task<Dictionary<string, long>> CommandCallsAsync()
+    {
+        var info = (string?)await server.Server.ExecuteAsync("INFO", "commandstats") ?? "";
+        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            // cmdstat_mget:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0
+            if (!line.StartsWith("cmdstat_", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            var name = line["cmdstat_".Length..colon];
+            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith("calls=", StringComparison.Ordinal));
+            calls[name] = long.Parse(field["calls=".Length..], CultureInfo.InvariantCulture);
+        }
+
+        return calls;
+    }
+
+    private static string Describe(Dictionary<string, long> stats) =>
+        string.Join(", ", stats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+}
