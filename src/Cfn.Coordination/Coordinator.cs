@@ -177,22 +177,23 @@ public sealed class Coordinator : IAsyncDisposable
 
         Heartbeats.StatusOverride = "stopping";
         await Heartbeats.DisposeAsync().ConfigureAwait(false);
-        await _redis.Wakeups.UnregisterAsync(Mailbox).ConfigureAwait(false);
         Metrics.HeartbeatTimestamp.RemoveLabelled(Id, SwarmId);
-        if (IsSuperseded || await IsSupersededInRedisAsync().ConfigureAwait(false))
-        {
-            _logger.LogWarning("Coordinator stopped without cleanup (superseded) coordinator={CoordinatorId} epoch={Epoch}", Id, Epoch);
-            return;
-        }
-
         try
         {
+            await _redis.Wakeups.UnregisterAsync(Mailbox).ConfigureAwait(false);
+            if (IsSuperseded || await IsSupersededInRedisAsync().ConfigureAwait(false))
+            {
+                _logger.LogWarning("Coordinator stopped without cleanup (superseded) coordinator={CoordinatorId} epoch={Epoch}", Id, Epoch);
+                return;
+            }
+
             var deleted = await DeleteOwnKeysAsync().ConfigureAwait(false);
             _logger.LogInformation("Coordinator stopped coordinator={CoordinatorId} keysDeleted={KeysDeleted}", Id, deleted);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
         {
-            _logger.LogWarning("Redis error while removing keys on stop coordinator={CoordinatorId}: {Error}", Id, e.Message);
+            // A stop during an outage must still stop; the keys expire, and the monitor cleans up what is left.
+            _logger.LogWarning("Redis error while stopping coordinator={CoordinatorId}; its keys are left to expire: {Error}", Id, e.Message);
         }
     }
 

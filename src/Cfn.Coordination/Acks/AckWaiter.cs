@@ -66,7 +66,6 @@ public sealed class AckWaiter
         var phase = _coordinator.Phase ?? "none";
         var time = Redis.Time;
         var started = time.GetTimestamp();
-        var startedMs = time.GetUtcNow().ToUnixTimeMilliseconds();
         var acks = new Dictionary<string, SignalAck>(StringComparer.Ordinal);
         var rejected = new Dictionary<string, string>(StringComparer.Ordinal);
         var status = AckWaitStatus.Error;
@@ -75,7 +74,7 @@ public sealed class AckWaiter
             signalId, string.Join(',', targets), (long)limit.TotalMilliseconds);
 
         using var wait = new PendingWait(self, signalId);
-        var activityToken = _coordinator.Activity.BeginWait(signalId, targets, startedMs, (long)limit.TotalMilliseconds);
+        var activityToken = _coordinator.Activity.BeginWait(signalId, targets, (long)limit.TotalMilliseconds);
         _coordinator.Mailbox.Add(wait);
         Telemetry.WaitStarted(self, swarm, phase, started);
         using var deadline = new CancellationTokenSource(limit, time);

@@ -30,7 +30,7 @@ public sealed record ActivityRecord
     /// <summary>The signal whose ACKs it waits for; absent when not blocking.</summary>
     public string? WaitingForSignal { get; init; }
 
-    /// <summary>Local time (ms) the oldest running wait started; absent when not blocking.</summary>
+    /// <summary>Redis time (ms) the oldest running wait started; absent when not blocking.</summary>
     public long? BlockingSince { get; init; }
 
     /// <summary>The running wait's timeout in ms; absent when not blocking.</summary>

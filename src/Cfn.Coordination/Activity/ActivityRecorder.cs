@@ -40,12 +40,20 @@ public sealed class ActivityRecorder
     /// <summary>Records a progress event now.</summary>
     public async Task RecordAsync()
     {
-        var template = Json.SerializeTemplate(Snapshot());
-        var result = await _database.ScriptEvaluateAsync(
+        var (json, stampFields) = Json.SerializeForStamp(Snapshot());
+        var now = (long)await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
             [Keys.Activity(_coordinator.Id)],
-            [template, _ttlSeconds]).ConfigureAwait(false);
-        LastActivity = (long)result;
+            [json, _ttlSeconds, stampFields]).ConfigureAwait(false);
+        LastActivity = now;
+        lock (_gate)
+        {
+            // A wait's start is the Redis time of the record that announced it (D5), learnt from this write.
+            foreach (var wait in _waits.Where(w => w.StartedAt == 0))
+            {
+                wait.StartedAt = now;
+            }
+        }
     }
 
     /// <summary>
@@ -64,9 +72,9 @@ public sealed class ActivityRecorder
         }
     }
 
-    internal object BeginWait(string signalId, IReadOnlyList<string> targets, long startedAt, long timeoutMs)
+    internal object BeginWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
     {
-        var wait = new RunningWait(signalId, targets, startedAt, timeoutMs);
+        var wait = new RunningWait(signalId, targets, timeoutMs);
         lock (_gate)
         {
             _waits.Add(wait);
@@ -115,20 +123,21 @@ public sealed class ActivityRecorder
                 Status = "blocking",
                 WaitingFor = string.Join(',', _waits.SelectMany(w => w.Targets).Distinct(StringComparer.Ordinal)),
                 WaitingForSignal = newest.SignalId,
-                BlockingSince = _waits.Min(w => w.StartedAt),
+                BlockingSince = _waits.Any(w => w.StartedAt != 0) ? _waits.Where(w => w.StartedAt != 0).Min(w => w.StartedAt) : Json.NowMarker,
                 TimeoutMs = newest.TimeoutMs,
             };
         }
     }
 
-    private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long startedAt, long timeoutMs)
+    private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
     {
         public string SignalId { get; } = signalId;
 
         /// <summary>The targets whose ACK is still missing.</summary>
         public IReadOnlyList<string> Targets { get; set; } = targets;
 
-        public long StartedAt { get; } = startedAt;
+        /// <summary>Redis time (ms) of the record that announced the wait; 0 until that write returns.</summary>
+        public long StartedAt { get; set; }
 
         public long TimeoutMs { get; } = timeoutMs;
     }

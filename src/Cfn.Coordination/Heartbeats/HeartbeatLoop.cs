@@ -61,12 +61,13 @@ public sealed class HeartbeatLoop : IAsyncDisposable
             Status = StatusOverride ?? _coordinator.Status,
             Phase = _coordinator.Phase,
         };
+        var (json, stampFields) = Json.SerializeForStamp(record);
         try
         {
             var now = (long)await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
                 [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id)],
-                [Json.SerializeTemplate(record), options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch])
+                [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields])
                 .ConfigureAwait(false);
             if (now < 0)
             {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Cfn.Coordination.Redis;
 
@@ -48,12 +49,37 @@ internal static class Json
         }
     }
 
-    /// <summary>
-    /// Serializes a record whose time fields must come from the Redis clock: those fields hold
-    /// <see cref="NowMarker"/> and the script replaces the quoted marker with the server time in ms.
-    /// </summary>
-    public static string SerializeTemplate<T>(T value) => Serialize(value).Replace("-9223372036854775808", RedisScripts.NowPlaceholder, StringComparison.Ordinal);
-
-    /// <summary>A long value that stands for "Redis now" in <see cref="SerializeTemplate{T}"/>.</summary>
+    /// <summary>A long value that stands for "Redis now": such fields are left out and stamped by the script.</summary>
     public const long NowMarker = long.MinValue;
+
+    private static readonly JsonSerializerOptions StampOptions = new(Options)
+    {
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { SkipNowMarkers } },
+    };
+
+    /// <summary>
+    /// Serializes a record whose time fields must come from the Redis clock (D5). Fields holding
+    /// <see cref="NowMarker"/> are left out of the JSON and their names returned, comma-separated; the script then
+    /// writes them first in the object with the server time. Nothing in the record's data is ever rewritten.
+    /// </summary>
+    public static (string Json, string StampFields) SerializeForStamp<T>(T value)
+    {
+        var info = StampOptions.GetTypeInfo(typeof(T));
+        var stamped = info.Properties
+            .Where(p => p.PropertyType == typeof(long) || p.PropertyType == typeof(long?))
+            .Where(p => p.Get?.Invoke(value!) is long v && v == NowMarker)
+            .Select(p => p.Name);
+        return (JsonSerializer.Serialize(value, StampOptions), string.Join(',', stamped));
+    }
+
+    private static void SkipNowMarkers(JsonTypeInfo info)
+    {
+        foreach (var property in info.Properties)
+        {
+            if (property.PropertyType == typeof(long) || property.PropertyType == typeof(long?))
+            {
+                property.ShouldSerialize = (_, v) => v is not long l || l != NowMarker;
+            }
+        }
+    }
 }

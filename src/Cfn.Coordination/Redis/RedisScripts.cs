@@ -16,9 +16,6 @@ internal static class RedisScripts
     public static readonly string Activity = Load("activity.lua");
     public static readonly string WorkCas = Load("work_cas.lua");
 
-    /// <summary>The marker the scripts replace with the Redis clock (ms), written where a JSON number belongs.</summary>
-    public const string NowPlaceholder = "\"__NOW__\"";
-
     private static string Load(string name)
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Cfn.Coordination.Scripts." + name)

@@ -116,6 +116,45 @@ public sealed class WorkItemStore
             claimed).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Takes back an item that this coordinator ID owned under an earlier instance (a restart under the same ID, D7):
+    /// the owner epoch becomes this instance's and the fencing token moves on, so the earlier instance is fenced out.
+    /// </summary>
+    public async Task<WorkWriteResult> AdoptAsync(string workId)
+    {
+        var current = await GetAsync(workId).ConfigureAwait(false);
+        if (current is null)
+        {
+            return Refused(new WorkWriteResult(WorkWriteOutcome.NotFound, null));
+        }
+
+        if (current.Status == WorkStatus.Completed)
+        {
+            return Refused(new WorkWriteResult(WorkWriteOutcome.AlreadyCompleted, current));
+        }
+
+        if (current.AssignedTo != _coordinator.Id || current.OwnerEpoch > _coordinator.Epoch)
+        {
+            return Refused(new WorkWriteResult(WorkWriteOutcome.NotOwner, current));
+        }
+
+        if (current.OwnerEpoch == _coordinator.Epoch)
+        {
+            return new WorkWriteResult(WorkWriteOutcome.Ok, current);
+        }
+
+        var adopted = current with
+        {
+            OwnerEpoch = _coordinator.Epoch,
+            Epoch = current.Epoch + 1,
+            Status = WorkStatus.InProgress,
+            UpdatedAt = Json.NowMarker,
+            Stored = null,
+        };
+        var key = Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId);
+        return await WriteAsync(key, key, current.Stored, adopted).ConfigureAwait(false);
+    }
+
     private async Task<WorkWriteResult> UpdateAsync(WorkItem item, Func<WorkItem, WorkItem> change)
     {
         ArgumentNullException.ThrowIfNull(item);
@@ -142,10 +181,11 @@ public sealed class WorkItemStore
 
     private async Task<WorkWriteResult> WriteAsync(RedisKey from, RedisKey to, string? expected, WorkItem next)
     {
+        var (json, stampFields) = Json.SerializeForStamp(next);
         var reply = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
             RedisScripts.WorkCas,
             [from, to, Keys.Epoch(_coordinator.Id)],
-            [expected ?? string.Empty, Json.SerializeTemplate(next), _coordinator.Epoch, _redis.Options.WorkTtlSeconds])
+            [expected ?? string.Empty, json, _coordinator.Epoch, _redis.Options.WorkTtlSeconds, stampFields])
             .ConfigureAwait(false))!;
         var verdict = (string)reply[0]!;
         var payload = (string?)reply[1];

@@ -166,6 +166,44 @@ public sealed class WorkItemStoreTests(RedisServer server)
     }
 
     [Fact]
+    public async Task AdoptAsync_AfterRestartWithSameId_NewInstanceContinuesAndOldIsFenced()
+    {
+        await using var h = Harness.Create(server);
+        var id = TestIds.New("coord");
+        var swarm = TestIds.New("swarm");
+        var first = await h.StartAsync(id, swarm);
+        var workId = TestIds.New("work");
+        var created = await first.Work.CreateAsync(workId, Data("""{"step":0}"""));
+
+        var restarted = await h.StartAsync(id, swarm);
+        var adopted = await restarted.Work.AdoptAsync(workId);
+
+        Assert.Equal(WorkWriteOutcome.Ok, adopted.Outcome);
+        Assert.Equal(restarted.Epoch, adopted.Item!.OwnerEpoch);
+        Assert.Equal(created.Item!.Epoch + 1, adopted.Item.Epoch);
+        Assert.Equal(0, adopted.Item.Data!.Value.GetProperty("step").GetInt32());
+        var progressed = await restarted.Work.ProgressAsync(adopted.Item, Data("""{"step":1}"""));
+        Assert.Equal(WorkWriteOutcome.Ok, progressed.Outcome);
+        Assert.NotEqual(WorkWriteOutcome.Ok, (await first.Work.ProgressAsync(created.Item, Data("""{"step":9}"""))).Outcome);
+        Assert.Equal(1, (await restarted.Work.GetAsync(workId))!.Data!.Value.GetProperty("step").GetInt32());
+    }
+
+    [Fact]
+    public async Task AdoptAsync_AnotherCoordinatorsItemOrCompleted_Refused()
+    {
+        await using var h = Harness.Create(server);
+        var swarm = TestIds.New("swarm");
+        var owner = await h.StartAsync(swarmId: swarm);
+        var other = await h.StartAsync(swarmId: swarm);
+        var workId = TestIds.New("work");
+        var created = await owner.Work.CreateAsync(workId);
+
+        Assert.Equal(WorkWriteOutcome.NotFound, (await other.Work.AdoptAsync(workId)).Outcome);
+        await owner.Work.CompleteAsync(created.Item!);
+        Assert.Equal(WorkWriteOutcome.AlreadyCompleted, (await owner.Work.AdoptAsync(workId)).Outcome);
+    }
+
+    [Fact]
     public async Task ClaimAsync_ReleasedItem_MovesToClaimerWithNextEpoch()
     {
         await using var h = Harness.Create(server);

@@ -3,15 +3,24 @@
 -- An instance whose epoch is no longer current (restarted elsewhere, or declared dead and replaced) writes nothing.
 -- KEYS[1] blocking:heartbeat:{id}   KEYS[2] blocking:coordinators   KEYS[3] coordinator:activity:{id}
 -- KEYS[4] coordinator:epoch:{id}
--- ARGV[1] K1 JSON with "__NOW__" where the time goes   ARGV[2] K1 TTL (s)   ARGV[3] coordinator id   ARGV[4] K7 TTL (s)
--- ARGV[5] the writer's epoch
+-- ARGV[1] K1 JSON without its time fields   ARGV[2] K1 TTL (s)   ARGV[3] coordinator id   ARGV[4] K7 TTL (s)
+-- ARGV[5] the writer's epoch   ARGV[6] comma-separated names of the fields that get the Redis time
 -- Returns the heartbeat time in ms, or -1 when the writer has been superseded.
-if redis.call('GET', KEYS[4]) ~= ARGV[5] then
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  -- Redis lost its data (restart without persistence): that is not a newer instance, so the writer keeps its epoch.
+  redis.call('SET', KEYS[4], ARGV[5])
+elseif epoch ~= ARGV[5] then
   return -1
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local json = (string.gsub(ARGV[1], '"__NOW__"', string.format('%d', now)))
+-- The time fields go first in the object; nothing inside the JSON is rewritten.
+local head = ''
+for name in string.gmatch(ARGV[6], '[^,]+') do
+  head = head .. '"' .. name .. '":' .. string.format('%d', now) .. ','
+end
+local json = ARGV[1] == '{}' and ('{' .. string.sub(head, 1, -2) .. '}') or ('{' .. head .. string.sub(ARGV[1], 2))
 redis.call('SET', KEYS[1], json, 'EX', ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[3])
 -- Heartbeats keep K7 alive but never move lastActivity (SPEC K7).

@@ -3,16 +3,24 @@
 -- is fenced), and the stored item must be exactly the one the caller last saw (owner, epoch and status included).
 -- KEYS[1] the item's current key   KEYS[2] the key it is written to (differs only for a claim)
 -- KEYS[3] coordinator:epoch:{callerId}
--- ARGV[1] expected stored JSON ('' = the item must not exist yet)   ARGV[2] new JSON with "__NOW__" where the time goes
--- ARGV[3] the caller's epoch   ARGV[4] TTL (s) of a new item
+-- ARGV[1] expected stored JSON ('' = the item must not exist yet)   ARGV[2] new JSON without its time fields
+-- ARGV[3] the caller's epoch   ARGV[4] TTL (s) of a new item   ARGV[5] comma-separated names of the fields that get the Redis time
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
 local epoch = redis.call('GET', KEYS[3])
-if epoch ~= ARGV[3] then
-  return {'fenced', epoch or ''}
+if not epoch then
+  -- Redis lost its data (restart without persistence): that is not a newer instance.
+  redis.call('SET', KEYS[3], ARGV[3])
+elseif epoch ~= ARGV[3] then
+  return {'fenced', epoch}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local json = (string.gsub(ARGV[2], '"__NOW__"', string.format('%d', now)))
+-- The time fields go first in the object; nothing inside the JSON is rewritten.
+local head = ''
+for name in string.gmatch(ARGV[5], '[^,]+') do
+  head = head .. '"' .. name .. '":' .. string.format('%d', now) .. ','
+end
+local json = ARGV[2] == '{}' and ('{' .. string.sub(head, 1, -2) .. '}') or ('{' .. head .. string.sub(ARGV[2], 2))
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
   if current then
