@@ -25,6 +25,7 @@ public sealed class Coordinator : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _superseded = new();
     private int _stopped;
+    private long _lastSignalTimestamp;
 
     private Coordinator(RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, string id, string swarmId, long epoch)
     {
@@ -154,6 +155,24 @@ public sealed class Coordinator : IAsyncDisposable
 
     /// <summary>Ends every running wait of this instance with status <c>forced</c>; returns how many.</summary>
     public int ForceUnblock() => Mailbox.ForceUnblockAll();
+
+    /// <summary>
+    /// The send time of a new signal: the local clock in ms, but strictly increasing per instance, so two signals sent
+    /// in the same millisecond never share a message ID (which would make the second look like a duplicate).
+    /// </summary>
+    internal long NextSignalTimestamp()
+    {
+        var now = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        while (true)
+        {
+            var last = Interlocked.Read(ref _lastSignalTimestamp);
+            var next = Math.Max(now, last + 1);
+            if (Interlocked.CompareExchange(ref _lastSignalTimestamp, next, last) == last)
+            {
+                return next;
+            }
+        }
+    }
 
     internal void MarkSuperseded()
     {

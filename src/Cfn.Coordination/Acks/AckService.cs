@@ -60,6 +60,8 @@ public sealed class AckService
     {
         Ids.RequireSignalId(signalId, "signalId");
         Ids.RequireName(senderId, "senderId");
+        signalType = SignalTypes.Normalize(signalType)
+            ?? throw new InvalidIdException("signalType", "must be one of " + string.Join(", ", SignalTypes.All), signalType);
         var self = _coordinator.Id;
         var started = Redis.Time.GetTimestamp();
         _logger.LogInformation(

@@ -16,6 +16,9 @@ namespace Cfn.Coordination.Acks;
 /// </summary>
 public sealed class AckWaiter
 {
+    /// <summary>Longest wait accepted (well inside what a timer can represent).</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(7);
+
     private readonly Coordinator _coordinator;
     private readonly ILogger _logger;
 
@@ -56,9 +59,9 @@ public sealed class AckWaiter
         }
 
         var limit = timeout ?? Redis.Options.BlockingTimeout;
-        if (limit <= TimeSpan.Zero)
+        if (limit <= TimeSpan.Zero || limit > MaxTimeout)
         {
-            throw new ArgumentOutOfRangeException(nameof(timeout), limit, "timeout must be positive");
+            throw new ArgumentOutOfRangeException(nameof(timeout), limit, "timeout must be more than 0 and at most 7 days");
         }
 
         var self = _coordinator.Id;

@@ -19,6 +19,9 @@ public sealed class SignalInbox
 {
     private const int BatchSize = 32;
 
+    /// <summary>How far a sender's clock may be behind before its signal's timestamp counts against it.</summary>
+    private const long AllowedClockSkewMs = 5 * 60 * 1000;
+
     private readonly Coordinator _coordinator;
     private readonly ILogger _logger;
 
@@ -127,8 +130,12 @@ public sealed class SignalInbox
             return null;
         }
 
+        // Too old by its inbox entry (Redis clock) or by its signed send time (the sender's clock, with slack for skew):
+        // a replayed signal from days ago is not acted on.
         var enqueuedAt = EntryTime(entryId);
-        if (enqueuedAt is { } at && Redis.Time.GetUtcNow().ToUnixTimeMilliseconds() - at > Redis.Options.SignalTtlSeconds * 1000L)
+        var now = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var window = Redis.Options.SignalTtlSeconds * 1000L;
+        if ((enqueuedAt is { } at && now - at > window) || now - signal.Timestamp > window + AllowedClockSkewMs)
         {
             await RejectAsync(entryId, "too_old", $"Signal timestamp too old messageId={signal.MessageId}").ConfigureAwait(false);
             return null;

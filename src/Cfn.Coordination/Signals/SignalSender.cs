@@ -80,7 +80,7 @@ public sealed class SignalSender
             throw;
         }
 
-        var timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var timestamp = _coordinator.NextSignalTimestamp();
         var messageId = string.Create(CultureInfo.InvariantCulture,
             $"{senderId}:{receiverId}:{normalizedType}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
         var signal = new Signal
@@ -95,13 +95,15 @@ public sealed class SignalSender
             Signature = Signing.Sign(SignedMessages.Signal(senderId, receiverId, normalizedType, timestamp)),
             ReceiverEpoch = receiverEpoch,
         };
-        var json = Json.Serialize(signal);
-        if (json.Length > Redis.Options.MaxPayloadBytes)
+        var payloadBytes = signal.Payload is { } p ? System.Text.Encoding.UTF8.GetByteCount(p.GetRawText()) : 0;
+        if (payloadBytes > Redis.Options.MaxPayloadBytes)
         {
             Telemetry.SignalsFailed.WithLabels(senderId, normalizedType, "validation").Inc();
             throw new ArgumentException(
-                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {json.Length})", nameof(payload));
+                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
         }
+
+        var json = Json.Serialize(signal);
 
         var key = Keys.Signal(receiverId);
         RedisResult result;
