@@ -122,7 +122,7 @@ public sealed class SignalInbox
         }
 
         if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal) ||
-            !Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature))
+            !SignalSignatures.Verify(Signing, signal))
         {
             Telemetry.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
             await RejectAsync(entryId, "invalid",

@@ -83,7 +83,7 @@ public sealed class SignalSender
         var timestamp = _coordinator.NextSignalTimestamp();
         var messageId = string.Create(CultureInfo.InvariantCulture,
             $"{senderId}:{receiverId}:{normalizedType}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
-        var signal = new Signal
+        var signal = SignalSignatures.Sign(Signing, new Signal
         {
             Timestamp = timestamp,
             SenderId = senderId,
@@ -92,9 +92,8 @@ public sealed class SignalSender
             Type = normalizedType,
             Payload = payload is { ValueKind: JsonValueKind.Undefined } ? null : payload,
             MessageId = messageId,
-            Signature = Signing.Sign(SignedMessages.Signal(senderId, receiverId, normalizedType, timestamp)),
             ReceiverEpoch = receiverEpoch,
-        };
+        });
         var payloadBytes = signal.Payload is { } p ? System.Text.Encoding.UTF8.GetByteCount(p.GetRawText()) : 0;
         if (payloadBytes > Redis.Options.MaxPayloadBytes)
         {

@@ -200,18 +200,21 @@ public sealed class SignalInboxTests(RedisServer server)
         var claimedReceiver = forgery == "wrong_receiver" ? TestIds.New("other") : receiver.Id;
         var signedType = forgery == "tampered_type" ? SignalTypes.Error : SignalTypes.Completion;
         var signingKeys = forgery == "wrong_secret" ? new SigningKeys("an-unrelated-secret-0123456789abcdef0123") : h.Keys;
-        var forged = new Signal
+        // Each forgery is otherwise perfectly signed (content signature included), so only the one flaw can refuse it.
+        var forged = SignalSignatures.Sign(signingKeys, new Signal
         {
             Timestamp = timestamp,
             SenderId = forgerId,
             ReceiverId = claimedReceiver,
             Iteration = 1,
-            Type = SignalTypes.Completion,
+            Type = signedType,
             MessageId = $"{forgerId}:{receiver.Id}:completion:1:{timestamp}",
-            Signature = forgery == "no_signature"
-                ? null
-                : signingKeys.Sign(SignedMessages.Signal(forgerId, claimedReceiver, signedType, timestamp)),
-        };
+        }) with { Type = SignalTypes.Completion };
+        if (forgery == "no_signature")
+        {
+            forged = forged with { Signature = null };
+        }
+
         await h.Database.StreamAddAsync(inbox,
             [new NameValueEntry("messageId", forged.MessageId), new NameValueEntry("signal", Json.Serialize(forged))]);
         var genuine = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
@@ -250,6 +253,48 @@ public sealed class SignalInboxTests(RedisServer server)
         Assert.Equal(later.MessageId, received[0].Signal.MessageId);
         Assert.Contains(h.Messages, m => m.Contains("Invalid signal signature", StringComparison.Ordinal));
         Assert.False(await h.Database.KeyExistsAsync($"blocking:ack:{receiver.Id}:{tamperedId}"));
+    }
+
+    [Theory]
+    [InlineData("\"amount\":10", "\"amount\":99999")]
+    [InlineData("\"iteration\":1", "\"iteration\":2")]
+    public async Task ReadAllAsync_PayloadOrIterationTampered_NotYielded(string genuine, string forged)
+    {
+        await using var h = Harness.Create(server);
+        var sender = await h.StartAsync();
+        var receiver = await h.StartAsync();
+        var inbox = (RedisKey)$"blocking:inbox:{receiver.Id}";
+        using var payload = System.Text.Json.JsonDocument.Parse("""{"amount":10}""");
+        var victim = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1, payload.RootElement);
+
+        // The FAQ signature (sender, receiver, type, timestamp) still matches; only the content signature can tell.
+        var original = (await h.Database.StreamRangeAsync(inbox))[0];
+        var tampered = ((string)original["signal"]!).Replace(genuine, forged, StringComparison.Ordinal);
+        Assert.NotEqual((string)original["signal"]!, tampered);
+        await h.Database.StreamAddAsync(inbox, [new NameValueEntry("messageId", victim.MessageId), new NameValueEntry("signal", tampered)]);
+        await h.Database.StreamDeleteAsync(inbox, [original.Id]);
+        var later = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 3);
+
+        var received = await ReadAndCompleteAsync(receiver, 1);
+
+        Assert.Equal(later.MessageId, received[0].Signal.MessageId);
+        Assert.Contains(h.Messages, m => m.Contains("Invalid signal signature", StringComparison.Ordinal));
+        Assert.False(await h.Database.KeyExistsAsync($"blocking:ack:{receiver.Id}:{victim.MessageId}"));
+    }
+
+    [Fact]
+    public async Task ReadAllAsync_PayloadWithEscapesAndUnicode_VerifiesAndRoundTrips()
+    {
+        await using var h = Harness.Create(server);
+        var sender = await h.StartAsync();
+        var receiver = await h.StartAsync();
+        using var payload = System.Text.Json.JsonDocument.Parse("""{ "text" : "caf\u00e9 \"quoted\" ✓ <tag>", "list": [1, 2.50, {"x": null}] }""");
+        var sent = await sender.Signals.SendAsync(receiver.Id, SignalTypes.StatusUpdate, 1, payload.RootElement);
+
+        var received = await ReadAndCompleteAsync(receiver, 1);
+
+        Assert.Equal(sent.MessageId, received[0].Signal.MessageId);
+        Assert.Equal("café \"quoted\" ✓ <tag>", received[0].Signal.Payload!.Value.GetProperty("text").GetString());
     }
 
     [Fact]
@@ -371,7 +416,7 @@ public sealed class SignalInboxTests(RedisServer server)
         Assert.Equal(0, count);
     }
 
-    private static Signal SignedSignal(Harness h, string senderId, string receiverId, long timestamp) => new()
+    private static Signal SignedSignal(Harness h, string senderId, string receiverId, long timestamp) => SignalSignatures.Sign(h.Keys, new()
     {
         Timestamp = timestamp,
         SenderId = senderId,
@@ -379,8 +424,7 @@ public sealed class SignalInboxTests(RedisServer server)
         Iteration = 7, // differs from the genuine signals the tests send, so message IDs never coincide
         Type = SignalTypes.Completion,
         MessageId = $"{senderId}:{receiverId}:completion:7:{timestamp}",
-        Signature = h.Keys.Sign(SignedMessages.Signal(senderId, receiverId, SignalTypes.Completion, timestamp)),
-    };
+    });
 
     /// <summary>Reads <paramref name="count"/> signals, consuming each one (the last one explicitly).</summary>
     private static async Task<List<ReceivedSignal>> ReadAndCompleteAsync(Coordinator receiver, int count)
