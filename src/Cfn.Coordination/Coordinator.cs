@@ -26,6 +26,7 @@ public sealed class Coordinator : IAsyncDisposable
     private readonly CancellationTokenSource _superseded = new();
     private int _stopped;
     private long _lastSignalTimestamp;
+    private int _supersededFlag;
 
     private Coordinator(RedisContext redis, SigningKeys keys, CoordinationMetrics metrics, string id, string swarmId, long epoch)
     {
@@ -174,12 +175,28 @@ public sealed class Coordinator : IAsyncDisposable
         }
     }
 
-    internal void MarkSuperseded()
+    /// <summary>
+    /// Records that this instance was superseded (a newer epoch exists) and says so once: everything it does from now
+    /// on is refused by Redis, so it stops (SPEC §2.13 zombies).
+    /// </summary>
+    internal void MarkSuperseded(string discoveredBy, string? currentEpoch = null)
     {
-        if (!_superseded.IsCancellationRequested)
+        if (Interlocked.Exchange(ref _supersededFlag, 1) == 1)
         {
-            _superseded.Cancel();
+            return;
         }
+
+        _logger.LogError(
+            "Coordinator superseded: coordinator={CoordinatorId} epoch={Epoch} currentEpoch={CurrentEpoch} detectedBy={DetectedBy}; its writes are refused, stopping",
+            Id, Epoch, currentEpoch ?? "unknown", discoveredBy);
+        _superseded.Cancel();
+    }
+
+    /// <summary>Marks the instance superseded and returns the exception to throw.</summary>
+    internal CoordinatorSupersededException Superseded(string discoveredBy, string? currentEpoch)
+    {
+        MarkSuperseded(discoveredBy, currentEpoch);
+        return new CoordinatorSupersededException(Id, Epoch, currentEpoch);
     }
 
     /// <summary>
@@ -237,7 +254,7 @@ public sealed class Coordinator : IAsyncDisposable
     private async Task<long> DeleteOwnKeysAsync()
     {
         var database = _redis.Database;
-        var keys = new List<RedisKey> { Keys.Heartbeat(Id), Keys.Activity(Id) };
+        var keys = new List<RedisKey> { Keys.Heartbeat(Id), Keys.Activity(Id), Keys.Unblock(Id) };
         // Shutdown is not a hot path; the pattern is an exact prefix (IDs hold no glob characters).
         foreach (var server in _redis.Multiplexer.GetServers().Where(s => !s.IsReplica))
         {
@@ -249,6 +266,8 @@ public sealed class Coordinator : IAsyncDisposable
 
         var deleted = await database.KeyDeleteAsync([.. keys]).ConfigureAwait(false);
         await database.SortedSetRemoveAsync(Keys.Registry, Id).ConfigureAwait(false);
+        await database.SortedSetRemoveAsync(Keys.Deadlines, Id).ConfigureAwait(false);
+        await database.HashDeleteAsync(Keys.Swarms, Id).ConfigureAwait(false);
         var pending = await database.StreamLengthAsync(Keys.Inbox(Id)).ConfigureAwait(false);
         if (pending == 0)
         {

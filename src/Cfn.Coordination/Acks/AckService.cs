@@ -72,9 +72,14 @@ public sealed class AckService
         var key = Keys.Ack(self, signalId);
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
-            [key],
-            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}"])
+            [key, Keys.Epoch(self)],
+            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch])
             .ConfigureAwait(false))!;
+        if ((long)reply[0] < 0)
+        {
+            throw _coordinator.Superseded("ACK", (string?)reply[1]);
+        }
+
         var written = (long)reply[0] == 1;
         var redisNow = (long)reply[2];
 

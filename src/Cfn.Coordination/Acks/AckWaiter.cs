@@ -1,3 +1,4 @@
+using System.Globalization;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
@@ -81,10 +82,16 @@ public sealed class AckWaiter
         _coordinator.Mailbox.Add(wait);
         Telemetry.WaitStarted(self, swarm, phase, started);
         using var deadline = new CancellationTokenSource(limit, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken, _coordinator.SupersededToken);
+        var unblockKey = Keys.Unblock(self);
         try
         {
-            await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
+            var startedAtRedis = await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
+            if (startedAtRedis == 0)
+            {
+                startedAtRedis = time.GetUtcNow().ToUnixTimeMilliseconds();
+            }
+
             var missing = targets;
             while (true)
             {
@@ -104,7 +111,14 @@ public sealed class AckWaiter
                 var before = missing.Count;
                 try
                 {
-                    missing = await ReadMissingAsync(missing, signalId, wait.MissingKeys, acks, rejected).ConfigureAwait(false);
+                    // One round trip: every missing ACK plus this coordinator's force-unblock marker.
+                    (missing, var unblockedAt) = await ReadMissingAsync(
+                        missing, signalId, [.. wait.MissingKeys, unblockKey], acks, rejected).ConfigureAwait(false);
+                    if (unblockedAt >= startedAtRedis && missing.Count > 0)
+                    {
+                        wait.Force(); // the pub/sub wake-up was missed, the marker was not
+                        continue;
+                    }
                 }
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
@@ -126,7 +140,7 @@ public sealed class AckWaiter
                 wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
                 if (!await wait.Wake.WaitAsync(linked.Token).ConfigureAwait(false))
                 {
-                    status = cancellationToken.IsCancellationRequested ? AckWaitStatus.Cancelled
+                    status = cancellationToken.IsCancellationRequested || _coordinator.IsSuperseded ? AckWaitStatus.Cancelled
                         : wait.Forced ? AckWaitStatus.Forced
                         : AckWaitStatus.Timeout;
                     break;
@@ -165,10 +179,15 @@ public sealed class AckWaiter
         return result;
     }
 
-    private async Task<List<string>> ReadMissingAsync(
+    /// <summary>
+    /// Reads the missing ACKs (all keys but the last) and the force-unblock marker (the last key); returns who is still
+    /// missing and the marker's time (ms, 0 when absent).
+    /// </summary>
+    private async Task<(List<string> Missing, long UnblockedAt)> ReadMissingAsync(
         List<string> missing, string signalId, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
     {
         var values = await Redis.Database.StringGetAsync(keys).ConfigureAwait(false);
+        var unblockedAt = long.TryParse((string?)values[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var marker) ? marker : 0;
         var still = new List<string>(missing.Count);
         for (var i = 0; i < missing.Count; i++)
         {
@@ -199,6 +218,6 @@ public sealed class AckWaiter
             }
         }
 
-        return still;
+        return (still, unblockedAt);
     }
 }

@@ -37,14 +37,39 @@ public sealed class ActivityRecorder
         }
     }
 
-    /// <summary>Records a progress event now.</summary>
-    public async Task RecordAsync()
+    /// <summary>Records a progress event now; returns the Redis time written (ms).</summary>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
+    public async Task<long> RecordAsync()
     {
-        var (json, stampFields) = Json.SerializeForStamp(Snapshot());
+        ActivityRecord snapshot;
+        long knownDeadline = 0, startingTimeout = 0;
+        lock (_gate)
+        {
+            snapshot = Snapshot();
+            foreach (var wait in _waits)
+            {
+                if (wait.StartedAt != 0)
+                {
+                    var deadline = wait.StartedAt + wait.TimeoutMs;
+                    knownDeadline = knownDeadline == 0 ? deadline : Math.Min(knownDeadline, deadline);
+                }
+                else
+                {
+                    startingTimeout = startingTimeout == 0 ? wait.TimeoutMs : Math.Min(startingTimeout, wait.TimeoutMs);
+                }
+            }
+        }
+
+        var (json, stampFields) = Json.SerializeForStamp(snapshot);
         var now = (long)await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
-            [Keys.Activity(_coordinator.Id)],
-            [json, _ttlSeconds, stampFields]).ConfigureAwait(false);
+            [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
+            [json, _ttlSeconds, stampFields, _coordinator.Epoch, _coordinator.Id, knownDeadline, startingTimeout]).ConfigureAwait(false);
+        if (now < 0)
+        {
+            throw _coordinator.Superseded("activity", null);
+        }
+
         LastActivity = now;
         lock (_gate)
         {
@@ -54,21 +79,38 @@ public sealed class ActivityRecorder
                 wait.StartedAt = now;
             }
         }
+
+        return now;
     }
 
     /// <summary>
-    /// Records a progress event, logging instead of throwing when Redis fails: a lost activity update must never
-    /// fail the signal, ACK or work write it accompanies.
+    /// Records a progress event, logging instead of throwing when Redis fails or the instance was superseded: a lost
+    /// activity update must never fail the signal, ACK or work write it accompanies. Returns the Redis time, or 0.
     /// </summary>
-    internal async Task TryRecordAsync(ILogger logger)
+    internal async Task<long> TryRecordAsync(ILogger logger)
     {
         try
         {
-            await RecordAsync().ConfigureAwait(false);
+            return await RecordAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
+        }
+        catch (CoordinatorSupersededException)
+        {
+            // already logged once by the coordinator
+        }
+
+        return 0;
+    }
+
+    /// <summary>Redis time (ms) at which the wait behind <paramref name="token"/> was announced, or 0.</summary>
+    internal long StartOf(object token)
+    {
+        lock (_gate)
+        {
+            return ((RunningWait)token).StartedAt;
         }
     }
 

@@ -66,15 +66,12 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         {
             var now = (long)await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
-                [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id)],
-                [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields])
+                [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
+                [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields, _coordinator.SwarmId])
                 .ConfigureAwait(false);
             if (now < 0)
             {
-                _logger.LogError(
-                    "Heartbeat refused: coordinator={CoordinatorId} epoch={Epoch} was superseded by a newer instance; stopping",
-                    _coordinator.Id, _coordinator.Epoch);
-                _coordinator.MarkSuperseded();
+                _coordinator.MarkSuperseded("heartbeat");
                 return false;
             }
 

@@ -24,8 +24,20 @@ public static class Keys
     /// <summary>D4 inbox prefix: <c>blocking:inbox:{receiverId}</c>, a stream of unconsumed signals.</summary>
     public const string InboxPrefix = "blocking:inbox:";
 
-    /// <summary>Receiver-side processed marker prefix: <c>blocking:processed:{receiverId}:{messageId}</c>.</summary>
-    public const string ProcessedPrefix = "blocking:processed:";
+    /// <summary>Force-unblock marker prefix: <c>blocking:unblock:{id}</c>, the Redis time (ms) of the request, TTL 300 s.</summary>
+    public const string UnblockPrefix = "blocking:unblock:";
+
+    /// <summary>K5 prefix: <c>blocking:retry:{signalId}:{attempt}</c>; K6 is <c>blocking:retry:failed:{signalId}</c>.</summary>
+    public const string RetryPrefix = "blocking:retry:";
+
+    /// <summary>K8 prefix: <c>coordinator:escalation:{deadCoordinatorId}</c>, JSON, TTL 3600 s; taken with SET NX as the escalation lock.</summary>
+    public const string EscalationPrefix = "coordinator:escalation:";
+
+    /// <summary>K9 prefix: <c>coordinator:spawn:{newCoordinatorId}</c>, JSON, kept as history.</summary>
+    public const string SpawnPrefix = "coordinator:spawn:";
+
+    /// <summary>K11 pattern parts: <c>swarm:{swarmId}:blocking:{coordinatorId}</c>.</summary>
+    public const string SwarmPrefix = "swarm:";
 
     /// <summary>K7 prefix: <c>coordinator:activity:{coordinatorId}</c>, JSON, TTL sized from the blocking timeout.</summary>
     public const string ActivityPrefix = "coordinator:activity:";
@@ -72,9 +84,47 @@ public static class Keys
     public static RedisKey Inbox(string receiverId) =>
         InboxPrefix + Ids.RequireName(receiverId, "receiverId");
 
-    /// <summary>Receiver-side marker that a message was processed (at-least-once becomes effectively-once for handlers that check it).</summary>
-    public static RedisKey Processed(string receiverId, string messageId) =>
-        ProcessedPrefix + Ids.RequireName(receiverId, "receiverId") + ":" + Ids.RequireSignalId(messageId, "messageId");
+    /// <summary>Force-unblock marker of a coordinator.</summary>
+    public static RedisKey Unblock(string coordinatorId) =>
+        UnblockPrefix + Ids.RequireName(coordinatorId, "coordinatorId");
+
+    /// <summary>K8 escalation record (and lock) of a dead coordinator.</summary>
+    public static RedisKey Escalation(string deadCoordinatorId) =>
+        EscalationPrefix + Ids.RequireName(deadCoordinatorId, "coordinatorId");
+
+    /// <summary>K9 spawn request of a new coordinator.</summary>
+    public static RedisKey Spawn(string newCoordinatorId) =>
+        SpawnPrefix + Ids.RequireName(newCoordinatorId, "newCoordinatorId");
+
+    /// <summary>K11 blocking state of a coordinator in a swarm.</summary>
+    public static RedisKey SwarmBlocking(string swarmId, string coordinatorId) =>
+        SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":blocking:" + Ids.RequireName(coordinatorId, "coordinatorId");
+
+    /// <summary>Warning state of coordinators with stale heartbeats (hash: id → <c>warnings|lastWarnAt|state</c>), shared by every monitor.</summary>
+    public static readonly RedisKey Health = "coordinator:health";
+
+    /// <summary>Swarm of each registered coordinator (hash: id → swarmId), kept by the heartbeat script.</summary>
+    public static readonly RedisKey Swarms = "coordinator:swarms";
+
+    /// <summary>Deadlines of running waits (sorted set: id → Redis ms when its oldest wait times out), kept by the activity script.</summary>
+    public static readonly RedisKey Deadlines = "coordinator:deadlines";
+
+    /// <summary>Stuck waits already reported (hash: id → <c>{signalId}|{blockingSince}</c>), so each is counted once.</summary>
+    public static readonly RedisKey StuckReported = "coordinator:stuck";
+
+    /// <summary>Spawn requests by creation time (sorted set: newCoordinatorId → ms), so the swarm manager finds them without SCAN.</summary>
+    public static readonly RedisKey SpawnIndex = "coordinator:spawns";
+
+    /// <summary>Lock of the batch cleanup (SPEC §2.12): <c>SET NX EX</c> with a token.</summary>
+    public static readonly RedisKey CleanupLock = "blocking:cleanup:lock";
+
+    /// <summary>C1: the swarm's dead-coordinator channel.</summary>
+    public static RedisChannel SwarmDead(string swarmId) =>
+        RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:dead");
+
+    /// <summary>C2: the swarm's replacement channel.</summary>
+    public static RedisChannel SwarmReplacement(string swarmId) =>
+        RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:replacement");
 
     /// <summary>K7 activity record.</summary>
     public static RedisKey Activity(string coordinatorId) =>

@@ -43,6 +43,9 @@ public sealed class SignalInbox
     /// </summary>
     public async IAsyncEnumerable<ReceivedSignal> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        // A superseded instance stops receiving: its successor (or replacement) owns the inbox now.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _coordinator.SupersededToken);
+        cancellationToken = linked.Token;
         var inbox = Keys.Inbox(_coordinator.Id);
         var readingPending = true;
         _logger.LogInformation("Waiting for signal receiver={ReceiverId}", _coordinator.Id);
@@ -81,7 +84,16 @@ public sealed class SignalInbox
 
             foreach (var entry in entries)
             {
-                var received = await AcceptAsync(entry, readingPending).ConfigureAwait(false);
+                ReceivedSignal? received;
+                try
+                {
+                    received = await AcceptAsync(entry, readingPending).ConfigureAwait(false);
+                }
+                catch (CoordinatorSupersededException)
+                {
+                    yield break; // the ACK was refused: this instance no longer owns its inbox
+                }
+
                 if (received is null)
                 {
                     continue;

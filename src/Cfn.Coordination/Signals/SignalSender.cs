@@ -46,6 +46,7 @@ public sealed class SignalSender
     /// <exception cref="InvalidIdException">An ID, the type or the idempotency key is invalid; nothing was written.</exception>
     /// <exception cref="ArgumentException">The payload is too large; nothing was written.</exception>
     /// <exception cref="SignalDeliveryException">Redis failed.</exception>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
     public async Task<SignalDeliveryResult> SendAsync(
         string receiverId,
         string type,
@@ -110,9 +111,9 @@ public sealed class SignalSender
         {
             result = await Redis.Database.ScriptEvaluateAsync(
                 RedisScripts.SendSignal,
-                [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key],
+                [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key, Keys.Epoch(senderId)],
                 [json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
-                    Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup]).ConfigureAwait(false);
+                    Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup, _coordinator.Epoch]).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -123,6 +124,11 @@ public sealed class SignalSender
         }
 
         var reply = (RedisResult[])result!;
+        if ((long)reply[0] < 0)
+        {
+            throw _coordinator.Superseded("signal send", (string?)reply[1]);
+        }
+
         if ((long)reply[0] == 0)
         {
             _logger.LogWarning(

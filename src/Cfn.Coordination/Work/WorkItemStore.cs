@@ -202,10 +202,7 @@ public sealed class WorkItemStore
 
                 return new WorkWriteResult(WorkWriteOutcome.Ok, found);
             case "fenced":
-                _logger.LogError(
-                    "Work item write fenced: coordinator={CoordinatorId} epoch={Epoch} is no longer current (current={Current}); stopping",
-                    _coordinator.Id, _coordinator.Epoch, payload);
-                _coordinator.MarkSuperseded();
+                _coordinator.MarkSuperseded("work item write", payload);
                 return Refused(new WorkWriteResult(WorkWriteOutcome.Fenced, null));
             case "exists":
                 return Refused(new WorkWriteResult(WorkWriteOutcome.AlreadyExists, found));

@@ -57,9 +57,14 @@ public sealed class KeysUnitTests
     }
 
     [Fact]
-    public void Processed_ValidIds_IsProcessedMarker()
+    public void RecoveryKeys_ValidIds_AreSpecKeys()
     {
-        Assert.Equal("blocking:processed:coordinator-1:" + PlaybookSignalId, (string?)Keys.Processed("coordinator-1", PlaybookSignalId));
+        Assert.Equal("blocking:unblock:coordinator-1", (string?)Keys.Unblock("coordinator-1"));
+        Assert.Equal("coordinator:escalation:coordinator-1", (string?)Keys.Escalation("coordinator-1"));
+        Assert.Equal("coordinator:spawn:coordinator-1696889234567-abc12345", (string?)Keys.Spawn("coordinator-1696889234567-abc12345"));
+        Assert.Equal("swarm:swarm-123:blocking:coordinator-1", (string?)Keys.SwarmBlocking("swarm-123", "coordinator-1"));
+        Assert.Equal("swarm:swarm-123:coordinator:dead", Keys.SwarmDead("swarm-123").ToString());
+        Assert.Equal("swarm:swarm-123:coordinator:replacement", Keys.SwarmReplacement("swarm-123").ToString());
     }
 
     [Fact]
@@ -165,8 +170,8 @@ public sealed class KeysUnitTests
     public void Idempotency_InvalidMessageId_ThrowsNamingMessageId()
     {
         Assert.Equal("messageId", Assert.Throws<InvalidIdException>(() => Keys.Idempotency("a*:b")).Field);
-        Assert.Equal("messageId", Assert.Throws<InvalidIdException>(() => Keys.Processed("coord-1", "a::b")).Field);
-        Assert.Equal("receiverId", Assert.Throws<InvalidIdException>(() => Keys.Processed("coord:1", "a:b")).Field);
+        Assert.Equal("coordinatorId", Assert.Throws<InvalidIdException>(() => Keys.Unblock("coord:1")).Field);
+        Assert.Equal("swarmId", Assert.Throws<InvalidIdException>(() => Keys.SwarmBlocking("s*", "c")).Field);
     }
 
     [Fact]

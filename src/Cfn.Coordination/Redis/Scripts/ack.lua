@@ -1,7 +1,15 @@
 -- Write an ACK once (SPEC §2.3, D13) and wake the waiter in the same round trip.
--- KEYS[1] blocking:ack:{ackingCoordinatorId}:{signalId}
+-- KEYS[1] blocking:ack:{ackingCoordinatorId}:{signalId}   KEYS[2] coordinator:epoch:{ackingCoordinatorId}
 -- ARGV[1] ACK JSON   ARGV[2] TTL (s)   ARGV[3] the sender's channel ('' for none)   ARGV[4] wake-up message
--- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}.
+-- ARGV[5] the ACKer's epoch
+-- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, or {-1, currentEpoch, 0} when the ACKer
+-- was superseded.
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[5]) -- Redis lost its data: not a newer instance
+elseif epoch ~= ARGV[5] then
+  return {-1, epoch, 0}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local written = 1

@@ -2,9 +2,9 @@
 -- skew can never make it look dead; the registry is updated in the same step so an expired K1 is still found.
 -- An instance whose epoch is no longer current (restarted elsewhere, or declared dead and replaced) writes nothing.
 -- KEYS[1] blocking:heartbeat:{id}   KEYS[2] blocking:coordinators   KEYS[3] coordinator:activity:{id}
--- KEYS[4] coordinator:epoch:{id}
+-- KEYS[4] coordinator:epoch:{id}   KEYS[5] coordinator:swarms
 -- ARGV[1] K1 JSON without its time fields   ARGV[2] K1 TTL (s)   ARGV[3] coordinator id   ARGV[4] K7 TTL (s)
--- ARGV[5] the writer's epoch   ARGV[6] comma-separated names of the fields that get the Redis time
+-- ARGV[5] the writer's epoch   ARGV[6] comma-separated names of the fields that get the Redis time   ARGV[7] swarm id
 -- Returns the heartbeat time in ms, or -1 when the writer has been superseded.
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
@@ -23,6 +23,8 @@ end
 local json = ARGV[1] == '{}' and ('{' .. string.sub(head, 1, -2) .. '}') or ('{' .. head .. string.sub(ARGV[1], 2))
 redis.call('SET', KEYS[1], json, 'EX', ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[3])
+-- The swarm survives K1's expiry, so a coordinator found dead late still has its work found and handed over.
+redis.call('HSET', KEYS[5], ARGV[3], ARGV[7])
 -- Heartbeats keep K7 alive but never move lastActivity (SPEC K7).
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 return now

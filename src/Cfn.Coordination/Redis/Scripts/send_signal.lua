@@ -1,11 +1,19 @@
 -- Deliver one signal (SPEC §2.1, D4). Atomic: the idempotency record is taken first (SET NX), and only then is the
 -- signal appended to the receiver's durable inbox, shown in the K2 view and announced on the receiver's channel.
 -- KEYS[1] blocking:idempotency:{messageId}   KEYS[2] blocking:inbox:{receiverId}   KEYS[3] blocking:signal:{receiverId}
+-- KEYS[4] coordinator:epoch:{senderId}
 -- ARGV[1] signal JSON   ARGV[2] signal TTL (s)   ARGV[3] idempotency TTL (s)   ARGV[4] receiver channel
--- ARGV[5] messageId     ARGV[6] consumer group
--- Returns {1, streamEntryId} when delivered, {0, ''} for a duplicate messageId.
+-- ARGV[5] messageId     ARGV[6] consumer group   ARGV[7] the sender's epoch
+-- Returns {1, streamEntryId} when delivered, {0, ''} for a duplicate messageId, {-1, currentEpoch} when the sender
+-- was superseded (a newer instance, or a replacement after it was declared dead): nothing it sends lands.
 -- Scripts are not rolled back on error, so every check comes before the first write: a failed send must not leave an
 -- idempotency record behind that would make its retry look like a duplicate.
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  redis.call('SET', KEYS[4], ARGV[7]) -- Redis lost its data: not a newer instance
+elseif epoch ~= ARGV[7] then
+  return {-1, epoch}
+end
 local inbox_type = redis.call('TYPE', KEYS[2])['ok']
 local view_type = redis.call('TYPE', KEYS[3])['ok']
 if (inbox_type ~= 'none' and inbox_type ~= 'stream') or (view_type ~= 'none' and view_type ~= 'string') then
