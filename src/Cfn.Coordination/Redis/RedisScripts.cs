@@ -15,6 +15,10 @@ internal static class RedisScripts
     public static readonly string Heartbeat = Load("heartbeat.lua");
     public static readonly string Activity = Load("activity.lua");
     public static readonly string WorkCas = Load("work_cas.lua");
+    public static readonly string MonitorCheck = Load("monitor_check.lua");
+    public static readonly string CleanupCoordinator = Load("cleanup_coordinator.lua");
+    public static readonly string MoveSignal = Load("move_signal.lua");
+    public static readonly string CompareAndSet = Load("compare_and_set.lua");
 
     private static string Load(string name)
     {

@@ -1,0 +1,44 @@
+namespace Cfn.Coordination.Recovery;
+
+/// <summary>
+/// K8 <c>coordinator:escalation:{deadCoordinatorId}</c> (SPEC K8): the TS fields (the playbook reads <c>swarmId</c>)
+/// plus the replacement, the fence and the hand-over counts. Created with <c>SET NX</c>: it is the escalation lock.
+/// </summary>
+public sealed record EscalationRecord
+{
+    /// <summary>The dead coordinator.</summary>
+    public required string DeadCoordinatorId { get; init; }
+
+    /// <summary>Its swarm.</summary>
+    public required string SwarmId { get; init; }
+
+    /// <summary>Escalation time, ms (Redis clock).</summary>
+    public required long Timestamp { get; init; }
+
+    /// <summary>Always <c>coordinator_timeout</c>.</summary>
+    public string Reason { get; init; } = "coordinator_timeout";
+
+    /// <summary><c>escalated → replacement_requested</c>, or <c>failed</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>The replacement's ID (its spawn request is <c>coordinator:spawn:{newCoordinatorId}</c>).</summary>
+    public required string NewCoordinatorId { get; init; }
+
+    /// <summary>The dead coordinator's last heartbeat, ms.</summary>
+    public long LastHeartbeat { get; init; }
+
+    /// <summary>The monitor that confirmed the death.</summary>
+    public string? DetectedBy { get; init; }
+
+    /// <summary>The epoch that fences the dead instance.</summary>
+    public long FencingToken { get; init; }
+
+    /// <summary>Work items moved to the replacement.</summary>
+    public long WorkItemsTransferred { get; init; }
+
+    /// <summary>Unconsumed signals moved to the replacement.</summary>
+    public long SignalsHandedOver { get; init; }
+
+    /// <summary>Why it failed, when it did.</summary>
+    public string? Error { get; init; }
+}

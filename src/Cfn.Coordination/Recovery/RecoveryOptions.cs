@@ -1,0 +1,143 @@
+using System.Collections;
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+
+namespace Cfn.Coordination.Recovery;
+
+/// <summary>
+/// Settings of the timeout handler: dead-coordinator detection, stuck waits, escalation and cleanup (SPEC §2.9–§2.13,
+/// §3.6, D8). Each documents the environment variable that sets it.
+/// </summary>
+public sealed class RecoveryOptions
+{
+    /// <summary>A heartbeat older than this is stale (<c>HEARTBEAT_STALE_THRESHOLD_MS</c>, 120000).</summary>
+    public TimeSpan HeartbeatStaleThreshold { get; set; } = TimeSpan.FromMilliseconds(120_000);
+
+    /// <summary>
+    /// Longest sleep of the monitor and the spacing between two warnings of one coordinator
+    /// (<c>HEARTBEAT_MONITOR_INTERVAL_MS</c>, 10000). A coordinator is declared dead
+    /// <c>(MaxWarnings − 1) × MonitorInterval</c> after its heartbeat became stale.
+    /// </summary>
+    public TimeSpan MonitorInterval { get; set; } = TimeSpan.FromMilliseconds(10_000);
+
+    /// <summary>Consecutive warnings until dead (<c>HEARTBEAT_MAX_WARNINGS</c>, 3).</summary>
+    [Range(1, 100)]
+    public int MaxWarnings { get; set; } = 3;
+
+    /// <summary>The dead-detection loop runs (<c>ENABLE_HEARTBEAT_MONITORING</c>, true; the runbook's emergency switch).</summary>
+    public bool EnableHeartbeatMonitoring { get; set; } = true;
+
+    /// <summary>A confirmed death escalates on its own (<c>ENABLE_AUTO_ESCALATION</c>, true).</summary>
+    public bool EnableAutoEscalation { get; set; } = true;
+
+    /// <summary>How long past its timeout a live coordinator may still be blocking before the handler reports it stuck (<c>ACTIVITY_CHECK_INTERVAL_MS</c>, 30000).</summary>
+    public TimeSpan StuckWaitGrace { get; set; } = TimeSpan.FromMilliseconds(30_000);
+
+    /// <summary>Batch cleanup: a heartbeat older than this is stale (<c>CLEANUP_STALE_THRESHOLD_SECONDS</c>, 600).</summary>
+    [Range(1, 30 * 86_400)]
+    public int CleanupStaleThresholdSeconds { get; set; } = 600;
+
+    /// <summary>Batch cleanup period in the timeout handler (<c>CLEANUP_INTERVAL_MS</c>, 300000).</summary>
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMilliseconds(300_000);
+
+    /// <summary>K8 and K9 TTL in seconds (3600).</summary>
+    [Range(60, 30 * 86_400)]
+    public int EscalationTtlSeconds { get; set; } = 3600;
+
+    /// <summary>The time after which a coordinator is declared dead.</summary>
+    public TimeSpan DeathAfter => HeartbeatStaleThreshold + ((MaxWarnings - 1) * MonitorInterval);
+
+    /// <summary>Validates, naming the first bad setting; <paramref name="coordination"/> checks the heartbeat TTL against detection.</summary>
+    public void Validate(CoordinationOptions? coordination = null)
+    {
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
+        {
+            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
+        }
+
+        Positive(HeartbeatStaleThreshold, "HEARTBEAT_STALE_THRESHOLD_MS");
+        Positive(MonitorInterval, "HEARTBEAT_MONITOR_INTERVAL_MS");
+        Positive(StuckWaitGrace, "ACTIVITY_CHECK_INTERVAL_MS");
+        Positive(CleanupInterval, "CLEANUP_INTERVAL_MS");
+        if (coordination is not null && TimeSpan.FromSeconds(coordination.HeartbeatTtlSeconds) <= DeathAfter)
+        {
+            // Otherwise K1 expires before death is confirmed (SPEC K1).
+            throw new ValidationException(
+                $"HEARTBEAT_TTL_SECONDS ({coordination.HeartbeatTtlSeconds}) must exceed the stale threshold plus {MaxWarnings} warnings ({DeathAfter.TotalSeconds} s)");
+        }
+    }
+
+    /// <summary>Reads the §3.6 timeout-handler variables (process environment when null), then validates.</summary>
+    public static RecoveryOptions FromEnvironment(IDictionary? environment = null, CoordinationOptions? coordination = null)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        var o = new RecoveryOptions();
+        string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
+
+        long? Number(string name) => Get(name) is not { } text
+            ? null
+            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0
+                ? v
+                : throw new ValidationException($"{name} must be a positive integer (got \"{text}\")");
+
+        bool? Flag(string name) => Get(name) switch
+        {
+            null => null,
+            var t when t.Equals("true", StringComparison.OrdinalIgnoreCase) || t == "1" => true,
+            var t when t.Equals("false", StringComparison.OrdinalIgnoreCase) || t == "0" => false,
+            var t => throw new ValidationException($"{name} must be true or false (got \"{t}\")"),
+        };
+
+        if (Number("HEARTBEAT_STALE_THRESHOLD_MS") is { } stale)
+        {
+            o.HeartbeatStaleThreshold = TimeSpan.FromMilliseconds(stale);
+        }
+
+        if (Number("HEARTBEAT_MONITOR_INTERVAL_MS") is { } interval)
+        {
+            o.MonitorInterval = TimeSpan.FromMilliseconds(interval);
+        }
+
+        if (Number("HEARTBEAT_MAX_WARNINGS") is { } warnings)
+        {
+            o.MaxWarnings = (int)Math.Min(warnings, int.MaxValue);
+        }
+
+        if (Flag("ENABLE_HEARTBEAT_MONITORING") is { } monitoring)
+        {
+            o.EnableHeartbeatMonitoring = monitoring;
+        }
+
+        if (Flag("ENABLE_AUTO_ESCALATION") is { } escalation)
+        {
+            o.EnableAutoEscalation = escalation;
+        }
+
+        if (Number("ACTIVITY_CHECK_INTERVAL_MS") is { } check)
+        {
+            o.StuckWaitGrace = TimeSpan.FromMilliseconds(check);
+        }
+
+        if (Number("CLEANUP_STALE_THRESHOLD_SECONDS") is { } cleanupStale)
+        {
+            o.CleanupStaleThresholdSeconds = (int)Math.Min(cleanupStale, int.MaxValue);
+        }
+
+        if (Number("CLEANUP_INTERVAL_MS") is { } cleanupInterval)
+        {
+            o.CleanupInterval = TimeSpan.FromMilliseconds(cleanupInterval);
+        }
+
+        o.Validate(coordination);
+        return o;
+    }
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            throw new ValidationException($"{name} must be positive");
+        }
+    }
+}

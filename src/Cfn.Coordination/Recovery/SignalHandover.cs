@@ -1,0 +1,65 @@
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Recovery;
+
+/// <summary>
+/// Hands a dead coordinator's unconsumed signals to its replacement instead of dropping them (SPEC §2.13, W38): each
+/// is re-addressed, re-signed and moved in one script (<c>move_signal.lua</c>). The message ID is kept, so the
+/// replacement's ACK still names the original signal.
+/// </summary>
+public sealed class SignalHandover(RedisContext redis, SigningKeys keys, RecoveryMetrics metrics, ILogger logger)
+{
+    private const int PageSize = 100;
+
+    /// <summary>Moves every entry of <paramref name="deadId"/>'s inbox to <paramref name="newId"/>'s; returns how many moved.</summary>
+    public async Task<int> MoveAllAsync(string deadId, string newId)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        var database = redis.Database;
+        var from = Keys.Inbox(deadId);
+        var moved = 0;
+        var after = "-";
+        while (true)
+        {
+            var entries = await database.StreamRangeAsync(from, after, "+", PageSize).ConfigureAwait(false);
+            if (entries.Length == 0)
+            {
+                break;
+            }
+
+            foreach (var entry in entries)
+            {
+                after = "(" + entry.Id; // exclusive: continue after this entry whatever happens to it
+                var raw = (string?)entry["signal"];
+                if (!Json.TryDeserialize<Signal>(raw, out var signal, out var error) || !SignalSignatures.Verify(keys, signal!))
+                {
+                    // Not a signal anyone could act on (the receiver would refuse it too); it goes with the cleanup.
+                    metrics.MalformedValues.WithLabels("signal").Inc();
+                    logger.LogWarning("Unusable signal not handed over entry={EntryId} from={DeadId}: {Error}", (string?)entry.Id,
+                        deadId, error ?? "invalid signature");
+                    continue;
+                }
+
+                var readdressed = SignalSignatures.Sign(keys, signal! with { ReceiverId = newId, ReceiverEpoch = null });
+                var result = (long)await database.ScriptEvaluateAsync(
+                    RedisScripts.MoveSignal,
+                    [from, Keys.Inbox(newId), Keys.Signal(newId), Keys.Signal(deadId)],
+                    [(string?)entry.Id, Json.Serialize(readdressed), signal!.MessageId, Keys.InboxGroup, redis.Options.SignalTtlSeconds,
+                        Keys.Events(newId).ToString()]).ConfigureAwait(false);
+                moved += (int)result;
+            }
+        }
+
+        if (moved > 0)
+        {
+            metrics.SignalsHandedOver.Inc(moved);
+            logger.LogInformation("Signals handed over count={Count} from={DeadId} to={NewId}", moved, deadId, newId);
+        }
+
+        return moved;
+    }
+}

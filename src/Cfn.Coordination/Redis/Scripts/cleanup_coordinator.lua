@@ -1,0 +1,43 @@
+-- Delete one coordinator's keys (SPEC §2.12, D14): an explicit key list, enumerated by exact prefixes and segment
+-- checks on the client, deleted in one atomic step with the count per category taken from Redis's own DEL replies.
+-- Unless forced, a coordinator whose heartbeat is fresh is refused and nothing is deleted.
+-- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] coordinator:deadlines   KEYS[4] coordinator:swarms
+-- KEYS[5] coordinator:stuck   KEYS[6] blocking:heartbeat:{id}   KEYS[7..] the keys to delete
+-- ARGV[1] id   ARGV[2] '1' to force   ARGV[3] stale threshold (ms)   ARGV[4..] the category of each of KEYS[7..]
+-- Returns {'fresh', ms since the heartbeat} or {'ok', category, count, category, count, ...}.
+if ARGV[2] ~= '1' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+  local hb = redis.call('GET', KEYS[6])
+  if hb then
+    local ts = tonumber(string.match(hb, '"timestamp":(%d+)'))
+    if ts and ts > last then
+      last = ts
+    end
+  end
+  if last > 0 and now - last <= tonumber(ARGV[3]) then
+    return {'fresh', now - last}
+  end
+end
+local counts = {}
+local order = {}
+for i = 7, #KEYS do
+  local category = ARGV[i - 3]
+  if counts[category] == nil then
+    counts[category] = 0
+    order[#order + 1] = category
+  end
+  counts[category] = counts[category] + redis.call('DEL', KEYS[i])
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
+local reply = {'ok'}
+for _, category in ipairs(order) do
+  reply[#reply + 1] = category
+  reply[#reply + 1] = counts[category]
+end
+return reply

@@ -1,0 +1,58 @@
+-- Judge one coordinator (SPEC §2.9 C# dead-detection contract, D5, D6). Atomic, so any number of monitors can run:
+-- warnings are spaced by the monitor interval whoever counts them, and exactly one caller gets 'dead'.
+-- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] blocking:heartbeat:{id}   KEYS[4] coordinator:epoch:{id}
+-- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
+-- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
+-- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead only)}; verdict is one of
+-- gone | fresh | recovered | pending | warning | critical | dead | dead_already.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return {'gone', 0, 0, 0}
+end
+-- Re-read the heartbeat itself (a writer that does not update the registry still counts).
+local last = tonumber(score)
+local hb = redis.call('GET', KEYS[3])
+if hb then
+  local ts = tonumber(string.match(hb, '"timestamp":(%d+)'))
+  if ts and ts > last then
+    last = ts
+  end
+end
+local age = now - last
+local stale = now - math.max(last, tonumber(ARGV[5]))
+local warnings, lastWarn, state = 0, 0, 'healthy'
+local health = redis.call('HGET', KEYS[2], ARGV[1])
+if health then
+  local w, l, s = string.match(health, '^(%d+)|(%d+)|(%a+)$')
+  if w then
+    warnings, lastWarn, state = tonumber(w), tonumber(l), s
+  end
+end
+if stale <= tonumber(ARGV[2]) then
+  if warnings > 0 or state ~= 'healthy' then
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    return {'recovered', warnings, age, 0}
+  end
+  return {'fresh', 0, age, 0}
+end
+if state == 'dead' then
+  return {'dead_already', warnings, age, 0}
+end
+if warnings > 0 and now - lastWarn < tonumber(ARGV[4]) then
+  return {'pending', warnings, age, 0}
+end
+warnings = warnings + 1
+if warnings >= tonumber(ARGV[3]) then
+  -- Fence the instance declared dead: from now on nothing it writes lands (D6).
+  local epoch = redis.call('INCR', KEYS[4])
+  redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|dead')
+  return {'dead', warnings, age, epoch}
+end
+redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|warning')
+if warnings == 1 then
+  return {'warning', warnings, age, 0}
+end
+return {'critical', warnings, age, 0}
