@@ -3,14 +3,15 @@
 -- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] blocking:heartbeat:{id}   KEYS[4] coordinator:epoch:{id}
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
--- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead only)}; verdict is one of
--- gone | fresh | recovered | pending | warning | critical | dead | dead_already.
+-- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead only), Redis ms when this coordinator
+-- next needs looking at (0 = never)}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
+-- dead_already.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then
   redis.call('HDEL', KEYS[2], ARGV[1])
-  return {'gone', 0, 0, 0}
+  return {'gone', 0, 0, 0, 0}
 end
 -- Re-read the heartbeat itself (a writer that does not update the registry still counts).
 local last = tonumber(score)
@@ -22,7 +23,10 @@ if hb then
   end
 end
 local age = now - last
-local stale = now - math.max(last, tonumber(ARGV[5]))
+local since = math.max(last, tonumber(ARGV[5]))
+local stale = now - since
+local spacing = tonumber(ARGV[4])
+local fresh_until = since + tonumber(ARGV[2]) + 1
 local warnings, lastWarn, state = 0, 0, 'healthy'
 local health = redis.call('HGET', KEYS[2], ARGV[1])
 if health then
@@ -34,25 +38,25 @@ end
 if stale <= tonumber(ARGV[2]) then
   if warnings > 0 or state ~= 'healthy' then
     redis.call('HDEL', KEYS[2], ARGV[1])
-    return {'recovered', warnings, age, 0}
+    return {'recovered', warnings, age, 0, fresh_until}
   end
-  return {'fresh', 0, age, 0}
+  return {'fresh', 0, age, 0, fresh_until}
 end
 if state == 'dead' then
-  return {'dead_already', warnings, age, 0}
+  return {'dead_already', warnings, age, 0, 0}
 end
-if warnings > 0 and now - lastWarn < tonumber(ARGV[4]) then
-  return {'pending', warnings, age, 0}
+if warnings > 0 and now - lastWarn < spacing then
+  return {'pending', warnings, age, 0, lastWarn + spacing}
 end
 warnings = warnings + 1
 if warnings >= tonumber(ARGV[3]) then
   -- Fence the instance declared dead: from now on nothing it writes lands (D6).
   local epoch = redis.call('INCR', KEYS[4])
   redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|dead')
-  return {'dead', warnings, age, epoch}
+  return {'dead', warnings, age, epoch, 0}
 end
 redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|warning')
 if warnings == 1 then
-  return {'warning', warnings, age, 0}
+  return {'warning', warnings, age, 0, now + spacing}
 end
-return {'critical', warnings, age, 0}
+return {'critical', warnings, age, 0, now + spacing}

@@ -1,0 +1,296 @@
+using System.Globalization;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Redis;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Detection;
+
+/// <summary>
+/// Finds dead coordinators (SPEC §2.9 C# dead-detection contract, D5, D6). Each pass asks the registry for the
+/// coordinators whose last heartbeat is older than the stale threshold (O(log N + stale), including those whose K1
+/// already expired) and judges each in one atomic script on the Redis clock: consecutive warnings spaced by the monitor
+/// interval, kept in Redis so any number of monitors agree, and exactly one of them confirms a death, fencing the dead
+/// instance in the same step. A heartbeat that comes back clears the warnings. The monitor then sleeps until the next
+/// coordinator can become due (at most the monitor interval), so detection lands close to the configured time.
+/// While Redis is unreachable or its breaker is open nothing is judged, and afterwards staleness is counted from the
+/// moment Redis came back: an outage is not a mass death.
+/// </summary>
+public sealed class HeartbeatMonitor : IAsyncDisposable
+{
+    private const int CandidateBatch = 1000;
+    private static readonly TimeSpan MinimumSleep = TimeSpan.FromMilliseconds(5);
+
+    private readonly RedisContext _redis;
+    private readonly RecoveryOptions _options;
+    private readonly CoordinationMetrics _metrics;
+    private readonly RecoveryMetrics _recoveryMetrics;
+    private readonly EscalationService? _escalation;
+    private readonly Func<bool> _redisCircuitOpen;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _loop;
+    private volatile bool _redisLost;
+    private long _notBeforeMs;
+
+    /// <summary>Creates a monitor; <paramref name="escalation"/> runs on confirmed deaths when auto-escalation is on.</summary>
+    public HeartbeatMonitor(
+        RedisContext redis,
+        RecoveryOptions options,
+        CoordinationMetrics metrics,
+        RecoveryMetrics recoveryMetrics,
+        EscalationService? escalation,
+        string monitorId,
+        Func<bool>? redisCircuitOpen = null)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        _redis = redis;
+        _options = options;
+        _metrics = metrics;
+        _recoveryMetrics = recoveryMetrics;
+        _escalation = escalation;
+        MonitorId = monitorId;
+        _redisCircuitOpen = redisCircuitOpen ?? (() => false);
+        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Detection.HeartbeatMonitor");
+        redis.Multiplexer.ConnectionFailed += OnConnectionFailed;
+    }
+
+    /// <summary>This monitor's name (recorded as <c>detectedBy</c>).</summary>
+    public string MonitorId { get; }
+
+    /// <summary>Raised for each death this monitor confirmed, after its escalation. Handlers must not throw (they are isolated).</summary>
+    public event Action<CoordinatorDeath>? CoordinatorDied;
+
+    /// <summary>Starts the loop, unless <see cref="RecoveryOptions.EnableHeartbeatMonitoring"/> is off (logged at WARN).</summary>
+    public void Start()
+    {
+        if (!_options.EnableHeartbeatMonitoring)
+        {
+            _logger.LogWarning(
+                "Heartbeat monitoring DISABLED (ENABLE_HEARTBEAT_MONITORING=false): dead coordinators will not be detected, escalated or cleaned up by this handler");
+            return;
+        }
+
+        _logger.LogInformation(
+            "Heartbeat monitoring started monitor={MonitorId} staleThresholdMs={Threshold} monitorIntervalMs={Interval} maxWarnings={MaxWarnings} deathAfterMs={DeathAfter}",
+            MonitorId, (long)_options.HeartbeatStaleThreshold.TotalMilliseconds, (long)_options.MonitorInterval.TotalMilliseconds,
+            _options.MaxWarnings, (long)_options.DeathAfter.TotalMilliseconds);
+        _loop ??= RunAsync(_stopping.Token);
+    }
+
+    /// <summary>True while the loop runs.</summary>
+    public bool IsRunning => _loop is { IsCompleted: false };
+
+    /// <summary>One pass: judge every due coordinator, handle deaths, and say when the next one can become due.</summary>
+    public async Task<MonitorPass> RunOnceAsync()
+    {
+        if (_redisCircuitOpen())
+        {
+            _redisLost = true;
+            _recoveryMetrics.MonitorPasses.WithLabels("redis_unavailable").Inc();
+            return new MonitorPass(0, 0, [], 0, RedisAvailable: false, 0);
+        }
+
+        try
+        {
+            return await PassAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _redisLost = true;
+            _recoveryMetrics.MonitorPasses.WithLabels("redis_unavailable").Inc();
+            _logger.LogWarning("Redis error in heartbeat monitor pass; no coordinator is judged until Redis is back: {Error}", e.Message);
+            return new MonitorPass(0, 0, [], 0, RedisAvailable: false, 0);
+        }
+    }
+
+    private async Task<MonitorPass> PassAsync()
+    {
+        var database = _redis.Database;
+        var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
+        if (_redisLost)
+        {
+            // Heartbeats could not be written while Redis was away: count staleness from now.
+            _redisLost = false;
+            _notBeforeMs = now;
+            _logger.LogWarning("Redis reachable again; heartbeat staleness is counted from {NotBefore}", now);
+        }
+
+        var threshold = (long)_options.HeartbeatStaleThreshold.TotalMilliseconds;
+        var candidates = await database.SortedSetRangeByScoreAsync(Keys.Registry, double.NegativeInfinity, now - threshold,
+            Exclude.None, Order.Ascending, 0, CandidateBatch).ConfigureAwait(false);
+        var warned = await database.HashKeysAsync(Keys.Health).ConfigureAwait(false);
+        var ids = candidates.Concat(warned).Select(v => (string)v!).Distinct(StringComparer.Ordinal).ToList();
+
+        int warnings = 0, recovered = 0;
+        var deaths = new List<CoordinatorDeath>();
+        long nextDue = 0;
+        foreach (var id in ids)
+        {
+            if (!Identity.Ids.IsValidName(id))
+            {
+                await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
+                continue;
+            }
+
+            var reply = (RedisResult[])(await database.ScriptEvaluateAsync(
+                RedisScripts.MonitorCheck,
+                [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
+                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs]).ConfigureAwait(false))!;
+            var verdict = (string)reply[0]!;
+            var count = (int)(long)reply[1];
+            var ageMs = (long)reply[2];
+            var due = (long)reply[4];
+            if (due > 0)
+            {
+                nextDue = nextDue == 0 ? due : Math.Min(nextDue, due);
+            }
+
+            switch (verdict)
+            {
+                case "warning":
+                    warnings++;
+                    _metrics.CountHeartbeatFailure(id, "stale"); // once per incident: only the first warning counts
+                    LogStale(id, ageMs, count);
+                    break;
+                case "critical":
+                    warnings++;
+                    LogStale(id, ageMs, count);
+                    break;
+                case "recovered":
+                    recovered++;
+                    _logger.LogInformation("Coordinator recovered from warning state coordinator={CoordinatorId} previousWarnings={Warnings} heartbeatAgeMs={AgeMs}",
+                        id, count, ageMs);
+                    break;
+                case "dead":
+                    deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                    break;
+            }
+        }
+
+        // The oldest coordinator that is still fresh becomes due when its heartbeat crosses the threshold.
+        var oldestFresh = await database.SortedSetRangeByScoreWithScoresAsync(Keys.Registry, now - threshold, double.PositiveInfinity,
+            Exclude.Start, Order.Ascending, 0, 1).ConfigureAwait(false);
+        if (oldestFresh.Length == 1)
+        {
+            var due = (long)Math.Max(oldestFresh[0].Score, _notBeforeMs) + threshold + 1;
+            nextDue = nextDue == 0 ? due : Math.Min(nextDue, due);
+        }
+
+        _recoveryMetrics.MonitorPasses.WithLabels("ok").Inc();
+        return new MonitorPass(ids.Count, warnings, deaths, recovered, RedisAvailable: true, nextDue);
+    }
+
+    private void LogStale(string id, long ageMs, int warnings) =>
+        _logger.LogWarning(
+            "Stale heartbeat detected coordinator={CoordinatorId} staleFor={StaleSeconds}s warnings={Warnings}/{MaxWarnings} threshold={ThresholdSeconds}s",
+            id, (ageMs / 1000.0).ToString("0.0", CultureInfo.InvariantCulture), warnings, _options.MaxWarnings,
+            _options.HeartbeatStaleThreshold.TotalSeconds);
+
+    private async Task<CoordinatorDeath> HandleDeathAsync(string id, long fenceEpoch, long ageMs, int warnings, long now)
+    {
+        var database = _redis.Database;
+        var swarm = (string?)await database.HashGetAsync(Keys.Swarms, id).ConfigureAwait(false);
+        if (swarm is null || !Identity.Ids.IsValidName(swarm))
+        {
+            swarm = await SwarmFromHeartbeatAsync(id).ConfigureAwait(false) ?? "unknown";
+        }
+
+        var reason = string.Create(CultureInfo.InvariantCulture, $"{warnings} consecutive warnings - heartbeat stale for {ageMs / 1000}s");
+        _logger.LogError("Marking coordinator as DEAD coordinator={CoordinatorId} swarm={SwarmId} reason=\"{Reason}\" fencedAtEpoch={Epoch} monitor={MonitorId}",
+            id, swarm, reason, fenceEpoch, MonitorId);
+        _metrics.CountTimeout(id, "heartbeat");
+        _recoveryMetrics.DeadCoordinators.WithLabels(swarm).Inc();
+
+        EscalationResult? escalation = null;
+        if (_options.EnableAutoEscalation && _escalation is not null)
+        {
+            escalation = await _escalation.EscalateAsync(id, swarm, fenceEpoch, now - ageMs, MonitorId).ConfigureAwait(false);
+        }
+        else
+        {
+            _recoveryMetrics.Escalations.WithLabels("disabled").Inc();
+            _logger.LogWarning(
+                "Auto escalation disabled (ENABLE_AUTO_ESCALATION=false): dead coordinator={CoordinatorId} keeps its work and signals until an operator acts",
+                id);
+            await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
+            await database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+        }
+
+        var death = new CoordinatorDeath(id, swarm, fenceEpoch, ageMs, warnings, escalation);
+        try
+        {
+            CoordinatorDied?.Invoke(death);
+        }
+#pragma warning disable CA1031 // a subscriber's failure must never stop the monitor (W24)
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.LogError(e, "CoordinatorDied handler failed coordinator={CoordinatorId}", id);
+        }
+
+        return death;
+    }
+
+    private async Task<string?> SwarmFromHeartbeatAsync(string id)
+    {
+        var raw = (string?)await _redis.Database.StringGetAsync(Keys.Heartbeat(id)).ConfigureAwait(false);
+        if (raw is null)
+        {
+            return null;
+        }
+
+        if (!Json.TryDeserialize<Heartbeats.HeartbeatRecord>(raw, out var record, out var error) || !Identity.Ids.IsValidName(record!.SwarmId))
+        {
+            _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
+            _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}: {Error}", id, error ?? "bad swarmId");
+            return null;
+        }
+
+        return record.SwarmId;
+    }
+
+    private async Task RunAsync(CancellationToken stopping)
+    {
+        var time = _redis.Time;
+        while (!stopping.IsCancellationRequested)
+        {
+            var sleep = _options.MonitorInterval;
+            var pass = await RunOnceAsync().ConfigureAwait(false);
+            if (!pass.RedisAvailable)
+            {
+                sleep = TimeSpan.FromMilliseconds(Math.Min(1000, _options.MonitorInterval.TotalMilliseconds));
+            }
+            else if (pass.NextDueMs > 0)
+            {
+                var untilDue = TimeSpan.FromMilliseconds(pass.NextDueMs - time.GetUtcNow().ToUnixTimeMilliseconds());
+                sleep = untilDue < MinimumSleep ? MinimumSleep : untilDue > sleep ? sleep : untilDue;
+            }
+
+            try
+            {
+                await Task.Delay(sleep, time, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs e) => _redisLost = true;
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        _redis.Multiplexer.ConnectionFailed -= OnConnectionFailed;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_loop is not null)
+        {
+            await _loop.ConfigureAwait(false);
+        }
+
+        _stopping.Dispose();
+    }
+}
