@@ -99,7 +99,8 @@ public sealed class CoordinatorCleanup
     }
 
     /// <summary>Deletes <paramref name="keys"/> of a coordinator in atomic batches (the first one re-checks liveness unless forced).</summary>
-    internal async Task<CleanupResult> DeleteAsync(string coordinatorId, IReadOnlyList<(RedisKey Key, string Category)> keys, bool force)
+    internal async Task<CleanupResult> DeleteAsync(
+        string coordinatorId, IReadOnlyList<(RedisKey Key, string Category)> keys, bool force, long? staleThresholdMs = null)
     {
         var categories = KeyOwnership.Categories.ToDictionary(c => c, _ => 0L, StringComparer.Ordinal);
         var first = true;
@@ -115,7 +116,7 @@ public sealed class CoordinatorCleanup
             ];
             RedisValue[] args =
             [
-                coordinatorId, force || !first ? "1" : "0", (long)_options.HeartbeatStaleThreshold.TotalMilliseconds,
+                coordinatorId, force || !first ? "1" : "0", staleThresholdMs ?? (long)_options.HeartbeatStaleThreshold.TotalMilliseconds,
                 .. batch.Select(b => (RedisValue)b.Category),
             ];
             var reply = (RedisResult[])(await _database.ScriptEvaluateAsync(RedisScripts.CleanupCoordinator, scriptKeys, args)

@@ -19,6 +19,8 @@ internal static class RedisScripts
     public static readonly string CleanupCoordinator = Load("cleanup_coordinator.lua");
     public static readonly string MoveSignal = Load("move_signal.lua");
     public static readonly string CompareAndSet = Load("compare_and_set.lua");
+    public static readonly string HashCompareAndSet = Load("hash_compare_and_set.lua");
+    public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
 
     private static string Load(string name)
     {
