@@ -1,0 +1,124 @@
+using Cfn.Coordination.Deadlocks;
+using Cfn.Coordination.Detection;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Recovery;
+
+/// <summary>
+/// The timeout handler process's work in one object (SPEC §0.2): the heartbeat monitor with automatic escalation, the
+/// stuck-wait and deadlock checks every <see cref="RecoveryOptions.StuckWaitGrace"/>, and the batch cleanup every
+/// <see cref="RecoveryOptions.CleanupInterval"/>. Several handlers may run at once: every decision is atomic in Redis.
+/// </summary>
+public sealed class TimeoutHandler : IAsyncDisposable
+{
+    private readonly RedisContext _redis;
+    private readonly RecoveryOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _loops = [];
+
+    /// <summary>Creates the handler and its parts.</summary>
+    public TimeoutHandler(
+        RedisContext redis,
+        SigningKeys keys,
+        RecoveryOptions options,
+        CoordinationMetrics metrics,
+        RecoveryMetrics recoveryMetrics,
+        string handlerId,
+        Func<bool>? redisCircuitOpen = null)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        _redis = redis;
+        _options = options;
+        HandlerId = handlerId;
+        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.TimeoutHandler");
+        Cleanup = new CoordinatorCleanup(redis, options, recoveryMetrics);
+        Escalation = new EscalationService(redis, keys, options, recoveryMetrics, Cleanup);
+        Monitor = new HeartbeatMonitor(redis, options, metrics, recoveryMetrics, Escalation, handlerId, redisCircuitOpen);
+        StuckWaits = new StuckWaitDetector(redis, options, metrics, recoveryMetrics);
+        Deadlocks = new DeadlockDetector(redis.Database, redis.LoggerFactory.CreateLogger("Cfn.Coordination.Deadlocks"), redis.Time);
+        BatchCleanup = new BatchCleanup(redis, options, recoveryMetrics, Cleanup);
+        Unblocker = new ForceUnblocker(redis);
+    }
+
+    /// <summary>This handler's name.</summary>
+    public string HandlerId { get; }
+
+    /// <summary>Dead-coordinator detection.</summary>
+    public HeartbeatMonitor Monitor { get; }
+
+    /// <summary>Stuck waits.</summary>
+    public StuckWaitDetector StuckWaits { get; }
+
+    /// <summary>Wait-for cycles.</summary>
+    public DeadlockDetector Deadlocks { get; }
+
+    /// <summary>Per-coordinator cleanup.</summary>
+    public CoordinatorCleanup Cleanup { get; }
+
+    /// <summary>The periodic batch cleanup.</summary>
+    public BatchCleanup BatchCleanup { get; }
+
+    /// <summary>Escalation of dead coordinators (and their spawn requests).</summary>
+    public EscalationService Escalation { get; }
+
+    /// <summary>Force-unblock.</summary>
+    public ForceUnblocker Unblocker { get; }
+
+    /// <summary>The latest deadlock check.</summary>
+    public DeadlockSnapshot? LastDeadlocks { get; private set; }
+
+    /// <summary>Starts every loop.</summary>
+    public void Start()
+    {
+        Monitor.Start();
+        _loops.Add(EveryAsync(_options.StuckWaitGrace, CheckWaitsAsync, _stopping.Token));
+        _loops.Add(EveryAsync(_options.CleanupInterval, async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false), _stopping.Token));
+        _logger.LogInformation("Timeout handler started handler={HandlerId} heartbeatMonitoring={Monitoring} autoEscalation={Escalation}",
+            HandlerId, _options.EnableHeartbeatMonitoring, _options.EnableAutoEscalation);
+    }
+
+    /// <summary>One stuck-wait and deadlock check now.</summary>
+    public async Task CheckWaitsAsync()
+    {
+        await StuckWaits.CheckAsync().ConfigureAwait(false);
+        var blocking = await _redis.Database.SortedSetRangeByRankAsync(Keys.Deadlines).ConfigureAwait(false);
+        LastDeadlocks = await Deadlocks.DetectAsync(blocking.Select(b => (string)b!)).ConfigureAwait(false);
+    }
+
+    private async Task EveryAsync(TimeSpan period, Func<Task> work, CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(period, _redis.Time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                try
+                {
+                    await work().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException)
+                {
+                    _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // stopping
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_loops).ConfigureAwait(false);
+        await Monitor.DisposeAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}
