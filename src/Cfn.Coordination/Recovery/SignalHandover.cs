@@ -8,8 +8,8 @@ namespace Cfn.Coordination.Recovery;
 
 /// <summary>
 /// Hands a dead coordinator's unconsumed signals to its replacement instead of dropping them (SPEC §2.13, W38): each
-/// is re-addressed, re-signed and moved in one script (<c>move_signal.lua</c>). The message ID is kept, so the
-/// replacement's ACK still names the original signal.
+/// is re-addressed (its message ID names the replacement; <c>handedOverFrom</c> keeps the original), re-signed and
+/// moved in one script (<c>move_signal.lua</c>).
 /// </summary>
 public sealed class SignalHandover(RedisContext redis, SigningKeys keys, RecoveryMetrics metrics, ILogger logger)
 {
@@ -44,11 +44,25 @@ public sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recover
                     continue;
                 }
 
-                var readdressed = SignalSignatures.Sign(keys, signal! with { ReceiverId = newId, ReceiverEpoch = null });
+                // The message ID names its receiver: the replacement's copy names the replacement, so nothing the
+                // replacement writes (its ACK) matches the runbook's blocking:*{dead}* check; the old ID is kept beside it.
+                var segments = signal!.MessageId.Split(':');
+                if (segments.Length > 1 && segments[1] == deadId)
+                {
+                    segments[1] = newId;
+                }
+
+                var readdressed = SignalSignatures.Sign(keys, signal with
+                {
+                    ReceiverId = newId,
+                    ReceiverEpoch = null,
+                    MessageId = string.Join(':', segments),
+                    HandedOverFrom = signal.HandedOverFrom ?? signal.MessageId,
+                });
                 var result = (long)await database.ScriptEvaluateAsync(
                     RedisScripts.MoveSignal,
                     [from, Keys.Inbox(newId), Keys.Signal(newId), Keys.Signal(deadId)],
-                    [(string?)entry.Id, Json.Serialize(readdressed), signal!.MessageId, Keys.InboxGroup, redis.Options.SignalTtlSeconds,
+                    [(string?)entry.Id, Json.Serialize(readdressed), readdressed.MessageId, Keys.InboxGroup, redis.Options.SignalTtlSeconds,
                         Keys.Events(newId).ToString()]).ConfigureAwait(false);
                 moved += (int)result;
             }

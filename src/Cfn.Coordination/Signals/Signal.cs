@@ -32,8 +32,11 @@ public sealed record Signal
     /// <summary>HMAC over <c>{senderId}:{receiverId}:{type}:{timestamp}</c>.</summary>
     public string? Signature { get; init; }
 
-    /// <summary>HMAC over <c>{messageId}:{iteration}:{receiverEpoch}:{payload}</c> (see <see cref="SignalSignatures"/>).</summary>
+    /// <summary>HMAC over <c>{messageId}:{iteration}:{receiverEpoch}:{handedOverFrom}:{payload}</c> (see <see cref="SignalSignatures"/>).</summary>
     public string? ContentSignature { get; init; }
+
+    /// <summary>Set on a signal handed over from a dead receiver: its message ID before the hand-over.</summary>
+    public string? HandedOverFrom { get; init; }
 
     /// <summary>When set, receivers whose epoch is newer ignore the signal (it was meant for an earlier instance).</summary>
     public long? ReceiverEpoch { get; init; }

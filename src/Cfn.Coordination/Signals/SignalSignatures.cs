@@ -8,7 +8,7 @@ namespace Cfn.Coordination.Signals;
 /// <summary>
 /// Signs and verifies signals. <c>signature</c> is the FAQ scheme (SPEC K2) over sender, receiver, type and timestamp;
 /// it leaves the payload, iteration, message ID and receiver epoch open to tampering, so <c>contentSignature</c>
-/// covers those too: <c>{messageId}:{iteration}:{receiverEpoch}:{payload as stored JSON}</c>. Both must verify.
+/// covers those too: <c>{messageId}:{iteration}:{receiverEpoch}:{handedOverFrom}:{payload as stored JSON}</c>. Both must verify.
 /// </summary>
 public static class SignalSignatures
 {
@@ -39,5 +39,5 @@ public static class SignalSignatures
     /// </summary>
     private static string ContentMessage(Signal signal) =>
         string.Create(CultureInfo.InvariantCulture,
-            $"{signal.MessageId}:{signal.Iteration}:{signal.ReceiverEpoch}:{(signal.Payload is { } p ? JsonSerializer.Serialize(p, Json.Options) : string.Empty)}");
+            $"{signal.MessageId}:{signal.Iteration}:{signal.ReceiverEpoch}:{signal.HandedOverFrom}:{(signal.Payload is { } p ? JsonSerializer.Serialize(p, Json.Options) : string.Empty)}");
 }
