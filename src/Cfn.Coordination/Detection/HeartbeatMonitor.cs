@@ -85,19 +85,23 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     /// <summary>One pass: judge every due coordinator, handle deaths, and say when the next one can become due.</summary>
     public async Task<MonitorPass> RunOnceAsync()
     {
-        if (_redisCircuitOpen())
+        if (_redisCircuitOpen() || !_redis.RedisBreaker.TryAcquire(out var lease))
         {
             _redisLost = true;
             _recoveryMetrics.MonitorPasses.WithLabels("redis_unavailable").Inc();
             return new MonitorPass(0, 0, [], 0, RedisAvailable: false, 0);
         }
 
+        using var trial = lease;
         try
         {
-            return await PassAsync().ConfigureAwait(false);
+            var pass = await PassAsync().ConfigureAwait(false);
+            trial.RecordSuccess();
+            return pass;
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
+            trial.RecordFailure(e);
             _redisLost = true;
             _recoveryMetrics.MonitorPasses.WithLabels("redis_unavailable").Inc();
             _logger.LogWarning("Redis error in heartbeat monitor pass; no coordinator is judged until Redis is back: {Error}", e.Message);

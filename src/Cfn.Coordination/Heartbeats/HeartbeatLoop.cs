@@ -62,6 +62,17 @@ public sealed class HeartbeatLoop : IAsyncDisposable
             Phase = _coordinator.Phase,
         };
         var (json, stampFields) = Json.SerializeForStamp(record);
+        if (!_redis.RedisBreaker.TryAcquire(out var lease))
+        {
+            // Redis is known to be down: do not pile on; this still is a heartbeat that did not happen.
+            LastError = "redis circuit open";
+            _metrics.CountHeartbeatFailure(_coordinator.Id, "connection");
+            _logger.LogWarning("Heartbeat write failed (reason=connection) coordinator={CoordinatorId} seq={Sequence}: Request rejected - circuit is OPEN",
+                _coordinator.Id, sequence);
+            return false;
+        }
+
+        using var trial = lease;
         try
         {
             var now = (long)await _redis.Database.ScriptEvaluateAsync(
@@ -75,6 +86,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
                 return false;
             }
 
+            trial.RecordSuccess();
             LastSentAt = now;
             LastError = null;
             _metrics.HeartbeatTimestamp.WithLabels(_coordinator.Id, _coordinator.SwarmId).Set(now);
@@ -88,6 +100,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         }
         catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
         {
+            trial.RecordFailure(e);
             var reason = Classify(e);
             LastError = e.Message;
             _metrics.CountHeartbeatFailure(_coordinator.Id, reason);

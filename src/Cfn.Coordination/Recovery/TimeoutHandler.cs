@@ -38,7 +38,8 @@ public sealed class TimeoutHandler : IAsyncDisposable
         _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.TimeoutHandler");
         Cleanup = new CoordinatorCleanup(redis, options, recoveryMetrics);
         Escalation = new EscalationService(redis, keys, options, recoveryMetrics, Cleanup);
-        Monitor = new HeartbeatMonitor(redis, options, metrics, recoveryMetrics, Escalation, handlerId, redisCircuitOpen);
+        Monitor = new HeartbeatMonitor(redis, options, metrics, recoveryMetrics, Escalation, handlerId,
+            redisCircuitOpen ?? (() => redis.RedisBreaker.State == Resilience.CircuitState.Open));
         StuckWaits = new StuckWaitDetector(redis, options, metrics, recoveryMetrics);
         Deadlocks = new DeadlockDetector(redis.Database, redis.LoggerFactory.CreateLogger("Cfn.Coordination.Deadlocks"), redis.Time);
         BatchCleanup = new BatchCleanup(redis, options, recoveryMetrics, Cleanup);
