@@ -27,4 +27,6 @@ redis.call('ZADD', KEYS[2], now, ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[3], ARGV[7])
 -- Heartbeats keep K7 alive but never move lastActivity (SPEC K7).
 redis.call('EXPIRE', KEYS[3], ARGV[4])
+-- The epoch outlives its coordinator by a week, long enough to fence any zombie, then goes (no leak per retired ID).
+redis.call('EXPIRE', KEYS[4], 604800)
 return now

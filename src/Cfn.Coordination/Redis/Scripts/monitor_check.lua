@@ -52,6 +52,7 @@ warnings = warnings + 1
 if warnings >= tonumber(ARGV[3]) then
   -- Fence the instance declared dead: from now on nothing it writes lands (D6).
   local epoch = redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 604800)
   redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|dead')
   return {'dead', warnings, age, epoch, 0}
 end
