@@ -20,7 +20,7 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
 
         var raw = await ReadRawAsync(h.Database, "coordinator:activity:" + c.Id);
         var k7 = Parse(raw);
-        var redisNow = await RedisNowMsAsync(h.Database);
+        var redisNow = await Probe.RedisNowMsAsync(h.Database);
 
         Assert.Equal(c.Id, k7.GetProperty("coordinatorId").GetString());
         Assert.Equal(swarm, k7.GetProperty("swarmId").GetString());
@@ -41,7 +41,7 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         var c = await h.StartAsync();
 
         await c.SetIterationAsync(1);
-        var redisNow = await RedisNowMsAsync(h.Database);
+        var redisNow = await Probe.RedisNowMsAsync(h.Database);
         var lastActivity = Parse(await ReadRawAsync(h.Database, "coordinator:activity:" + c.Id)).GetProperty("lastActivity").GetInt64();
 
         Assert.InRange(redisNow - lastActivity, -2000, 2000);
@@ -168,7 +168,7 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         try
         {
             var k7 = await PollActivityAsync(h.Database, c.Id, e => e.GetProperty("status").GetString() == "blocking");
-            var redisNow = await RedisNowMsAsync(h.Database);
+            var redisNow = await Probe.RedisNowMsAsync(h.Database);
 
             Assert.InRange(redisNow - k7.GetProperty("lastActivity").GetInt64(), -2000, 2000);
             Assert.InRange(redisNow - k7.GetProperty("blockingSince").GetInt64(), -2000, 10_000);
@@ -236,12 +236,6 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
     {
         using var document = JsonDocument.Parse(raw);
         return document.RootElement.Clone();
-    }
-
-    private static async Task<long> RedisNowMsAsync(IDatabase database)
-    {
-        var parts = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
-        return ((long)parts[0] * 1000) + ((long)parts[1] / 1000);
     }
 
     [GeneratedRegex("\"lastActivity\":\\d+[,}]")]

@@ -268,7 +268,8 @@ public sealed class DeadlockDetectorTests(RedisServer server)
             await PollUntilBlockingAsync(h, a.Id, b.Id);
 
             // SPEC §5 #65 verbatim, with the pattern narrowed to this test's coordinators.
-            result = await RunAsync(
+            result = await Probe.ShellAsync(
+            server.Endpoint,
                 $$"""
                 redis-cli --scan --pattern "coordinator:activity:{{prefix}}-*" | \
                   while read key; do
@@ -342,33 +343,6 @@ public sealed class DeadlockDetectorTests(RedisServer server)
         }
 
         Assert.Fail($"coordinators {string.Join(", ", ids)} never all showed status blocking in K7");
-    }
-
-    /// <summary>Runs a bash script where <c>redis-cli</c> targets the test server (as in RunbookCommandTests).</summary>
-    private async Task<ShellResult> RunAsync(string script)
-    {
-        var endpoint = server.Endpoint;
-        var colon = endpoint.LastIndexOf(':');
-        var prelude = $"set -o pipefail\nredis-cli() {{ command redis-cli -h {endpoint[..colon]} -p {endpoint[(colon + 1)..]} \"$@\"; }}\n";
-        var start = new ProcessStartInfo("bash")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(prelude + script.Replace("\r\n", "\n", StringComparison.Ordinal));
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return new ShellResult(process.ExitCode, await stdout, await stderr);
-    }
-
-    private sealed record ShellResult(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}";
     }
 
     /// <summary>An <see cref="IDatabase"/> that forwards to the real one and records the key count of every MGET.</summary>

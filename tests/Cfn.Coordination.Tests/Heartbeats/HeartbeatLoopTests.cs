@@ -22,7 +22,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var swarm = TestIds.New("swarm");
         var c = await h.StartAsync(swarmId: swarm);
 
-        var k1 = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
+        var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
 
         Assert.Equal(c.Id, k1.GetProperty("coordinatorId").GetString());
         Assert.Equal(swarm, k1.GetProperty("swarmId").GetString());
@@ -42,12 +42,12 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     {
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
-        var first = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
+        var first = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
         await Task.Delay(20);
 
         Assert.True(await c.Heartbeats.BeatAsync());
 
-        var second = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
+        var second = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
         Assert.Equal(2, second.GetProperty("sequence").GetInt64());
         Assert.Equal(2, c.Heartbeats.Sequence);
         Assert.Equal(c.InstanceId, second.GetProperty("instanceId").GetString());
@@ -82,8 +82,8 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var c = await h.StartAsync();
 
         Assert.True(await c.Heartbeats.BeatAsync());
-        var redisNow = await RedisNowMsAsync(h.Database);
-        var timestamp = (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
+        var redisNow = await Probe.RedisNowMsAsync(h.Database);
+        var timestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
 
         Assert.InRange(redisNow - timestamp, -2000, 2000);
     }
@@ -97,8 +97,8 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var c = await h.StartAsync();
 
         Assert.True(await c.Heartbeats.BeatAsync());
-        var redisNow = await RedisNowMsAsync(h.Database);
-        var k1 = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
+        var redisNow = await Probe.RedisNowMsAsync(h.Database);
+        var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
         var timestamp = k1.GetProperty("timestamp").GetInt64();
 
         Assert.InRange(redisNow - timestamp, -2000, 2000);
@@ -115,14 +115,14 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var c = await h.StartAsync();
 
         var afterStart = await h.Database.SortedSetScoreAsync("blocking:coordinators", c.Id);
-        var startTimestamp = (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
+        var startTimestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
         Assert.NotNull(afterStart);
         Assert.Equal(startTimestamp, (long)afterStart.Value);
 
         await Task.Delay(20);
         Assert.True(await c.Heartbeats.BeatAsync());
         var afterBeat = await h.Database.SortedSetScoreAsync("blocking:coordinators", c.Id);
-        var beatTimestamp = (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
+        var beatTimestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
         Assert.Equal(beatTimestamp, (long)afterBeat!.Value);
         Assert.True(afterBeat.Value > afterStart.Value);
     }
@@ -161,7 +161,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var c = await h.StartAsync(swarmId: swarm);
         Assert.True(await c.Heartbeats.BeatAsync());
 
-        var timestamp = (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
+        var timestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
 
         Assert.Equal(timestamp, h.Metrics.HeartbeatTimestamp.WithLabels(c.Id, swarm).Value);
         Assert.Equal(timestamp, c.Heartbeats.LastSentAt);
@@ -343,7 +343,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         Assert.True(first.IsSuperseded);
         Assert.True(first.SupersededToken.IsCancellationRequested);
         Assert.False(second.IsSuperseded);
-        var k1 = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + id);
+        var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id);
         Assert.Equal(second.InstanceId, k1.GetProperty("instanceId").GetString());
         Assert.Equal(second.Epoch, k1.GetProperty("epoch").GetInt64());
         // Being superseded is not a write failure.
@@ -362,7 +362,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
 
         await first.StopAsync();
 
-        var k1 = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + id);
+        var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id);
         Assert.Equal(second.InstanceId, k1.GetProperty("instanceId").GetString());
         Assert.True(await h.Database.KeyExistsAsync("coordinator:activity:" + id));
         Assert.NotNull(await h.Database.SortedSetScoreAsync(Keys.Registry, id));
@@ -432,7 +432,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         long sequence = 0;
         while (DateTime.UtcNow < deadline)
         {
-            sequence = (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64();
+            sequence = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64();
             if (sequence >= 3)
             {
                 break;
@@ -465,7 +465,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
             }
 
             Assert.True(await c.Heartbeats.BeatAsync());
-            var k1 = await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
+            var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
             Assert.Equal("blocking", k1.GetProperty("status").GetString());
         }
         finally
@@ -475,7 +475,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         }
 
         Assert.True(await c.Heartbeats.BeatAsync());
-        Assert.Equal("idle", (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("status").GetString());
+        Assert.Equal("idle", (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("status").GetString());
     }
 
     [Fact]
@@ -512,7 +512,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var sequence = first.Heartbeats.Sequence;
         await Task.Delay(500);
         Assert.Equal(sequence, first.Heartbeats.Sequence);
-        Assert.Equal(second.InstanceId, (await ReadJsonAsync(h.Database, "blocking:heartbeat:" + id)).GetProperty("instanceId").GetString());
+        Assert.Equal(second.InstanceId, (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id)).GetProperty("instanceId").GetString());
         Assert.Contains(h.Logs.GetSnapshot(), r => r.Level == LogLevel.Error && r.Message.Contains("superseded", StringComparison.Ordinal) &&
                                                    r.Message.Contains(id, StringComparison.Ordinal));
     }
@@ -671,20 +671,6 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
 
             _loggerFactory.Dispose();
         }
-    }
-
-    private static async Task<JsonElement> ReadJsonAsync(IDatabase database, string key)
-    {
-        var raw = (string?)await database.StringGetAsync(key);
-        Assert.True(raw is not null, $"{key} is missing");
-        using var document = JsonDocument.Parse(raw);
-        return document.RootElement.Clone();
-    }
-
-    private static async Task<long> RedisNowMsAsync(IDatabase database)
-    {
-        var parts = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
-        return ((long)parts[0] * 1000) + ((long)parts[1] / 1000);
     }
 
     [GeneratedRegex("\"timestamp\":(\\d+)[,}]")]

@@ -18,7 +18,7 @@ public sealed partial class RunbookCommandTests(RedisServer server)
     public async Task Tools_JqBashRedisCli_AreInstalled()
     {
         // scripts/test.sh installs them; the runbook tests below are meaningless without them, so they are not skipped.
-        var result = await RunAsync("command -v jq && command -v redis-cli && command -v date && command -v sed");
+        var result = await Probe.ShellAsync(server.Endpoint, "command -v jq && command -v redis-cli && command -v date && command -v sed");
 
         Assert.True(result.ExitCode == 0, result.ToString());
     }
@@ -29,7 +29,8 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
 
-        var result = await RunAsync(
+        var result = await Probe.ShellAsync(
+            server.Endpoint,
             $$"""
             redis-cli --scan --pattern "blocking:heartbeat:{{c.Id}}" | \
               head -5 | while read key; do
@@ -49,7 +50,8 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
 
-        var result = await RunAsync(
+        var result = await Probe.ShellAsync(
+            server.Endpoint,
             $"redis-cli get blocking:heartbeat:{c.Id} | jq -c '{{coordinator: .coordinatorId, age: (now - (.timestamp / 1000))}}'");
 
         Assert.True(result.ExitCode == 0 && result.Stderr.Length == 0, result.ToString());
@@ -65,7 +67,7 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
 
-        var result = await RunAsync($"redis-cli get blocking:heartbeat:{c.Id} | grep -oP '(?<=\"timestamp\":)\\d+'");
+        var result = await Probe.ShellAsync(server.Endpoint, $"redis-cli get blocking:heartbeat:{c.Id} | grep -oP '(?<=\"timestamp\":)\\d+'");
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Equal(c.Heartbeats.LastSentAt.ToString(CultureInfo.InvariantCulture), result.Stdout.Trim());
@@ -77,7 +79,8 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
 
-        var result = await RunAsync(
+        var result = await Probe.ShellAsync(
+            server.Endpoint,
             $$"""
             redis-cli --scan --pattern "coordinator:activity:{{c.Id}}" | \
               while read key; do
@@ -102,7 +105,7 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
 
-        var result = await RunAsync(WaitingForCommand(c.Id));
+        var result = await Probe.ShellAsync(server.Endpoint, WaitingForCommand(c.Id));
 
         Assert.True(result.ExitCode == 0 && result.Stderr.Length == 0, result.ToString());
         Assert.Equal($"{c.Id} waits for none", result.Stdout.Trim());
@@ -121,7 +124,7 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         {
             await PollUntilBlockingAsync(h, c.Id);
 
-            var result = await RunAsync(WaitingForCommand(c.Id));
+            var result = await Probe.ShellAsync(server.Endpoint, WaitingForCommand(c.Id));
 
             Assert.True(result.ExitCode == 0 && result.Stderr.Length == 0, result.ToString());
             Assert.Equal($"{c.Id} waits for {peerA},{peerB}", result.Stdout.Trim());
@@ -132,7 +135,7 @@ public sealed partial class RunbookCommandTests(RedisServer server)
             await waiting;
         }
 
-        var after = await RunAsync(WaitingForCommand(c.Id));
+        var after = await Probe.ShellAsync(server.Endpoint, WaitingForCommand(c.Id));
         Assert.Equal($"{c.Id} waits for none", after.Stdout.Trim());
     }
 
@@ -166,38 +169,6 @@ public sealed partial class RunbookCommandTests(RedisServer server)
         }
 
         Assert.Fail($"coordinator {id} never showed status blocking in K7");
-    }
-
-    /// <summary>
-    /// Runs <paramref name="script"/> with bash, where <c>redis-cli</c> is a function that adds the test server's
-    /// host and port, so the runbook's commands stay as written.
-    /// </summary>
-    private async Task<ShellResult> RunAsync(string script)
-    {
-        var endpoint = server.Endpoint;
-        var colon = endpoint.LastIndexOf(':');
-        var host = endpoint[..colon];
-        var port = endpoint[(colon + 1)..];
-        var prelude = $"set -o pipefail\nredis-cli() {{ command redis-cli -h {host} -p {port} \"$@\"; }}\n";
-        var start = new ProcessStartInfo("bash")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(prelude + script.Replace("\r\n", "\n", StringComparison.Ordinal));
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return new ShellResult(process.ExitCode, await stdout, await stderr);
-    }
-
-    private sealed record ShellResult(int ExitCode, string Stdout, string Stderr)
-    {
-        public override string ToString() => $"exit {ExitCode}\nstdout: {Stdout}\nstderr: {Stderr}";
     }
 
     [GeneratedRegex(@"^(?<coord>[A-Za-z0-9_-]+): (?<age>-?\d+)s since last activity$")]

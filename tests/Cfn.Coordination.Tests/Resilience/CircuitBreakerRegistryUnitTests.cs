@@ -1,3 +1,4 @@
+using Cfn.Coordination.Tests.Infrastructure;
 using System.Text;
 using Cfn.Coordination.Resilience;
 using Microsoft.Extensions.Logging;
@@ -19,7 +20,7 @@ public sealed class CircuitBreakerRegistryUnitTests
 
         breakers.GetOrCreate("redis");
 
-        var text = await ExportAsync(registry);
+        var text = await Probe.ExportAsync(registry);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 1", Lines(text));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 0", Lines(text));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"half_open\"} 0", Lines(text));
@@ -37,7 +38,7 @@ public sealed class CircuitBreakerRegistryUnitTests
             redis.RecordFailure();
         }
 
-        var lines = Lines(await ExportAsync(registry));
+        var lines = Lines(await Probe.ExportAsync(registry));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 0", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"half_open\"} 0", lines);
@@ -53,11 +54,11 @@ public sealed class CircuitBreakerRegistryUnitTests
             redis.RecordFailure();
         }
 
-        Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 1", Lines(await ExportAsync(registry)));
+        Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 1", Lines(await Probe.ExportAsync(registry)));
 
         time.Advance(TimeSpan.FromSeconds(1)); // nobody reads the state: only the before-collect refresh can see it
 
-        var lines = Lines(await ExportAsync(registry));
+        var lines = Lines(await Probe.ExportAsync(registry));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"half_open\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 0", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 0", lines);
@@ -77,7 +78,7 @@ public sealed class CircuitBreakerRegistryUnitTests
         redis.RecordSuccess();
         redis.RecordSuccess();
 
-        var lines = Lines(await ExportAsync(registry));
+        var lines = Lines(await Probe.ExportAsync(registry));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 0", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"half_open\"} 0", lines);
@@ -94,7 +95,7 @@ public sealed class CircuitBreakerRegistryUnitTests
             external.RecordFailure();
         }
 
-        var lines = Lines(await ExportAsync(registry));
+        var lines = Lines(await Probe.ExportAsync(registry));
         Assert.Contains("circuit_breaker_state{name=\"external:api.example.com\",state=\"open\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 0", lines);
@@ -112,7 +113,7 @@ public sealed class CircuitBreakerRegistryUnitTests
             redis.RecordFailure();
         }
 
-        var lines = Lines(await ExportAsync(registry));
+        var lines = Lines(await Probe.ExportAsync(registry));
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"closed\"} 1", lines);
         Assert.Contains("circuit_breaker_state{name=\"redis\",state=\"open\"} 0", lines);
     }
@@ -240,13 +241,6 @@ public sealed class CircuitBreakerRegistryUnitTests
         var registry = Prometheus.Metrics.NewCustomRegistry();
         var time = new FakeTimeProvider(Start);
         return (registry, new CircuitBreakerRegistry(registry, defaults, time), time);
-    }
-
-    private static async Task<string> ExportAsync(CollectorRegistry registry)
-    {
-        using var stream = new MemoryStream();
-        await registry.CollectAndExportAsTextAsync(stream);
-        return Encoding.UTF8.GetString(stream.ToArray());
     }
 
     private static string[] Lines(string text) => text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);

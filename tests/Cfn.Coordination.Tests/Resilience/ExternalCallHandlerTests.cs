@@ -1,3 +1,4 @@
+using Cfn.Coordination.Tests.Infrastructure;
 using System.Net;
 using System.Text;
 using Cfn.Coordination.Metrics;
@@ -84,7 +85,7 @@ public sealed class ExternalCallHandlerTests
         Assert.Equal(1, w.Metrics.TimeoutEvents.WithLabels(CoordinatorId, "external", "external").Value);
         Assert.Contains(
             $"timeout_events_total{{coordinator_id=\"{CoordinatorId}\",reason=\"external\",timeout_type=\"external\"}} 1",
-            await ExportAsync(w.Registry),
+            await Probe.ExportAsync(w.Registry),
             StringComparison.Ordinal);
         Assert.Equal(1, w.Breakers.GetOrCreate($"external:127.0.0.1:{server.Port}").GetSnapshot().ConsecutiveFailures);
     }
@@ -130,7 +131,7 @@ public sealed class ExternalCallHandlerTests
         Assert.Contains(w.Records, r => r.Level == LogLevel.Warning
             && r.Message.Contains($"Request rejected - circuit is OPEN name=external:127.0.0.1:{server.Port}", StringComparison.Ordinal));
         Assert.Contains($"circuit_breaker_state{{name=\"external:127.0.0.1:{server.Port}\",state=\"open\"}} 1",
-            await ExportAsync(w.Registry), StringComparison.Ordinal);
+            await Probe.ExportAsync(w.Registry), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -260,13 +261,6 @@ public sealed class ExternalCallHandlerTests
     }
 
     private static string LastToken(string line) => line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[^1];
-
-    private static async Task<string> ExportAsync(CollectorRegistry registry)
-    {
-        using var stream = new MemoryStream();
-        await registry.CollectAndExportAsTextAsync(stream);
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
 
     /// <summary>An <see cref="HttpClient"/> through the handler, with its own metrics, breakers and captured logs.</summary>
     private sealed class World : IDisposable

@@ -22,8 +22,8 @@ public sealed class WorkItemStoreTests(RedisServer server)
         Assert.Equal(WorkWriteOutcome.Ok, result.Outcome);
         Assert.True(result.Succeeded);
         var key = $"coordinator:work:{swarm}:{c.Id}:{workId}";
-        var stored = await ReadJsonAsync(h.Database, key);
-        var redisNow = await RedisNowMsAsync(h.Database);
+        var stored = await Probe.ReadJsonAsync(h.Database, key);
+        var redisNow = await Probe.RedisNowMsAsync(h.Database);
         Assert.Equal(workId, stored.GetProperty("workId").GetString());
         Assert.Equal(swarm, stored.GetProperty("swarmId").GetString());
         Assert.Equal(c.Id, stored.GetProperty("assignedTo").GetString());
@@ -73,7 +73,7 @@ public sealed class WorkItemStoreTests(RedisServer server)
         var completed = await c.Work.CompleteAsync(progressedAgain.Item!, Data("""{"result":"done"}"""));
 
         Assert.Equal(WorkWriteOutcome.Ok, completed.Outcome);
-        var stored = await ReadJsonAsync(h.Database, $"coordinator:work:{swarm}:{c.Id}:{workId}");
+        var stored = await Probe.ReadJsonAsync(h.Database, $"coordinator:work:{swarm}:{c.Id}:{workId}");
         Assert.Equal("completed", stored.GetProperty("status").GetString());
         Assert.Equal("done", stored.GetProperty("data").GetProperty("result").GetString());
         Assert.Equal(1, stored.GetProperty("epoch").GetInt64());
@@ -222,13 +222,13 @@ public sealed class WorkItemStoreTests(RedisServer server)
         var oldKey = $"coordinator:work:{swarm}:{owner.Id}:{workId}";
         var newKey = $"coordinator:work:{swarm}:{claimer.Id}:{workId}";
         Assert.False(await h.Database.KeyExistsAsync(oldKey));
-        var stored = await ReadJsonAsync(h.Database, newKey);
+        var stored = await Probe.ReadJsonAsync(h.Database, newKey);
         Assert.Equal(claimer.Id, stored.GetProperty("assignedTo").GetString());
         Assert.Equal(claimer.Epoch, stored.GetProperty("ownerEpoch").GetInt64());
         Assert.Equal(2, stored.GetProperty("epoch").GetInt64());
         Assert.Equal(owner.Id, stored.GetProperty("transferredFrom").GetString());
         Assert.True(stored.GetProperty("transferredAt").TryGetInt64(out var transferredAt));
-        Assert.InRange(await RedisNowMsAsync(h.Database) - transferredAt, -2000, 2000);
+        Assert.InRange(await Probe.RedisNowMsAsync(h.Database) - transferredAt, -2000, 2000);
         Assert.Equal("in-progress", stored.GetProperty("status").GetString());
         Assert.Equal("t", stored.GetProperty("data").GetProperty("task").GetString());
         Assert.Equal(created.Item!.StartedAt, stored.GetProperty("startedAt").GetInt64());
@@ -386,17 +386,4 @@ public sealed class WorkItemStoreTests(RedisServer server)
         return document.RootElement.Clone();
     }
 
-    private static async Task<JsonElement> ReadJsonAsync(IDatabase database, string key)
-    {
-        var raw = (string?)await database.StringGetAsync(key);
-        Assert.True(raw is not null, $"{key} is missing");
-        using var document = JsonDocument.Parse(raw);
-        return document.RootElement.Clone();
-    }
-
-    private static async Task<long> RedisNowMsAsync(IDatabase database)
-    {
-        var parts = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
-        return ((long)parts[0] * 1000) + ((long)parts[1] / 1000);
-    }
 }
