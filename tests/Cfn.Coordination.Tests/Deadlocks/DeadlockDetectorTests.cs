@@ -269,7 +269,7 @@ public sealed class DeadlockDetectorTests(RedisServer server)
 
             // SPEC §5 #65 verbatim, with the pattern narrowed to this test's coordinators.
             result = await Probe.ShellAsync(
-            server.Endpoint,
+                server.Endpoint,
                 $$"""
                 redis-cli --scan --pattern "coordinator:activity:{{prefix}}-*" | \
                   while read key; do
