@@ -78,7 +78,8 @@ internal static class Json
         {
             if (property.PropertyType == typeof(long) || property.PropertyType == typeof(long?))
             {
-                property.ShouldSerialize = (_, v) => v is not long l || l != NowMarker;
+                // Absent stays absent (null long? fields are omitted as everywhere else); the marker is left for the script.
+                property.ShouldSerialize = (_, v) => v is long l ? l != NowMarker : v is not null;
             }
         }
     }

@@ -54,6 +54,9 @@ public sealed class RedisContext : IAsyncDisposable
         ILoggerFactory? loggerFactory = null)
     {
         var config = ConfigurationOptions.Parse(configuration);
+        // Reconnect within about 2 s of Redis coming back (the client's default backs off to 10 s), so heartbeats
+        // resume well inside any sensible stale threshold.
+        config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
         return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true);
     }
