@@ -11,56 +11,56 @@ namespace Cfn.Coordination;
 public sealed class CoordinationOptions
 {
     /// <summary>Default ACK wait timeout and the stuck-wait threshold (<c>BLOCKING_TIMEOUT_MS</c>, 300000).</summary>
-    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00", ErrorMessage = "BLOCKING_TIMEOUT_MS is out of range ({1} to {2})")]
     public TimeSpan BlockingTimeout { get; set; } = TimeSpan.FromMilliseconds(300_000);
 
     /// <summary>Heartbeat period (<c>HEARTBEAT_INTERVAL_MS</c>, 30000).</summary>
-    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "HEARTBEAT_INTERVAL_MS is out of range ({1} to {2})")]
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
 
     /// <summary>K1 TTL (<c>HEARTBEAT_TTL_SECONDS</c>, 300).</summary>
-    [Range(1, 86_400)]
+    [Range(1, 86_400, ErrorMessage = "HEARTBEAT_TTL_SECONDS is out of range ({1} to {2})")]
     public int HeartbeatTtlSeconds { get; set; } = 300;
 
     /// <summary>Log every successful heartbeat at INFO (<c>HEARTBEAT_DEBUG</c>, false).</summary>
     public bool HeartbeatDebug { get; set; }
 
     /// <summary>K3 TTL (<c>ACK_TTL_SECONDS</c>, 3600).</summary>
-    [Range(1, 7 * 86_400)]
+    [Range(1, 7 * 86_400, ErrorMessage = "ACK_TTL_SECONDS is out of range ({1} to {2})")]
     public int AckTtlSeconds { get; set; } = 3600;
 
     /// <summary>K2 and inbox TTL (<c>SIGNAL_TTL_SECONDS</c>, 86400). Also the age past which a signal is "too old".</summary>
-    [Range(1, 30 * 86_400)]
+    [Range(1, 30 * 86_400, ErrorMessage = "SIGNAL_TTL_SECONDS is out of range ({1} to {2})")]
     public int SignalTtlSeconds { get; set; } = 86_400;
 
     /// <summary>K4 TTL (<c>IDEMPOTENCY_TTL_SECONDS</c>, 86400).</summary>
-    [Range(1, 30 * 86_400)]
+    [Range(1, 30 * 86_400, ErrorMessage = "IDEMPOTENCY_TTL_SECONDS is out of range ({1} to {2})")]
     public int IdempotencyTtlSeconds { get; set; } = 86_400;
 
     /// <summary>K10 TTL of a new work item (3600).</summary>
-    [Range(1, 30 * 86_400)]
+    [Range(1, 30 * 86_400, ErrorMessage = "WorkTtlSeconds is out of range ({1} to {2})")]
     public int WorkTtlSeconds { get; set; } = 3600;
 
     /// <summary>
     /// Period of the process-wide fallback check for ACKs whose wake-up was lost (<c>ACK_POLL_INTERVAL_MS</c>, 1000).
     /// One batched MGET per period for all waits of the process, never one per waiter (D3).
     /// </summary>
-    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "ACK_POLL_INTERVAL_MS is out of range ({1} to {2})")]
     public TimeSpan AckFallbackPollInterval { get; set; } = TimeSpan.FromMilliseconds(1000);
 
     /// <summary>
     /// Safety re-read of an idle inbox (30 s). Senders always publish a wake-up in the same script that appends the
     /// signal, and every inbox is re-read after a reconnect, so this only bounds the damage of a lost message.
     /// </summary>
-    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "InboxFallbackPollInterval is out of range ({1} to {2})")]
     public TimeSpan InboxFallbackPollInterval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Activity check interval of the timeout handler (<c>ACTIVITY_CHECK_INTERVAL_MS</c>, 30000); sizes the K7 TTL.</summary>
-    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00")]
+    [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "ACTIVITY_CHECK_INTERVAL_MS is out of range ({1} to {2})")]
     public TimeSpan ActivityCheckInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
 
     /// <summary>Largest signal payload, as serialized JSON bytes (64 KiB).</summary>
-    [Range(1, 16 * 1024 * 1024)]
+    [Range(1, 16 * 1024 * 1024, ErrorMessage = "MaxPayloadBytes is out of range ({1} to {2})")]
     public int MaxPayloadBytes { get; set; } = 64 * 1024;
 
     /// <summary>

@@ -31,6 +31,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
+    private readonly HashSet<string> _malformedSeen = new(StringComparer.Ordinal);
     private volatile bool _redisLost;
     private long _notBeforeMs;
 
@@ -99,6 +100,14 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             trial.RecordSuccess();
             return pass;
         }
+        catch (RedisServerException e)
+        {
+            // Redis answered: it is reachable. An error reply is a bug or bad data, not an outage.
+            trial.RecordSuccess();
+            _recoveryMetrics.MonitorPasses.WithLabels("error").Inc();
+            _logger.LogError("Heartbeat monitor pass failed on an error reply: {Error}", e.Message);
+            return new MonitorPass(0, 0, [], 0, RedisAvailable: true, 0);
+        }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             trial.RecordFailure(e);
@@ -138,10 +147,27 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                 continue;
             }
 
-            var reply = (RedisResult[])(await database.ScriptEvaluateAsync(
-                RedisScripts.MonitorCheck,
-                [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
-                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs]).ConfigureAwait(false))!;
+            RedisResult[] reply;
+            try
+            {
+                reply = (RedisResult[])(await database.ScriptEvaluateAsync(
+                    RedisScripts.MonitorCheck,
+                    [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
+                    [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs]).ConfigureAwait(false))!;
+            }
+            catch (RedisServerException e)
+            {
+                // One coordinator's bad state (e.g. a wrong-typed epoch key) must not stop the others being judged.
+                _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
+                _logger.LogWarning("Heartbeat check failed for coordinator={CoordinatorId}, skipped: {Error}", id, e.Message);
+                continue;
+            }
+
+            if ((long)reply[5] == 1 && _malformedSeen.Add(id))
+            {
+                _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
+                _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}; judged by its registry entry", id);
+            }
             var verdict = (string)reply[0]!;
             var count = (int)(long)reply[1];
             var ageMs = (long)reply[2];
@@ -239,7 +265,16 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
 
     private async Task<string?> SwarmFromHeartbeatAsync(string id)
     {
-        var raw = (string?)await _redis.Database.StringGetAsync(Keys.Heartbeat(id)).ConfigureAwait(false);
+        string? raw;
+        try
+        {
+            raw = (string?)await _redis.Database.StringGetAsync(Keys.Heartbeat(id)).ConfigureAwait(false);
+        }
+        catch (RedisServerException)
+        {
+            raw = "(not a string)"; // a wrong-typed key is a malformed heartbeat, not a Redis outage
+        }
+
         if (raw is null)
         {
             return null;
@@ -247,8 +282,12 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
 
         if (!Json.TryDeserialize<Heartbeats.HeartbeatRecord>(raw, out var record, out var error) || !Identity.Ids.IsValidName(record!.SwarmId))
         {
-            _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
-            _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}: {Error}", id, error ?? "bad swarmId");
+            if (_malformedSeen.Add(id))
+            {
+                _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
+                _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}: {Error}", id, error ?? "bad swarmId");
+            }
+
             return null;
         }
 

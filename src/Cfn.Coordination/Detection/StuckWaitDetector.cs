@@ -55,7 +55,18 @@ public sealed class StuckWaitDetector(RedisContext redis, RecoveryOptions option
                 continue;
             }
 
-            var raw = (string?)await database.StringGetAsync(Keys.Activity(id)).ConfigureAwait(false);
+            string? raw;
+            try
+            {
+                raw = (string?)await database.StringGetAsync(Keys.Activity(id)).ConfigureAwait(false);
+            }
+            catch (RedisServerException e)
+            {
+                recoveryMetrics.MalformedValues.WithLabels("activity").Inc();
+                _logger.LogWarning("Malformed activity record skipped coordinator={CoordinatorId}: {Error}", id, e.Message);
+                continue;
+            }
+
             if (raw is null)
             {
                 continue;

@@ -21,7 +21,7 @@ public sealed class RecoveryOptions
     public TimeSpan MonitorInterval { get; set; } = TimeSpan.FromMilliseconds(10_000);
 
     /// <summary>Consecutive warnings until dead (<c>HEARTBEAT_MAX_WARNINGS</c>, 3).</summary>
-    [Range(1, 100)]
+    [Range(1, 100, ErrorMessage = "HEARTBEAT_MAX_WARNINGS must be between {1} and {2}")]
     public int MaxWarnings { get; set; } = 3;
 
     /// <summary>The dead-detection loop runs (<c>ENABLE_HEARTBEAT_MONITORING</c>, true; the runbook's emergency switch).</summary>
@@ -34,14 +34,14 @@ public sealed class RecoveryOptions
     public TimeSpan StuckWaitGrace { get; set; } = TimeSpan.FromMilliseconds(30_000);
 
     /// <summary>Batch cleanup: a heartbeat older than this is stale (<c>CLEANUP_STALE_THRESHOLD_SECONDS</c>, 600).</summary>
-    [Range(1, 30 * 86_400)]
+    [Range(1, 30 * 86_400, ErrorMessage = "CLEANUP_STALE_THRESHOLD_SECONDS must be between {1} and {2}")]
     public int CleanupStaleThresholdSeconds { get; set; } = 600;
 
     /// <summary>Batch cleanup period in the timeout handler (<c>CLEANUP_INTERVAL_MS</c>, 300000).</summary>
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMilliseconds(300_000);
 
     /// <summary>K8 and K9 TTL in seconds (3600).</summary>
-    [Range(60, 30 * 86_400)]
+    [Range(60, 30 * 86_400, ErrorMessage = "EscalationTtlSeconds must be between {1} and {2}")]
     public int EscalationTtlSeconds { get; set; } = 3600;
 
     /// <summary>The time after which a coordinator is declared dead.</summary>
@@ -60,11 +60,12 @@ public sealed class RecoveryOptions
         Positive(MonitorInterval, "HEARTBEAT_MONITOR_INTERVAL_MS");
         Positive(StuckWaitGrace, "ACTIVITY_CHECK_INTERVAL_MS");
         Positive(CleanupInterval, "CLEANUP_INTERVAL_MS");
-        if (coordination is not null && TimeSpan.FromSeconds(coordination.HeartbeatTtlSeconds) <= DeathAfter)
+        var ttlFloor = HeartbeatStaleThreshold + (MaxWarnings * MonitorInterval);
+        if (coordination is not null && TimeSpan.FromSeconds(coordination.HeartbeatTtlSeconds) <= ttlFloor)
         {
-            // Otherwise K1 expires before death is confirmed (SPEC K1).
+            // Otherwise K1 expires before death is confirmed (SPEC K1: TTL > stale threshold + maxWarnings × interval).
             throw new ValidationException(
-                $"HEARTBEAT_TTL_SECONDS ({coordination.HeartbeatTtlSeconds}) must exceed the stale threshold plus {MaxWarnings} warnings ({DeathAfter.TotalSeconds} s)");
+                $"HEARTBEAT_TTL_SECONDS ({coordination.HeartbeatTtlSeconds}) must exceed HEARTBEAT_STALE_THRESHOLD_MS + HEARTBEAT_MAX_WARNINGS × HEARTBEAT_MONITOR_INTERVAL_MS ({ttlFloor.TotalSeconds} s)");
         }
     }
 

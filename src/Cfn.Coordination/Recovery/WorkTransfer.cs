@@ -35,7 +35,19 @@ public sealed class WorkTransfer(RedisContext redis, CoordinatorCleanup scanner,
                 continue; // the pattern is a prefix; the segments must match exactly
             }
 
-            var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+            string? raw;
+            try
+            {
+                raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+            }
+            catch (RedisServerException e)
+            {
+                metrics.MalformedValues.WithLabels("work").Inc();
+                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", key, e.Message);
+                failed++;
+                continue;
+            }
+
             if (raw is null)
             {
                 continue;

@@ -187,6 +187,10 @@ internal sealed class WakeHub : IAsyncDisposable
                     keys.Add(key);
                     owners.Add(wait);
                 }
+
+                // A force-unblock whose wake-up was lost: the marker wakes the wait, which then sees it and ends.
+                keys.Add(Keys.Unblock(wait.CoordinatorId));
+                owners.Add(wait);
             }
         }
 

@@ -8,7 +8,7 @@ using Cfn.Coordination.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Tests.DetectionTests;
+namespace Cfn.Coordination.Tests.Detection;
 
 /// <summary>
 /// Stuck waits (SPEC §2.10 C# MUST: reason <c>blocking</c>, one count per incident, a handled marker; L16; W31, W34):

@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using StackExchange.Redis;
 using Xunit.Abstractions;

@@ -2,7 +2,7 @@ using System.Globalization;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;

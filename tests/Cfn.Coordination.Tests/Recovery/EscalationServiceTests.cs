@@ -4,7 +4,7 @@ using System.Text.RegularExpressions;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using Cfn.Coordination.Work;
 using StackExchange.Redis;

@@ -34,7 +34,7 @@ public sealed class EscalationSmokeTests(RedisServer server)
         await dead.AbandonAsync();
 
         await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "handler-1");
-        Detection.CoordinatorDeath? death = null;
+        Cfn.Coordination.Detection.CoordinatorDeath? death = null;
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (death is null && DateTime.UtcNow < deadline)
         {

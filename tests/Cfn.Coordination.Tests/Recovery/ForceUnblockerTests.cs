@@ -3,7 +3,7 @@ using Cfn.Coordination.Acks;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 

@@ -4,7 +4,7 @@ using Cfn.Coordination.Detection;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using StackExchange.Redis;
 
@@ -97,7 +97,7 @@ public sealed class MalformedStateTests(RedisServer server)
         await db.Database.SortedSetAddAsync(Keys.Registry, [new SortedSetEntry(bad, now), new SortedSetEntry(good, now)]); // both alive
         await db.Database.StringSetAsync(Keys.Activity(bad), "{\"coordinatorId\":", TimeSpan.FromMinutes(10));
         await db.Database.SortedSetAddAsync(Keys.Deadlines, bad, now - 20_000); // overdue, and first in the index
-        await StuckWaitDetectorTests.PlantWaitAsync(db.Database, good, swarm, $"{good}:peer-x:completion:1:1", now - 10_000, 300);
+        await Detection.StuckWaitDetectorTests.PlantWaitAsync(db.Database, good, swarm, $"{good}:peer-x:completion:1:1", now - 10_000, 300);
 
         var found = await detector.CheckAsync();
 
@@ -123,7 +123,7 @@ public sealed class MalformedStateTests(RedisServer server)
         await db.Database.SortedSetAddAsync(Keys.Registry, [new SortedSetEntry(bad, now), new SortedSetEntry(good, now)]);
         await db.Database.ListRightPushAsync(Keys.Activity(bad), "not a string");
         await db.Database.SortedSetAddAsync(Keys.Deadlines, bad, now - 20_000);
-        await StuckWaitDetectorTests.PlantWaitAsync(db.Database, good, TestIds.New("swarm"), $"{good}:peer-x:completion:1:1", now - 10_000, 300);
+        await Detection.StuckWaitDetectorTests.PlantWaitAsync(db.Database, good, TestIds.New("swarm"), $"{good}:peer-x:completion:1:1", now - 10_000, 300);
 
         var found = await detector.CheckAsync();
 

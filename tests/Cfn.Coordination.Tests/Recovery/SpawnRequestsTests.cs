@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 
 namespace Cfn.Coordination.Tests.Recovery;

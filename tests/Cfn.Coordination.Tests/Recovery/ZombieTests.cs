@@ -3,7 +3,7 @@ using Cfn.Coordination.Detection;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
-using Cfn.Coordination.Tests.DetectionTests;
+
 using Cfn.Coordination.Tests.Infrastructure;
 using Cfn.Coordination.Work;
 

@@ -4,23 +4,29 @@
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
 -- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead only), Redis ms when this coordinator
--- next needs looking at (0 = never)}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
+-- next needs looking at (0 = never), 1 when its heartbeat key holds no readable heartbeat}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
 -- dead_already.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then
   redis.call('HDEL', KEYS[2], ARGV[1])
-  return {'gone', 0, 0, 0, 0}
+  return {'gone', 0, 0, 0, 0, 0}
 end
 -- Re-read the heartbeat itself (a writer that does not update the registry still counts).
 local last = tonumber(score)
-local hb = redis.call('GET', KEYS[3])
-if hb then
+local malformed = 0
+local hb_type = redis.call('TYPE', KEYS[3])['ok']
+if hb_type == 'string' then
+  local hb = redis.call('GET', KEYS[3])
   local ts = tonumber(string.match(hb, '"timestamp":(%d+)'))
   if ts and ts > last then
     last = ts
+  elseif not ts then
+    malformed = 1
   end
+elseif hb_type ~= 'none' then
+  malformed = 1 -- not a heartbeat at all: judged by the registry alone
 end
 local age = now - last
 local since = math.max(last, tonumber(ARGV[5]))
@@ -38,15 +44,15 @@ end
 if stale <= tonumber(ARGV[2]) then
   if warnings > 0 or state ~= 'healthy' then
     redis.call('HDEL', KEYS[2], ARGV[1])
-    return {'recovered', warnings, age, 0, fresh_until}
+    return {'recovered', warnings, age, 0, fresh_until, malformed}
   end
-  return {'fresh', 0, age, 0, fresh_until}
+  return {'fresh', 0, age, 0, fresh_until, malformed}
 end
 if state == 'dead' then
-  return {'dead_already', warnings, age, 0, 0}
+  return {'dead_already', warnings, age, 0, 0, malformed}
 end
 if warnings > 0 and now - lastWarn < spacing then
-  return {'pending', warnings, age, 0, lastWarn + spacing}
+  return {'pending', warnings, age, 0, lastWarn + spacing, malformed}
 end
 warnings = warnings + 1
 if warnings >= tonumber(ARGV[3]) then
@@ -54,10 +60,10 @@ if warnings >= tonumber(ARGV[3]) then
   local epoch = redis.call('INCR', KEYS[4])
   redis.call('EXPIRE', KEYS[4], 604800)
   redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|dead')
-  return {'dead', warnings, age, epoch, 0}
+  return {'dead', warnings, age, epoch, 0, malformed}
 end
 redis.call('HSET', KEYS[2], ARGV[1], warnings .. '|' .. now .. '|warning')
 if warnings == 1 then
-  return {'warning', warnings, age, 0, now + spacing}
+  return {'warning', warnings, age, 0, now + spacing, malformed}
 end
-return {'critical', warnings, age, 0, now + spacing}
+return {'critical', warnings, age, 0, now + spacing, malformed}
