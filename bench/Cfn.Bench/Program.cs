@@ -6,6 +6,7 @@ using System.Text.Json;
 using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Redis;
+
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
 using Prometheus;
@@ -16,7 +17,7 @@ var outPath = Arg("--out") ?? "bench-results.json";
 var rounds = quick ? 50 : 500;
 
 var options = new CoordinationOptions();
-await using var redis = await RedisContext.ConnectAsync(redisEndpoint + ",abortConnect=false", options);
+await using var redis = await RedisContext.ConnectAsync(redisEndpoint + ",abortConnect=false,allowAdmin=true", options);
 var keys = new SigningKeys("bench-secret-0123456789abcdef0123456789abcdef");
 var metrics = new Cfn.Coordination.Metrics.CoordinationMetrics(Metrics.NewCustomRegistry());
 var results = new Dictionary<string, object>();
@@ -67,6 +68,46 @@ for (var i = 0; i < rounds; i++)
 }
 
 results["a2_wait_ack_present_ms"] = Summary(already);
+// d: one detection pass over N registered coordinators (1 % stale) plus 100,000 unrelated keys.
+var detection = new List<object>();
+var server = redis.Multiplexer.GetServer(redis.Multiplexer.GetEndPoints()[0]);
+var unrelated = quick ? 10_000 : 100_000;
+for (var i = 0; i < unrelated; i += 1000)
+{
+    var batch = redis.Database.CreateBatch();
+    var writes = Enumerable.Range(i, 1000).Select(j => batch.StringSetAsync($"unrelated:{run}:{j}", "x")).ToList();
+    batch.Execute();
+    await Task.WhenAll(writes);
+}
+
+foreach (var count in quick ? new[] { 1_000 } : new[] { 1_000, 10_000, 100_000 })
+{
+    await redis.Database.KeyDeleteAsync([Keys.Registry, Keys.Health]);
+    var now = await RedisTime.NowMsAsync(redis.Database);
+    for (var i = 0; i < count; i += 1000)
+    {
+        var entries = Enumerable.Range(i, Math.Min(1000, count - i))
+            .Select(j => new StackExchange.Redis.SortedSetEntry($"bench-{run}-{j}", j % 100 == 0 ? now - 200_000 : now))
+            .ToArray();
+        await redis.Database.SortedSetAddAsync(Keys.Registry, entries);
+    }
+
+    var recoveryOptions = new Cfn.Coordination.Recovery.RecoveryOptions();
+    await using var monitor = new Cfn.Coordination.Detection.HeartbeatMonitor(redis, recoveryOptions, metrics,
+        new Cfn.Coordination.Recovery.RecoveryMetrics(Metrics.NewCustomRegistry()), escalation: null, "bench-monitor");
+    await server.ExecuteAsync("CONFIG", "RESETSTAT");
+    var sw = Stopwatch.StartNew();
+    var pass = await monitor.RunOnceAsync();
+    var elapsed = sw.Elapsed.TotalMilliseconds;
+    var info = (string)(await server.ExecuteAsync("INFO", "commandstats"))!;
+    var commands = System.Text.RegularExpressions.Regex.Matches(info, @"cmdstat_(\w+):calls=(\d+)")
+        .Where(m => m.Groups[1].Value is not ("config" or "info"))
+        .Sum(m => long.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+    detection.Add(new { coordinators = count, stale = count / 100, judged = pass.Checked, pass_ms = Math.Round(elapsed, 2), redis_commands = commands });
+}
+
+await redis.Database.KeyDeleteAsync([Keys.Registry, Keys.Health]);
+results["d_detection_pass"] = detection;
 results["machine"] = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription };
 results["mode"] = quick ? "quick" : "full";
 

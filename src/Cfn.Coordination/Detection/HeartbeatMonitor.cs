@@ -139,6 +139,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         int warnings = 0, recovered = 0;
         var deaths = new List<CoordinatorDeath>();
         long nextDue = 0;
+        var judged = new List<(string Id, Task<RedisResult> Reply)>();
         foreach (var id in ids)
         {
             if (!Identity.Ids.IsValidName(id))
@@ -147,13 +148,19 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                 continue;
             }
 
+            // Sent without waiting for each reply: the checks are independent, so a pass costs one pipelined round trip.
+            judged.Add((id, database.ScriptEvaluateAsync(
+                RedisScripts.MonitorCheck,
+                [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
+                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs])));
+        }
+
+        foreach (var (id, pending) in judged)
+        {
             RedisResult[] reply;
             try
             {
-                reply = (RedisResult[])(await database.ScriptEvaluateAsync(
-                    RedisScripts.MonitorCheck,
-                    [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
-                    [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs]).ConfigureAwait(false))!;
+                reply = (RedisResult[])(await pending.ConfigureAwait(false))!;
             }
             catch (RedisServerException e)
             {
@@ -168,6 +175,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                 _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
                 _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}; judged by its registry entry", id);
             }
+
             var verdict = (string)reply[0]!;
             var count = (int)(long)reply[1];
             var ageMs = (long)reply[2];
