@@ -73,7 +73,9 @@ public sealed partial class BatchCleanup
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             var (host, port) = SplitEndpoint(endpoint ?? _redis.Multiplexer.GetEndPoints().FirstOrDefault()?.ToString() ?? "unknown");
-            Say("ERROR", $"Redis connection failed (host: {host}, port: {port}): {e.Message}");
+            // The client's timeout text runs to a screenful; the first clause says what happened.
+            var reason = e.Message.Split(" - ", 2)[0];
+            Say("ERROR", $"Redis connection failed (host: {host}, port: {port}): {reason}");
             Say("ERROR", "Cleanup aborted");
             _metrics.CleanupRuns.WithLabels("aborted").Inc();
             return new BatchCleanupReport(0, 0, 0, 1, watch.ElapsedMilliseconds, 1, []);
