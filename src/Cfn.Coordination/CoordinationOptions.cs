@@ -1,6 +1,5 @@
 using System.Collections;
 using System.ComponentModel.DataAnnotations;
-using System.Globalization;
 
 namespace Cfn.Coordination;
 
@@ -95,80 +94,18 @@ public sealed class CoordinationOptions
     /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
     public static CoordinationOptions FromEnvironment(IDictionary? environment = null)
     {
-        environment ??= Environment.GetEnvironmentVariables();
-        var options = new CoordinationOptions();
-        string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
-
-        long? Number(string name)
-        {
-            var text = Get(name);
-            if (text is null)
-            {
-                return null;
-            }
-
-            return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value > 0
-                ? value
-                : throw new ValidationException($"{name} must be a positive integer (got \"{text}\")");
-        }
-
-        bool? Flag(string name) => Get(name) switch
-        {
-            null => null,
-            var t when t.Equals("true", StringComparison.OrdinalIgnoreCase) || t == "1" => true,
-            var t when t.Equals("false", StringComparison.OrdinalIgnoreCase) || t == "0" => false,
-            var t => throw new ValidationException($"{name} must be true or false (got \"{t}\")"),
-        };
-
-        int Seconds(string name, long value) =>
-            value <= int.MaxValue ? (int)value : throw new ValidationException($"{name} is too large (got {value})");
-
-        if ((Number("BLOCKING_TIMEOUT_MS") ?? Number("BLOCKING_TIMEOUT")) is { } blocking)
-        {
-            options.BlockingTimeout = TimeSpan.FromMilliseconds(blocking);
-        }
-
-        if (Number("HEARTBEAT_INTERVAL_MS") is { } interval)
-        {
-            options.HeartbeatInterval = TimeSpan.FromMilliseconds(interval);
-        }
-
-        if (Number("HEARTBEAT_TTL_SECONDS") is { } heartbeatTtl)
-        {
-            options.HeartbeatTtlSeconds = Seconds("HEARTBEAT_TTL_SECONDS", heartbeatTtl);
-        }
-
-        if (Flag("HEARTBEAT_DEBUG") is { } debug)
-        {
-            options.HeartbeatDebug = debug;
-        }
-
-        if (Number("ACK_TTL_SECONDS") is { } ackTtl)
-        {
-            options.AckTtlSeconds = Seconds("ACK_TTL_SECONDS", ackTtl);
-        }
-
-        if (Number("SIGNAL_TTL_SECONDS") is { } signalTtl)
-        {
-            options.SignalTtlSeconds = Seconds("SIGNAL_TTL_SECONDS", signalTtl);
-        }
-
-        if (Number("IDEMPOTENCY_TTL_SECONDS") is { } idempotencyTtl)
-        {
-            options.IdempotencyTtlSeconds = Seconds("IDEMPOTENCY_TTL_SECONDS", idempotencyTtl);
-        }
-
-        if (Number("ACK_POLL_INTERVAL_MS") is { } poll)
-        {
-            options.AckFallbackPollInterval = TimeSpan.FromMilliseconds(poll);
-        }
-
-        if (Number("ACTIVITY_CHECK_INTERVAL_MS") is { } check)
-        {
-            options.ActivityCheckInterval = TimeSpan.FromMilliseconds(check);
-        }
-
-        options.Validate();
-        return options;
+        var env = new EnvironmentSettings(environment);
+        var o = new CoordinationOptions();
+        o.BlockingTimeout = env.Milliseconds("BLOCKING_TIMEOUT_MS") ?? env.Milliseconds("BLOCKING_TIMEOUT") ?? o.BlockingTimeout;
+        o.HeartbeatInterval = env.Milliseconds("HEARTBEAT_INTERVAL_MS") ?? o.HeartbeatInterval;
+        o.HeartbeatTtlSeconds = env.PositiveInt("HEARTBEAT_TTL_SECONDS") ?? o.HeartbeatTtlSeconds;
+        o.HeartbeatDebug = env.Flag("HEARTBEAT_DEBUG") ?? o.HeartbeatDebug;
+        o.AckTtlSeconds = env.PositiveInt("ACK_TTL_SECONDS") ?? o.AckTtlSeconds;
+        o.SignalTtlSeconds = env.PositiveInt("SIGNAL_TTL_SECONDS") ?? o.SignalTtlSeconds;
+        o.IdempotencyTtlSeconds = env.PositiveInt("IDEMPOTENCY_TTL_SECONDS") ?? o.IdempotencyTtlSeconds;
+        o.AckFallbackPollInterval = env.Milliseconds("ACK_POLL_INTERVAL_MS") ?? o.AckFallbackPollInterval;
+        o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
+        o.Validate();
+        return o;
     }
 }

@@ -1,6 +1,5 @@
 using System.Collections;
 using System.ComponentModel.DataAnnotations;
-using System.Globalization;
 
 namespace Cfn.Coordination.Recovery;
 
@@ -72,64 +71,16 @@ public sealed class RecoveryOptions
     /// <summary>Reads the §3.6 timeout-handler variables (process environment when null), then validates.</summary>
     public static RecoveryOptions FromEnvironment(IDictionary? environment = null, CoordinationOptions? coordination = null)
     {
-        environment ??= Environment.GetEnvironmentVariables();
+        var env = new EnvironmentSettings(environment);
         var o = new RecoveryOptions();
-        string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
-
-        long? Number(string name) => Get(name) is not { } text
-            ? null
-            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var v) && v > 0
-                ? v
-                : throw new ValidationException($"{name} must be a positive integer (got \"{text}\")");
-
-        bool? Flag(string name) => Get(name) switch
-        {
-            null => null,
-            var t when t.Equals("true", StringComparison.OrdinalIgnoreCase) || t == "1" => true,
-            var t when t.Equals("false", StringComparison.OrdinalIgnoreCase) || t == "0" => false,
-            var t => throw new ValidationException($"{name} must be true or false (got \"{t}\")"),
-        };
-
-        if (Number("HEARTBEAT_STALE_THRESHOLD_MS") is { } stale)
-        {
-            o.HeartbeatStaleThreshold = TimeSpan.FromMilliseconds(stale);
-        }
-
-        if (Number("HEARTBEAT_MONITOR_INTERVAL_MS") is { } interval)
-        {
-            o.MonitorInterval = TimeSpan.FromMilliseconds(interval);
-        }
-
-        if (Number("HEARTBEAT_MAX_WARNINGS") is { } warnings)
-        {
-            o.MaxWarnings = (int)Math.Min(warnings, int.MaxValue);
-        }
-
-        if (Flag("ENABLE_HEARTBEAT_MONITORING") is { } monitoring)
-        {
-            o.EnableHeartbeatMonitoring = monitoring;
-        }
-
-        if (Flag("ENABLE_AUTO_ESCALATION") is { } escalation)
-        {
-            o.EnableAutoEscalation = escalation;
-        }
-
-        if (Number("ACTIVITY_CHECK_INTERVAL_MS") is { } check)
-        {
-            o.StuckWaitGrace = TimeSpan.FromMilliseconds(check);
-        }
-
-        if (Number("CLEANUP_STALE_THRESHOLD_SECONDS") is { } cleanupStale)
-        {
-            o.CleanupStaleThresholdSeconds = (int)Math.Min(cleanupStale, int.MaxValue);
-        }
-
-        if (Number("CLEANUP_INTERVAL_MS") is { } cleanupInterval)
-        {
-            o.CleanupInterval = TimeSpan.FromMilliseconds(cleanupInterval);
-        }
-
+        o.HeartbeatStaleThreshold = env.Milliseconds("HEARTBEAT_STALE_THRESHOLD_MS") ?? o.HeartbeatStaleThreshold;
+        o.MonitorInterval = env.Milliseconds("HEARTBEAT_MONITOR_INTERVAL_MS") ?? o.MonitorInterval;
+        o.MaxWarnings = env.PositiveInt("HEARTBEAT_MAX_WARNINGS") ?? o.MaxWarnings;
+        o.EnableHeartbeatMonitoring = env.Flag("ENABLE_HEARTBEAT_MONITORING") ?? o.EnableHeartbeatMonitoring;
+        o.EnableAutoEscalation = env.Flag("ENABLE_AUTO_ESCALATION") ?? o.EnableAutoEscalation;
+        o.StuckWaitGrace = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.StuckWaitGrace;
+        o.CleanupStaleThresholdSeconds = env.PositiveInt("CLEANUP_STALE_THRESHOLD_SECONDS") ?? o.CleanupStaleThresholdSeconds;
+        o.CleanupInterval = env.Milliseconds("CLEANUP_INTERVAL_MS") ?? o.CleanupInterval;
         o.Validate(coordination);
         return o;
     }

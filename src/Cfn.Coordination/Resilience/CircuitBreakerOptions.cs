@@ -120,18 +120,8 @@ public sealed class CircuitBreakerOptions
     /// <exception cref="ValidationException">The variable is set to something else; the message names it.</exception>
     public static CircuitBreakerOptions FromEnvironment(IDictionary? environment = null)
     {
-        environment ??= Environment.GetEnvironmentVariables();
         var options = new CircuitBreakerOptions();
-        if (environment["ENABLE_CIRCUIT_BREAKER"] is string { Length: > 0 } raw)
-        {
-            var text = raw.Trim();
-            options.Enabled = text.Equals("true", StringComparison.OrdinalIgnoreCase) || text == "1"
-                ? true
-                : text.Equals("false", StringComparison.OrdinalIgnoreCase) || text == "0"
-                    ? false
-                    : throw new ValidationException($"ENABLE_CIRCUIT_BREAKER must be true or false (got \"{text}\")");
-        }
-
+        options.Enabled = new EnvironmentSettings(environment).Flag("ENABLE_CIRCUIT_BREAKER") ?? options.Enabled;
         return options;
     }
 }
