@@ -1,10 +1,11 @@
-// cfn: the blocking-coordination system's one executable (D1). Sub-commands arrive with their issues; today: cleanup.
+// cfn: the blocking-coordination system's one executable (D1). Sub-commands arrive with their issues; today: cleanup, status.
 using System.CommandLine;
 using Cfn.Commands;
 
 var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook: docs/architecture.md)")
 {
     CleanupCommand.Create(),
+    StatusCommand.Create(),
 };
 
 var parsed = root.Parse(args);
