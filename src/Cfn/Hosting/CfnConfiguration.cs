@@ -1,0 +1,105 @@
+using System.Collections;
+using System.ComponentModel.DataAnnotations;
+using Cfn.Coordination;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Resilience;
+using Cfn.Coordination.Security;
+
+namespace Cfn.Hosting;
+
+/// <summary>
+/// Everything a cfn process reads from its environment (SPEC §3.6), read and validated once at start. Any bad value
+/// stops the process with one line naming the variable (<see cref="CfnConfigurationException"/>).
+/// </summary>
+internal sealed record CfnConfiguration
+{
+    public required RedisSettings Redis { get; init; }
+
+    public required CoordinationOptions Coordination { get; init; }
+
+    public required RecoveryOptions Recovery { get; init; }
+
+    public required CircuitBreakerOptions Breakers { get; init; }
+
+    /// <summary>Null when the secret is generated (only <c>cfn up</c> may do that, D12).</summary>
+    public required SigningKeys? Keys { get; init; }
+
+    /// <summary><c>REDIS_POOL_SIZE</c> (10).</summary>
+    public int RedisPoolSize { get; init; } = 10;
+
+    /// <summary><c>HTTP_PORT</c> (8080).</summary>
+    public int HttpPort { get; init; } = 8080;
+
+    /// <summary><c>CFN_ADMIN_TOKEN</c>: bearer token for mutating endpoints from outside loopback (D12).</summary>
+    public string? AdminToken { get; init; }
+
+    /// <summary><c>COORDINATOR_ID</c> (defaults to the host name, i.e. the pod name).</summary>
+    public string? CoordinatorId { get; init; }
+
+    /// <summary><c>SWARM_ID</c>.</summary>
+    public string? SwarmId { get; init; }
+
+    /// <summary><c>SWARM_EXPECTED_COORDINATORS</c> (the runbook's configmap value).</summary>
+    public int? ExpectedCoordinators { get; init; }
+
+    /// <summary><c>LOG_FORMAT</c>: <c>text</c> (default; the runbook greps it) or <c>json</c>.</summary>
+    public string LogFormat { get; init; } = "text";
+
+    /// <summary><c>ENABLE_VALIDATION_CACHE</c> (false).</summary>
+    public bool ValidationCache { get; init; }
+
+    /// <summary><c>ENABLE_TIMEOUT_HOOKS</c> (false).</summary>
+    public bool TimeoutHooks { get; init; }
+
+    /// <summary>Reads and validates; <paramref name="secretRequired"/> is false only for <c>cfn up</c>.</summary>
+    /// <exception cref="CfnConfigurationException">A value is invalid; the message is one line naming it.</exception>
+    public static CfnConfiguration Load(IDictionary? environment = null, bool secretRequired = true)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        var env = new EnvironmentSettings(environment);
+        try
+        {
+            var coordination = CoordinationOptions.FromEnvironment(environment);
+            var secret = env.Text("BLOCKING_COORDINATION_SECRET");
+            var logFormat = env.Text("LOG_FORMAT") ?? "text";
+            if (logFormat is not ("text" or "json"))
+            {
+                throw new ValidationException($"LOG_FORMAT must be text or json (got \"{logFormat}\")");
+            }
+
+            var coordinatorId = env.Text("COORDINATOR_ID");
+            var swarmId = env.Text("SWARM_ID");
+            return new CfnConfiguration
+            {
+                Redis = RedisSettings.FromEnvironment(environment),
+                Coordination = coordination,
+                Recovery = RecoveryOptions.FromEnvironment(environment, coordination),
+                Breakers = CircuitBreakerOptions.FromEnvironment(environment),
+                Keys = secret is null && !secretRequired
+                    ? null
+                    : new SigningKeys(secret, env.Text("BLOCKING_COORDINATION_SECRET_NEW"), env.Flag("BLOCKING_COORDINATION_SIGN_WITH_NEW") ?? false),
+                RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 10, "REDIS_POOL_SIZE", 1, 64),
+                HttpPort = Range(env.PositiveInt("HTTP_PORT") ?? 8080, "HTTP_PORT", 1, 65535),
+                AdminToken = env.Text("CFN_ADMIN_TOKEN"),
+                CoordinatorId = coordinatorId is null ? null : Ids.RequireName(coordinatorId, "COORDINATOR_ID"),
+                SwarmId = swarmId is null ? null : Ids.RequireName(swarmId, "SWARM_ID"),
+                ExpectedCoordinators = env.PositiveInt("SWARM_EXPECTED_COORDINATORS"),
+                LogFormat = logFormat,
+                ValidationCache = env.Flag("ENABLE_VALIDATION_CACHE") ?? false,
+                TimeoutHooks = env.Flag("ENABLE_TIMEOUT_HOOKS") ?? false,
+            };
+        }
+        catch (Exception e) when (e is ValidationException or ArgumentException)
+        {
+            var message = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
+            throw new CfnConfigurationException(message.ReplaceLineEndings(" "), e);
+        }
+    }
+
+    private static int Range(int value, string name, int min, int max) =>
+        value >= min && value <= max ? value : throw new ValidationException($"{name} must be from {min} to {max} (got {value})");
+}
+
+/// <summary>An invalid configuration value; the message is the one line the process prints before it stops.</summary>
+internal sealed class CfnConfigurationException(string message, Exception inner) : Exception(message, inner);
