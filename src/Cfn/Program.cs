@@ -1,4 +1,4 @@
-// cfn: the blocking-coordination system's one executable (D1). Sub-commands arrive with their issues; today: cleanup, status.
+// cfn: the blocking-coordination system's one executable (D1). Sub-commands arrive with their issues; today: cleanup, status, serve --role timeout-handler.
 using System.CommandLine;
 using Cfn.Commands;
 
@@ -6,6 +6,7 @@ var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook
 {
     CleanupCommand.Create(),
     StatusCommand.Create(),
+    ServeCommand.Create(),
 };
 
 var parsed = root.Parse(args);

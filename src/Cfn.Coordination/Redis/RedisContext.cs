@@ -51,14 +51,15 @@ public sealed class RedisContext : IAsyncDisposable
         string configuration,
         CoordinationOptions options,
         TimeProvider? time = null,
-        ILoggerFactory? loggerFactory = null)
+        ILoggerFactory? loggerFactory = null,
+        CircuitBreakerRegistry? breakers = null)
     {
         var config = ConfigurationOptions.Parse(configuration);
         // Reconnect within about 2 s of Redis coming back (the client's default backs off to 10 s), so heartbeats
         // resume well inside any sensible stale threshold.
         config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
-        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true);
+        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true, breakers);
     }
 
     /// <summary>The shared multiplexer.</summary>

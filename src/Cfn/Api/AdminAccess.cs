@@ -1,0 +1,46 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Cfn.Api;
+
+/// <summary>
+/// D12: mutating endpoints answer requests from loopback (so the runbook's <c>kubectl exec … curl localhost:8080</c>
+/// works) or carrying <c>Authorization: Bearer $CFN_ADMIN_TOKEN</c>; anything else gets 401.
+/// </summary>
+internal sealed class AdminAccess(string? token) : IEndpointFilter
+{
+    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(next);
+        var http = context.HttpContext;
+        if (http.Connection.RemoteIpAddress is { } remote && IPAddress.IsLoopback(remote))
+        {
+            return next(context);
+        }
+
+        var header = http.Request.Headers.Authorization.ToString();
+        if (token is { Length: > 0 } && header.StartsWith("Bearer ", StringComparison.Ordinal) &&
+            CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header["Bearer ".Length..]), Encoding.UTF8.GetBytes(token)))
+        {
+            return next(context);
+        }
+
+        return ValueTask.FromResult<object?>(ApiErrors.Unauthorized());
+    }
+}
+
+/// <summary>Errors as JSON <c>{error, code}</c> (SPEC §3.1).</summary>
+internal static class ApiErrors
+{
+    public static IResult BadRequest(string error, string code = "VALIDATION_ERROR") =>
+        Results.Json(new { error, code }, statusCode: StatusCodes.Status400BadRequest);
+
+    public static IResult NotFound(string error, string code) =>
+        Results.Json(new { error, code }, statusCode: StatusCodes.Status404NotFound);
+
+    public static IResult Unauthorized() =>
+        Results.Json(new { error = "Admin endpoint: call from loopback or send Authorization: Bearer $CFN_ADMIN_TOKEN", code = "UNAUTHORIZED" },
+            statusCode: StatusCodes.Status401Unauthorized);
+}
