@@ -93,6 +93,7 @@ public sealed class AckWaiter
             }
 
             var missing = targets;
+            wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
             while (true)
             {
                 if (missing.Count == 0)
@@ -107,7 +108,6 @@ public sealed class AckWaiter
                     break;
                 }
 
-                wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
                 var before = missing.Count;
                 try
                 {
@@ -133,11 +133,12 @@ public sealed class AckWaiter
 
                 if (missing.Count != before)
                 {
+                    // Keys are rebuilt only when someone ACKed, not on every wake-up.
+                    wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
                     _coordinator.Activity.UpdateWait(activityToken, missing);
                     await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
                 }
 
-                wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
                 if (!await wait.Wake.WaitAsync(linked.Token).ConfigureAwait(false))
                 {
                     status = cancellationToken.IsCancellationRequested || _coordinator.IsSuperseded ? AckWaitStatus.Cancelled

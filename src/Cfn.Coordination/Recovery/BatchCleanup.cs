@@ -73,8 +73,7 @@ public sealed partial class BatchCleanup
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             var (host, port) = SplitEndpoint(endpoint ?? _redis.Multiplexer.GetEndPoints().FirstOrDefault()?.ToString() ?? "unknown");
-            // The client's timeout text runs to a screenful; the first clause says what happened.
-            var reason = e.Message.Split(" - ", 2)[0];
+            var reason = RedisErrors.FirstClause(e);
             Say("ERROR", $"Redis connection failed (host: {host}, port: {port}): {reason}");
             Say("ERROR", "Cleanup aborted");
             _metrics.CleanupRuns.WithLabels("aborted").Inc();

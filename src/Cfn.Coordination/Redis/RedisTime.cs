@@ -13,3 +13,14 @@ public static class RedisTime
         return ((long)reply[0] * 1000) + ((long)reply[1] / 1000);
     }
 }
+
+/// <summary>Redis errors as one short line.</summary>
+public static class RedisErrors
+{
+    /// <summary>The first clause of a StackExchange.Redis message (its timeout text runs to a screenful).</summary>
+    public static string FirstClause(Exception exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        return exception.Message.Split(" - ", 2)[0];
+    }
+}

@@ -72,7 +72,7 @@ internal static class ServeCommand
             }
             catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
             {
-                return Results.Json(new { status = "not_ready", redis = e.Message.Split(" - ", 2)[0] }, statusCode: StatusCodes.Status503ServiceUnavailable);
+                return Results.Json(new { status = "not_ready", redis = RedisErrors.FirstClause(e) }, statusCode: StatusCodes.Status503ServiceUnavailable);
             }
         });
         app.MapMetrics("/metrics");

@@ -41,7 +41,7 @@ internal static class StatusCommand
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
-                await Console.Error.WriteLineAsync($"Redis connection failed (host: {settings.Host}, port: {settings.Port}): {e.Message.Split(" - ", 2)[0]}")
+                await Console.Error.WriteLineAsync($"Redis connection failed (host: {settings.Host}, port: {settings.Port}): {RedisErrors.FirstClause(e)}")
                     .ConfigureAwait(false);
                 return 1;
             }
