@@ -146,4 +146,57 @@ public static class Keys
     /// <summary>The wake-up channel of a coordinator.</summary>
     public static RedisChannel Events(string coordinatorId) =>
         RedisChannel.Literal(EventsChannelPrefix + Ids.RequireName(coordinatorId, "coordinatorId"));
+
+    // ---- Swarm manager (issue 4): spawning, scaling and coordinator hosts ----
+
+    /// <summary>Pause flag of spawning (SPEC §3.1 #2): present (value = pause time, ms) while paused, so a restart keeps it.</summary>
+    public static readonly RedisKey SpawningPaused = "swarm-manager:spawning:paused";
+
+    /// <summary>Target size of each scaled swarm (hash: swarmId → targetSize).</summary>
+    public static readonly RedisKey SwarmTargets = "swarm-manager:targets";
+
+    /// <summary>Live coordinator hosts (sorted set: hostId → last report, Redis ms).</summary>
+    public static readonly RedisKey Hosts = "swarm-manager:hosts";
+
+    /// <summary>Prefix of a host's record: <c>swarm-manager:host:{hostId}</c>, JSON (capacity, running coordinators).</summary>
+    public const string HostPrefix = "swarm-manager:host:";
+
+    /// <summary>A coordinator host's record.</summary>
+    public static RedisKey Host(string hostId) => HostPrefix + Ids.RequireName(hostId, "hostId");
+
+    /// <summary>A host's command queue (list of JSON commands: start or stop a coordinator), pushed by the swarm manager.</summary>
+    public static RedisKey HostCommands(string hostId) => HostPrefix + Ids.RequireName(hostId, "hostId") + ":commands";
+
+    /// <summary>Wakes a host when a command is queued for it.</summary>
+    public static RedisChannel HostChannel(string hostId) =>
+        RedisChannel.Literal("cfn:hosts:" + Ids.RequireName(hostId, "hostId"));
+
+    /// <summary>Wakes the swarm managers (new spawn request, resume, scale).</summary>
+    public static readonly RedisChannel SwarmManagerChannel = RedisChannel.Literal("cfn:swarm-manager");
+
+    // ---- Work queue and validators (issue 4): the working swarm ----
+
+    /// <summary>A swarm's queue of work waiting for a coordinator: <c>swarm:{swarmId}:queue</c> (list of JSON).</summary>
+    public static RedisKey SwarmQueue(string swarmId) => SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":queue";
+
+    /// <summary>Live validators (sorted set: validatorId → last report, Redis ms).</summary>
+    public static readonly RedisKey Validators = "validator:registry";
+
+    /// <summary>A validator's recent durations (sorted set scored by finish time, ms), trimmed to the rolling window.</summary>
+    public static RedisKey ValidatorDurations(string validatorId) => "validator:durations:" + Ids.RequireName(validatorId, "validatorId");
+
+    /// <summary>Cached verdict of an identical validation input (<c>ENABLE_VALIDATION_CACHE</c>): <c>validator:cache:{sha256 hex}</c>.</summary>
+    public static RedisKey ValidationCache(string inputHashHex) => "validator:cache:" + inputHashHex;
+
+    // ---- Sender-side retry (SPEC §2.7) ----
+
+    /// <summary>K5 record of one retry attempt.</summary>
+    public static RedisKey RetryAttempt(string signalId, int attempt) =>
+        RetryPrefix + Ids.RequireSignalId(signalId, "signalId") + ":" + attempt.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>K6 record of a signal whose retries were exhausted.</summary>
+    public static RedisKey RetryFailed(string signalId) => RetryPrefix + "failed:" + Ids.RequireSignalId(signalId, "signalId");
+
+    /// <summary>Index of K6 records by sender (sorted set <c>blocking:retry:failed-by:{senderId}</c>: signalId → ms), so retry-failed needs no SCAN.</summary>
+    public static RedisKey RetryFailedIndex(string senderId) => RetryPrefix + "failed-by:" + Ids.RequireName(senderId, "senderId");
 }
