@@ -1,12 +1,13 @@
-// cfn: the blocking-coordination system's one executable (D1). Sub-commands arrive with their issues; today: cleanup, status, serve --role timeout-handler.
+// cfn: the blocking-coordination system's one executable (D1): up, serve, cleanup, status.
 using System.CommandLine;
 using Cfn.Commands;
 
 var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook: docs/architecture.md)")
 {
+    UpCommand.Create(),
+    ServeCommand.Create(),
     CleanupCommand.Create(),
     StatusCommand.Create(),
-    ServeCommand.Create(),
 };
 
 var parsed = root.Parse(args);
@@ -22,4 +23,5 @@ if (parsed.Errors.Count > 0)
     return 2;
 }
 
-return await parsed.InvokeAsync();
+// SIGTERM/SIGINT cancel the command's token; a graceful stop takes at most about 10 s (SPEC §3.7 pods, issue 4).
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(12) });

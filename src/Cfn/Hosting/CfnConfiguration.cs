@@ -52,6 +52,50 @@ internal sealed record CfnConfiguration
     /// <summary><c>ENABLE_TIMEOUT_HOOKS</c> (false).</summary>
     public bool TimeoutHooks { get; init; }
 
+    /// <summary>
+    /// The effective settings by variable name, secrets shown as <c>&lt;redacted&gt;</c> (SPEC §3.6: logged at start and
+    /// shown in <c>/api/coordinator/state</c>).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Redacted()
+    {
+        static string Ms(TimeSpan t) => ((long)t.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        static string B(bool b) => b ? "true" : "false";
+        var c = Coordination;
+        var r = Recovery;
+        return new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["REDIS"] = $"{Redis.Host}:{Redis.Port}/{Redis.Database}",
+            ["REDIS_PASSWORD"] = Redis.Password is null ? "" : "<redacted>",
+            ["REDIS_POOL_SIZE"] = $"{RedisPoolSize}",
+            ["BLOCKING_TIMEOUT_MS"] = Ms(c.BlockingTimeout),
+            ["HEARTBEAT_INTERVAL_MS"] = Ms(c.HeartbeatInterval),
+            ["HEARTBEAT_TTL_SECONDS"] = $"{c.HeartbeatTtlSeconds}",
+            ["HEARTBEAT_DEBUG"] = B(c.HeartbeatDebug),
+            ["ACK_TTL_SECONDS"] = $"{c.AckTtlSeconds}",
+            ["SIGNAL_TTL_SECONDS"] = $"{c.SignalTtlSeconds}",
+            ["IDEMPOTENCY_TTL_SECONDS"] = $"{c.IdempotencyTtlSeconds}",
+            ["ACK_POLL_INTERVAL_MS"] = Ms(c.AckFallbackPollInterval),
+            ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
+            ["HEARTBEAT_STALE_THRESHOLD_MS"] = Ms(r.HeartbeatStaleThreshold),
+            ["HEARTBEAT_MONITOR_INTERVAL_MS"] = Ms(r.MonitorInterval),
+            ["HEARTBEAT_MAX_WARNINGS"] = $"{r.MaxWarnings}",
+            ["ENABLE_HEARTBEAT_MONITORING"] = B(r.EnableHeartbeatMonitoring),
+            ["ENABLE_AUTO_ESCALATION"] = B(r.EnableAutoEscalation),
+            ["CLEANUP_STALE_THRESHOLD_SECONDS"] = $"{r.CleanupStaleThresholdSeconds}",
+            ["CLEANUP_INTERVAL_MS"] = Ms(r.CleanupInterval),
+            ["ENABLE_CIRCUIT_BREAKER"] = B(Breakers.Enabled),
+            ["ENABLE_VALIDATION_CACHE"] = B(ValidationCache),
+            ["ENABLE_TIMEOUT_HOOKS"] = B(TimeoutHooks),
+            ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
+            ["CFN_ADMIN_TOKEN"] = AdminToken is null ? "" : "<redacted>",
+            ["COORDINATOR_ID"] = CoordinatorId ?? "",
+            ["SWARM_ID"] = SwarmId ?? "",
+            ["SWARM_EXPECTED_COORDINATORS"] = ExpectedCoordinators?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
+            ["HTTP_PORT"] = $"{HttpPort}",
+            ["LOG_FORMAT"] = LogFormat,
+        };
+    }
+
     /// <summary>Reads and validates; <paramref name="secretRequired"/> is false only for <c>cfn up</c>.</summary>
     /// <exception cref="CfnConfigurationException">A value is invalid; the message is one line naming it.</exception>
     public static CfnConfiguration Load(IDictionary? environment = null, bool secretRequired = true)

@@ -1,0 +1,239 @@
+using Cfn.Api;
+using Cfn.Coordination;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Resilience;
+using Microsoft.Extensions.Logging.Console;
+using Prometheus;
+using StackExchange.Redis;
+
+namespace Cfn.Hosting;
+
+/// <summary>
+/// One cfn process (D1): the roles of its <see cref="ProcessPlan"/> on one Redis connection pool, one HTTP port, one
+/// metrics registry. Starts them, serves until SIGTERM/SIGINT (or the token), then stops them in the order that loses
+/// nothing: the work loops give their items back, the coordinators delete their own keys, then the managers stop.
+/// </summary>
+internal sealed class CfnProcess
+{
+    /// <summary>How long a graceful stop may take before the remaining parts are abandoned (their keys expire).</summary>
+    private static readonly TimeSpan StopBudget = TimeSpan.FromSeconds(8);
+
+    private readonly CfnConfiguration _config;
+    private readonly ProcessPlan _plan;
+
+    public CfnProcess(CfnConfiguration config, ProcessPlan plan)
+    {
+        _config = config;
+        _plan = plan;
+    }
+
+    /// <summary>Called once everything runs, with the HTTP base address (<c>cfn up</c> prints its banner and <c>ready</c>).</summary>
+    public Action<Uri>? OnReady { get; init; }
+
+    /// <summary>Runs until stopped; returns the exit code.</summary>
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        ConfigureLogging(builder.Logging, _config.LogFormat);
+        builder.WebHost.UseUrls($"http://{_plan.BindAddress}:{_config.HttpPort}");
+        // The generic host's console lifetime would also stop on SIGQUIT; SIGINT/SIGTERM reach us through the command's
+        // token instead, and SIGQUIT prints the diagnostic dump (D15).
+        builder.Services.AddSingleton<IHostLifetime, SignalFreeLifetime>();
+        await using var app = builder.Build();
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        var log = loggers.CreateLogger("Cfn.Process");
+        LogConfiguration(log);
+
+        var breakers = new CircuitBreakerRegistry(Prometheus.Metrics.DefaultRegistry, _config.Breakers, loggerFactory: loggers);
+        await using var redis = await RedisContext.ConnectAsync(_config.Redis.ToConfiguration(), _config.Coordination,
+            loggerFactory: loggers, breakers: breakers).ConfigureAwait(false);
+        if (!await WaitForRedisAsync(redis, log, cancellationToken).ConfigureAwait(false))
+        {
+            return 0; // stopped before Redis ever answered
+        }
+
+        var keys = _config.Keys ?? throw new InvalidOperationException("no signing keys");
+        var metrics = CoordinationMetrics.Default;
+        var local = new LocalCoordinators();
+        var stops = new Stack<Func<Task>>();
+        var admin = new AdminAccess(_config.AdminToken);
+        try
+        {
+            if (_plan.TimeoutHandler)
+            {
+                var handler = new TimeoutHandler(redis, keys, _config.Recovery, metrics, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry),
+                    $"timeout-handler-{Environment.MachineName}");
+                TimeoutHandlerEndpoints.Map(app, handler, admin);
+                handler.Start();
+                stops.Push(async () => await handler.DisposeAsync().ConfigureAwait(false));
+            }
+
+            if (_plan.Coordinator)
+            {
+                var id = _config.CoordinatorId ?? HostId();
+                local.PrimaryId = _plan.Up is null ? id : null;
+                if (_plan.Up is null)
+                {
+                    var coordinator = await Coordinator.StartAsync(redis, keys, id, _config.SwarmId ?? "default", metrics).ConfigureAwait(false);
+                    local.Add(new CoordinatorRuntime(coordinator, "coordinator", loop: null, onStopped: local.Remove));
+                }
+            }
+
+            if (_plan.Validator)
+            {
+                var count = _plan.Up?.Validators ?? 1;
+                for (var i = 0; i < count; i++)
+                {
+                    var id = _plan.Up is null ? (_plan.Coordinator ? "validator-" + HostId() : _config.CoordinatorId ?? HostId()) : $"validator-{i}";
+                    var validator = await Coordinator.StartAsync(redis, keys, id, "validators", metrics).ConfigureAwait(false);
+                    local.Add(new CoordinatorRuntime(validator, "validator", loop: null, onStopped: local.Remove));
+                }
+            }
+
+            stops.Push(() => StopAllAsync(local));
+            MapCommon(app, redis, local);
+
+            var dump = new DiagnosticDump(() => local.Coordinators, redis.Database, _plan.Roles,
+                c => local.Find(c.Id)?.Describe() ?? []);
+            using var sigquit = dump.HandleSigQuit(Console.Out);
+
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            log.LogInformation("cfn started roles={Roles} http={Urls} coordinators={Count}", _plan.Roles, string.Join(',', app.Urls), local.All.Count);
+            OnReady?.Invoke(new Uri(app.Urls.First()));
+            await WaitForStopAsync(app, cancellationToken).ConfigureAwait(false);
+            log.LogInformation("cfn stopping roles={Roles}", _plan.Roles);
+        }
+        finally
+        {
+            using var budget = new CancellationTokenSource(StopBudget);
+            while (stops.TryPop(out var stop))
+            {
+                try
+                {
+                    await stop().WaitAsync(budget.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    log.LogWarning("Stop budget of {Seconds}s used up; the remaining keys expire on their own", StopBudget.TotalSeconds);
+                    break;
+                }
+                catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+                {
+                    log.LogWarning("Redis error while stopping: {Error}", RedisErrors.FirstClause(e));
+                }
+            }
+
+            await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        log.LogInformation("cfn stopped");
+        return 0;
+    }
+
+    /// <summary>A host lifetime that handles no signals (see <see cref="RunAsync"/>).</summary>
+    private sealed class SignalFreeLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>The pod name (or host name), the default identity of a process (SPEC §3.6 COORDINATOR_ID).</summary>
+    internal static string HostId() => Environment.MachineName.ToLowerInvariant();
+
+    private static async Task WaitForStopAsync(WebApplication app, CancellationToken cancellationToken)
+    {
+        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var onStopping = app.Lifetime.ApplicationStopping.Register(() => stopped.TrySetResult());
+        using var onCancel = cancellationToken.Register(() => stopped.TrySetResult());
+        await stopped.Task.ConfigureAwait(false);
+    }
+
+    private static async Task StopAllAsync(LocalCoordinators local)
+    {
+        // Coordinators first (their loops give back their items), then validators; in parallel so 10 s is enough.
+        await Task.WhenAll(local.All.Where(r => r.Role == "coordinator").Select(r => r.DisposeAsync().AsTask())).ConfigureAwait(false);
+        await Task.WhenAll(local.All.Select(r => r.DisposeAsync().AsTask())).ConfigureAwait(false);
+    }
+
+    private void MapCommon(WebApplication app, RedisContext redis, LocalCoordinators local)
+    {
+        app.MapGet("/health/live", () => Results.Json(new { status = "ok" }));
+        app.MapGet("/health/ready", async () =>
+        {
+            // Ready: Redis answers and, for coordinators, the first heartbeat is written (SPEC §3.1 #16).
+            try
+            {
+                await redis.Database.PingAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                return Results.Json(new { status = "not_ready", redis = RedisErrors.FirstClause(e) }, statusCode: StatusCodes.Status503ServiceUnavailable);
+            }
+
+            var waiting = local.All.Where(r => r.Coordinator.Heartbeats.Sequence == 0).Select(r => r.Coordinator.Id).ToList();
+            return waiting.Count == 0
+                ? Results.Json(new { status = "ready", redis = "connected", roles = _plan.Roles })
+                : Results.Json(new { status = "not_ready", redis = "connected", noHeartbeatYet = waiting }, statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+        app.MapMetrics("/metrics");
+        app.MapMetrics("/prometheus/metrics");
+    }
+
+    /// <summary>Waits until Redis answers, logging <c>Redis connection failed</c> (SPEC §4 L9) while it does not; false when stopped first.</summary>
+    private async Task<bool> WaitForRedisAsync(RedisContext redis, ILogger log, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await redis.Database.PingAsync().ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                log.LogError("Redis connection failed host={Host} port={Port} db={Db} error={Error}",
+                    _config.Redis.Host, _config.Redis.Port, _config.Redis.Database, RedisErrors.FirstClause(e));
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return false;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    private void LogConfiguration(ILogger log)
+    {
+        log.LogInformation("config {Settings}", string.Join(' ', _config.Redacted().Select(kv => $"{kv.Key}={kv.Value}")));
+    }
+
+    internal static void ConfigureLogging(ILoggingBuilder logging, string format)
+    {
+        logging.ClearProviders();
+        logging.SetMinimumLevel(LogLevel.Information);
+        // The framework's own chatter stays out of the operator's greps unless it is a problem.
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        if (format == "json")
+        {
+            logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z'";
+            });
+        }
+        else
+        {
+            logging.AddConsole(o => o.FormatterName = TextLogFormatter.FormatterName);
+            logging.AddConsoleFormatter<TextLogFormatter, ConsoleFormatterOptions>();
+        }
+    }
+}
