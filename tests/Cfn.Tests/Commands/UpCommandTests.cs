@@ -1,0 +1,203 @@
+using System.Globalization;
+using System.Text.Json;
+using Cfn.Coordination;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Cfn.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace Cfn.Tests.Commands;
+
+/// <summary>
+/// <c>cfn up</c> as a real process: its private redis-server, the runbook's Redis and curl commands run verbatim apart
+/// from host and port (SPEC §5 #2, #4, #5, #15, #36, #60, #65, #69, #84, #85), SIGQUIT (dump, keeps running) and
+/// SIGTERM (exit 0, keys gone).
+/// </summary>
+public sealed class UpCommandTests
+{
+    private const string Secret = "up-test-secret-0123456789abcdef0123456789abcdef";
+
+    private static readonly TimeSpan Startup = TimeSpan.FromSeconds(90);
+
+    [Fact]
+    public async Task Up_PrivateRedis_RunbookCommandsWork_SigquitDumps_SigtermStops()
+    {
+        var http = CfnRun.FreePort();
+        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], Environment());
+        await up.WaitForLineAsync(l => l == "ready", Startup);
+        var redisLine = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal));
+        var endpoint = redisLine.Split(' ')[1];
+        Assert.Contains(up.Lines, l => l == $"http: http://127.0.0.1:{http}");
+        var host = endpoint[..endpoint.LastIndexOf(':')];
+        var port = endpoint[(endpoint.LastIndexOf(':') + 1)..];
+        // The runbook's `redis-cli -h redis.prod.example.com` with the host (and port) of this run.
+        var cli = $"redis-cli -h {host} -p {port}";
+        var api = $"http://localhost:{http}";
+
+        // #2: one K1 key per live coordinator and validator, nothing else under the prefix.
+        var actual = int.Parse((await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:*\" | wc -l")).Trim(), CultureInfo.InvariantCulture);
+        Assert.Equal(9, actual);
+
+        // #4 and #5: spawn requests are single-line JSON strings naming the new coordinator, its swarm and priority.
+        var spawns = await CfnRun.ShellAsync(
+            $"{cli} --scan --pattern \"coordinator:spawn:*\" | head -10 | while read key; do {cli} get $key | jq -c '{{newId: .newCoordinatorId, swarmId: .swarmId, priority: .priority}}'; done");
+        Assert.Contains("\"swarmId\":\"swarm-1\"", spawns, StringComparison.Ordinal);
+        Assert.DoesNotContain("null", spawns, StringComparison.Ordinal);
+        var bySwarm = await CfnRun.ShellAsync($"{cli} --scan --pattern \"coordinator:spawn:*\" | xargs {cli} mget | jq -r '.swarmId' | sort | uniq -c | sort -rn");
+        Assert.Matches(@"^\s*3 swarm-[12]\n\s*3 swarm-[12]\n$", bySwarm);
+
+        // #15: every activity record has lastActivity in ms, so the age is a few seconds, not decades.
+        var ages = await CfnRun.ShellAsync(
+            $"{cli} --scan --pattern \"coordinator:activity:*\" | while read key; do ACTIVITY=$({cli} get $key); LAST=$(echo $ACTIVITY | jq -r .lastActivity); " +
+            "AGE=$(($(date +%s) - ($LAST / 1000))); COORD=$(echo $key | sed 's/coordinator:activity://'); echo \"$COORD: ${AGE}s since last activity\"; done | sort -t: -k2 -rn | head -10");
+        var ageLines = ages.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(ageLines);
+        Assert.All(ageLines, l => Assert.Matches(@"^[a-z0-9-]+: \d{1,3}s since last activity$", l));
+
+        // #36: pending signals, a number.
+        Assert.Matches(@"^\d+\n$", await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:signal:*\" | wc -l"));
+
+        // #60: K1 has coordinatorId and timestamp in ms.
+        var heartbeats = await CfnRun.ShellAsync(
+            $"{cli} --scan --pattern \"blocking:heartbeat:*\" | head -5 | while read key; do {cli} get $key | jq -c '{{coordinator: .coordinatorId, age: (now - (.timestamp / 1000))}}'; done");
+        foreach (var line in heartbeats.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            using var doc = JsonDocument.Parse(line);
+            Assert.False(string.IsNullOrEmpty(doc.RootElement.GetProperty("coordinator").GetString()));
+            Assert.InRange(doc.RootElement.GetProperty("age").GetDouble(), -5, 60);
+        }
+
+        // #65: the swarm works, so sooner or later a coordinator waits for its validators.
+        var waitsFor = "";
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            waitsFor = await CfnRun.ShellAsync(
+                $"{cli} --scan --pattern \"coordinator:activity:*\" | while read key; do ACTIVITY=$({cli} get $key); COORD=$(echo $key | sed 's/coordinator:activity://'); " +
+                "WAITING_FOR=$(echo $ACTIVITY | jq -r '.waitingFor // \"none\"'); echo \"$COORD waits for $WAITING_FOR\"; done");
+            if (waitsFor.Contains("waits for validator-", StringComparison.Ordinal))
+            {
+                break;
+            }
+
+            await Task.Delay(200);
+        }
+
+        Assert.Contains("waits for validator-", waitsFor, StringComparison.Ordinal);
+
+        // #69: force-unblock-all answers with the count and the IDs.
+        using (var unblock = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s -X POST {api}/api/timeouts/force-unblock-all")))
+        {
+            Assert.True(unblock.RootElement.GetProperty("unblocked").GetInt32() >= 0);
+            Assert.Equal(JsonValueKind.Array, unblock.RootElement.GetProperty("coordinators").ValueKind);
+        }
+
+        // #84/#85: a coordinator that died without cleaning up (its connection simply dropped, like a forced pod
+        // deletion) leaves keys; the manual cleanup removes every blocking:*{id}* key.
+        var stuck = "coordinator-crashed-" + Guid.NewGuid().ToString("N")[..6];
+        await CrashCoordinatorAsync(endpoint, stuck);
+        Assert.NotEqual("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:*{stuck}*\"")).Trim());
+        using (var cleanup = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s -X POST {api}/api/coordinators/{stuck}/cleanup")))
+        {
+            Assert.True(cleanup.RootElement.GetProperty("keysDeleted").GetInt64() > 0);
+        }
+
+        Assert.Equal("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:*{stuck}*\"")).Trim());
+
+        // D15: SIGQUIT prints a dump of at most 200 lines and cfn keeps running; no cycle, so no "deadlock".
+        await up.SignalAsync("QUIT");
+        await up.WaitForLineAsync(l => l.StartsWith("=== end of dump", StringComparison.Ordinal), TimeSpan.FromSeconds(20));
+        var dump = up.Lines.SkipWhile(l => !l.StartsWith("=== cfn diagnostic dump", StringComparison.Ordinal))
+            .TakeWhile(l => !l.StartsWith("=== end of dump", StringComparison.Ordinal)).Where(l => !l.Contains(" [", StringComparison.Ordinal)).ToList();
+        Assert.InRange(dump.Count, 5, 200);
+        Assert.DoesNotContain(dump, l => l.Contains("deadlock", StringComparison.Ordinal));
+        Assert.Contains(dump, l => l.Contains("pending wait", StringComparison.Ordinal) || l.Contains("coordinators in this process: ", StringComparison.Ordinal));
+        await Task.Delay(500);
+        Assert.False(up.HasExited);
+        Assert.Equal("ok", JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/health/live")).RootElement.GetProperty("status").GetString());
+
+        // SIGTERM: exit 0 within 10 s, and the private redis-server is gone with it.
+        await up.SignalAsync("TERM");
+        Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains("cfn stopped", up.Output, StringComparison.Ordinal);
+        Assert.NotEqual("PONG", (await CfnRun.ShellAsync($"{cli} ping 2>/dev/null", allowFailure: true)).Trim());
+    }
+
+    [Fact]
+    public async Task Up_GivenRedis_SigtermRemovesEveryCoordinatorKey()
+    {
+        const int Db = 15;
+        var endpoint = System.Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        await server.FlushDatabaseAsync(Db);
+        var db = redis.GetDatabase(Db);
+
+        var http = CfnRun.FreePort();
+        await using var up = CfnRun.Start(["up", "--redis", $"redis://{endpoint}/{Db}", "--http-port", $"{http}", "--swarms", "1", "--coordinators", "2", "--validators", "2"],
+            Environment());
+        await up.WaitForLineAsync(l => l == "ready", Startup);
+        Assert.Contains(up.Lines, l => l == $"redis: {endpoint}");
+        Assert.Equal(4, await CountAsync(server, Db, "blocking:heartbeat:*"));
+        Assert.True(await db.SortedSetLengthAsync(Keys.Registry) >= 4);
+
+        await up.SignalAsync("TERM");
+        Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+
+        Assert.Equal(0, await CountAsync(server, Db, "blocking:heartbeat:*"));
+        Assert.Equal(0, await CountAsync(server, Db, "blocking:ack:*"));
+        Assert.Equal(0, await CountAsync(server, Db, "coordinator:activity:*"));
+        Assert.Equal(0, await db.SortedSetLengthAsync(Keys.Registry));
+        Assert.Equal(0, await CountAsync(server, Db, "coordinator:work:*:*:*", inProgressOnly: true, db));
+        await server.FlushDatabaseAsync(Db);
+    }
+
+    [Fact]
+    public async Task Up_NoRedisServerInstalled_OneLineWithTheInstallCommand()
+    {
+        var env = Environment();
+        env["PATH"] = "/nonexistent";
+        await using var up = CfnRun.Start(["up", "--http-port", $"{CfnRun.FreePort()}"], env);
+        Assert.Equal(1, await up.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        var line = Assert.Single(up.Lines, l => l.Contains("redis-server", StringComparison.Ordinal));
+        Assert.Contains("apt-get install -y redis-server", line, StringComparison.Ordinal);
+    }
+
+    private static Dictionary<string, string?> Environment() => new()
+    {
+        ["BLOCKING_COORDINATION_SECRET"] = Secret,
+        ["REDIS_URL"] = null,
+        ["REDIS_HOST"] = null,
+        ["HEARTBEAT_INTERVAL_MS"] = "1000",
+        ["BLOCKING_TIMEOUT_MS"] = "20000",
+        ["VALIDATION_DURATION_MEDIAN_MS"] = "50",
+        ["VALIDATION_DURATION_P95_MS"] = "200",
+    };
+
+    /// <summary>A coordinator in <paramref name="id"/>'s name that sends a signal and then loses its connection without any cleanup.</summary>
+    private static async Task CrashCoordinatorAsync(string endpoint, string id)
+    {
+        var redis = await RedisContext.ConnectAsync(endpoint, new CoordinationOptions());
+        var coordinator = await Coordinator.StartAsync(redis, new SigningKeys(Secret), id, "swarm-1");
+        await coordinator.Signals.SendAsync("validator-0", SignalTypes.StatusUpdate, iteration: 1);
+        await redis.Multiplexer.CloseAsync(allowCommandsToComplete: false);
+        await coordinator.DisposeAsync(); // its deletes fail on the closed connection: the keys stay, as after a crash
+        await redis.DisposeAsync();
+    }
+
+    private static async Task<int> CountAsync(IServer server, int db, string pattern, bool inProgressOnly = false, IDatabase? database = null)
+    {
+        var count = 0;
+        await foreach (var key in server.KeysAsync(db, pattern, pageSize: 500))
+        {
+            if (!inProgressOnly || ((string?)await database!.StringGetAsync(key))?.Contains("\"in-progress\"", StringComparison.Ordinal) == true)
+            {
+                count++;
+            }
+        }
+
+        return count;
+    }
+}

@@ -1,0 +1,159 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Cfn.Tests.Infrastructure;
+
+/// <summary>
+/// The real <c>cfn</c> executable as a child process: its stdout and stderr collected line by line, signals sent with
+/// <c>kill</c>, and helpers to wait for a line or run the runbook's shell commands against it.
+/// </summary>
+public sealed class CfnRun : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly SemaphoreSlim _lineAdded = new(0);
+
+    private CfnRun(Process process)
+    {
+        _process = process;
+        process.OutputDataReceived += (_, e) => Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Add(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Every line so far (stdout and stderr interleaved as they came).</summary>
+    public IReadOnlyList<string> Lines => [.. _lines];
+
+    public string Output => string.Join('\n', _lines);
+
+    /// <summary>Starts <c>dotnet cfn.dll args…</c> with the given extra environment (null removes a variable).</summary>
+    public static CfnRun Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cfn.dll"));
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null)
+            {
+                start.Environment.Remove(name);
+            }
+            else
+            {
+                start.Environment[name] = value;
+            }
+        }
+
+        return new CfnRun(Process.Start(start) ?? throw new InvalidOperationException("cfn did not start"));
+    }
+
+    /// <summary>The first line matching <paramref name="predicate"/>, waiting up to <paramref name="timeout"/>; fails with the output so far.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> predicate, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var found = _lines.FirstOrDefault(predicate);
+            if (found is not null)
+            {
+                return found;
+            }
+
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || (_process.HasExited && _lines.FirstOrDefault(predicate) is null && !await _lineAdded.WaitAsync(200)))
+            {
+                throw new TimeoutException($"no matching line within {timeout.TotalSeconds}s (exited: {_process.HasExited}); output:\n{Tail(60)}");
+            }
+
+            await _lineAdded.WaitAsync(left < TimeSpan.FromMilliseconds(500) ? left : TimeSpan.FromMilliseconds(500));
+        }
+    }
+
+    /// <summary>The last lines of output, for failure messages.</summary>
+    public string Tail(int count) => string.Join('\n', _lines.TakeLast(count));
+
+    /// <summary>Sends a POSIX signal by name (<c>QUIT</c>, <c>TERM</c>) with bash's <c>kill</c>, as an operator would.</summary>
+    public Task SignalAsync(string signal) => ShellAsync($"kill -{signal} {_process.Id}");
+
+    /// <summary>Waits for the exit; kills the process and fails when it takes longer than <paramref name="timeout"/>.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            return _process.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"cfn did not exit within {timeout.TotalSeconds}s; output:\n{Tail(40)}");
+        }
+    }
+
+    /// <summary>Runs a bash command line (the runbook's pipelines); returns stdout, failing on a non-zero exit.</summary>
+    public static async Task<string> ShellAsync(string command, bool allowFailure = false)
+    {
+        var start = new ProcessStartInfo("bash", ["-o", "pipefail", "-c", command])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using var shell = Process.Start(start)!;
+        var output = shell.StandardOutput.ReadToEndAsync();
+        var error = shell.StandardError.ReadToEndAsync();
+        await shell.WaitForExitAsync();
+        if (shell.ExitCode != 0 && !allowFailure)
+        {
+            throw new InvalidOperationException($"`{command}` exited {shell.ExitCode}: {await error}");
+        }
+
+        return await output;
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private void Add(string? line)
+    {
+        if (line is not null)
+        {
+            _lines.Enqueue(line);
+            _lineAdded.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+        _lineAdded.Dispose();
+    }
+}
