@@ -462,8 +462,11 @@ public sealed class SwarmManager : IAsyncDisposable
     {
         var database = _redis.Database;
         var ttl = TimeSpan.FromTicks(Math.Max(3 * _options.Interval.Ticks, TimeSpan.FromSeconds(3).Ticks));
-        var held = await database.LockTakeAsync(Keys.SwarmManagerLease, ManagerId, ttl).ConfigureAwait(false) ||
-                   await database.LockExtendAsync(Keys.SwarmManagerLease, ManagerId, ttl).ConfigureAwait(false);
+        // The holder extends (one check-and-expire); the others try to take it, which succeeds once it has lapsed.
+        var held = _holdsLease
+            ? await database.LockExtendAsync(Keys.SwarmManagerLease, ManagerId, ttl).ConfigureAwait(false) ||
+              await database.LockTakeAsync(Keys.SwarmManagerLease, ManagerId, ttl).ConfigureAwait(false)
+            : await database.LockTakeAsync(Keys.SwarmManagerLease, ManagerId, ttl).ConfigureAwait(false);
         if (held != _holdsLease)
         {
             _holdsLease = held;
