@@ -233,6 +233,30 @@ public sealed class SwarmManagerTests(RedisServer server)
     }
 
     [Fact]
+    public async Task TwoManagers_ScaleUp_OnlyTheLeaseHolderCreatesRequests()
+    {
+        await using var world = await SwarmWorld.CreateAsync(server);
+        var a = world.Manager();
+        var b = world.Manager();
+        var live = TestIds.New("coordinator");
+        await using var coordinator = await world.StartCoordinatorAsync(live, "swarm-lease");
+        Assert.Equal(ScaleOutcome.Scaled, (await a.ScaleAsync("swarm-lease", 4)).Outcome);
+
+        var passes = await Task.WhenAll(Enumerable.Range(0, 3).SelectMany(_ => new[] { Task.Run(a.RunOnceAsync), Task.Run(b.RunOnceAsync) }));
+
+        Assert.Equal(3, passes.Sum(p => p.Created));
+        var creator = Assert.Single(passes, p => p.Created > 0);
+        Assert.True(creator.HeldLease);
+        Assert.Equal(3, passes.Count(p => p.HeldLease)); // the same manager holds it on every one of its passes
+        Assert.Equal(3, (await world.RequestsOfAsync("swarm-lease")).Count(r => r.Reason == "scale"));
+        // The holder gives the lease back when it stops; the other then takes it.
+        await a.DisposeAsync();
+        await b.DisposeAsync();
+        var c = world.Manager();
+        Assert.True((await c.RunOnceAsync()).HeldLease);
+    }
+
+    [Fact]
     public async Task ScaleDown_PendingScaleRequestsCancelled_ReplacementKept()
     {
         await using var world = await SwarmWorld.CreateAsync(server);
