@@ -62,4 +62,7 @@ public sealed record SpawnRequest
 
     /// <summary>Why it failed, when it did.</summary>
     public string? Error { get; init; }
+
+    /// <summary>The coordinator host the swarm manager chose when it claimed the request.</summary>
+    public string? HostId { get; init; }
 }

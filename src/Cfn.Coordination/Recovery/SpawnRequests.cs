@@ -28,6 +28,8 @@ public sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttl
         if (created)
         {
             await database.SortedSetAddAsync(Keys.SpawnIndex, request.NewCoordinatorId, request.Timestamp).ConfigureAwait(false);
+            // Wakes the swarm managers at once (they also look every SWARM_MANAGER_INTERVAL_MS).
+            await database.PublishAsync(Keys.SwarmManagerChannel, request.NewCoordinatorId).ConfigureAwait(false);
         }
 
         return created;
@@ -43,8 +45,9 @@ public sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttl
     /// <summary>
     /// Moves the request from <paramref name="from"/> to <paramref name="to"/> atomically; false when it is not in
     /// <paramref name="from"/> any more (another manager moved it) or the transition is not allowed.
+    /// <paramref name="hostId"/>, when given, records the coordinator host chosen by the claim.
     /// </summary>
-    public async Task<bool> TryMoveAsync(string newCoordinatorId, string from, string to, string? error = null)
+    public async Task<bool> TryMoveAsync(string newCoordinatorId, string from, string to, string? error = null, string? hostId = null)
     {
         if (!SpawnStatus.IsAllowed(from, to))
         {
@@ -58,7 +61,13 @@ public sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttl
             return false;
         }
 
-        var next = current with { Status = to, UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds(), Error = error ?? current.Error };
+        var next = current with
+        {
+            Status = to,
+            UpdatedAt = time.GetUtcNow().ToUnixTimeMilliseconds(),
+            Error = error ?? current.Error,
+            HostId = hostId ?? current.HostId,
+        };
         var swapped = (long)await database.ScriptEvaluateAsync(RedisScripts.CompareAndSet, [key], [raw, Json.Serialize(next)])
             .ConfigureAwait(false);
         return swapped == 1;

@@ -174,6 +174,12 @@ public static class Keys
     /// <summary>Wakes the swarm managers (new spawn request, resume, scale).</summary>
     public static readonly RedisChannel SwarmManagerChannel = RedisChannel.Literal("cfn:swarm-manager");
 
+    /// <summary>Lease of the swarm manager that reconciles targets (string: managerId, PX), so two managers never both scale one swarm.</summary>
+    public static readonly RedisKey SwarmManagerLease = "swarm-manager:lease";
+
+    /// <summary>Coordinators a swarm manager told to stop (sorted set: coordinatorId → request time, ms), pruned once they are gone.</summary>
+    public static readonly RedisKey CoordinatorStops = "swarm-manager:stopping";
+
     // ---- Work queue and validators (issue 4): the working swarm ----
 
     /// <summary>A swarm's queue of work waiting for a coordinator: <c>swarm:{swarmId}:queue</c> (list of JSON).</summary>

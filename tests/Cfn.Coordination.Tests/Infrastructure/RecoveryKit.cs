@@ -97,6 +97,9 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     public const int BatchCleanupTests = 12;
     public const int MalformedStateTests = 13;
 
+    /// <summary>The swarm manager tests (collection <c>swarms</c>, one test at a time); the Cfn.Tests swarm API tests use 2.</summary>
+    public const int SwarmTests = 1;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

@@ -1,0 +1,59 @@
+using System.Collections;
+using System.ComponentModel.DataAnnotations;
+
+namespace Cfn.Coordination.Swarms;
+
+/// <summary>Settings of the swarm manager and of coordinator hosts (SPEC §3.6 extras). Each names the variable that sets it.</summary>
+public sealed class SwarmManagerOptions
+{
+    /// <summary>Coordinators one host may run (<c>COORDINATOR_HOST_CAPACITY</c>, 8).</summary>
+    [Range(1, 100_000, ErrorMessage = "COORDINATOR_HOST_CAPACITY must be between {1} and {2}")]
+    public int HostCapacity { get; set; } = 8;
+
+    /// <summary>A claimed request whose coordinator has not heartbeated after this is failed (<c>SPAWN_TIMEOUT_MS</c>, 60000).</summary>
+    public TimeSpan SpawnTimeout { get; set; } = TimeSpan.FromMilliseconds(60_000);
+
+    /// <summary>Fallback period of the manager's pass; pub/sub wakes it earlier (<c>SWARM_MANAGER_INTERVAL_MS</c>, 1000).</summary>
+    public TimeSpan Interval { get; set; } = TimeSpan.FromMilliseconds(1_000);
+
+    /// <summary>How often a host refreshes its record and re-checks its command list without a wake-up (5 s); the record lives 3 periods.</summary>
+    public TimeSpan HostReportInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>K9 TTL in seconds (3600, as the escalation's): requests older than this are history no one reads.</summary>
+    [Range(60, 30 * 86_400, ErrorMessage = "SpawnTtlSeconds must be between {1} and {2}")]
+    public int SpawnTtlSeconds { get; set; } = 3600;
+
+    /// <summary>Validates, naming the first bad setting.</summary>
+    public void Validate()
+    {
+        var results = new List<ValidationResult>();
+        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
+        {
+            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
+        }
+
+        Positive(SpawnTimeout, "SPAWN_TIMEOUT_MS");
+        Positive(Interval, "SWARM_MANAGER_INTERVAL_MS");
+        Positive(HostReportInterval, "HostReportInterval");
+    }
+
+    /// <summary>Reads <c>COORDINATOR_HOST_CAPACITY</c>, <c>SPAWN_TIMEOUT_MS</c> and <c>SWARM_MANAGER_INTERVAL_MS</c> (process environment when null), then validates.</summary>
+    public static SwarmManagerOptions FromEnvironment(IDictionary? environment = null)
+    {
+        var env = new EnvironmentSettings(environment);
+        var o = new SwarmManagerOptions();
+        o.HostCapacity = env.PositiveInt("COORDINATOR_HOST_CAPACITY") ?? o.HostCapacity;
+        o.SpawnTimeout = env.Milliseconds("SPAWN_TIMEOUT_MS") ?? o.SpawnTimeout;
+        o.Interval = env.Milliseconds("SWARM_MANAGER_INTERVAL_MS") ?? o.Interval;
+        o.Validate();
+        return o;
+    }
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            throw new ValidationException($"{name} must be positive");
+        }
+    }
+}
