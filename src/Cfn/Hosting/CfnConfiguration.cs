@@ -5,6 +5,7 @@ using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Security;
+using Cfn.Coordination.Swarms;
 
 namespace Cfn.Hosting;
 
@@ -21,6 +22,9 @@ internal sealed record CfnConfiguration
     public required RecoveryOptions Recovery { get; init; }
 
     public required CircuitBreakerOptions Breakers { get; init; }
+
+    /// <summary>Swarm manager and coordinator hosts (<c>COORDINATOR_HOST_CAPACITY</c>, <c>SPAWN_TIMEOUT_MS</c>, <c>SWARM_MANAGER_INTERVAL_MS</c>).</summary>
+    public required SwarmManagerOptions Swarms { get; init; }
 
     /// <summary>Null when the secret is generated (only <c>cfn up</c> may do that, D12).</summary>
     public required SigningKeys? Keys { get; init; }
@@ -92,6 +96,9 @@ internal sealed record CfnConfiguration
             ["SWARM_ID"] = SwarmId ?? "",
             ["SWARM_EXPECTED_COORDINATORS"] = ExpectedCoordinators?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
             ["HTTP_PORT"] = $"{HttpPort}",
+            ["COORDINATOR_HOST_CAPACITY"] = $"{Swarms.HostCapacity}",
+            ["SPAWN_TIMEOUT_MS"] = Ms(Swarms.SpawnTimeout),
+            ["SWARM_MANAGER_INTERVAL_MS"] = Ms(Swarms.Interval),
             ["LOG_FORMAT"] = LogFormat,
         };
     }
@@ -120,6 +127,7 @@ internal sealed record CfnConfiguration
                 Coordination = coordination,
                 Recovery = RecoveryOptions.FromEnvironment(environment, coordination),
                 Breakers = CircuitBreakerOptions.FromEnvironment(environment),
+                Swarms = SwarmManagerOptions.FromEnvironment(environment),
                 Keys = secret is null && !secretRequired
                     ? null
                     : new SigningKeys(secret, env.Text("BLOCKING_COORDINATION_SECRET_NEW"), env.Flag("BLOCKING_COORDINATION_SIGN_WITH_NEW") ?? false),

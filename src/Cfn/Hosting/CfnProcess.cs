@@ -4,6 +4,7 @@ using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
+using Cfn.Coordination.Swarms;
 using Microsoft.Extensions.Logging.Console;
 using Prometheus;
 using StackExchange.Redis;
@@ -70,14 +71,44 @@ internal sealed class CfnProcess
                 stops.Push(async () => await handler.DisposeAsync().ConfigureAwait(false));
             }
 
+            SwarmManager? manager = null;
+            if (_plan.SwarmManager)
+            {
+                manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
+                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
+                SwarmManagerEndpoints.Map(app, manager, admin);
+                manager.Start();
+                stops.Push(async () => await manager.DisposeAsync().ConfigureAwait(false));
+            }
+
+            CoordinatorHost? host = null;
             if (_plan.Coordinator)
             {
-                var id = _config.CoordinatorId ?? HostId();
-                local.PrimaryId = _plan.Up is null ? id : null;
+                // Every coordinator process is also a host the swarm manager can start replacements and scale-ups on.
+                var hostOptions = _config.Swarms;
+                if (_plan.Up is { } shape)
+                {
+                    hostOptions = new SwarmManagerOptions
+                    {
+                        HostCapacity = Math.Max(hostOptions.HostCapacity, (shape.Swarms * shape.CoordinatorsPerSwarm) + 8),
+                        SpawnTimeout = hostOptions.SpawnTimeout,
+                        Interval = hostOptions.Interval,
+                        HostReportInterval = hostOptions.HostReportInterval,
+                        SpawnTtlSeconds = hostOptions.SpawnTtlSeconds,
+                    };
+                }
+
+                host = new CoordinatorHost(redis, _config.CoordinatorId ?? HostId(), async (id, swarm, _) =>
+                    await StartCoordinatorAsync(redis, keys, metrics, local, id, swarm).ConfigureAwait(false), hostOptions);
+                await host.StartAsync().ConfigureAwait(false);
+                stops.Push(async () => await host.DisposeAsync().ConfigureAwait(false));
                 if (_plan.Up is null)
                 {
-                    var coordinator = await Coordinator.StartAsync(redis, keys, id, _config.SwarmId ?? "default", metrics).ConfigureAwait(false);
-                    local.Add(new CoordinatorRuntime(coordinator, "coordinator", loop: null, onStopped: local.Remove));
+                    var id = _config.CoordinatorId ?? HostId();
+                    local.PrimaryId = id;
+                    var swarm = _config.SwarmId ?? "default";
+                    var primary = await StartCoordinatorAsync(redis, keys, metrics, local, id, swarm).ConfigureAwait(false);
+                    await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
                 }
             }
 
@@ -94,12 +125,25 @@ internal sealed class CfnProcess
 
             stops.Push(() => StopAllAsync(local));
             MapCommon(app, redis, local);
+            if (_plan.Up is { } up && manager is not null)
+            {
+                for (var i = 1; i <= up.Swarms; i++)
+                {
+                    await manager.InitializeSwarmAsync($"swarm-{i}", up.CoordinatorsPerSwarm).ConfigureAwait(false);
+                }
+            }
 
             var dump = new DiagnosticDump(() => local.Coordinators, redis.Database, _plan.Roles,
                 c => local.Find(c.Id)?.Describe() ?? []);
             using var sigquit = dump.HandleSigQuit(Console.Out);
 
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            if (_plan.Up is { } wanted)
+            {
+                await WaitForSwarmAsync(local, wanted.Swarms * wanted.CoordinatorsPerSwarm, log, cancellationToken).ConfigureAwait(false);
+                await manager!.RunOnceAsync().ConfigureAwait(false); // marks the initial spawn requests ready before "ready"
+            }
+
             log.LogInformation("cfn started roles={Roles} http={Urls} coordinators={Count}", _plan.Roles, string.Join(',', app.Urls), local.All.Count);
             OnReady?.Invoke(new Uri(app.Urls.First()));
             await WaitForStopAsync(app, cancellationToken).ConfigureAwait(false);
@@ -142,6 +186,35 @@ internal sealed class CfnProcess
 
     /// <summary>The pod name (or host name), the default identity of a process (SPEC §3.6 COORDINATOR_ID).</summary>
     internal static string HostId() => Environment.MachineName.ToLowerInvariant();
+
+    /// <summary>
+    /// Builds one coordinator of this process: the protocol instance and its work loop, listed in <paramref name="local"/>
+    /// until it stops. The swarm manager's hosts call it for spawned coordinators; <c>serve</c> for COORDINATOR_ID.
+    /// </summary>
+    private static async Task<CoordinatorRuntime> StartCoordinatorAsync(RedisContext redis, Coordination.Security.SigningKeys keys,
+        CoordinationMetrics metrics, LocalCoordinators local, string id, string swarm)
+    {
+        var coordinator = await Coordinator.StartAsync(redis, keys, id, swarm, metrics).ConfigureAwait(false);
+        var runtime = new CoordinatorRuntime(coordinator, "coordinator", loop: null, onStopped: local.Remove);
+        local.Add(runtime);
+        return runtime;
+    }
+
+    /// <summary><c>cfn up</c> says <c>ready</c> only once the swarm manager has started every initial coordinator.</summary>
+    private static async Task WaitForSwarmAsync(LocalCoordinators local, int coordinators, ILogger log, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (local.All.Count(r => r.Role == "coordinator") < coordinators)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                log.LogWarning("Only {Running} of {Wanted} coordinators started within 60 s", local.All.Count(r => r.Role == "coordinator"), coordinators);
+                return;
+            }
+
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     private static async Task WaitForStopAsync(WebApplication app, CancellationToken cancellationToken)
     {
