@@ -97,6 +97,15 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     public const int BatchCleanupTests = 12;
     public const int MalformedStateTests = 13;
 
+    /// <summary>
+    /// Validation tests: never flushed, every key is per-test (unique IDs and inputs); shared with Cfn.Tests'
+    /// ValidatorApiTests, which runs in parallel (so no test here records an average over 300000 ms).
+    /// </summary>
+    public const int ValidationTests = 3;
+
+    /// <summary>Work-loop tests: an empty world, because coordinators pick any live validator of the database.</summary>
+    public const int LoopTests = 4;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 
