@@ -19,7 +19,7 @@ public enum AckWaitStatus
     Error,
 }
 
-/// <summary>The outcome of <see cref="AckWaiter.WaitForAcksAsync"/>: never an exception for timeout, cancellation or force.</summary>
+/// <summary>The outcome of <c>AckWaiter.WaitForAcksAsync</c> (either overload): never an exception for timeout, cancellation or force.</summary>
 /// <param name="SignalId">The awaited signal.</param>
 /// <param name="Status">How the wait ended.</param>
 /// <param name="Acks">Verified ACKs by coordinator ID (partial unless <see cref="AckWaitStatus.Completed"/>).</param>

@@ -40,7 +40,7 @@ public sealed class AckWaiter
     /// or the timeout passes (<c>BLOCKING_TIMEOUT_MS</c> when null), or the wait is cancelled or force-unblocked.
     /// </summary>
     /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
-    public async Task<AckWaitResult> WaitForAcksAsync(
+    public Task<AckWaitResult> WaitForAcksAsync(
         IEnumerable<string> coordinatorIds,
         string signalId,
         TimeSpan? timeout = null,
@@ -48,23 +48,65 @@ public sealed class AckWaiter
     {
         ArgumentNullException.ThrowIfNull(coordinatorIds);
         Ids.RequireSignalId(signalId, "signalId");
-        var targets = new List<string>();
+        var targets = new List<Target>();
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var id in coordinatorIds)
         {
             Ids.RequireName(id, "coordinatorIds");
             if (seen.Add(id))
             {
-                targets.Add(id); // duplicates would never be satisfied (W3)
+                targets.Add(new Target(id, signalId)); // duplicates would never be satisfied (W3)
             }
         }
 
+        return WaitAsync(targets, signalId, timeout, cancellationToken);
+    }
+
+    /// <summary>
+    /// One wait for several receivers that each ACK their own signal (a signal's ID is its message ID, which names its
+    /// receiver): ends when every coordinator (key) has a valid ACK of its signal ID (value), or as the overload above.
+    /// One <c>Waiting for ACKs</c> line and one K7 wait name all of them; the result's <see cref="AckWaitResult.SignalId"/>
+    /// is the first target's signal ID.
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    /// <exception cref="ArgumentException">No target was given.</exception>
+    public Task<AckWaitResult> WaitForAcksAsync(
+        IEnumerable<KeyValuePair<string, string>> signalIdsByCoordinator,
+        TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(signalIdsByCoordinator);
+        var targets = new List<Target>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (id, signalId) in signalIdsByCoordinator)
+        {
+            Ids.RequireName(id, "coordinatorIds");
+            Ids.RequireSignalId(signalId, "signalId");
+            if (seen.Add(id))
+            {
+                targets.Add(new Target(id, signalId));
+            }
+        }
+
+        if (targets.Count == 0)
+        {
+            throw new ArgumentException("at least one coordinator and signal ID is required", nameof(signalIdsByCoordinator));
+        }
+
+        var label = string.Join(',', targets.Select(t => t.SignalId).Distinct(StringComparer.Ordinal));
+        return WaitAsync(targets, label, timeout, cancellationToken);
+    }
+
+    private async Task<AckWaitResult> WaitAsync(List<Target> targets, string label, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
         var limit = timeout ?? Redis.Options.BlockingTimeout;
         if (limit <= TimeSpan.Zero || limit > MaxTimeout)
         {
             throw new ArgumentOutOfRangeException(nameof(timeout), limit, "timeout must be more than 0 and at most 7 days");
         }
 
+        var signalId = targets.Count > 0 ? targets[0].SignalId : label;
+        var targetIds = targets.Select(t => t.CoordinatorId).ToList();
         var self = _coordinator.Id;
         var swarm = _coordinator.SwarmId;
         var phase = _coordinator.Phase ?? "none";
@@ -75,10 +117,10 @@ public sealed class AckWaiter
         var status = AckWaitStatus.Error;
 
         _logger.LogInformation("Waiting for ACKs signalId={SignalId} coordinators={Coordinators} timeout={TimeoutMs}",
-            signalId, string.Join(',', targets), (long)limit.TotalMilliseconds);
+            label, string.Join(',', targetIds), (long)limit.TotalMilliseconds);
 
-        using var wait = new PendingWait(self, signalId);
-        var activityToken = _coordinator.Activity.BeginWait(signalId, targets, (long)limit.TotalMilliseconds);
+        using var wait = new PendingWait(self, signalId, targets.Select(t => t.SignalId).ToList());
+        var activityToken = _coordinator.Activity.BeginWait(signalId, targetIds, (long)limit.TotalMilliseconds);
         _coordinator.Mailbox.Add(wait);
         Telemetry.WaitStarted(self, swarm, phase, started);
         using var deadline = new CancellationTokenSource(limit, time);
@@ -93,7 +135,7 @@ public sealed class AckWaiter
             }
 
             var missing = targets;
-            wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
+            wait.MissingKeys = missing.Select(t => Keys.Ack(t.CoordinatorId, t.SignalId)).ToArray();
             while (true)
             {
                 if (missing.Count == 0)
@@ -113,7 +155,7 @@ public sealed class AckWaiter
                 {
                     // One round trip: every missing ACK plus this coordinator's force-unblock marker.
                     (missing, var unblockedAt) = await ReadMissingAsync(
-                        missing, signalId, [.. wait.MissingKeys, unblockKey], acks, rejected).ConfigureAwait(false);
+                        missing, [.. wait.MissingKeys, unblockKey], acks, rejected).ConfigureAwait(false);
                     if (unblockedAt >= startedAtRedis && missing.Count > 0)
                     {
                         wait.Force(); // the pub/sub wake-up was missed, the marker was not
@@ -123,7 +165,7 @@ public sealed class AckWaiter
                 catch (Exception e) when (e is RedisException or TimeoutException)
                 {
                     // Redis trouble does not end the wait: keep waiting for a wake-up or the fallback until the deadline.
-                    _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", signalId, e.Message);
+                    _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", label, e.Message);
                 }
 
                 if (missing.Count == 0)
@@ -134,8 +176,8 @@ public sealed class AckWaiter
                 if (missing.Count != before)
                 {
                     // Keys are rebuilt only when someone ACKed, not on every wake-up.
-                    wait.MissingKeys = missing.Select(id => Keys.Ack(id, signalId)).ToArray();
-                    _coordinator.Activity.UpdateWait(activityToken, missing);
+                    wait.MissingKeys = missing.Select(t => Keys.Ack(t.CoordinatorId, t.SignalId)).ToArray();
+                    _coordinator.Activity.UpdateWait(activityToken, missing.Select(t => t.CoordinatorId).ToList());
                     await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
                 }
 
@@ -156,7 +198,7 @@ public sealed class AckWaiter
         }
 
         var duration = time.GetElapsedTime(started);
-        var missingIds = targets.Where(t => !acks.ContainsKey(t)).ToList();
+        var missingIds = targetIds.Where(t => !acks.ContainsKey(t)).ToList();
         var result = new AckWaitResult(signalId, status, acks, missingIds, duration);
         Telemetry.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
         switch (status)
@@ -165,17 +207,17 @@ public sealed class AckWaiter
                 Telemetry.CountTimeout(self, "blocking");
                 _logger.LogWarning(
                     "ACK wait timeout signalId={SignalId} received={Received} total={Total} missing={Missing} duration={DurationMs}",
-                    signalId, acks.Count, targets.Count, string.Join(',', missingIds), (long)duration.TotalMilliseconds);
+                    label, acks.Count, targets.Count, string.Join(',', missingIds), (long)duration.TotalMilliseconds);
                 break;
             case AckWaitStatus.Forced:
                 _logger.LogWarning("Force unblock received signalId={SignalId} received={Received}/{Total} missing={Missing}",
-                    signalId, acks.Count, targets.Count, string.Join(',', missingIds));
+                    label, acks.Count, targets.Count, string.Join(',', missingIds));
                 break;
         }
 
         _logger.LogInformation(
             "ACK wait complete signalId={SignalId} received={Received} total={Total} duration={DurationMs} status={Status}",
-            signalId, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
+            label, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
         await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
         return result;
     }
@@ -184,19 +226,20 @@ public sealed class AckWaiter
     /// Reads the missing ACKs (all keys but the last) and the force-unblock marker (the last key); returns who is still
     /// missing and the marker's time (ms, 0 when absent).
     /// </summary>
-    private async Task<(List<string> Missing, long UnblockedAt)> ReadMissingAsync(
-        List<string> missing, string signalId, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    private async Task<(List<Target> Missing, long UnblockedAt)> ReadMissingAsync(
+        List<Target> missing, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
     {
         var values = await Redis.Database.StringGetAsync(keys).ConfigureAwait(false);
         var unblockedAt = long.TryParse((string?)values[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var marker) ? marker : 0;
-        var still = new List<string>(missing.Count);
+        var still = new List<Target>(missing.Count);
         for (var i = 0; i < missing.Count; i++)
         {
-            var id = missing[i];
+            var target = missing[i];
+            var (id, signalId) = target;
             var raw = (string?)values[i];
             if (raw is null)
             {
-                still.Add(id);
+                still.Add(target);
                 continue;
             }
 
@@ -207,7 +250,7 @@ public sealed class AckWaiter
                 continue;
             }
 
-            still.Add(id);
+            still.Add(target);
             // Log and count each bad value once, not on every wake-up.
             if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
             {
@@ -221,4 +264,7 @@ public sealed class AckWaiter
 
         return (still, unblockedAt);
     }
+
+    /// <summary>One awaited coordinator and the signal ID it must ACK.</summary>
+    private readonly record struct Target(string CoordinatorId, string SignalId);
 }

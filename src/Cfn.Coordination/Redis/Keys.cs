@@ -194,6 +194,10 @@ public static class Keys
     /// <summary>Cached verdict of an identical validation input (<c>ENABLE_VALIDATION_CACHE</c>): <c>validator:cache:{sha256 hex}</c>.</summary>
     public static RedisKey ValidationCache(string inputHashHex) => "validator:cache:" + inputHashHex;
 
+    /// <summary>Wakes the coordinators waiting for work of a swarm when an item is queued: <c>cfn:queue:{swarmId}</c>.</summary>
+    public static RedisChannel SwarmQueueChannel(string swarmId) =>
+        RedisChannel.Literal("cfn:queue:" + Ids.RequireName(swarmId, "swarmId"));
+
     // ---- Sender-side retry (SPEC §2.7) ----
 
     /// <summary>K5 record of one retry attempt.</summary>

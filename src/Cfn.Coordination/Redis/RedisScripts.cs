@@ -21,6 +21,8 @@ internal static class RedisScripts
     public static readonly string CompareAndSet = Load("compare_and_set.lua");
     public static readonly string HashCompareAndSet = Load("hash_compare_and_set.lua");
     public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
+    public static readonly string WorkEnqueue = Load("work_enqueue.lua");
+    public static readonly string ValidatorRecord = Load("validator_record.lua");
 
     private static string Load(string name)
     {

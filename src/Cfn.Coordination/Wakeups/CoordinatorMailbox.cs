@@ -15,19 +15,27 @@ internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
     /// <summary>Set when a signal may have arrived in the inbox.</summary>
     public AsyncSignal InboxWake { get; } = new();
 
-    public IEnumerable<PendingWait> Waits => _waitsBySignal.Values.SelectMany(w => w.Keys);
+    public IEnumerable<PendingWait> Waits => _waitsBySignal.Values.SelectMany(w => w.Keys).Distinct();
 
-    public void Add(PendingWait wait) =>
-        _waitsBySignal.GetOrAdd(wait.SignalId, _ => new ConcurrentDictionary<PendingWait, byte>()).TryAdd(wait, 0);
+    public void Add(PendingWait wait)
+    {
+        foreach (var signalId in wait.SignalIds)
+        {
+            _waitsBySignal.GetOrAdd(signalId, _ => new ConcurrentDictionary<PendingWait, byte>()).TryAdd(wait, 0);
+        }
+    }
 
     public void Remove(PendingWait wait)
     {
-        if (_waitsBySignal.TryGetValue(wait.SignalId, out var set))
+        foreach (var signalId in wait.SignalIds)
         {
-            set.TryRemove(wait, out _);
-            if (set.IsEmpty)
+            if (_waitsBySignal.TryGetValue(signalId, out var set))
             {
-                _waitsBySignal.TryRemove(KeyValuePair.Create(wait.SignalId, set));
+                set.TryRemove(wait, out _);
+                if (set.IsEmpty)
+                {
+                    _waitsBySignal.TryRemove(KeyValuePair.Create(signalId, set));
+                }
             }
         }
     }

@@ -2,14 +2,21 @@ using StackExchange.Redis;
 
 namespace Cfn.Coordination.Wakeups;
 
-/// <summary>One running ACK wait, as the wake-up machinery sees it.</summary>
-internal sealed class PendingWait(string coordinatorId, string signalId) : IDisposable
+/// <summary>
+/// One running ACK wait, as the wake-up machinery sees it. It usually awaits one signal ID; a wait for several
+/// receivers' own signals (each ACKs its own message ID) is woken by an ACK of any of <see cref="SignalIds"/>.
+/// </summary>
+internal sealed class PendingWait(string coordinatorId, string signalId, IReadOnlyCollection<string>? otherSignalIds = null) : IDisposable
 {
     private RedisKey[] _missing = [];
 
     public string CoordinatorId { get; } = coordinatorId;
 
     public string SignalId { get; } = signalId;
+
+    /// <summary>Every signal ID whose ACK wakes this wait (<see cref="SignalId"/> first, no duplicates).</summary>
+    public IReadOnlyList<string> SignalIds { get; } =
+        otherSignalIds is null ? [signalId] : [.. new[] { signalId }.Concat(otherSignalIds).Distinct(StringComparer.Ordinal)];
 
     public AsyncSignal Wake { get; } = new();
 

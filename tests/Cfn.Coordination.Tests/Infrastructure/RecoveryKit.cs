@@ -100,6 +100,15 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     /// <summary>The swarm manager tests (collection <c>swarms</c>, one test at a time); the Cfn.Tests swarm API tests use 2.</summary>
     public const int SwarmTests = 1;
 
+    /// <summary>
+    /// Validation tests: never flushed, every key is per-test (unique IDs and inputs); shared with Cfn.Tests'
+    /// ValidatorApiTests, which runs in parallel (so no test here records an average over 300000 ms).
+    /// </summary>
+    public const int ValidationTests = 3;
+
+    /// <summary>Work-loop tests: an empty world, because coordinators pick any live validator of the database.</summary>
+    public const int LoopTests = 4;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

@@ -1,0 +1,32 @@
+-- Records one validation duration of a validator and marks it live, on the Redis clock (D5).
+-- KEYS[1] validator:durations:{validatorId} (sorted set: member '{durationMs}:{d|t}:{unique}', score = finish time ms)
+-- KEYS[2] validator:registry (sorted set: validatorId -> last seen, ms)
+-- ARGV[1] validatorId   ARGV[2] duration ms, '' = registration only, '-' = measure from ARGV[3]
+-- ARGV[3] start time ms (Redis clock) when ARGV[2] is '-'   ARGV[4] '1' when the validation timed out
+-- ARGV[5] rolling window ms   ARGV[6] most entries kept per validator   ARGV[7] unique member suffix
+-- Returns the recorded duration (ms), or -1 for a registration only. Both sets are trimmed to the window and expire
+-- one window after their last write, so nothing grows without bound.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - window))
+redis.call('PEXPIRE', KEYS[2], window)
+if ARGV[2] == '' then
+  return -1
+end
+local duration
+if ARGV[2] == '-' then
+  duration = now - tonumber(ARGV[3])
+else
+  duration = tonumber(ARGV[2])
+end
+if duration < 0 then
+  duration = 0
+end
+local kind = ARGV[4] == '1' and 't' or 'd'
+redis.call('ZADD', KEYS[1], now, string.format('%d', duration) .. ':' .. kind .. ':' .. ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now - window))
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[6]) + 1))
+redis.call('PEXPIRE', KEYS[1], window)
+return duration

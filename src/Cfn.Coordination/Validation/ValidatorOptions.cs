@@ -1,0 +1,100 @@
+using System.Collections;
+using System.ComponentModel.DataAnnotations;
+using System.Globalization;
+
+namespace Cfn.Coordination.Validation;
+
+/// <summary>
+/// Settings of a validator (SPEC §3.6, runbook #27). Each documents the environment variable that sets it; a bad value
+/// is a <see cref="ValidationException"/> naming the variable.
+/// </summary>
+public sealed class ValidatorOptions
+{
+    /// <summary>Default <see cref="DurationMedian"/>.</summary>
+    public static readonly TimeSpan DefaultDurationMedian = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Default <see cref="DurationP95"/>.</summary>
+    public static readonly TimeSpan DefaultDurationP95 = TimeSpan.FromMilliseconds(1000);
+
+    /// <summary>Verdicts of identical inputs are cached (<c>ENABLE_VALIDATION_CACHE</c>, false).</summary>
+    public bool EnableCache { get; set; }
+
+    /// <summary>How long a cached verdict is kept (<c>VALIDATION_CACHE_TTL_SECONDS</c>, 3600).</summary>
+    public int CacheTtlSeconds { get; set; } = 3600;
+
+    /// <summary>Built-in validation: median duration (<c>VALIDATION_DURATION_MEDIAN_MS</c>, 200).</summary>
+    public TimeSpan DurationMedian { get; set; } = DefaultDurationMedian;
+
+    /// <summary>Built-in validation: 95th percentile of the duration (<c>VALIDATION_DURATION_P95_MS</c>, 1000; at least the median).</summary>
+    public TimeSpan DurationP95 { get; set; } = DefaultDurationP95;
+
+    /// <summary>Built-in validation: probability of a fail verdict, 0 to 1 (<c>VALIDATION_FAILURE_RATE</c>, 0.05).</summary>
+    public double FailureRate { get; set; } = 0.05;
+
+    /// <summary>Rolling window of the duration statistics (<c>VALIDATOR_STATS_WINDOW_MS</c>, 3600000).</summary>
+    public TimeSpan StatsWindow { get; set; } = TimeSpan.FromMilliseconds(3_600_000);
+
+    /// <summary>How often a validator refreshes its entry in the live-validator registry (<c>VALIDATOR_REGISTRATION_INTERVAL_MS</c>, 10000).</summary>
+    public TimeSpan RegistrationInterval { get; set; } = TimeSpan.FromMilliseconds(10_000);
+
+    /// <summary>Validates, naming the first bad setting.</summary>
+    /// <exception cref="ValidationException">A setting is out of range.</exception>
+    public void Validate()
+    {
+        if (CacheTtlSeconds is < 1 or > 30 * 86_400)
+        {
+            throw new ValidationException($"VALIDATION_CACHE_TTL_SECONDS must be from 1 to {30 * 86_400} (got {CacheTtlSeconds})");
+        }
+
+        if (DurationMedian <= TimeSpan.Zero || DurationMedian > TimeSpan.FromDays(1))
+        {
+            throw new ValidationException("VALIDATION_DURATION_MEDIAN_MS must be positive and at most one day");
+        }
+
+        if (DurationP95 < DurationMedian || DurationP95 > TimeSpan.FromDays(1))
+        {
+            throw new ValidationException(string.Create(CultureInfo.InvariantCulture,
+                $"VALIDATION_DURATION_P95_MS must be at least VALIDATION_DURATION_MEDIAN_MS ({(long)DurationMedian.TotalMilliseconds}) and at most one day (got {(long)DurationP95.TotalMilliseconds})"));
+        }
+
+        if (double.IsNaN(FailureRate) || FailureRate is < 0 or > 1)
+        {
+            throw new ValidationException(string.Create(CultureInfo.InvariantCulture,
+                $"VALIDATION_FAILURE_RATE must be a number from 0 to 1 (got {FailureRate})"));
+        }
+
+        if (StatsWindow < TimeSpan.FromSeconds(1) || StatsWindow > TimeSpan.FromDays(30))
+        {
+            throw new ValidationException("VALIDATOR_STATS_WINDOW_MS must be from 1000 to 30 days");
+        }
+
+        if (RegistrationInterval <= TimeSpan.Zero || RegistrationInterval > TimeSpan.FromHours(1))
+        {
+            throw new ValidationException("VALIDATOR_REGISTRATION_INTERVAL_MS must be positive and at most one hour");
+        }
+    }
+
+    /// <summary>Reads the validator variables (process environment when null), then validates.</summary>
+    /// <exception cref="ValidationException">A value is invalid; the message names the variable.</exception>
+    public static ValidatorOptions FromEnvironment(IDictionary? environment = null)
+    {
+        var env = new EnvironmentSettings(environment);
+        var o = new ValidatorOptions();
+        o.EnableCache = env.Flag("ENABLE_VALIDATION_CACHE") ?? o.EnableCache;
+        o.CacheTtlSeconds = env.PositiveInt("VALIDATION_CACHE_TTL_SECONDS") ?? o.CacheTtlSeconds;
+        o.DurationMedian = env.Milliseconds("VALIDATION_DURATION_MEDIAN_MS") ?? o.DurationMedian;
+        o.DurationP95 = env.Milliseconds("VALIDATION_DURATION_P95_MS") ?? o.DurationP95;
+        o.FailureRate = Fraction(env, "VALIDATION_FAILURE_RATE") ?? o.FailureRate;
+        o.StatsWindow = env.Milliseconds("VALIDATOR_STATS_WINDOW_MS") ?? o.StatsWindow;
+        o.RegistrationInterval = env.Milliseconds("VALIDATOR_REGISTRATION_INTERVAL_MS") ?? o.RegistrationInterval;
+        o.Validate();
+        return o;
+    }
+
+    /// <summary>A number from 0 to 1 (invariant culture), or null when unset.</summary>
+    internal static double? Fraction(EnvironmentSettings env, string name) => env.Text(name) is not { } text
+        ? null
+        : double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) && value is >= 0 and <= 1
+            ? value
+            : throw new ValidationException($"{name} must be a number from 0 to 1 (got \"{text}\")");
+}
