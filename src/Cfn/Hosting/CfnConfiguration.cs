@@ -5,7 +5,9 @@ using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Security;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Swarms;
+using Cfn.Coordination.Validation;
 
 namespace Cfn.Hosting;
 
@@ -50,8 +52,11 @@ internal sealed record CfnConfiguration
     /// <summary><c>LOG_FORMAT</c>: <c>text</c> (default; the runbook greps it) or <c>json</c>.</summary>
     public string LogFormat { get; init; } = "text";
 
-    /// <summary><c>ENABLE_VALIDATION_CACHE</c> (false).</summary>
-    public bool ValidationCache { get; init; }
+    /// <summary>Validators: <c>ENABLE_VALIDATION_CACHE</c>, the built-in validation's durations and failure rate, the statistics window.</summary>
+    public required ValidatorOptions Validators { get; init; }
+
+    /// <summary>The coordinators' work loop: <c>VALIDATORS_PER_ITEM</c>, <c>EXTERNAL_API_URL</c>, <c>EXTERNAL_CALL_RATE</c>, …</summary>
+    public required LoopOptions Loop { get; init; }
 
     /// <summary><c>ENABLE_TIMEOUT_HOOKS</c> (false).</summary>
     public bool TimeoutHooks { get; init; }
@@ -88,7 +93,18 @@ internal sealed record CfnConfiguration
             ["CLEANUP_STALE_THRESHOLD_SECONDS"] = $"{r.CleanupStaleThresholdSeconds}",
             ["CLEANUP_INTERVAL_MS"] = Ms(r.CleanupInterval),
             ["ENABLE_CIRCUIT_BREAKER"] = B(Breakers.Enabled),
-            ["ENABLE_VALIDATION_CACHE"] = B(ValidationCache),
+            ["ENABLE_VALIDATION_CACHE"] = B(Validators.EnableCache),
+            ["VALIDATION_CACHE_TTL_SECONDS"] = $"{Validators.CacheTtlSeconds}",
+            ["VALIDATION_DURATION_MEDIAN_MS"] = Ms(Validators.DurationMedian),
+            ["VALIDATION_DURATION_P95_MS"] = Ms(Validators.DurationP95),
+            ["VALIDATION_FAILURE_RATE"] = Validators.FailureRate.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VALIDATOR_STATS_WINDOW_MS"] = Ms(Validators.StatsWindow),
+            ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = Ms(Validators.RegistrationInterval),
+            ["VALIDATORS_PER_ITEM"] = $"{Loop.ValidatorsPerItem}",
+            ["EXTERNAL_API_URL"] = Loop.ExternalApiUrl is null ? "" : Coordination.Resilience.ExternalCallHandler.SafeUrl(Loop.ExternalApiUrl),
+            ["EXTERNAL_CALL_RATE"] = Loop.ExternalCallRate.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["EXTERNAL_API_TIMEOUT_MS"] = Ms(Loop.ExternalCallTimeout),
+            ["VALIDATOR_STALE_THRESHOLD_MS"] = Ms(Loop.ValidatorStaleThreshold),
             ["ENABLE_TIMEOUT_HOOKS"] = B(TimeoutHooks),
             ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
             ["CFN_ADMIN_TOKEN"] = AdminToken is null ? "" : "<redacted>",
@@ -138,7 +154,8 @@ internal sealed record CfnConfiguration
                 SwarmId = swarmId is null ? null : Ids.RequireName(swarmId, "SWARM_ID"),
                 ExpectedCoordinators = env.PositiveInt("SWARM_EXPECTED_COORDINATORS"),
                 LogFormat = logFormat,
-                ValidationCache = env.Flag("ENABLE_VALIDATION_CACHE") ?? false,
+                Validators = ValidatorOptions.FromEnvironment(environment),
+                Loop = LoopOptions.FromEnvironment(environment),
                 TimeoutHooks = env.Flag("ENABLE_TIMEOUT_HOOKS") ?? false,
             };
         }

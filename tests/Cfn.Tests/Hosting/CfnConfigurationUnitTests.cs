@@ -35,7 +35,7 @@ public sealed class CfnConfigurationUnitTests
         Assert.False(config.Recovery.EnableHeartbeatMonitoring);
         Assert.True(config.Coordination.HeartbeatDebug);
         Assert.False(config.Breakers.Enabled);
-        Assert.True(config.ValidationCache);
+        Assert.True(config.Validators.EnableCache);
         Assert.True(config.TimeoutHooks);
         Assert.Equal(("redis.prod.example.com", 6380), (config.Redis.Host, config.Redis.Port));
         Assert.Equal(("coordinator-1", "swarm-123", 5, 9090), (config.CoordinatorId, config.SwarmId, config.ExpectedCoordinators, config.HttpPort));
