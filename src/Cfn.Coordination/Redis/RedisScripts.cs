@@ -21,6 +21,7 @@ internal static class RedisScripts
     public static readonly string CompareAndSet = Load("compare_and_set.lua");
     public static readonly string HashCompareAndSet = Load("hash_compare_and_set.lua");
     public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
+    public static readonly string ResendSignal = Load("resend_signal.lua");
 
     private static string Load(string name)
     {
