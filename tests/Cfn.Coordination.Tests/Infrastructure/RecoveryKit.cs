@@ -96,6 +96,7 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     public const int MonitorTests = 11;
     public const int BatchCleanupTests = 12;
     public const int MalformedStateTests = 13;
+    public const int SignalRetryTests = 10;
 
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
