@@ -1,6 +1,6 @@
 using System.Globalization;
+using System.Text.Json;
 using Cfn.Coordination.Activity;
-using Cfn.Coordination.Heartbeats;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
@@ -43,10 +43,9 @@ public sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions 
             return null;
         }
 
-        Json.TryDeserialize<HeartbeatRecord>(heartbeatRaw, out var heartbeat, out _);
         Json.TryDeserialize<ActivityRecord>(activityRaw, out var activity, out _);
         var registryScore = await database.SortedSetScoreAsync(Keys.Registry, coordinatorId).ConfigureAwait(false);
-        var lastBeat = Math.Max(heartbeat?.Timestamp ?? 0, (long)(registryScore ?? 0));
+        var lastBeat = Math.Max(HeartbeatTime(heartbeatRaw), (long)(registryScore ?? 0));
         var stale = (long)options.HeartbeatStaleThreshold.TotalMilliseconds;
         TimeoutCheckResult result;
         if (heartbeatRaw is null || lastBeat == 0 || now - lastBeat > stale)
@@ -85,5 +84,41 @@ public sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions 
         _logger.LogInformation("Timeout force-check coordinator={CoordinatorId} timedOut={TimedOut} kind={Kind} durationMs={DurationMs}: {Reason}",
             coordinatorId, result.TimedOut, result.Kind ?? "none", result.DurationMs, result.Reason);
         return result;
+    }
+
+    /// <summary>
+    /// The heartbeat's time from <c>timestamp</c> or the TS <c>lastHeartbeat</c>, read leniently: a TS- or
+    /// hand-written K1 lacks fields the C# record requires, and must still be judged by its time. 0 when unreadable.
+    /// </summary>
+    private static long HeartbeatTime(string? raw)
+    {
+        if (raw is null)
+        {
+            return 0;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(raw);
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return 0;
+            }
+
+            foreach (var name in new[] { "timestamp", "lastHeartbeat" })
+            {
+                if (root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var ms))
+                {
+                    return ms;
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // malformed: no time
+        }
+
+        return 0;
     }
 }

@@ -45,6 +45,8 @@ public sealed class CoordinatorApiTests
 
         public IDatabase Db => Pool.Primary.Database;
 
+        private const int DbIndex = CoordinatorApiTests.Db;
+
         public HttpClient Loopback => Web.Loopback;
 
         public HttpClient External => Web.External!;
@@ -55,13 +57,13 @@ public sealed class CoordinatorApiTests
                 ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
             await using (var admin = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true"))
             {
-                await admin.GetServer(admin.GetEndPoints()[0]).FlushDatabaseAsync(Db);
+                await admin.GetServer(admin.GetEndPoints()[0]).FlushDatabaseAsync(DbIndex);
             }
 
             var events = new RecentEvents();
             var loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(events));
             var options = new CoordinationOptions { MaxPayloadBytes = 1024 };
-            var pool = await RedisPool.ConnectAsync($"{endpoint},defaultDatabase={Db}", 2, options, loggerFactory: loggers);
+            var pool = await RedisPool.ConnectAsync($"{endpoint},defaultDatabase={DbIndex}", 2, options, loggerFactory: loggers);
             var keys = new SigningKeys(Secret);
             var metrics = new CoordinationMetrics(Prometheus.Metrics.NewCustomRegistry());
             var primary = await Coordinator.StartAsync(pool.Rent(), keys, Id("primary"), "swarm-api", metrics, runHeartbeatLoop: false);
