@@ -114,9 +114,29 @@ public sealed class ActivityRecorder
         }
     }
 
+    /// <summary>
+    /// A read-only view of the running waits, oldest first (for <c>GET /api/coordinator/state</c>): what each waits
+    /// for, who has ACKed, who is still missing, and since when.
+    /// </summary>
+    public IReadOnlyList<RunningWaitInfo> GetRunningWaits()
+    {
+        var now = _coordinator.Redis.Time.GetUtcNow();
+        lock (_gate)
+        {
+            return _waits.Select(w => new RunningWaitInfo(
+                w.SignalId,
+                w.WaitingFor,
+                [.. w.WaitingFor.Except(w.Targets, StringComparer.Ordinal)],
+                [.. w.Targets],
+                w.StartedAt != 0 ? w.StartedAt : w.BegunAt.ToUnixTimeMilliseconds(),
+                w.TimeoutMs,
+                (long)(now - w.BegunAt).TotalMilliseconds)).ToList();
+        }
+    }
+
     internal object BeginWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
     {
-        var wait = new RunningWait(signalId, targets, timeoutMs);
+        var wait = new RunningWait(signalId, targets, timeoutMs) { BegunAt = _coordinator.Redis.Time.GetUtcNow() };
         lock (_gate)
         {
             _waits.Add(wait);
@@ -174,6 +194,12 @@ public sealed class ActivityRecorder
     private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
     {
         public string SignalId { get; } = signalId;
+
+        /// <summary>Every target of the wait, as it started.</summary>
+        public IReadOnlyList<string> WaitingFor { get; } = targets;
+
+        /// <summary>Local time the wait began (for its elapsed time).</summary>
+        public DateTimeOffset BegunAt { get; init; }
 
         /// <summary>The targets whose ACK is still missing.</summary>
         public IReadOnlyList<string> Targets { get; set; } = targets;

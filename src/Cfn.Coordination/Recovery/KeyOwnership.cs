@@ -75,6 +75,10 @@ public static class KeyOwnership
                 }
 
                 yield break;
+            case "retry" when parts.Length == 4 && parts[2] == "failed-by":
+                // blocking:retry:failed-by:{senderId}: the sender's index of its K6 records.
+                yield return (parts[3], Other);
+                yield break;
             case "retry" when parts.Length >= 4 && parts[2] == "failed":
                 // blocking:retry:failed:{signalId}: the signal's sender and receiver segments.
                 foreach (var id in Distinct(parts[3], parts.Length > 4 ? parts[4] : null, null))

@@ -44,6 +44,7 @@ public sealed class TimeoutHandler : IAsyncDisposable
         Deadlocks = new DeadlockDetector(redis.Database, redis.LoggerFactory.CreateLogger("Cfn.Coordination.Deadlocks"), redis.Time);
         BatchCleanup = new BatchCleanup(redis, options, recoveryMetrics, Cleanup);
         Unblocker = new ForceUnblocker(redis);
+        TimeoutCheck = new CoordinatorTimeoutCheck(redis, options);
     }
 
     /// <summary>This handler's name.</summary>
@@ -69,6 +70,9 @@ public sealed class TimeoutHandler : IAsyncDisposable
 
     /// <summary>Force-unblock.</summary>
     public ForceUnblocker Unblocker { get; }
+
+    /// <summary>On-demand timeout check of one coordinator (<c>POST /api/timeouts/force-check</c>).</summary>
+    public CoordinatorTimeoutCheck TimeoutCheck { get; }
 
     /// <summary>The latest deadlock check.</summary>
     public DeadlockSnapshot? LastDeadlocks { get; private set; }

@@ -37,6 +37,32 @@ internal static class TimeoutHandlerEndpoints
             return Results.Json(new { coordinatorId, keysDeleted = result.KeysDeleted, categories = result.Categories });
         }).AddEndpointFilter(admin);
 
+        // SPEC §3.1 #14: the playbook's checkCoordinatorTimeout for one coordinator, now (read-only; see CoordinatorTimeoutCheck).
+        app.MapPost("/api/timeouts/force-check", async (HttpContext http) =>
+        {
+            var text = await JsonBody.ReadTextAsync(http.Request, 4096, http.RequestAborted).ConfigureAwait(false);
+            if (text is null)
+            {
+                return JsonBody.Invalid("body", "the request body must be at most 4096 bytes");
+            }
+
+            if (!JsonBody.TryParseObject(text, out var body, out var error) ||
+                !JsonBody.TryString(body, "coordinatorId", out var coordinatorId, out error))
+            {
+                return error!;
+            }
+
+            if (!Ids.IsValidName(coordinatorId))
+            {
+                return JsonBody.InvalidId("coordinatorId", Ids.NameRule);
+            }
+
+            var result = await handler.TimeoutCheck.CheckAsync(coordinatorId!).ConfigureAwait(false);
+            return result is null
+                ? ApiErrors.NotFound($"Coordinator {coordinatorId} has neither a heartbeat nor an activity record", "COORDINATOR_NOT_FOUND")
+                : Results.Json(new { coordinatorId, timedOut = result.TimedOut, reason = result.Reason, kind = result.Kind, durationMs = result.DurationMs });
+        }).AddEndpointFilter(admin);
+
         app.MapGet("/api/deadlocks", async () =>
         {
             await handler.CheckWaitsAsync().ConfigureAwait(false);

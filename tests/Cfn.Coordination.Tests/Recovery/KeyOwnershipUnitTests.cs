@@ -42,6 +42,10 @@ public sealed class KeyOwnershipUnitTests
     [InlineData("blocking:retry:failed:c-2:c-1:completion:1:100", "c-1", KeyOwnership.Other)]
     [InlineData("blocking:retry:failed:c-2:c-11:completion:1:100", "c-1", null)]
     [InlineData("blocking:retry:failed:c-2:c-3:completion:1:100", "failed", null)]
+    // the sender's index of its K6 records: blocking:retry:failed-by:{senderId}
+    [InlineData("blocking:retry:failed-by:c-1", "c-1", KeyOwnership.Other)]
+    [InlineData("blocking:retry:failed-by:c-10", "c-1", null)]
+    [InlineData("blocking:retry:failed-by:c-1", "failed-by", null)]
     // force-unblock marker and K14
     [InlineData("blocking:unblock:c-1", "c-1", KeyOwnership.Other)]
     [InlineData("blocking:unblock:c-10", "c-1", null)]

@@ -1,0 +1,403 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Signals;
+
+/// <summary>
+/// Sender-side retry (SPEC §2.7, the playbook's <c>POST /api/signals/retry</c>): send a signal, wait up to
+/// <see cref="SignalRetryOptions.AckTimeout"/> for the receiver's ACK, and re-send after 1 s, 2 s, 4 s up to
+/// <see cref="SignalRetryOptions.MaxRetries"/> times. Every attempt carries the same message ID.
+/// <para>
+/// A plain <see cref="SignalSender.SendAsync"/> with the same message ID would be refused as a duplicate by its
+/// idempotency record and change nothing, so re-sends run their own script (<c>resend_signal.lua</c>), which looks at
+/// what became of the earlier delivery: already ACKed → nothing to do; still in the receiver's inbox → the receiver is
+/// woken again (its wake-up may have been lost); gone from the inbox without an ACK (the inbox was cleaned or Redis
+/// lost it) → delivered again under the same message ID. The receiver ACKs before it hands a signal out, and its ACK
+/// is idempotent by message ID, so a re-delivery never makes it process a signal it already ACKed.
+/// </para>
+/// <para>
+/// Before each attempt K5 <c>blocking:retry:{signalId}:{attempt}</c> is written (TTL 600 s). Logs: <c>Signal retry
+/// attempt failed</c> (WARN), <c>Signal retry successful</c> (INFO), and after the last attempt <c>Signal retry
+/// exhausted all attempts</c> (ERROR), with K6 <c>blocking:retry:failed:{signalId}</c> (TTL 3600 s) indexed under the
+/// sender and <c>signals_failed_total{reason="ack_timeout"}</c> incremented. The receiver's death is then the
+/// heartbeat monitor's business (its escalation hands the inbox to a replacement). Stateless: make one per call if
+/// convenient.
+/// </para>
+/// </summary>
+public sealed class SignalRetrier
+{
+    private readonly Coordinator _coordinator;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates a retrier for signals sent by <paramref name="coordinator"/>.</summary>
+    /// <exception cref="System.ComponentModel.DataAnnotations.ValidationException">The options are invalid.</exception>
+    public SignalRetrier(Coordinator coordinator, SignalRetryOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(coordinator);
+        Options = options ?? new SignalRetryOptions();
+        Options.Validate();
+        _coordinator = coordinator;
+        _logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Signals");
+    }
+
+    /// <summary>The retry settings.</summary>
+    public SignalRetryOptions Options { get; }
+
+    private RedisContext Redis => _coordinator.Redis;
+
+    private CoordinationMetrics Telemetry => _coordinator.Metrics;
+
+    /// <summary>
+    /// Sends a signal from this coordinator to <paramref name="receiverId"/> and retries until it is ACKed or the
+    /// attempts are exhausted. Never throws for a missing ACK: the result says how it ended.
+    /// </summary>
+    /// <param name="receiverId">The receiving coordinator.</param>
+    /// <param name="signalType">One of <see cref="SignalTypes"/>.</param>
+    /// <param name="iteration">The sender's iteration.</param>
+    /// <param name="payload">Optional payload (at most <see cref="CoordinationOptions.MaxPayloadBytes"/> as JSON).</param>
+    /// <param name="maxRetries">Re-sends after the first send; <see cref="SignalRetryOptions.MaxRetries"/> when null.</param>
+    /// <param name="idempotencyKey">Optional last segment of the message ID (instead of the send time).</param>
+    /// <param name="cancellationToken">Stops waiting and retrying.</param>
+    /// <exception cref="InvalidIdException">An ID, the type or the idempotency key is invalid; nothing was written.</exception>
+    /// <exception cref="ArgumentException">The iteration, maxRetries or payload is out of range; nothing was written.</exception>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded.</exception>
+    public async Task<SignalRetryResult> SendWithRetryAsync(
+        string receiverId,
+        string signalType,
+        int iteration,
+        JsonElement? payload = null,
+        int? maxRetries = null,
+        string? idempotencyKey = null,
+        CancellationToken cancellationToken = default)
+    {
+        var signal = Build(receiverId, signalType, iteration, payload, idempotencyKey);
+        var retries = maxRetries ?? Options.MaxRetries;
+        if (retries is < 0 or > SignalRetryOptions.MaxAllowedRetries)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxRetries), retries,
+                $"maxRetries must be from 0 to {SignalRetryOptions.MaxAllowedRetries}");
+        }
+
+        string? entryId = null;
+        string? lastError = null;
+        var status = SignalRetryStatus.Exhausted;
+        var attempts = 0;
+        for (var attempt = 1; attempt <= retries + 1; attempt++)
+        {
+            attempts = attempt;
+            await WriteAttemptAsync(signal.MessageId, attempt).ConfigureAwait(false);
+            if (attempt > 1)
+            {
+                await Task.Delay(Options.DelayBefore(attempt - 1), Redis.Time, cancellationToken).ConfigureAwait(false);
+            }
+
+            var outcome = await AttemptAsync(signal, entryId, attempt, retries + 1, cancellationToken).ConfigureAwait(false);
+            entryId = outcome.EntryId ?? entryId;
+            if (outcome.Ack is not null)
+            {
+                return new SignalRetryResult(true, signal.MessageId, signal.ReceiverId, signal.Type, signal.Iteration, attempt, retries,
+                    SignalRetryStatus.Acknowledged, lastError, outcome.Ack);
+            }
+
+            lastError = outcome.Error;
+            if (outcome.Forced)
+            {
+                status = SignalRetryStatus.Forced;
+                break;
+            }
+        }
+
+        await RecordFailureAsync(signal, entryId, attempts, lastError!, status).ConfigureAwait(false);
+        return new SignalRetryResult(false, signal.MessageId, signal.ReceiverId, signal.Type, signal.Iteration, attempts, retries,
+            status, lastError, null);
+    }
+
+    /// <summary>
+    /// Re-sends every K6 record this coordinator sent (from its index, at most
+    /// <see cref="SignalRetryOptions.MaxFailedRecords"/>), one attempt each, all waiting for their ACKs at once. A record
+    /// whose signal is ACKed is deleted; the others are kept with one more attempt counted.
+    /// </summary>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded.</exception>
+    public async Task<RetryFailedSummary> RetryFailedAsync(CancellationToken cancellationToken = default)
+    {
+        var database = Redis.Database;
+        var index = Keys.RetryFailedIndex(_coordinator.Id);
+        var members = await database.SortedSetRangeByRankAsync(index, 0, Options.MaxFailedRecords - 1).ConfigureAwait(false);
+        var records = new List<RetryFailedRecord>();
+        foreach (var member in members)
+        {
+            var signalId = (string?)member;
+            if (!Ids.IsValidSignalId(signalId))
+            {
+                await database.SortedSetRemoveAsync(index, member).ConfigureAwait(false);
+                continue;
+            }
+
+            var raw = (string?)await database.StringGetAsync(Keys.RetryFailed(signalId!)).ConfigureAwait(false);
+            if (!Json.TryDeserialize<RetryFailedRecord>(raw, out var record, out var error) ||
+                !string.Equals(record!.Signal.SenderId, _coordinator.Id, StringComparison.Ordinal) ||
+                !string.Equals(record.Signal.MessageId, signalId, StringComparison.Ordinal) ||
+                !SignalSignatures.Verify(_coordinator.SigningKeys, record.Signal))
+            {
+                // Expired, cleaned up with its receiver, or not a record this coordinator can re-send as is.
+                if (raw is not null)
+                {
+                    _logger.LogWarning("Skipping failed-signal record signalId={SignalId}: {Error}", signalId,
+                        error ?? "not a valid signal sent by this coordinator");
+                }
+
+                await database.SortedSetRemoveAsync(index, member).ConfigureAwait(false);
+                continue;
+            }
+
+            records.Add(record);
+        }
+
+        var outcomes = await Task.WhenAll(records.Select(r => RetryRecordAsync(r, cancellationToken))).ConfigureAwait(false);
+        var succeeded = outcomes.Count(o => o);
+        _logger.LogInformation("Failed signals retried coordinator={CoordinatorId} retried={Retried} succeeded={Succeeded} failed={Failed}",
+            _coordinator.Id, records.Count, succeeded, records.Count - succeeded);
+        return new RetryFailedSummary(records.Count, succeeded, records.Count - succeeded);
+    }
+
+    private async Task<bool> RetryRecordAsync(RetryFailedRecord record, CancellationToken cancellationToken)
+    {
+        var attempt = record.Attempts + 1;
+        await WriteAttemptAsync(record.SignalId, attempt).ConfigureAwait(false);
+        var outcome = await AttemptAsync(record.Signal, record.EntryId, attempt, attempt, cancellationToken).ConfigureAwait(false);
+        var database = Redis.Database;
+        if (outcome.Ack is not null)
+        {
+            await database.KeyDeleteAsync(Keys.RetryFailed(record.SignalId)).ConfigureAwait(false);
+            await database.SortedSetRemoveAsync(Keys.RetryFailedIndex(_coordinator.Id), record.SignalId).ConfigureAwait(false);
+            return true;
+        }
+
+        var updated = record with
+        {
+            Attempts = attempt,
+            Timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+            LastError = outcome.Error ?? record.LastError,
+            EntryId = outcome.EntryId ?? record.EntryId,
+        };
+        await database.StringSetAsync(Keys.RetryFailed(record.SignalId), Json.Serialize(updated),
+            TimeSpan.FromSeconds(Options.FailedTtlSeconds)).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>One attempt: deliver (or re-deliver, or re-wake), then wait for the ACK.</summary>
+    private async Task<AttemptOutcome> AttemptAsync(Signal signal, string? entryId, int attempt, int totalAttempts, CancellationToken cancellationToken)
+    {
+        var receiver = signal.ReceiverId;
+        string? newEntry = null;
+        try
+        {
+            newEntry = await DeliverAsync(signal, entryId).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            var error = "Redis error: " + RedisErrors.FirstClause(e);
+            LogAttemptFailed(signal, attempt, totalAttempts, error);
+            return new AttemptOutcome(null, error, false, null);
+        }
+
+        var wait = await _coordinator.Waiter.WaitForAcksAsync([receiver], signal.MessageId, Options.AckTimeout, cancellationToken)
+            .ConfigureAwait(false);
+        switch (wait.Status)
+        {
+            case AckWaitStatus.Completed:
+                _logger.LogInformation(
+                    "Signal retry successful signalId={SignalId} receiverId={ReceiverId} attempt={Attempt} maxAttempts={MaxAttempts}",
+                    signal.MessageId, receiver, attempt, totalAttempts);
+                return new AttemptOutcome(wait.Acks[receiver], null, false, newEntry);
+            case AckWaitStatus.Cancelled:
+                cancellationToken.ThrowIfCancellationRequested();
+                throw _coordinator.Superseded("signal retry", null);
+            case AckWaitStatus.Forced:
+                const string forced = "Force unblock received while waiting for the ACK";
+                LogAttemptFailed(signal, attempt, totalAttempts, forced);
+                return new AttemptOutcome(null, forced, true, newEntry);
+            default:
+                var error = string.Create(CultureInfo.InvariantCulture,
+                    $"ACK not received within {(long)Options.AckTimeout.TotalMilliseconds}ms timeout");
+                LogAttemptFailed(signal, attempt, totalAttempts, error);
+                return new AttemptOutcome(null, error, false, newEntry);
+        }
+    }
+
+    private void LogAttemptFailed(Signal signal, int attempt, int totalAttempts, string error) =>
+        _logger.LogWarning(
+            "Signal retry attempt failed signalId={SignalId} receiverId={ReceiverId} attempt={Attempt} maxAttempts={MaxAttempts} error=\"{Error}\"",
+            signal.MessageId, signal.ReceiverId, attempt, totalAttempts, error);
+
+    /// <summary>Runs <c>resend_signal.lua</c>; returns the inbox entry the signal now has, or null when it was already ACKed.</summary>
+    private async Task<string?> DeliverAsync(Signal signal, string? entryId)
+    {
+        var receiver = signal.ReceiverId;
+        var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+            RedisScripts.ResendSignal,
+            [Keys.Idempotency(signal.MessageId), Keys.Inbox(receiver), Keys.Signal(receiver), Keys.Epoch(_coordinator.Id),
+                Keys.Ack(receiver, signal.MessageId)],
+            [Json.Serialize(signal), Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds, Keys.Events(receiver).ToString(),
+                signal.MessageId, Keys.InboxGroup, _coordinator.Epoch, entryId ?? string.Empty, Options.MaxInboxSearch])
+            .ConfigureAwait(false))!;
+        var code = (long)reply[0];
+        var entry = (string?)reply[1];
+        switch (code)
+        {
+            case < 0:
+                throw _coordinator.Superseded("signal retry", entry);
+            case 1 or 2:
+                Telemetry.SignalsSent.WithLabels(_coordinator.Id, signal.Type).Inc();
+                _logger.LogInformation(
+                    "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl} redelivery={Redelivery}",
+                    signal.MessageId, signal.SenderId, receiver, signal.Type, signal.Iteration, (string)Keys.Signal(receiver)!,
+                    Redis.Options.SignalTtlSeconds, code == 2);
+                return entry;
+            case 3:
+                _logger.LogInformation("Signal still pending in the receiver's inbox, receiver woken again messageId={MessageId} receiverId={ReceiverId}",
+                    signal.MessageId, receiver);
+                return entry;
+            default:
+                return null; // already ACKed: the wait returns at once
+        }
+    }
+
+    private async Task WriteAttemptAsync(string signalId, int attempt)
+    {
+        var record = new RetryAttemptRecord
+        {
+            Attempt = attempt,
+            Timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+            CoordinatorId = _coordinator.Id,
+            SignalId = signalId,
+        };
+        try
+        {
+            await Redis.Database.StringSetAsync(Keys.RetryAttempt(signalId, attempt), Json.Serialize(record),
+                TimeSpan.FromSeconds(Options.AttemptTtlSeconds)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            // A monitoring record must not stop the retry itself; the attempt reports the outage.
+            _logger.LogWarning("Redis error while recording retry attempt signalId={SignalId} attempt={Attempt}: {Error}",
+                signalId, attempt, RedisErrors.FirstClause(e));
+        }
+    }
+
+    /// <summary>After the last attempt: ERROR log, K6 plus its index entry, and the failure metric.</summary>
+    private async Task RecordFailureAsync(Signal signal, string? entryId, int attempts, string lastError, string status)
+    {
+        var reason = status == SignalRetryStatus.Forced ? "forced" : "ack_timeout";
+        Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, reason).Inc();
+        if (status == SignalRetryStatus.Forced)
+        {
+            _logger.LogWarning("Signal retry stopped by force unblock signalId={SignalId} receiverId={ReceiverId} attempts={Attempts}",
+                signal.MessageId, signal.ReceiverId, attempts);
+        }
+        else
+        {
+            _logger.LogError(
+                "Signal retry exhausted all attempts signalId={SignalId} receiverId={ReceiverId} attempts={Attempts} lastError=\"{LastError}\"; the receiver is left to dead-coordinator detection",
+                signal.MessageId, signal.ReceiverId, attempts, lastError);
+        }
+
+        var now = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var record = new RetryFailedRecord
+        {
+            SignalId = signal.MessageId,
+            CoordinatorId = _coordinator.Id,
+            ReceiverId = signal.ReceiverId,
+            SignalType = signal.Type,
+            Iteration = signal.Iteration,
+            Attempts = attempts,
+            Timestamp = now,
+            LastError = lastError,
+            EntryId = entryId,
+            Signal = signal,
+        };
+        var index = Keys.RetryFailedIndex(_coordinator.Id);
+        var ttl = TimeSpan.FromSeconds(Options.FailedTtlSeconds);
+        var transaction = Redis.Database.CreateTransaction();
+        var writes = new List<Task>
+        {
+            transaction.StringSetAsync(Keys.RetryFailed(signal.MessageId), Json.Serialize(record), ttl),
+            transaction.SortedSetAddAsync(index, signal.MessageId, now),
+            // Bounded: entries whose K6 has expired go, and so do the oldest beyond the cap.
+            transaction.SortedSetRemoveRangeByScoreAsync(index, double.NegativeInfinity, now - (long)ttl.TotalMilliseconds),
+            transaction.SortedSetRemoveRangeByRankAsync(index, 0, -Options.MaxFailedRecords - 1),
+            transaction.KeyExpireAsync(index, ttl),
+        };
+        try
+        {
+            await transaction.ExecuteAsync().ConfigureAwait(false);
+            await Task.WhenAll(writes).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogError("Redis error while recording failed signal signalId={SignalId}: {Error}", signal.MessageId, RedisErrors.FirstClause(e));
+        }
+    }
+
+    /// <summary>Validates like <see cref="SignalSender.SendAsync"/> and builds the signed signal every attempt re-sends.</summary>
+    private Signal Build(string receiverId, string signalType, int iteration, JsonElement? payload, string? idempotencyKey)
+    {
+        var senderId = _coordinator.Id;
+        var type = SignalTypes.Normalize(signalType);
+        try
+        {
+            Ids.RequireName(receiverId, "receiverId");
+            if (type is null)
+            {
+                throw new InvalidIdException("signalType", "must be one of " + string.Join(", ", SignalTypes.All), signalType);
+            }
+
+            if (idempotencyKey is not null)
+            {
+                Ids.RequireName(idempotencyKey, "idempotencyKey");
+            }
+
+            if (iteration < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(iteration), iteration, "iteration must be 0 or more");
+            }
+        }
+        catch (ArgumentException)
+        {
+            Telemetry.SignalsFailed.WithLabels(senderId, type ?? "unknown", "validation").Inc();
+            throw;
+        }
+
+        var timestamp = _coordinator.NextSignalTimestamp();
+        var messageId = string.Create(CultureInfo.InvariantCulture,
+            $"{senderId}:{receiverId}:{type}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
+        var signal = SignalSignatures.Sign(_coordinator.SigningKeys, new Signal
+        {
+            Timestamp = timestamp,
+            SenderId = senderId,
+            ReceiverId = receiverId,
+            Iteration = iteration,
+            Type = type,
+            Payload = payload is { ValueKind: JsonValueKind.Undefined } ? null : payload,
+            MessageId = messageId,
+        });
+        var payloadBytes = signal.Payload is { } p ? Encoding.UTF8.GetByteCount(p.GetRawText()) : 0;
+        if (payloadBytes > Redis.Options.MaxPayloadBytes)
+        {
+            Telemetry.SignalsFailed.WithLabels(senderId, type, "validation").Inc();
+            throw new ArgumentException(
+                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
+        }
+
+        return signal;
+    }
+
+    private sealed record AttemptOutcome(SignalAck? Ack, string? Error, bool Forced, string? EntryId);
+}

@@ -1,0 +1,527 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Cfn.Coordination;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Resilience;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Cfn.Coordination.Work;
+using Cfn.Hosting;
+using StackExchange.Redis;
+
+namespace Cfn.Api;
+
+/// <summary>What the coordinator endpoints need besides the coordinators themselves; everything here is optional.</summary>
+internal sealed class CoordinatorApiOptions
+{
+    /// <summary>The process's configuration for <c>/api/coordinator/state</c>, secrets already redacted by the caller.</summary>
+    public IReadOnlyDictionary<string, string?> Config { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>Extra state of a coordinator (the work loop's snapshot), shown as <c>work</c> in the state JSON.</summary>
+    public Func<Coordinator, object?>? Extra { get; init; }
+
+    /// <summary>Settings of <c>/api/signals/retry</c> and <c>/api/signals/retry-failed</c>.</summary>
+    public SignalRetryOptions Retry { get; init; } = new();
+
+    /// <summary>Called with every new signal accepted by <c>/api/signals/receive</c> (after its ACK); replays are not passed on.</summary>
+    public Func<Coordinator, Signal, SignalAck, Task>? OnHttpSignal { get; init; }
+
+    /// <summary>Oldest (or furthest in the future) <c>X-CFN-Timestamp</c> accepted by <c>/api/signals/receive</c> (5 min).</summary>
+    public TimeSpan ReceiveMaxSkew { get; init; } = TimeSpan.FromMinutes(5);
+}
+
+/// <summary>
+/// The coordinator's endpoints (SPEC §3.1 #5, #7, #10–#13, #15). A process may host one coordinator or many
+/// (<c>cfn up</c>): every endpoint takes an optional query parameter <c>coordinatorId</c> (400 <c>INVALID_ID</c> when
+/// it breaks the ID rule, 404 <c>COORDINATOR_NOT_FOUND</c> when this process does not host it) and otherwise uses the
+/// process's primary coordinator. Reads are open; send, retry and retry-failed are admin endpoints (D12);
+/// <c>/api/signals/receive</c> is authenticated by an HMAC of the body instead (see <see cref="SignReceive"/>).
+/// </summary>
+internal static class CoordinatorEndpoints
+{
+    /// <summary>Header of <c>/api/signals/receive</c>: the sender's time, Unix milliseconds.</summary>
+    public const string TimestampHeader = "X-CFN-Timestamp";
+
+    /// <summary>Header of <c>/api/signals/receive</c>: <c>sha256=</c> + lowercase hex HMAC.</summary>
+    public const string SignatureHeader = "X-CFN-Signature";
+
+    private const string SignaturePrefix = "sha256=";
+    private const int MaxWorkFences = 1000;
+
+    /// <summary>
+    /// The value of <see cref="SignatureHeader"/> for a <c>/api/signals/receive</c> request:
+    /// <c>sha256=</c> + lowercase hex HMAC-SHA256, keyed with the shared <c>BLOCKING_COORDINATION_SECRET</c> (its UTF-8
+    /// bytes, as for ACKs), over the UTF-8 string <c>{X-CFN-Timestamp}.{raw request body}</c>. The receiver refuses
+    /// (401) a missing or malformed header, a signature that matches neither the current nor the new secret (checked
+    /// in constant time), and a timestamp more than <see cref="CoordinatorApiOptions.ReceiveMaxSkew"/> (5 min) away
+    /// from its clock. A replay inside that window is answered with the cached ACK, since the signal's message ID
+    /// (<c>{senderId}:{receiverId}:{type}:{iteration}:{timestamp}</c> unless the body names one) repeats.
+    /// </summary>
+    public static string SignReceive(SigningKeys keys, long timestampMs, string body)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        return SignaturePrefix + keys.Sign(timestampMs.ToString(CultureInfo.InvariantCulture) + "." + body);
+    }
+
+    /// <summary>Maps the endpoints.</summary>
+    /// <param name="app">The web application.</param>
+    /// <param name="resolve">Finds a hosted coordinator by ID; null asks for the primary one. Returns null when unknown.</param>
+    /// <param name="pool">The process's Redis pool (pool stats).</param>
+    /// <param name="events">Recent warnings, errors and timeouts (state).</param>
+    /// <param name="options">Configuration view, extra state, retry settings, the HTTP-signal callback.</param>
+    /// <param name="admin">The D12 filter of mutating endpoints.</param>
+    public static void Map(
+        WebApplication app,
+        Func<string?, Coordinator?> resolve,
+        RedisPool pool,
+        RecentEvents events,
+        CoordinatorApiOptions options,
+        AdminAccess admin)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(resolve);
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(options);
+
+        app.MapGet("/api/redis/pool-stats", () => Results.Json(pool.Stats()));
+
+        app.MapGet("/api/coordinator/state", (HttpContext http) =>
+            Resolve(http, resolve, out var coordinator) ?? Results.Json(State(coordinator!, events, options)));
+
+        app.MapPost("/api/signals/send", async (HttpContext http) =>
+        {
+            if (Resolve(http, resolve, out var coordinator) is { } notFound)
+            {
+                return notFound;
+            }
+
+            var (request, error) = await ReadSignalRequestAsync(http, coordinator!, retry: false).ConfigureAwait(false);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            return await Guard(async () => Results.Json(await coordinator!.Signals
+                .SendAsync(request!.ReceiverId, request.SignalType, request.Iteration, request.Payload).ConfigureAwait(false)))
+                .ConfigureAwait(false);
+        }).AddEndpointFilter(admin);
+
+        app.MapPost("/api/signals/retry", async (HttpContext http) =>
+        {
+            if (Resolve(http, resolve, out var coordinator) is { } notFound)
+            {
+                return notFound;
+            }
+
+            var (request, error) = await ReadSignalRequestAsync(http, coordinator!, retry: true).ConfigureAwait(false);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            var retrier = new SignalRetrier(coordinator!, options.Retry);
+            return await Guard(async () => Results.Json(await retrier.SendWithRetryAsync(request!.ReceiverId, request.SignalType,
+                request.Iteration, request.Payload, request.MaxRetries, cancellationToken: http.RequestAborted).ConfigureAwait(false)))
+                .ConfigureAwait(false);
+        }).AddEndpointFilter(admin);
+
+        app.MapPost("/api/signals/retry-failed", async (HttpContext http) =>
+        {
+            if (Resolve(http, resolve, out var coordinator) is { } notFound)
+            {
+                return notFound;
+            }
+
+            var retrier = new SignalRetrier(coordinator!, options.Retry);
+            return await Guard(async () =>
+            {
+                var summary = await retrier.RetryFailedAsync(http.RequestAborted).ConfigureAwait(false);
+                return Results.Json(new { retried = summary.Retried, succeeded = summary.Succeeded, failed = summary.Failed });
+            }).ConfigureAwait(false);
+        }).AddEndpointFilter(admin);
+
+        app.MapPost("/api/signals/receive", async (HttpContext http) =>
+        {
+            if (Resolve(http, resolve, out var coordinator) is { } notFound)
+            {
+                return notFound;
+            }
+
+            return await Guard(() => ReceiveAsync(http, coordinator!, options)).ConfigureAwait(false);
+        });
+
+        app.MapGet("/api/locks/status", async (HttpContext http) =>
+        {
+            if (Resolve(http, resolve, out var coordinator) is { } notFound)
+            {
+                return notFound;
+            }
+
+            return await Guard(async () => Results.Json(await LocksAsync(coordinator!).ConfigureAwait(false))).ConfigureAwait(false);
+        });
+    }
+
+    /// <summary>Null when the coordinator was found; otherwise the 400 or 404 to answer.</summary>
+    private static IResult? Resolve(HttpContext http, Func<string?, Coordinator?> resolve, out Coordinator? coordinator)
+    {
+        coordinator = null;
+        var id = http.Request.Query["coordinatorId"].ToString();
+        if (id.Length > 0 && !Ids.IsValidName(id))
+        {
+            return JsonBody.InvalidId("coordinatorId", Ids.NameRule);
+        }
+
+        coordinator = resolve(id.Length > 0 ? id : null);
+        return coordinator is null
+            ? ApiErrors.NotFound(id.Length > 0 ? $"Coordinator {id} is not hosted by this process" : "This process hosts no coordinator",
+                "COORDINATOR_NOT_FOUND")
+            : null;
+    }
+
+    /// <summary>Maps the library's refusals to HTTP: bad input 400, Redis down 503, superseded 409.</summary>
+    private static async Task<IResult> Guard(Func<Task<IResult>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (InvalidIdException e)
+        {
+            var field = e.Field == "type" ? "signalType" : e.Field;
+            return JsonBody.InvalidId(field, e.Rule);
+        }
+        catch (ArgumentException e)
+        {
+            var field = e.ParamName ?? "body";
+            return JsonBody.Invalid(field, e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
+        }
+        catch (CoordinatorSupersededException e)
+        {
+            return Results.Json(new { error = e.Message, code = "SUPERSEDED" }, statusCode: StatusCodes.Status409Conflict);
+        }
+        catch (Exception e) when (e is SignalDeliveryException or RedisException or TimeoutException)
+        {
+            return Results.Json(new { error = "Redis error: " + RedisErrors.FirstClause(e), code = "REDIS_ERROR" },
+                statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+    }
+
+    private sealed record SignalRequest(string ReceiverId, string SignalType, int Iteration, JsonElement? Payload, int? MaxRetries);
+
+    /// <summary>Reads and validates <c>{receiverId, signalType, iteration, payload?, maxRetries?}</c>; nothing is written on error.</summary>
+    private static async Task<(SignalRequest? Request, IResult? Error)> ReadSignalRequestAsync(HttpContext http, Coordinator coordinator, bool retry)
+    {
+        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
+        var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
+        if (text is null)
+        {
+            return (null, JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
+        }
+
+        if (!JsonBody.TryParseObject(text, out var body, out var error) ||
+            !JsonBody.TryString(body, "receiverId", out var receiverId, out error) ||
+            !JsonBody.TryString(body, "signalType", out var signalType, out error) ||
+            !JsonBody.TryInt(body, "iteration", 0, int.MaxValue, out var iteration, out error) ||
+            !JsonBody.TryInt(body, "maxRetries", 0, SignalRetryOptions.MaxAllowedRetries, out var maxRetries, out error))
+        {
+            return (null, error);
+        }
+
+        if (!Ids.IsValidName(receiverId))
+        {
+            return (null, JsonBody.InvalidId("receiverId", Ids.NameRule));
+        }
+
+        var type = SignalTypes.Normalize(signalType);
+        if (type is null)
+        {
+            return (null, JsonBody.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All)));
+        }
+
+        JsonElement? payload = body.TryGetProperty("payload", out var p) && p.ValueKind != JsonValueKind.Null ? p : null;
+        if (payload is { } given && Encoding.UTF8.GetByteCount(given.GetRawText()) > maxPayload)
+        {
+            return (null, JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
+        }
+
+        if (!retry && body.TryGetProperty("maxRetries", out _))
+        {
+            return (null, JsonBody.Invalid("maxRetries", "maxRetries belongs to /api/signals/retry"));
+        }
+
+        return (new SignalRequest(receiverId!, type, iteration ?? coordinator.Iteration, payload, maxRetries), null);
+    }
+
+    /// <summary>§3.1 #13: a signal delivered over HTTP, authenticated by HMAC, ACKed as usual.</summary>
+    private static async Task<IResult> ReceiveAsync(HttpContext http, Coordinator coordinator, CoordinatorApiOptions options)
+    {
+        var headers = http.Request.Headers;
+        var timestampText = headers[TimestampHeader].ToString();
+        var signature = headers[SignatureHeader].ToString();
+        if (!long.TryParse(timestampText, NumberStyles.None, CultureInfo.InvariantCulture, out var timestamp))
+        {
+            return Unauthorized(TimestampHeader, $"{TimestampHeader} is missing or not Unix milliseconds");
+        }
+
+        if (!signature.StartsWith(SignaturePrefix, StringComparison.Ordinal) || signature.Length != SignaturePrefix.Length + Hmac.HexLength)
+        {
+            return Unauthorized(SignatureHeader, $"{SignatureHeader} is missing or not sha256=<64 hex characters>");
+        }
+
+        var now = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        if (Math.Abs(now - timestamp) > options.ReceiveMaxSkew.TotalMilliseconds)
+        {
+            return Unauthorized(TimestampHeader,
+                $"{TimestampHeader} is more than {(long)options.ReceiveMaxSkew.TotalSeconds}s away from the receiver's clock (Signal timestamp too old)");
+        }
+
+        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
+        var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
+        if (text is null)
+        {
+            return JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
+        }
+
+        if (!coordinator.SigningKeys.Verify(timestampText + "." + text, signature[SignaturePrefix.Length..]))
+        {
+            coordinator.Metrics.AckVerificationFailures.WithLabels(coordinator.Id, "http_signature").Inc();
+            var logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Api.Signals");
+            logger.LogWarning("Invalid signal signature on /api/signals/receive receiver={ReceiverId} remote={Remote}",
+                coordinator.Id, http.Connection.RemoteIpAddress);
+            return Unauthorized(SignatureHeader, $"{SignatureHeader} does not match the body (HMAC-SHA256 of \"{{timestamp}}.{{body}}\" with the shared secret)");
+        }
+
+        if (!JsonBody.TryParseObject(text, out var body, out var error) ||
+            !JsonBody.TryString(body, "senderId", out var senderId, out error) ||
+            !JsonBody.TryString(body, "signalType", out var signalType, out error) ||
+            !JsonBody.TryInt(body, "iteration", 0, int.MaxValue, out var iteration, out error) ||
+            !JsonBody.TryString(body, "messageId", out var givenMessageId, out error))
+        {
+            return error!;
+        }
+
+        if (!Ids.IsValidName(senderId))
+        {
+            return JsonBody.InvalidId("senderId", Ids.NameRule);
+        }
+
+        var type = SignalTypes.Normalize(signalType);
+        if (type is null)
+        {
+            return JsonBody.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All));
+        }
+
+        if (iteration is null)
+        {
+            return JsonBody.Invalid("iteration", "iteration must be an integer from 0 to 2147483647");
+        }
+
+        JsonElement? payload = body.TryGetProperty("payload", out var p) && p.ValueKind != JsonValueKind.Null ? p : null;
+        if (payload is { } given && Encoding.UTF8.GetByteCount(given.GetRawText()) > maxPayload)
+        {
+            return JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
+        }
+
+        var prefix = $"{senderId}:{coordinator.Id}:";
+        var messageId = givenMessageId ?? string.Create(CultureInfo.InvariantCulture, $"{prefix}{type}:{iteration}:{timestamp}");
+        if (!Ids.IsValidSignalId(messageId) || !messageId.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return JsonBody.Invalid("messageId", $"messageId {Ids.SignalRule}, and must start with {prefix}", "INVALID_ID");
+        }
+
+        var signal = new Signal
+        {
+            Timestamp = timestamp,
+            SenderId = senderId!,
+            ReceiverId = coordinator.Id,
+            Iteration = iteration.Value,
+            Type = type,
+            Payload = payload,
+            MessageId = messageId,
+        };
+        // A replay finds the ACK already there; AcknowledgeAsync then returns it ("Signal already processed, returning cached ACK").
+        var replay = await coordinator.Acks.GetAckAsync(messageId).ConfigureAwait(false) is not null;
+        var ack = await coordinator.Acks.AcknowledgeAsync(signal).ConfigureAwait(false);
+        if (!replay)
+        {
+            coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Signals").LogInformation(
+                "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} via=http",
+                messageId, signal.SenderId, coordinator.Id, type, signal.Iteration);
+            if (options.OnHttpSignal is { } handler)
+            {
+                await handler(coordinator, signal, ack).ConfigureAwait(false);
+            }
+        }
+
+        return Results.Json(new { accepted = true, duplicate = replay, messageId, ack });
+    }
+
+    private static IResult Unauthorized(string header, string error) =>
+        Results.Json(new { error, code = "UNAUTHORIZED", header }, statusCode: StatusCodes.Status401Unauthorized);
+
+    /// <summary>§3.1 #7: the coordinator's state, with recent errors and timeouts as text (the runbook greps it).</summary>
+    private static object State(Coordinator coordinator, RecentEvents events, CoordinatorApiOptions options)
+    {
+        var waits = coordinator.Activity.GetRunningWaits();
+        var oldest = waits.Count == 0 ? null : waits.MinBy(w => w.StartedAt);
+        object? extra;
+        try
+        {
+            extra = options.Extra?.Invoke(coordinator);
+        }
+#pragma warning disable CA1031 // a broken snapshot callback must not take the state endpoint down with it
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            extra = new { error = "state callback failed: " + e.Message };
+        }
+
+        var heartbeats = coordinator.Heartbeats;
+        return new
+        {
+            coordinatorId = coordinator.Id,
+            swarmId = coordinator.SwarmId,
+            instanceId = coordinator.InstanceId,
+            epoch = coordinator.Epoch,
+            status = coordinator.Status,
+            phase = coordinator.Phase,
+            iteration = coordinator.Iteration,
+            superseded = coordinator.IsSuperseded,
+            lastActivity = coordinator.Activity.LastActivity,
+            blocking = oldest is null ? null : new
+            {
+                signalId = oldest.SignalId,
+                waitingFor = oldest.WaitingFor,
+                received = oldest.Received,
+                missing = oldest.Missing,
+                startedAt = oldest.StartedAt,
+                timeoutMs = oldest.TimeoutMs,
+                elapsedMs = oldest.ElapsedMs,
+            },
+            runningWaits = waits.Count,
+            heartbeat = new
+            {
+                intervalMs = (long)coordinator.Redis.Options.HeartbeatInterval.TotalMilliseconds,
+                lastSentAt = heartbeats.LastSentAt,
+                sequence = heartbeats.Sequence,
+                lastError = heartbeats.LastError,
+            },
+            circuitBreakers = coordinator.Redis.Breakers.All.ToDictionary(b => b.Name, b => b.State.ToLabel(), StringComparer.Ordinal),
+            recentErrors = events.Errors,
+            recentTimeouts = events.Timeouts,
+            config = Redact(options.Config),
+            work = extra,
+            timestamp = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+        };
+    }
+
+    /// <summary>Secrets never leave the process, even if the caller forgot one: any secret-looking name is redacted again.</summary>
+    internal static SortedDictionary<string, string?> Redact(IReadOnlyDictionary<string, string?> config)
+    {
+        var shown = new SortedDictionary<string, string?>(StringComparer.Ordinal);
+        foreach (var (name, value) in config)
+        {
+            var secret = name.Contains("SECRET", StringComparison.OrdinalIgnoreCase) || name.Contains("PASSWORD", StringComparison.OrdinalIgnoreCase) ||
+                         name.Contains("TOKEN", StringComparison.OrdinalIgnoreCase);
+            shown[name] = secret && value is not null ? "<redacted>" : value;
+        }
+
+        return shown;
+    }
+
+    /// <summary>§3.1 #15: escalation locks naming the coordinator, the batch cleanup lock, its work fences and its epoch.</summary>
+    private static async Task<object> LocksAsync(Coordinator coordinator)
+    {
+        var redis = coordinator.Redis;
+        var database = redis.Database;
+        var id = coordinator.Id;
+        var currentEpoch = (long?)await database.StringGetAsync(Keys.Epoch(id)).ConfigureAwait(false);
+
+        var escalations = new List<object>();
+        await AddEscalationAsync(database, id, "declared_dead", escalations).ConfigureAwait(false);
+        var spawnRaw = (string?)await database.StringGetAsync(Keys.Spawn(id)).ConfigureAwait(false);
+        if (Json.TryDeserialize<SpawnRequest>(spawnRaw, out var spawn, out _) && Ids.IsValidName(spawn!.ReplacesCoordinatorId))
+        {
+            await AddEscalationAsync(database, spawn.ReplacesCoordinatorId!, "replacement", escalations).ConfigureAwait(false);
+        }
+
+        var cleanupToken = (string?)await database.StringGetAsync(Keys.CleanupLock).ConfigureAwait(false);
+        var cleanupTtl = await database.KeyTimeToLiveAsync(Keys.CleanupLock).ConfigureAwait(false);
+
+        // An operator read: SCAN of this coordinator's own exact work pattern (D3 allows SCAN in operator tools).
+        var fences = new List<object>();
+        var pattern = Keys.WorkPatternOf(coordinator.SwarmId, id);
+        foreach (var server in redis.Multiplexer.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+        {
+            await foreach (var key in server.KeysAsync(database.Database, pattern, pageSize: 1000).ConfigureAwait(false))
+            {
+                if (fences.Count >= MaxWorkFences)
+                {
+                    break;
+                }
+
+                var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+                var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
+                fences.Add(Json.TryDeserialize<WorkItem>(raw, out var item, out var error)
+                    ? (object)new
+                    {
+                        key = (string)key!,
+                        workId = item!.WorkId,
+                        owner = item.AssignedTo,
+                        ownerEpoch = item.OwnerEpoch,
+                        epoch = item.Epoch,
+                        status = item.Status,
+                        ttlMs = (long?)ttl?.TotalMilliseconds,
+                    }
+                    : new { key = (string)key!, error = error ?? "unreadable" });
+            }
+        }
+
+        return new
+        {
+            coordinatorId = id,
+            epoch = coordinator.Epoch,
+            currentEpoch,
+            superseded = coordinator.IsSuperseded || (currentEpoch is { } e && e != coordinator.Epoch),
+            escalations,
+            cleanupLock = new
+            {
+                key = (string)Keys.CleanupLock!,
+                held = cleanupToken is not null,
+                token = cleanupToken,
+                ttlMs = (long?)cleanupTtl?.TotalMilliseconds,
+            },
+            workFences = fences,
+        };
+    }
+
+    private static async Task AddEscalationAsync(IDatabase database, string deadId, string role, List<object> into)
+    {
+        var key = Keys.Escalation(deadId);
+        var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+        if (raw is null)
+        {
+            return;
+        }
+
+        var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
+        into.Add(Json.TryDeserialize<EscalationRecord>(raw, out var record, out var error)
+            ? (object)new
+            {
+                key = (string)key!,
+                role,
+                deadCoordinatorId = record!.DeadCoordinatorId,
+                newCoordinatorId = record.NewCoordinatorId,
+                status = record.Status,
+                fencingToken = record.FencingToken,
+                timestamp = record.Timestamp,
+                ttlMs = (long?)ttl?.TotalMilliseconds,
+            }
+            : new { key = (string)key!, role, error = error ?? "unreadable" });
+    }
+}

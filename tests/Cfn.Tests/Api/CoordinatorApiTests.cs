@@ -1,0 +1,502 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Cfn.Api;
+using Cfn.Coordination;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
+using Cfn.Hosting;
+using Cfn.Tests.Infrastructure;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace Cfn.Tests.Api;
+
+/// <summary>
+/// The coordinator's endpoints (SPEC §3.1 #5, #7, #10–#15) and force-check (#14) over real HTTP, on loopback and on a
+/// non-loopback address (D12), against the test Redis (database 14, flushed at the start of each test).
+/// </summary>
+public sealed class CoordinatorApiTests
+{
+    private const int Db = 14;
+    private const string Secret = "coordinator-api-secret-0123456789abcdef0123456789";
+    private const string AdminToken = "admin-token-for-api-tests";
+
+    /// <summary>One test's world: a Redis pool, two coordinators (primary and peer), a timeout handler and the web app.</summary>
+    private sealed class World : IAsyncDisposable
+    {
+        public required RedisPool Pool { get; init; }
+        public required Coordinator Primary { get; init; }
+        public required Coordinator Peer { get; init; }
+        public required TestWebApp Web { get; init; }
+        public required RecentEvents Events { get; init; }
+        public required ILoggerFactory Loggers { get; init; }
+        public required SigningKeys Keys { get; init; }
+        public required TimeoutHandler Handler { get; init; }
+        public required List<Signal> ReceivedList { get; init; }
+
+        public IDatabase Db => Pool.Primary.Database;
+
+        private const int DbIndex = CoordinatorApiTests.Db;
+
+        public HttpClient Loopback => Web.Loopback;
+
+        public HttpClient External => Web.External!;
+
+        public static async Task<World> StartAsync()
+        {
+            var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+                ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+            await using (var admin = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true"))
+            {
+                await admin.GetServer(admin.GetEndPoints()[0]).FlushDatabaseAsync(DbIndex);
+            }
+
+            var events = new RecentEvents();
+            var loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(events));
+            var options = new CoordinationOptions { MaxPayloadBytes = 1024 };
+            var pool = await RedisPool.ConnectAsync($"{endpoint},defaultDatabase={DbIndex}", 2, options, loggerFactory: loggers);
+            var keys = new SigningKeys(Secret);
+            var metrics = new CoordinationMetrics(Prometheus.Metrics.NewCustomRegistry());
+            var primary = await Coordinator.StartAsync(pool.Rent(), keys, Id("primary"), "swarm-api", metrics, runHeartbeatLoop: false);
+            var peer = await Coordinator.StartAsync(pool.Rent(), keys, Id("peer"), "swarm-api", metrics, runHeartbeatLoop: false);
+            var handler = new TimeoutHandler(pool.Primary, keys, new RecoveryOptions(), metrics,
+                new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), "timeout-handler-test");
+            var hosted = new Dictionary<string, Coordinator>(StringComparer.Ordinal) { [primary.Id] = primary, [peer.Id] = peer };
+            var received = new List<Signal>();
+            var api = new CoordinatorApiOptions
+            {
+                Config = new Dictionary<string, string?>
+                {
+                    ["REDIS_POOL_SIZE"] = "2",
+                    ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
+                    ["CFN_ADMIN_TOKEN"] = AdminToken, // forgotten by the caller: redacted by the endpoint
+                },
+                Extra = c => new { loop = "running", coordinator = c.Id },
+                Retry = new SignalRetryOptions { AckTimeout = TimeSpan.FromMilliseconds(150), Backoff = [TimeSpan.FromMilliseconds(10)] },
+                OnHttpSignal = (_, signal, _) =>
+                {
+                    lock (received)
+                    {
+                        received.Add(signal);
+                    }
+
+                    return Task.CompletedTask;
+                },
+            };
+            var access = new AdminAccess(AdminToken);
+            var web = await TestWebApp.StartAsync(app =>
+            {
+                CoordinatorEndpoints.Map(app, id => id is null ? primary : hosted.GetValueOrDefault(id), pool, events, api, access);
+                TimeoutHandlerEndpoints.Map(app, handler, access);
+            }, listenExternally: true);
+            var world = new World
+            {
+                Pool = pool, Primary = primary, Peer = peer, Web = web, Events = events, Loggers = loggers, Keys = keys, Handler = handler,
+                ReceivedList = received,
+            };
+            return world;
+        }
+
+        /// <summary>Signals handed to the in-process callback of /api/signals/receive.</summary>
+        public IReadOnlyList<Signal> Received
+        {
+            get
+            {
+                lock (ReceivedList)
+                {
+                    return [.. ReceivedList];
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Web.DisposeAsync();
+            await Handler.DisposeAsync();
+            await Primary.DisposeAsync();
+            await Peer.DisposeAsync();
+            await Pool.DisposeAsync();
+            Loggers.Dispose();
+        }
+    }
+
+    private static string Id(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..8]}";
+
+    private static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static async Task<(HttpStatusCode Status, JsonElement Json)> SendAsync(HttpClient client, HttpMethod method, string path,
+        string? json = null, string? bearer = null, params (string Name, string Value)[] headers)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (json is not null)
+        {
+            request.Content = Body(json);
+        }
+
+        if (bearer is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        using var response = await client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        using var document = JsonDocument.Parse(text.Length == 0 ? "null" : text);
+        return (response.StatusCode, document.RootElement.Clone());
+    }
+
+    [Fact]
+    public async Task PoolStats_Open_ValidJsonWithEveryField()
+    {
+        await using var world = await World.StartAsync();
+
+        var text = await world.External.GetStringAsync("/api/redis/pool-stats");
+
+        Assert.NotEmpty(await TestWebApp.JqAsync(".", text)); // the runbook's `| jq .`
+        Assert.Equal("2", (await TestWebApp.JqAsync(".poolSize", text)).Trim());
+        Assert.Equal("true", (await TestWebApp.JqAsync(".connected", text)).Trim());
+        Assert.Equal("\"closed\"", (await TestWebApp.JqAsync(".circuitBreaker", text)).Trim());
+        using var json = JsonDocument.Parse(text);
+        foreach (var field in new[] { "poolSize", "connections", "connected", "busy", "idle", "pendingCommands", "totalCommands",
+                     "failedCommands", "timeouts", "reconnects", "endpoint", "circuitBreaker" })
+        {
+            Assert.True(json.RootElement.TryGetProperty(field, out _), field);
+        }
+
+        Assert.Equal(2, json.RootElement.GetProperty("connections").GetInt32());
+    }
+
+    [Fact]
+    public async Task State_AfterForgedAckAndTimeout_ShowsThemAndRunbookGrepMatches()
+    {
+        await using var world = await World.StartAsync();
+        var signalId = $"{world.Primary.Id}:{world.Peer.Id}:completion:1:42";
+        await world.Db.StringSetAsync(Keys.Ack(world.Peer.Id, signalId), "{\"forged\":true}");
+
+        // While a wait runs, the state shows it.
+        using var cancel = new CancellationTokenSource();
+        var running = world.Primary.Waiter.WaitForAcksAsync([world.Peer.Id], $"{world.Primary.Id}:{world.Peer.Id}:completion:1:43",
+            TimeSpan.FromSeconds(30), cancel.Token);
+        var (status, during) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/coordinator/state");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var blocking = during.GetProperty("blocking");
+        Assert.Equal(JsonValueKind.Object, blocking.ValueKind);
+        Assert.Equal(world.Peer.Id, blocking.GetProperty("waitingFor")[0].GetString());
+        Assert.Equal(world.Peer.Id, blocking.GetProperty("missing")[0].GetString());
+        Assert.Equal(0, blocking.GetProperty("received").GetArrayLength());
+        Assert.Equal(30000, blocking.GetProperty("timeoutMs").GetInt64());
+        Assert.Equal("blocking", during.GetProperty("status").GetString());
+        await cancel.CancelAsync();
+        await running;
+
+        // A forged ACK (ERROR) and a wait that times out (WARN "ACK wait timeout").
+        var timedOut = await world.Primary.Waiter.WaitForAcksAsync([world.Peer.Id], signalId, TimeSpan.FromMilliseconds(200));
+        Assert.Equal(AckWaitStatus.Timeout, timedOut.Status);
+
+        using var response = await world.External.GetAsync($"/api/coordinator/state?coordinatorId={world.Primary.Id}");
+        var text = await response.Content.ReadAsStringAsync();
+        using var state = JsonDocument.Parse(text);
+        var root = state.RootElement;
+        Assert.Equal(world.Primary.Id, root.GetProperty("coordinatorId").GetString());
+        Assert.Equal("swarm-api", root.GetProperty("swarmId").GetString());
+        Assert.Equal(world.Primary.InstanceId, root.GetProperty("instanceId").GetString());
+        Assert.Equal(world.Primary.Epoch, root.GetProperty("epoch").GetInt64());
+        Assert.Equal(JsonValueKind.Null, root.GetProperty("blocking").ValueKind);
+        Assert.Equal(30000, root.GetProperty("heartbeat").GetProperty("intervalMs").GetInt64());
+        Assert.True(root.GetProperty("heartbeat").GetProperty("sequence").GetInt64() >= 1);
+        Assert.Equal("closed", root.GetProperty("circuitBreakers").GetProperty("redis").GetString());
+        Assert.Equal("<redacted>", root.GetProperty("config").GetProperty("CFN_ADMIN_TOKEN").GetString());
+        Assert.Equal("2", root.GetProperty("config").GetProperty("REDIS_POOL_SIZE").GetString());
+        Assert.Equal("running", root.GetProperty("work").GetProperty("loop").GetString());
+        Assert.DoesNotContain(AdminToken, text, StringComparison.Ordinal);
+        var errors = root.GetProperty("recentErrors").EnumerateArray().ToList();
+        Assert.Contains(errors, e => e.GetProperty("level").GetString() == "ERROR" &&
+                                     e.GetProperty("message").GetString()!.Contains("ACK signature verification failed", StringComparison.Ordinal));
+        var timeouts = root.GetProperty("recentTimeouts").EnumerateArray().ToList();
+        Assert.Contains(timeouts, e => e.GetProperty("message").GetString()!.Contains("ACK wait timeout", StringComparison.Ordinal));
+
+        // The runbook: curl …/api/coordinator/state > coordinator-state.json; grep -i "error\|exception\|timeout" coordinator-state.json
+        Assert.Matches(new Regex("error|exception|timeout", RegexOptions.IgnoreCase), text);
+        var file = Path.Combine(Path.GetTempPath(), $"coordinator-state-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(file, text);
+        try
+        {
+            var grep = new ProcessStartInfo("grep", ["-i", "error\\|exception\\|timeout", file]) { RedirectStandardOutput = true };
+            using var process = Process.Start(grep)!;
+            var output = await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.Equal(0, process.ExitCode);
+            Assert.Contains("ACK wait timeout", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Send_ValidAndInvalid_DeliversOrRefusesNamingFieldAndWritesNothing()
+    {
+        await using var world = await World.StartAsync();
+        var inbox = Keys.Inbox(world.Peer.Id);
+
+        var (status, sent) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send",
+            $"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"completion\",\"iteration\":2,\"payload\":{{\"phase\":\"loop-2\"}}}}");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.True(sent.GetProperty("success").GetBoolean());
+        Assert.False(sent.GetProperty("isDuplicate").GetBoolean());
+        Assert.StartsWith($"{world.Primary.Id}:{world.Peer.Id}:completion:2:", sent.GetProperty("messageId").GetString(), StringComparison.Ordinal);
+        Assert.Equal($"blocking:signal:{world.Peer.Id}", sent.GetProperty("key").GetString());
+        Assert.Equal(1, await world.Db.StreamLengthAsync(inbox));
+        using var view = JsonDocument.Parse((string)(await world.Db.StringGetAsync(Keys.Signal(world.Peer.Id)))!);
+        Assert.Equal(sent.GetProperty("messageId").GetString(), view.RootElement.GetProperty("messageId").GetString());
+
+        var keysBefore = (long)await world.Db.ExecuteAsync("DBSIZE");
+        var cases = new (string Json, string Field, string Code)[]
+        {
+            ("{\"receiverId\":\"bad id\",\"signalType\":\"completion\",\"iteration\":1}", "receiverId", "INVALID_ID"),
+            ("{\"signalType\":\"completion\",\"iteration\":1}", "receiverId", "INVALID_ID"),
+            ($"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"shout\",\"iteration\":1}}", "signalType", "VALIDATION_ERROR"),
+            ($"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"completion\",\"iteration\":-1}}", "iteration", "VALIDATION_ERROR"),
+            ($"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"completion\",\"iteration\":1,\"payload\":{{\"blob\":\"{new string('x', 2000)}\"}}}}",
+                "payload", "VALIDATION_ERROR"),
+            ("not json", "body", "VALIDATION_ERROR"),
+        };
+        foreach (var (json, field, code) in cases)
+        {
+            var (badStatus, error) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send", json);
+            Assert.Equal(HttpStatusCode.BadRequest, badStatus);
+            Assert.Equal(field, error.GetProperty("field").GetString());
+            Assert.Equal(code, error.GetProperty("code").GetString());
+            Assert.Contains(field, error.GetProperty("error").GetString(), StringComparison.OrdinalIgnoreCase);
+        }
+
+        Assert.Equal(keysBefore, (long)await world.Db.ExecuteAsync("DBSIZE"));
+        Assert.Equal(1, await world.Db.StreamLengthAsync(inbox));
+
+        var (unknown, notFound) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/coordinator/state?coordinatorId=nobody-here");
+        Assert.Equal(HttpStatusCode.NotFound, unknown);
+        Assert.Equal("COORDINATOR_NOT_FOUND", notFound.GetProperty("code").GetString());
+        var (invalid, invalidId) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/locks/status?coordinatorId=a*b");
+        Assert.Equal(HttpStatusCode.BadRequest, invalid);
+        Assert.Equal("INVALID_ID", invalidId.GetProperty("code").GetString());
+        Assert.Equal("coordinatorId", invalidId.GetProperty("field").GetString());
+    }
+
+    [Fact]
+    public async Task MutatingEndpoints_FromOutsideLoopback_NeedTheBearerToken()
+    {
+        await using var world = await World.StartAsync();
+        var send = $"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"status_update\",\"iteration\":1}}";
+
+        foreach (var (path, json) in new[] { ("/api/signals/send", send), ("/api/signals/retry", send), ("/api/signals/retry-failed", "{}"),
+                     ("/api/timeouts/force-check", $"{{\"coordinatorId\":\"{world.Primary.Id}\"}}") })
+        {
+            var (status, error) = await SendAsync(world.External, HttpMethod.Post, path, json);
+            Assert.Equal(HttpStatusCode.Unauthorized, status);
+            Assert.Equal("UNAUTHORIZED", error.GetProperty("code").GetString());
+            var (wrong, _) = await SendAsync(world.External, HttpMethod.Post, path, json, bearer: "not-the-token");
+            Assert.Equal(HttpStatusCode.Unauthorized, wrong);
+        }
+
+        Assert.False(await world.Db.KeyExistsAsync(Keys.Inbox(world.Peer.Id)));
+
+        var (ok, sent) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/send", send, bearer: AdminToken);
+        Assert.Equal(HttpStatusCode.OK, ok);
+        Assert.True(sent.GetProperty("success").GetBoolean());
+        var (okRetryFailed, summary) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/retry-failed", null, bearer: AdminToken);
+        Assert.Equal(HttpStatusCode.OK, okRetryFailed);
+        Assert.Equal(0, summary.GetProperty("retried").GetInt32());
+    }
+
+    [Fact]
+    public async Task Retry_ThenRetryFailedOnceReceiverReads_ExhaustedThenSucceeded()
+    {
+        await using var world = await World.StartAsync();
+
+        var (status, result) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/retry",
+            $"{{\"receiverId\":\"{world.Peer.Id}\",\"signalType\":\"completion\",\"iteration\":5,\"maxRetries\":1}}");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.False(result.GetProperty("success").GetBoolean());
+        Assert.Equal("exhausted", result.GetProperty("status").GetString());
+        Assert.Equal(2, result.GetProperty("attempts").GetInt32());
+        var signalId = result.GetProperty("signalId").GetString()!;
+        Assert.True(await world.Db.KeyExistsAsync(Keys.RetryFailed(signalId)));
+        Assert.Contains(world.Events.Errors, e => e.Message.Contains("Signal retry exhausted all attempts", StringComparison.Ordinal));
+        Assert.Contains(world.Events.Errors, e => e.Message.Contains("Signal retry attempt failed", StringComparison.Ordinal));
+
+        using var stop = new CancellationTokenSource();
+        var reading = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (var _ in world.Peer.Inbox.ReadAllAsync(stop.Token))
+                {
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // stopped
+            }
+        });
+        try
+        {
+            var (again, summary) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/retry-failed");
+            Assert.Equal(HttpStatusCode.OK, again);
+            Assert.Equal(1, summary.GetProperty("retried").GetInt32());
+            Assert.Equal(1, summary.GetProperty("succeeded").GetInt32());
+            Assert.Equal(0, summary.GetProperty("failed").GetInt32());
+            Assert.False(await world.Db.KeyExistsAsync(Keys.RetryFailed(signalId)));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await reading;
+        }
+    }
+
+    [Fact]
+    public async Task Receive_HmacSigned_AckedReplayCachedBadOrMissingSignatureRefused()
+    {
+        await using var world = await World.StartAsync();
+        var sender = Id("http-sender");
+        var body = $"{{\"signalType\":\"completion\",\"senderId\":\"{sender}\",\"iteration\":3,\"payload\":{{\"phase\":\"loop-3\"}}}}";
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var ts = timestamp.ToString(CultureInfo.InvariantCulture);
+        var signature = CoordinatorEndpoints.SignReceive(world.Keys, timestamp, body);
+        var messageId = $"{sender}:{world.Primary.Id}:completion:3:{ts}";
+        var keysBefore = (long)await world.Db.ExecuteAsync("DBSIZE");
+
+        // Refused: no signature, a bad one, a missing timestamp, an old one (properly signed). Nothing is written.
+        var refusals = new (string Header, (string, string)[] Headers)[]
+        {
+            (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts)]),
+            (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts),
+                (CoordinatorEndpoints.SignatureHeader, signature[..^1] + (signature[^1] == '0' ? '1' : '0'))]),
+            (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts),
+                (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(new SigningKeys(Secret + "-other"), timestamp, body))]),
+            (CoordinatorEndpoints.TimestampHeader, [(CoordinatorEndpoints.SignatureHeader, signature)]),
+            (CoordinatorEndpoints.TimestampHeader, [
+                (CoordinatorEndpoints.TimestampHeader, (timestamp - 600_000).ToString(CultureInfo.InvariantCulture)),
+                (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(world.Keys, timestamp - 600_000, body))]),
+        };
+        foreach (var (header, headers) in refusals)
+        {
+            var (status, error) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, headers);
+            Assert.Equal(HttpStatusCode.Unauthorized, status);
+            Assert.Equal(header, error.GetProperty("header").GetString());
+            Assert.Contains(header, error.GetProperty("error").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(keysBefore, (long)await world.Db.ExecuteAsync("DBSIZE"));
+        Assert.Empty(world.Received);
+
+        var good = new[] { (CoordinatorEndpoints.TimestampHeader, ts), (CoordinatorEndpoints.SignatureHeader, signature) };
+        var (okStatus, accepted) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, good);
+
+        Assert.Equal(HttpStatusCode.OK, okStatus);
+        Assert.False(accepted.GetProperty("duplicate").GetBoolean());
+        Assert.Equal(messageId, accepted.GetProperty("messageId").GetString());
+        using (var ack = JsonDocument.Parse((string)(await world.Db.StringGetAsync(Keys.Ack(world.Primary.Id, messageId)))!))
+        {
+            Assert.Equal(world.Primary.Id, ack.RootElement.GetProperty("coordinatorId").GetString());
+            Assert.Equal("loop-3", ack.RootElement.GetProperty("metadata").GetProperty("phase").GetString());
+        }
+
+        Assert.True(await world.Primary.Acks.IsAcknowledgedAsync(world.Primary.Id, messageId, verify: true));
+        var handed = Assert.Single(world.Received);
+        Assert.Equal(sender, handed.SenderId);
+
+        var (replayStatus, replay) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, good);
+        Assert.Equal(HttpStatusCode.OK, replayStatus);
+        Assert.True(replay.GetProperty("duplicate").GetBoolean());
+        Assert.Equal(accepted.GetProperty("ack").GetProperty("signature").GetString(), replay.GetProperty("ack").GetProperty("signature").GetString());
+        Assert.Single(world.Received);
+        Assert.Contains(world.Events.Errors, e => e.Message.Contains("Signal already processed, returning cached ACK", StringComparison.Ordinal));
+
+        var badBody = $"{{\"signalType\":\"completion\",\"senderId\":\"bad sender\",\"iteration\":3}}";
+        var (badStatus, badError) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", badBody, null,
+            (CoordinatorEndpoints.TimestampHeader, ts), (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(world.Keys, timestamp, badBody)));
+        Assert.Equal(HttpStatusCode.BadRequest, badStatus);
+        Assert.Equal("senderId", badError.GetProperty("field").GetString());
+    }
+
+    [Fact]
+    public async Task LocksStatus_ShowsEscalationCleanupLockWorkFencesAndEpoch()
+    {
+        await using var world = await World.StartAsync();
+        var id = world.Primary.Id;
+        await world.Db.StringSetAsync(Keys.Escalation(id),
+            $"{{\"deadCoordinatorId\":\"{id}\",\"swarmId\":\"swarm-api\",\"timestamp\":1,\"status\":\"escalated\",\"newCoordinatorId\":\"coordinator-1-abc\",\"fencingToken\":9}}",
+            TimeSpan.FromHours(1));
+        await world.Db.StringSetAsync(Keys.CleanupLock, "token-1", TimeSpan.FromMinutes(10));
+        var created = await world.Primary.Work.CreateAsync("work-1");
+        Assert.True(created.Succeeded);
+
+        var (status, locks) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/locks/status");
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(id, locks.GetProperty("coordinatorId").GetString());
+        Assert.Equal(world.Primary.Epoch, locks.GetProperty("epoch").GetInt64());
+        Assert.Equal(world.Primary.Epoch, locks.GetProperty("currentEpoch").GetInt64());
+        Assert.False(locks.GetProperty("superseded").GetBoolean());
+        var escalation = Assert.Single(locks.GetProperty("escalations").EnumerateArray());
+        Assert.Equal("declared_dead", escalation.GetProperty("role").GetString());
+        Assert.Equal(9, escalation.GetProperty("fencingToken").GetInt64());
+        var cleanup = locks.GetProperty("cleanupLock");
+        Assert.True(cleanup.GetProperty("held").GetBoolean());
+        Assert.InRange(cleanup.GetProperty("ttlMs").GetInt64(), 1, 600_000);
+        var fence = Assert.Single(locks.GetProperty("workFences").EnumerateArray());
+        Assert.Equal("work-1", fence.GetProperty("workId").GetString());
+        Assert.Equal(id, fence.GetProperty("owner").GetString());
+        Assert.Equal(world.Primary.Epoch, fence.GetProperty("ownerEpoch").GetInt64());
+    }
+
+    [Fact]
+    public async Task ForceCheck_LiveStaleInvalidAndUnknown_200_200_400_404()
+    {
+        await using var world = await World.StartAsync();
+        var ghost = Id("ghost");
+        var old = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000;
+        await world.Db.StringSetAsync(Keys.Heartbeat(ghost),
+            string.Create(CultureInfo.InvariantCulture, $"{{\"coordinatorId\":\"{ghost}\",\"timestamp\":{old},\"lastHeartbeat\":{old}}}"), TimeSpan.FromMinutes(5));
+
+        var (liveStatus, live) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/timeouts/force-check", $"{{\"coordinatorId\":\"{world.Primary.Id}\"}}");
+        var (staleStatus, stale) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/timeouts/force-check", $"{{\"coordinatorId\":\"{ghost}\"}}");
+        var (badStatus, bad) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/timeouts/force-check", "{\"coordinatorId\":\"no such id!\"}");
+        var (missingStatus, _) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/timeouts/force-check", "{}");
+        var (unknownStatus, unknown) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/timeouts/force-check", "{\"coordinatorId\":\"nobody-at-all\"}");
+        var (tokenStatus, _) = await SendAsync(world.External, HttpMethod.Post, "/api/timeouts/force-check", $"{{\"coordinatorId\":\"{ghost}\"}}", bearer: AdminToken);
+
+        Assert.Equal(HttpStatusCode.OK, liveStatus);
+        Assert.Equal(world.Primary.Id, live.GetProperty("coordinatorId").GetString());
+        Assert.False(live.GetProperty("timedOut").GetBoolean());
+        Assert.True(live.GetProperty("durationMs").GetInt64() >= 0);
+        Assert.False(string.IsNullOrEmpty(live.GetProperty("reason").GetString()));
+        Assert.Equal(HttpStatusCode.OK, staleStatus);
+        Assert.True(stale.GetProperty("timedOut").GetBoolean());
+        Assert.Equal("heartbeat", stale.GetProperty("kind").GetString());
+        Assert.InRange(stale.GetProperty("durationMs").GetInt64(), 590_000, 700_000);
+        Assert.Equal(HttpStatusCode.BadRequest, badStatus);
+        Assert.Equal("coordinatorId", bad.GetProperty("field").GetString());
+        Assert.Equal(HttpStatusCode.BadRequest, missingStatus);
+        Assert.Equal(HttpStatusCode.NotFound, unknownStatus);
+        Assert.Equal("COORDINATOR_NOT_FOUND", unknown.GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.OK, tokenStatus);
+    }
+}
