@@ -101,7 +101,7 @@ internal sealed record CfnConfiguration
             ["VALIDATOR_STATS_WINDOW_MS"] = Ms(Validators.StatsWindow),
             ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = Ms(Validators.RegistrationInterval),
             ["VALIDATORS_PER_ITEM"] = $"{Loop.ValidatorsPerItem}",
-            ["EXTERNAL_API_URL"] = Loop.ExternalApiUrl is null ? "" : Coordination.Resilience.ExternalCallHandler.SafeUrl(Loop.ExternalApiUrl),
+            ["EXTERNAL_API_URL"] = Loop.ExternalApiUrl is null ? "" : Cfn.Coordination.Resilience.ExternalCallHandler.SafeUrl(Loop.ExternalApiUrl),
             ["EXTERNAL_CALL_RATE"] = Loop.ExternalCallRate.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["EXTERNAL_API_TIMEOUT_MS"] = Ms(Loop.ExternalCallTimeout),
             ["VALIDATOR_STALE_THRESHOLD_MS"] = Ms(Loop.ValidatorStaleThreshold),

@@ -4,7 +4,9 @@ using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Swarms;
+using Cfn.Coordination.Validation;
 using Microsoft.Extensions.Logging.Console;
 using Prometheus;
 using StackExchange.Redis;
@@ -38,6 +40,8 @@ internal sealed class CfnProcess
     {
         var builder = WebApplication.CreateSlimBuilder();
         ConfigureLogging(builder.Logging, _config.LogFormat);
+        var events = new RecentEvents();
+        builder.Logging.AddProvider(events);
         builder.WebHost.UseUrls($"http://{_plan.BindAddress}:{_config.HttpPort}");
         // The generic host's console lifetime would also stop on SIGQUIT; SIGINT/SIGTERM reach us through the command's
         // token instead, and SIGQUIT prints the diagnostic dump (D15).
@@ -48,8 +52,10 @@ internal sealed class CfnProcess
         LogConfiguration(log);
 
         var breakers = new CircuitBreakerRegistry(Prometheus.Metrics.DefaultRegistry, _config.Breakers, loggerFactory: loggers);
-        await using var redis = await RedisContext.ConnectAsync(_config.Redis.ToConfiguration(), _config.Coordination,
+        // REDIS_POOL_SIZE multiplexers (D2); each coordinator keeps the one it rented, so its commands stay in order.
+        await using var pool = await RedisPool.ConnectAsync(_config.Redis.ToConfiguration(), _config.RedisPoolSize, _config.Coordination,
             loggerFactory: loggers, breakers: breakers).ConfigureAwait(false);
+        var redis = pool.Primary;
         if (!await WaitForRedisAsync(redis, log, cancellationToken).ConfigureAwait(false))
         {
             return 0; // stopped before Redis ever answered
@@ -60,6 +66,11 @@ internal sealed class CfnProcess
         var local = new LocalCoordinators();
         var stops = new Stack<Func<Task>>();
         var admin = new AdminAccess(_config.AdminToken);
+        var queue = new WorkQueue(redis, logger: loggers.CreateLogger("Cfn.Coordination.Loop.WorkQueue"));
+        var validators = new ValidatorRegistry(redis);
+        var performance = new ValidatorPerformance(redis, _config.Validators.StatsWindow);
+        var loopOptions = LoopOptionsFor(_config);
+        using var generatorStop = new CancellationTokenSource();
         try
         {
             if (_plan.TimeoutHandler)
@@ -77,6 +88,7 @@ internal sealed class CfnProcess
                 manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
                     $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
                 SwarmManagerEndpoints.Map(app, manager, admin);
+                ValidatorEndpoints.Map(app, performance, queue, admin);
                 manager.Start();
                 stops.Push(async () => await manager.DisposeAsync().ConfigureAwait(false));
             }
@@ -98,8 +110,9 @@ internal sealed class CfnProcess
                     };
                 }
 
+                CoordinatorRuntime Start(Coordinator c) => StartLoop(c, queue, loopOptions, validators, performance, local);
                 host = new CoordinatorHost(redis, _config.CoordinatorId ?? HostId(), async (id, swarm, _) =>
-                    await StartCoordinatorAsync(redis, keys, metrics, local, id, swarm).ConfigureAwait(false), hostOptions);
+                    Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false)), hostOptions);
                 await host.StartAsync().ConfigureAwait(false);
                 stops.Push(async () => await host.DisposeAsync().ConfigureAwait(false));
                 if (_plan.Up is null)
@@ -107,9 +120,15 @@ internal sealed class CfnProcess
                     var id = _config.CoordinatorId ?? HostId();
                     local.PrimaryId = id;
                     var swarm = _config.SwarmId ?? "default";
-                    var primary = await StartCoordinatorAsync(redis, keys, metrics, local, id, swarm).ConfigureAwait(false);
+                    var primary = Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false));
                     await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
                 }
+
+                CoordinatorEndpoints.Map(app, id => local.Resolve(id)?.Coordinator, pool, events, new CoordinatorApiOptions
+                {
+                    Config = _config.Redacted().ToDictionary(kv => kv.Key, kv => (string?)kv.Value),
+                    Extra = c => local.Find(c.Id)?.Snapshot(),
+                }, admin);
             }
 
             if (_plan.Validator)
@@ -117,9 +136,15 @@ internal sealed class CfnProcess
                 var count = _plan.Up?.Validators ?? 1;
                 for (var i = 0; i < count; i++)
                 {
-                    var id = _plan.Up is null ? (_plan.Coordinator ? "validator-" + HostId() : _config.CoordinatorId ?? HostId()) : $"validator-{i}";
-                    var validator = await Coordinator.StartAsync(redis, keys, id, "validators", metrics).ConfigureAwait(false);
-                    local.Add(new CoordinatorRuntime(validator, "validator", loop: null, onStopped: local.Remove));
+                    // A validator replica is named after its pod (Deployment `validator`, SPEC §5 #23); in `cfn up`, validator-N.
+                    var id = _plan.Up is not null ? $"validator-{i}" : _plan.Coordinator ? "validator-" + HostId() : _config.CoordinatorId ?? HostId();
+                    var validator = await Coordinator.StartAsync(pool.Rent(), keys, id, ValidatorSwarm, metrics).ConfigureAwait(false);
+                    var worker = new ValidatorWorker(validator, new BuiltInValidation(_config.Validators), _config.Validators, performance, validators,
+                        loggers.CreateLogger("Cfn.Coordination.Validation.ValidatorWorker"));
+                    local.Add(new CoordinatorRuntime(validator, "validator", worker.RunAsync,
+                        describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
+                        snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
+                        onStopped: local.Remove));
                 }
             }
 
@@ -127,10 +152,27 @@ internal sealed class CfnProcess
             MapCommon(app, redis, local);
             if (_plan.Up is { } up && manager is not null)
             {
-                for (var i = 1; i <= up.Swarms; i++)
+                var swarms = Enumerable.Range(1, up.Swarms).Select(i => $"swarm-{i}").ToList();
+                foreach (var swarm in swarms)
                 {
-                    await manager.InitializeSwarmAsync($"swarm-{i}", up.CoordinatorsPerSwarm).ConfigureAwait(false);
+                    await manager.InitializeSwarmAsync(swarm, up.CoordinatorsPerSwarm).ConfigureAwait(false);
                 }
+
+                // `cfn up` keeps its swarms busy so every endpoint and metric shows live data.
+                var generator = new WorkGenerator(queue, swarms, logger: loggers.CreateLogger("Cfn.Coordination.Loop.WorkGenerator"));
+                var generating = Task.Run(() => generator.RunAsync(generatorStop.Token), CancellationToken.None);
+                stops.Push(async () =>
+                {
+                    await generatorStop.CancelAsync().ConfigureAwait(false);
+                    try
+                    {
+                        await generating.ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        // stopped
+                    }
+                });
             }
 
             var dump = new DiagnosticDump(() => local.Coordinators, redis.Database, _plan.Roles,
@@ -187,17 +229,40 @@ internal sealed class CfnProcess
     /// <summary>The pod name (or host name), the default identity of a process (SPEC §3.6 COORDINATOR_ID).</summary>
     internal static string HostId() => Environment.MachineName.ToLowerInvariant();
 
+    /// <summary>The swarm validators heartbeat in (they are protocol participants, not members of a working swarm).</summary>
+    internal const string ValidatorSwarm = "validators";
+
     /// <summary>
-    /// Builds one coordinator of this process: the protocol instance and its work loop, listed in <paramref name="local"/>
-    /// until it stops. The swarm manager's hosts call it for spawned coordinators; <c>serve</c> for COORDINATOR_ID.
+    /// Runs the work loop of a started coordinator and lists it in <paramref name="local"/> until it stops. The swarm
+    /// manager's hosts use it for spawned coordinators, <c>serve</c> for COORDINATOR_ID.
     /// </summary>
-    private static async Task<CoordinatorRuntime> StartCoordinatorAsync(RedisContext redis, Coordination.Security.SigningKeys keys,
-        CoordinationMetrics metrics, LocalCoordinators local, string id, string swarm)
+    private static CoordinatorRuntime StartLoop(Coordinator coordinator, WorkQueue queue, LoopOptions options, ValidatorRegistry validators,
+        ValidatorPerformance performance, LocalCoordinators local)
     {
-        var coordinator = await Coordinator.StartAsync(redis, keys, id, swarm, metrics).ConfigureAwait(false);
-        var runtime = new CoordinatorRuntime(coordinator, "coordinator", loop: null, onStopped: local.Remove);
+        var loop = new CoordinatorLoop(coordinator, queue, options, validators, performance);
+        var runtime = new CoordinatorRuntime(coordinator, "coordinator", loop.RunAsync,
+            describe: () =>
+            {
+                var state = loop.State;
+                return [$"work current={state.CurrentWorkId ?? "none"} completed={state.ItemsCompleted} failed={state.ItemsFailed} " +
+                        $"released={state.ItemsReleased} validatorTimeouts={state.ValidatorTimeouts} lastError={state.LastError ?? "none"}"];
+            },
+            snapshot: () => loop.State,
+            onStopped: local.Remove);
         local.Add(runtime);
         return runtime;
+    }
+
+    /// <summary>The loop settings; <c>cfn up</c> points its external calls at its own health endpoint when none is set.</summary>
+    private LoopOptions LoopOptionsFor(CfnConfiguration config)
+    {
+        var options = config.Loop;
+        if (_plan.Up is not null && options.ExternalApiUrl is null)
+        {
+            options.ExternalApiUrl = new Uri($"http://127.0.0.1:{config.HttpPort}/health/live");
+        }
+
+        return options;
     }
 
     /// <summary><c>cfn up</c> says <c>ready</c> only once the swarm manager has started every initial coordinator.</summary>
