@@ -27,7 +27,7 @@ cleanup() { [[ -n "$REDIS_PID" ]] && kill "$REDIS_PID" 2>/dev/null && wait "$RED
 trap cleanup EXIT
 for _ in $(seq 1 20); do
   PORT=$((20000 + RANDOM % 40000))
-  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --databases 32 \
     --dir "$ARTIFACTS" --logfile "$ARTIFACTS/redis.log" &
   REDIS_PID=$!
   for _ in $(seq 1 50); do

@@ -23,7 +23,7 @@ internal sealed record RedisSettings(string Host, int Port, string? Password, in
             Get("REDIS_HOST") ?? "127.0.0.1",
             Number(Get("REDIS_PORT"), "REDIS_PORT", 6379, 1, 65535),
             Get("REDIS_PASSWORD"),
-            Number(Get("REDIS_DB"), "REDIS_DB", 0, 0, 15));
+            Number(Get("REDIS_DB"), "REDIS_DB", 0, 0, 255));
     }
 
     /// <summary>Parses <c>redis://[:password@]host[:port][/db]</c> or <c>host:port</c>.</summary>
@@ -32,7 +32,7 @@ internal sealed record RedisSettings(string Host, int Port, string? Password, in
         if (url.StartsWith("redis://", StringComparison.OrdinalIgnoreCase) && Uri.TryCreate(url, UriKind.Absolute, out var uri))
         {
             var password = uri.UserInfo.Length > 0 ? Uri.UnescapeDataString(uri.UserInfo.Split(':', 2)[^1]) : null;
-            var db = uri.AbsolutePath.Trim('/') is { Length: > 0 } path ? Number(path, "REDIS_URL database", 0, 0, 15) : 0;
+            var db = uri.AbsolutePath.Trim('/') is { Length: > 0 } path ? Number(path, "REDIS_URL database", 0, 0, 255) : 0;
             return new RedisSettings(uri.Host, uri.Port > 0 ? uri.Port : 6379, password, db);
         }
 
