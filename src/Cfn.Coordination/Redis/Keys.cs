@@ -209,4 +209,12 @@ public static class Keys
 
     /// <summary>Index of K6 records by sender (sorted set <c>blocking:retry:failed-by:{senderId}</c>: signalId → ms), so retry-failed needs no SCAN.</summary>
     public static RedisKey RetryFailedIndex(string senderId) => RetryPrefix + "failed-by:" + Ids.RequireName(senderId, "senderId");
+
+    // ---- Breaker states of every process (cfn status) ----
+
+    /// <summary>Processes that publish their breakers (sorted set: processId → last report, ms).</summary>
+    public static readonly RedisKey BreakerIndex = "cfn:breakers";
+
+    /// <summary>One process's breakers: <c>cfn:breakers:{processId}</c>, JSON, short TTL (gone soon after the process).</summary>
+    public static RedisKey Breakers(string processId) => "cfn:breakers:" + Ids.RequireName(processId, "processId");
 }

@@ -5,13 +5,15 @@ using Cfn.Coordination;
 using Cfn.Coordination.Activity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
+using Cfn.Coordination.Resilience;
 using StackExchange.Redis;
 
 namespace Cfn.Commands;
 
 /// <summary>
-/// <c>cfn status</c>: swarms, coordinators (heartbeat age, warnings, blocking state and whom they wait for) and spawn
-/// requests, read from Redis (the registry, the activity records, <c>coordinator:health</c> and the spawn index).
+/// <c>cfn status</c>: swarms, coordinators (heartbeat age, warnings, blocking state and whom they wait for), spawn
+/// requests and every process's circuit breakers, read from Redis (the registry, the activity records,
+/// <c>coordinator:health</c>, the spawn index and the published breaker states).
 /// </summary>
 internal static class StatusCommand
 {
@@ -114,6 +116,20 @@ internal static class StatusCommand
 
         text.AppendLine(CultureInfo.InvariantCulture, $"SPAWN REQUESTS ({spawnRows.Count})");
         Table(text, ["NEW COORDINATOR", "SWARM", "STATUS", "REASON", "REPLACES", "AGE"], spawnRows);
+        text.AppendLine();
+
+        // Breakers live in each process; every cfn process publishes them (BreakerStatePublisher).
+        var breakerRows = new List<string[]>();
+        foreach (var report in await BreakerStatePublisher.ReadAllAsync(database).ConfigureAwait(false))
+        {
+            foreach (var (name, state) in report.Breakers.OrderBy(b => b.Key, StringComparer.Ordinal))
+            {
+                breakerRows.Add([report.ProcessId, report.Roles, name, state, ((now - report.UpdatedAt) / 1000).ToString(CultureInfo.InvariantCulture) + "s"]);
+            }
+        }
+
+        text.AppendLine(CultureInfo.InvariantCulture, $"BREAKERS ({breakerRows.Count})");
+        Table(text, ["PROCESS", "ROLES", "BREAKER", "STATE", "REPORTED"], breakerRows);
         return text.ToString();
     }
 

@@ -71,6 +71,10 @@ internal sealed class CfnProcess
         var performance = new ValidatorPerformance(redis, _config.Validators.StatsWindow);
         var loopOptions = LoopOptionsFor(_config);
         using var generatorStop = new CancellationTokenSource();
+        var processId = $"{HostId()}-{Environment.ProcessId}";
+        await using var breakerStates = new BreakerStatePublisher(breakers, redis.Database, processId[..Math.Min(processId.Length, 64)], _plan.Roles,
+            logger: loggers.CreateLogger("Cfn.Coordination.Resilience.BreakerStates"));
+        breakerStates.Start();
         try
         {
             if (_plan.TimeoutHandler)

@@ -27,6 +27,23 @@ public sealed class StatusCommandTests
             await Task.Delay(20);
         }
 
+        // Another process's breakers, one of them open, as that process publishes them.
+        var breakers = new Cfn.Coordination.Resilience.CircuitBreakerRegistry(Prometheus.Metrics.NewCustomRegistry());
+        var external = breakers.GetOrCreate("external:api.example.com");
+        for (var i = 0; i < 3; i++)
+        {
+            external.RecordFailure(new HttpRequestException("down"));
+        }
+
+        _ = breakers.Redis;
+        await using (var publisher = new Cfn.Coordination.Resilience.BreakerStatePublisher(breakers, redis.Database, "coordinator-0-17", "coordinator"))
+        {
+            await publisher.PublishAsync();
+        }
+
+        await using var live = new Cfn.Coordination.Resilience.BreakerStatePublisher(breakers, redis.Database, "swarm-manager-5", "swarm-manager");
+        await live.PublishAsync();
+
         var text = await StatusCommand.RenderAsync(redis, new Cfn.Coordination.Recovery.RecoveryOptions());
         await cts.CancelAsync();
         await wait;
@@ -39,6 +56,11 @@ public sealed class StatusCommandTests
         Assert.Equal(["blocking", "validator-1", "parent-1:validator-1:validation:1:x"], parentRow[5..]);
         Assert.Contains(lines, l => l.StartsWith("validator-1 ", StringComparison.Ordinal) && l.Contains(" idle", StringComparison.Ordinal));
         Assert.Contains("SPAWN REQUESTS (0)", text, StringComparison.Ordinal);
+        // A stopped process's breakers are gone; a running one's are listed with their states.
+        Assert.Contains("BREAKERS (2)", text, StringComparison.Ordinal);
+        Assert.Contains(lines, l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["swarm-manager-5", "swarm-manager", "external:api.example.com", "open", _]);
+        Assert.Contains(lines, l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["swarm-manager-5", "swarm-manager", "redis", "closed", _]);
+        Assert.DoesNotContain("coordinator-0-17", text, StringComparison.Ordinal);
         await redis.Database.ExecuteAsync("FLUSHDB");
     }
 }
