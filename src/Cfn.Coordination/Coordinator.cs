@@ -96,6 +96,9 @@ public sealed class Coordinator : IAsyncDisposable
     /// <summary>Fenced work items.</summary>
     public WorkItemStore Work { get; }
 
+    /// <summary>Told when each ACK wait starts and ends (lifecycle hooks, SPEC §2.15); none by default.</summary>
+    public IWaitObserver? WaitObserver { get; set; }
+
     /// <summary>True once this instance learned that a newer instance (or a replacement) took over.</summary>
     public bool IsSuperseded => _superseded.IsCancellationRequested;
 

@@ -118,6 +118,9 @@ public sealed class AckWaiter
 
         _logger.LogInformation("Waiting for ACKs signalId={SignalId} coordinators={Coordinators} timeout={TimeoutMs}",
             label, string.Join(',', targetIds), (long)limit.TotalMilliseconds);
+        var observer = _coordinator.WaitObserver;
+        var info = observer is null ? null : new AckWaitInfo(_coordinator, label, targetIds, limit);
+        Notify(observer, info, null);
 
         using var wait = new PendingWait(self, signalId, targets.Select(t => t.SignalId).ToList());
         var activityToken = _coordinator.Activity.BeginWait(signalId, targetIds, (long)limit.TotalMilliseconds);
@@ -218,8 +221,34 @@ public sealed class AckWaiter
         _logger.LogInformation(
             "ACK wait complete signalId={SignalId} received={Received} total={Total} duration={DurationMs} status={Status}",
             label, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
+        Notify(observer, info, result);
         await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
         return result;
+    }
+
+    /// <summary>Tells the observer, if any, that the wait started (no result) or ended; its failure never changes the wait.</summary>
+    private void Notify(IWaitObserver? observer, AckWaitInfo? info, AckWaitResult? result)
+    {
+        if (observer is null || info is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (result is null)
+            {
+                observer.OnWaitStarted(info);
+            }
+            else
+            {
+                observer.OnWaitEnded(info, result);
+            }
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning("Wait observer failed coordinator={CoordinatorId}: {Error}", _coordinator.Id, e.Message);
+        }
     }
 
     /// <summary>
