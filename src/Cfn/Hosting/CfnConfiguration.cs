@@ -1,6 +1,7 @@
 using System.Collections;
 using System.ComponentModel.DataAnnotations;
 using Cfn.Coordination;
+using Cfn.Coordination.Hooks;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Resilience;
@@ -58,8 +59,11 @@ internal sealed record CfnConfiguration
     /// <summary>The coordinators' work loop: <c>VALIDATORS_PER_ITEM</c>, <c>EXTERNAL_API_URL</c>, <c>EXTERNAL_CALL_RATE</c>, …</summary>
     public required LoopOptions Loop { get; init; }
 
+    /// <summary>Lifecycle hooks (SPEC §2.15): <c>ENABLE_TIMEOUT_HOOKS</c> (false), <c>TIMEOUT_HOOKS_DIR</c>, <c>TIMEOUT_HOOK_TIMEOUT_MS</c>.</summary>
+    public required HookOptions Hooks { get; init; }
+
     /// <summary><c>ENABLE_TIMEOUT_HOOKS</c> (false).</summary>
-    public bool TimeoutHooks { get; init; }
+    public bool TimeoutHooks => Hooks.Enabled;
 
     /// <summary>
     /// The effective settings by variable name, secrets shown as <c>&lt;redacted&gt;</c> (SPEC §3.6: logged at start and
@@ -106,6 +110,8 @@ internal sealed record CfnConfiguration
             ["EXTERNAL_API_TIMEOUT_MS"] = Ms(Loop.ExternalCallTimeout),
             ["VALIDATOR_STALE_THRESHOLD_MS"] = Ms(Loop.ValidatorStaleThreshold),
             ["ENABLE_TIMEOUT_HOOKS"] = B(TimeoutHooks),
+            ["TIMEOUT_HOOKS_DIR"] = Hooks.Directory,
+            ["TIMEOUT_HOOK_TIMEOUT_MS"] = Ms(Hooks.Timeout),
             ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
             ["CFN_ADMIN_TOKEN"] = AdminToken is null ? "" : "<redacted>",
             ["COORDINATOR_ID"] = CoordinatorId ?? "",
@@ -156,7 +162,7 @@ internal sealed record CfnConfiguration
                 LogFormat = logFormat,
                 Validators = ValidatorOptions.FromEnvironment(environment),
                 Loop = LoopOptions.FromEnvironment(environment),
-                TimeoutHooks = env.Flag("ENABLE_TIMEOUT_HOOKS") ?? false,
+                Hooks = HookOptions.FromEnvironment(environment),
             };
         }
         catch (Exception e) when (e is ValidationException or ArgumentException)

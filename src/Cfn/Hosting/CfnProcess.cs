@@ -4,6 +4,7 @@ using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
+using Cfn.Coordination.Hooks;
 using Cfn.Coordination.Loop;
 using Cfn.Coordination.Swarms;
 using Cfn.Coordination.Validation;
@@ -70,6 +71,8 @@ internal sealed class CfnProcess
         var validators = new ValidatorRegistry(redis);
         var performance = new ValidatorPerformance(redis, _config.Validators.StatsWindow);
         var loopOptions = LoopOptionsFor(_config);
+        // One set of hooks per process, so the in-flight limit and the counts are process-wide (SPEC §2.15).
+        await using var hooks = new LifecycleHooks(_config.Hooks, loggers.CreateLogger("Cfn.Coordination.Hooks"), Prometheus.Metrics.DefaultRegistry);
         using var generatorStop = new CancellationTokenSource();
         var processId = $"{HostId()}-{Environment.ProcessId}";
         await using var breakerStates = new BreakerStatePublisher(breakers, redis.Database, processId[..Math.Min(processId.Length, 64)], _plan.Roles,
@@ -114,7 +117,12 @@ internal sealed class CfnProcess
                     };
                 }
 
-                CoordinatorRuntime Start(Coordinator c) => StartLoop(c, queue, loopOptions, validators, performance, local);
+                CoordinatorRuntime Start(Coordinator c)
+                {
+                    hooks.Attach(c);
+                    return StartLoop(c, queue, loopOptions, validators, performance, local);
+                }
+
                 host = new CoordinatorHost(redis, _config.CoordinatorId ?? HostId(), async (id, swarm, _) =>
                     Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false)), hostOptions);
                 await host.StartAsync().ConfigureAwait(false);
@@ -143,6 +151,7 @@ internal sealed class CfnProcess
                     // A validator replica is named after its pod (Deployment `validator`, SPEC §5 #23); in `cfn up`, validator-N.
                     var id = _plan.Up is not null ? $"validator-{i}" : _plan.Coordinator ? "validator-" + HostId() : _config.CoordinatorId ?? HostId();
                     var validator = await Coordinator.StartAsync(pool.Rent(), keys, id, ValidatorSwarm, metrics).ConfigureAwait(false);
+                    hooks.Attach(validator);
                     var worker = new ValidatorWorker(validator, new BuiltInValidation(_config.Validators), _config.Validators, performance, validators,
                         loggers.CreateLogger("Cfn.Coordination.Validation.ValidatorWorker"));
                     local.Add(new CoordinatorRuntime(validator, "validator", worker.RunAsync,

@@ -155,6 +155,43 @@ public sealed class UpCommandTests
     }
 
     [Fact]
+    public async Task Up_TimeoutHooksEnabled_EveryWaitRunsOnBlockingStartAndOnSignalReceived()
+    {
+        var dir = Directory.CreateTempSubdirectory("cfn-hooks-").FullName;
+        try
+        {
+            var log = Path.Combine(dir, "hooks.log");
+            foreach (var hook in new[] { "on_blocking_start", "on_signal_received" })
+            {
+                await File.WriteAllTextAsync(Path.Combine(dir, hook), $"echo \"$HOOK_NAME $AGENT_ID $COORDINATOR_COUNT\" >> {log}\n");
+            }
+
+            var env = Environment();
+            env["ENABLE_TIMEOUT_HOOKS"] = "true";
+            env["TIMEOUT_HOOKS_DIR"] = dir;
+            await using var up = CfnRun.Start(["up", "--http-port", $"{CfnRun.FreePort()}", "--swarms", "1", "--coordinators", "1", "--validators", "2"], env);
+            await up.WaitForLineAsync(l => l == "ready", Startup);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            string[] lines = [];
+            while (DateTime.UtcNow < deadline && !(lines.Any(l => l.StartsWith("on_blocking_start coordinator-", StringComparison.Ordinal)) &&
+                                                   lines.Any(l => l.StartsWith("on_signal_received coordinator-", StringComparison.Ordinal))))
+            {
+                await Task.Delay(200);
+                lines = File.Exists(log) ? await File.ReadAllLinesAsync(log) : [];
+            }
+
+            Assert.Contains(lines, l => l.StartsWith("on_blocking_start coordinator-", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
+            Assert.Contains(lines, l => l.StartsWith("on_signal_received coordinator-", StringComparison.Ordinal));
+            await up.SignalAsync("TERM");
+            Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Up_NoRedisServerInstalled_OneLineWithTheInstallCommand()
     {
         var env = Environment();
