@@ -227,6 +227,12 @@ public sealed class SwarmManager : IAsyncDisposable
                     pass.Ready++;
                     _logger.LogInformation("Coordinator spawned newCoordinatorId={NewId} swarm={SwarmId} reason={Reason} host={HostId} replaces={Replaces}",
                         id, request.SwarmId, reason, request.HostId ?? "unknown", request.ReplacesCoordinatorId ?? "none");
+                    if (request.ReplacesCoordinatorId is { } old)
+                    {
+                        // C2: the swarm's other coordinators learn that the replacement runs (SPEC §2.13, L8).
+                        await _redis.Database.PublishAsync(Keys.SwarmReplacement(request.SwarmId), Json.Serialize(
+                            new ReplacementNotice(old, id, request.SwarmId, localNow))).ConfigureAwait(false);
+                    }
                 }
 
                 requests[id] = request with { Status = SpawnStatus.Ready };

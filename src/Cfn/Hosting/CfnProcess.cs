@@ -136,6 +136,12 @@ internal sealed class CfnProcess
                     await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
                 }
 
+                // The parent-coordinator side of escalation: replacements in our swarms are acknowledged (L8).
+                var replacements = new ReplacementListener(redis, swarm =>
+                    [.. local.All.Where(r => r.Role == "coordinator" && r.Coordinator.SwarmId == swarm).Select(r => r.Coordinator.Id)]);
+                await replacements.StartAsync().ConfigureAwait(false);
+                stops.Push(async () => await replacements.DisposeAsync().ConfigureAwait(false));
+
                 CoordinatorEndpoints.Map(app, id => local.Resolve(id)?.Coordinator, pool, events, new CoordinatorApiOptions
                 {
                     Config = _config.Redacted().ToDictionary(kv => kv.Key, kv => (string?)kv.Value),
