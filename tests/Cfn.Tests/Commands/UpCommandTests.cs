@@ -155,6 +155,38 @@ public sealed class UpCommandTests
     }
 
     [Fact]
+    public async Task Up_CoordinatorDiesWithoutCleanup_DeclaredDeadEscalatedReplacedAndAcknowledged()
+    {
+        var env = Environment();
+        env["HEARTBEAT_INTERVAL_MS"] = "500";
+        env["HEARTBEAT_STALE_THRESHOLD_MS"] = "2000";
+        env["HEARTBEAT_MONITOR_INTERVAL_MS"] = "500";
+        env["HEARTBEAT_MAX_WARNINGS"] = "2";
+        var http = CfnRun.FreePort();
+        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "1", "--coordinators", "2", "--validators", "2"], env);
+        await up.WaitForLineAsync(l => l == "ready", Startup);
+        var endpoint = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
+
+        var dead = "coordinator-doomed-" + Guid.NewGuid().ToString("N")[..6];
+        await CrashCoordinatorAsync(endpoint, dead);
+
+        // The timeout handler confirms the death, escalates (K8 lock, K9 replacement request), the swarm manager starts the
+        // replacement on the coordinator host, and the swarm's coordinators acknowledge it (SPEC §2.9, §2.13, L7, L8).
+        await up.WaitForLineAsync(l => l.Contains("Marking coordinator as DEAD", StringComparison.Ordinal) && l.Contains(dead, StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        await up.WaitForLineAsync(l => l.Contains("Dead coordinator escalation", StringComparison.Ordinal) && l.Contains(dead, StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        var acknowledged = await up.WaitForLineAsync(l => l.Contains("Replacement coordinator acknowledged", StringComparison.Ordinal) &&
+                                                          l.Contains($"old={dead} ", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        var replacement = acknowledged.Split(' ').First(t => t.StartsWith("new=", StringComparison.Ordinal))[4..];
+        Assert.Matches("^coordinator-[0-9]{13}-[0-9a-z]{8}$", replacement);
+        var metrics = await CfnRun.ShellAsync($"curl -s http://127.0.0.1:{http}/metrics");
+        Assert.Contains("coordinator_spawns_total{swarm_id=\"swarm-1\",reason=\"replacement\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains($"timeout_events_total{{coordinator_id=\"{dead}\",reason=\"heartbeat\"", metrics, StringComparison.Ordinal);
+
+        await up.SignalAsync("TERM");
+        Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public async Task Up_TimeoutHooksEnabled_EveryWaitRunsOnBlockingStartAndOnSignalReceived()
     {
         var dir = Directory.CreateTempSubdirectory("cfn-hooks-").FullName;
