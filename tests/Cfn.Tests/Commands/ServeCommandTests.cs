@@ -144,6 +144,47 @@ public sealed class ServeCommandTests
         }
     }
 
+    [Fact]
+    public async Task Serve_All_OneProcessRunsEveryRoleOnOnePort()
+    {
+        const int db = 18;
+        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
+        await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
+        var port = CfnRun.FreePort();
+        await using var run = CfnRun.Start(["serve", "--role", "all"], new Dictionary<string, string?>
+        {
+            ["REDIS_URL"] = $"redis://{endpoint}/{db}",
+            ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture),
+            ["BLOCKING_COORDINATION_SECRET"] = Secret,
+            ["COORDINATOR_ID"] = "coordinator-solo",
+            ["SWARM_ID"] = "swarm-s",
+            ["VALIDATORS_PER_ITEM"] = "1",
+            ["VALIDATION_DURATION_MEDIAN_MS"] = "10",
+            ["VALIDATION_DURATION_P95_MS"] = "20",
+        });
+        await WaitReadyAsync(port, run);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
+        var body = new StringContent("{\"workId\":\"solo-1\",\"input\":{\"x\":1}}", Encoding.UTF8, "application/json");
+        Assert.Equal(HttpStatusCode.OK, (await http.PostAsync("/api/swarms/swarm-s/work", body)).StatusCode);
+        var db_ = redis.GetDatabase(db);
+        await WaitForAsync(async () =>
+            ((string?)await db_.StringGetAsync("coordinator:work:swarm-s:coordinator-solo:solo-1"))?.Contains("\"completed\"", StringComparison.Ordinal) == true
+                ? (bool?)true : null);
+
+        // Every role's endpoints answer on the one port.
+        Assert.Equal("coordinator-solo", JsonDocument.Parse(await http.GetStringAsync("/api/coordinator/state")).RootElement.GetProperty("coordinatorId").GetString());
+        Assert.Contains(JsonDocument.Parse(await http.GetStringAsync("/api/swarms/status")).RootElement.GetProperty("swarms").EnumerateArray(),
+            s => s.GetProperty("swarmId").GetString() == "swarm-s" && s.GetProperty("coordinatorCount").GetInt32() == 1);
+        Assert.Equal(JsonValueKind.Array, JsonDocument.Parse(await http.GetStringAsync("/api/deadlocks")).RootElement.GetProperty("deadlocks").ValueKind);
+        Assert.Single(JsonDocument.Parse(await http.GetStringAsync("/api/validators/performance")).RootElement.GetProperty("validators").EnumerateArray());
+
+        await run.SignalAsync("TERM");
+        Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+        await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
+    }
+
     [Theory]
     [InlineData("coordinator", "COORDINATOR_ID", "coordinator:1")]
     [InlineData("validator", "VALIDATION_FAILURE_RATE", "2")]
