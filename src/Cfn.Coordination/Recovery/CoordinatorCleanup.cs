@@ -111,7 +111,7 @@ public sealed class CoordinatorCleanup
             var batch = ordered.Skip(start).Take(BatchSize).ToList();
             RedisKey[] scriptKeys =
             [
-                Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId),
+                Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId), Keys.Validators,
                 .. batch.Select(b => b.Key),
             ];
             RedisValue[] args =

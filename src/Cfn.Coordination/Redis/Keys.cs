@@ -188,6 +188,9 @@ public static class Keys
     /// <summary>Live validators (sorted set: validatorId → last report, Redis ms).</summary>
     public static readonly RedisKey Validators = "validator:registry";
 
+    /// <summary>Validators with any record in the statistics window (sorted set: validatorId → last record, ms): the performance report's list.</summary>
+    public static readonly RedisKey ValidatorsSeen = "validator:seen";
+
     /// <summary>A validator's recent durations (sorted set scored by finish time, ms), trimmed to the rolling window.</summary>
     public static RedisKey ValidatorDurations(string validatorId) => "validator:durations:" + Ids.RequireName(validatorId, "validatorId");
 

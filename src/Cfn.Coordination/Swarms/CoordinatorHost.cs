@@ -101,6 +101,13 @@ public sealed class CoordinatorHost : IAsyncDisposable
         _logger.LogInformation("Coordinator registered on host host={HostId} coordinator={CoordinatorId} swarm={SwarmId}", HostId, coordinatorId, swarmId);
     }
 
+    /// <summary>Stops one of its coordinators gracefully now (as a <c>stop</c> command would), e.g. one that was superseded.</summary>
+    public Task StopAsync(string coordinatorId)
+    {
+        Ids.RequireName(coordinatorId, "coordinatorId");
+        return StopCoordinatorAsync(coordinatorId);
+    }
+
     /// <summary>Takes every queued command now (the loop does this on each wake-up).</summary>
     public async Task DrainCommandsAsync()
     {

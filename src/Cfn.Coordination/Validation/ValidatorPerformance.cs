@@ -58,7 +58,7 @@ public sealed class ValidatorPerformance
         Ids.RequireName(validatorId, "validatorId");
         var result = await _redis.Database.ScriptEvaluateAsync(
             RedisScripts.ValidatorRecord,
-            [Keys.ValidatorDurations(validatorId), Keys.Validators],
+            [Keys.ValidatorDurations(validatorId), Keys.Validators, Keys.ValidatorsSeen],
             [validatorId, duration, startedAt, timedOut ? "1" : "0", WindowMs, MaxEntriesPerValidator, Guid.NewGuid().ToString("N")[..12]])
             .ConfigureAwait(false);
         return (long)result;
@@ -73,7 +73,7 @@ public sealed class ValidatorPerformance
         var database = _redis.Database;
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
         var since = now - WindowMs;
-        var seen = await database.SortedSetRangeByScoreWithScoresAsync(Keys.Validators, since, double.PositiveInfinity)
+        var seen = await database.SortedSetRangeByScoreWithScoresAsync(Keys.ValidatorsSeen, since, double.PositiveInfinity)
             .ConfigureAwait(false);
         var live = seen.Where(e => Ids.IsValidName(e.Element)).ToList();
         var reads = live.Select(e => database.SortedSetRangeByScoreAsync(

@@ -36,7 +36,7 @@ public sealed class ValidatorRegistry
         Ids.RequireName(validatorId, "validatorId");
         await _redis.Database.ScriptEvaluateAsync(
             RedisScripts.ValidatorRecord,
-            [Keys.ValidatorDurations(validatorId), Keys.Validators],
+            [Keys.ValidatorDurations(validatorId), Keys.Validators, Keys.ValidatorsSeen],
             [validatorId, string.Empty, 0, "0", _retentionMs, 1, string.Empty]).ConfigureAwait(false);
     }
 

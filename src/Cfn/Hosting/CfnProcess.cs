@@ -24,8 +24,12 @@ internal sealed class CfnProcess
     /// <summary>How long a graceful stop may take before the remaining parts are abandoned (their keys expire).</summary>
     private static readonly TimeSpan StopBudget = TimeSpan.FromSeconds(8);
 
+    /// <summary>Exit code when the process's own coordinator was superseded (declared dead and replaced): the pod restarts as a new instance.</summary>
+    public const int SupersededExitCode = 3;
+
     private readonly CfnConfiguration _config;
     private readonly ProcessPlan _plan;
+    private int _exitCode;
 
     public CfnProcess(CfnConfiguration config, ProcessPlan plan)
     {
@@ -71,9 +75,31 @@ internal sealed class CfnProcess
         var validators = new ValidatorRegistry(redis);
         var performance = new ValidatorPerformance(redis, _config.Validators.StatsWindow);
         var loopOptions = LoopOptionsFor(_config);
+        CoordinatorRuntime StartValidator(Coordinator validator, Action<CoordinatorRuntime> onSuperseded)
+        {
+            var worker = new ValidatorWorker(validator, new BuiltInValidation(_config.Validators), _config.Validators, performance, validators,
+                loggers.CreateLogger("Cfn.Coordination.Validation.ValidatorWorker"));
+            var runtime = new CoordinatorRuntime(validator, "validator", worker.RunAsync,
+                describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
+                snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
+                onStopped: local.Remove, onSuperseded: onSuperseded);
+            local.Add(runtime);
+            return runtime;
+        }
+
         // One set of hooks per process, so the in-flight limit and the counts are process-wide (SPEC §2.15).
         await using var hooks = new LifecycleHooks(_config.Hooks, loggers.CreateLogger("Cfn.Coordination.Hooks"), Prometheus.Metrics.DefaultRegistry);
         using var generatorStop = new CancellationTokenSource();
+        // In `serve`, the process IS its coordinator (the pod): superseded means restart as a new instance, so exit non-zero
+        // and let Kubernetes do it. Spawned coordinators are just stopped by their host.
+        void StopProcessSuperseded(CoordinatorRuntime runtime)
+        {
+            log.LogError("Coordinator {CoordinatorId} of this process was superseded (declared dead and replaced); exiting with code {ExitCode} to restart as a new instance",
+                runtime.Coordinator.Id, SupersededExitCode);
+            Interlocked.Exchange(ref _exitCode, SupersededExitCode);
+            app.Lifetime.StopApplication();
+        }
+
         var processId = $"{HostId()}-{Environment.ProcessId}";
         await using var breakerStates = new BreakerStatePublisher(breakers, redis.Database, processId[..Math.Min(processId.Length, 64)], _plan.Roles,
             logger: loggers.CreateLogger("Cfn.Coordination.Resilience.BreakerStates"));
@@ -117,14 +143,18 @@ internal sealed class CfnProcess
                     };
                 }
 
-                CoordinatorRuntime Start(Coordinator c)
+                CoordinatorRuntime Start(Coordinator c, Action<CoordinatorRuntime> onSuperseded)
                 {
                     hooks.Attach(c);
-                    return StartLoop(c, queue, loopOptions, validators, performance, local);
+                    // A dead validator's replacement is a validator (it answers the validations handed over to it).
+                    return c.SwarmId == ValidatorSwarm
+                        ? StartValidator(c, onSuperseded)
+                        : StartLoop(c, queue, loopOptions, validators, performance, local, onSuperseded);
                 }
 
-                host = new CoordinatorHost(redis, _config.CoordinatorId ?? HostId(), async (id, swarm, _) =>
-                    Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false)), hostOptions);
+                host = new CoordinatorHost(redis, _config.CoordinatorId ?? HostId(), async (id, swarm, cancellation) =>
+                    Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false),
+                        runtime => _ = host!.StopAsync(runtime.Coordinator.Id)), hostOptions);
                 await host.StartAsync().ConfigureAwait(false);
                 stops.Push(async () => await host.DisposeAsync().ConfigureAwait(false));
                 if (_plan.Up is null)
@@ -132,7 +162,7 @@ internal sealed class CfnProcess
                     var id = _config.CoordinatorId ?? HostId();
                     local.PrimaryId = id;
                     var swarm = _config.SwarmId ?? "default";
-                    var primary = Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false));
+                    var primary = Start(await Coordinator.StartAsync(pool.Rent(), keys, id, swarm, metrics).ConfigureAwait(false), StopProcessSuperseded);
                     await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
                 }
 
@@ -158,12 +188,7 @@ internal sealed class CfnProcess
                     var id = _plan.Up is not null ? $"validator-{i}" : _plan.Coordinator ? "validator-" + HostId() : _config.CoordinatorId ?? HostId();
                     var validator = await Coordinator.StartAsync(pool.Rent(), keys, id, ValidatorSwarm, metrics).ConfigureAwait(false);
                     hooks.Attach(validator);
-                    var worker = new ValidatorWorker(validator, new BuiltInValidation(_config.Validators), _config.Validators, performance, validators,
-                        loggers.CreateLogger("Cfn.Coordination.Validation.ValidatorWorker"));
-                    local.Add(new CoordinatorRuntime(validator, "validator", worker.RunAsync,
-                        describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
-                        snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
-                        onStopped: local.Remove));
+                    StartValidator(validator, _plan.Up is null ? StopProcessSuperseded : runtime => _ = runtime.DisposeAsync().AsTask());
                 }
             }
 
@@ -233,8 +258,8 @@ internal sealed class CfnProcess
             await app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         }
 
-        log.LogInformation("cfn stopped");
-        return 0;
+        log.LogInformation("cfn stopped exitCode={ExitCode}", _exitCode);
+        return _exitCode;
     }
 
     /// <summary>A host lifetime that handles no signals (see <see cref="RunAsync"/>).</summary>
@@ -256,7 +281,7 @@ internal sealed class CfnProcess
     /// manager's hosts use it for spawned coordinators, <c>serve</c> for COORDINATOR_ID.
     /// </summary>
     private static CoordinatorRuntime StartLoop(Coordinator coordinator, WorkQueue queue, LoopOptions options, ValidatorRegistry validators,
-        ValidatorPerformance performance, LocalCoordinators local)
+        ValidatorPerformance performance, LocalCoordinators local, Action<CoordinatorRuntime> onSuperseded)
     {
         var loop = new CoordinatorLoop(coordinator, queue, options, validators, performance);
         var runtime = new CoordinatorRuntime(coordinator, "coordinator", loop.RunAsync,
@@ -267,7 +292,8 @@ internal sealed class CfnProcess
                         $"released={state.ItemsReleased} validatorTimeouts={state.ValidatorTimeouts} lastError={state.LastError ?? "none"}"];
             },
             snapshot: () => loop.State,
-            onStopped: local.Remove);
+            onStopped: local.Remove,
+            onSuperseded: onSuperseded);
         local.Add(runtime);
         return runtime;
     }

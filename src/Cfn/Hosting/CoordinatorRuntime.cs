@@ -13,10 +13,12 @@ internal sealed class CoordinatorRuntime : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _loop;
     private readonly Action<CoordinatorRuntime>? _onStopped;
+    private readonly CancellationTokenRegistration _onSuperseded;
     private int _disposed;
 
     public CoordinatorRuntime(Coordinator coordinator, string role, Func<CancellationToken, Task>? loop,
-        Func<IEnumerable<string>>? describe = null, Func<object?>? snapshot = null, Action<CoordinatorRuntime>? onStopped = null)
+        Func<IEnumerable<string>>? describe = null, Func<object?>? snapshot = null, Action<CoordinatorRuntime>? onStopped = null,
+        Action<CoordinatorRuntime>? onSuperseded = null)
     {
         Coordinator = coordinator;
         Role = role;
@@ -24,6 +26,8 @@ internal sealed class CoordinatorRuntime : IAsyncDisposable
         Snapshot = snapshot ?? (() => null);
         _onStopped = onStopped;
         _loop = loop is null ? Task.CompletedTask : Task.Run(() => loop(_stopping.Token));
+        // A superseded instance's work belongs to its successor: whoever runs it decides what happens next.
+        _onSuperseded = onSuperseded is null ? default : coordinator.SupersededToken.Register(() => onSuperseded(this));
     }
 
     public Coordinator Coordinator { get; }
@@ -44,6 +48,7 @@ internal sealed class CoordinatorRuntime : IAsyncDisposable
             return;
         }
 
+        await _onSuperseded.DisposeAsync().ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         try
         {

@@ -237,6 +237,7 @@ public sealed class CoordinatorCleanupTests(RedisServer server)
         try
         {
             var keys = await SeedAsync(h.Database, id, TestIds.New("peer"), TestIds.New("third"), TestIds.New("swarm"), now - 200_000);
+            await h.Database.SortedSetAddAsync(Keys.Validators, id, now - 200_000); // it was a validator
 
             var result = await cleanup.CleanupAsync(id);
 
@@ -245,6 +246,7 @@ public sealed class CoordinatorCleanupTests(RedisServer server)
             Assert.Empty(await ScanAsync($"blocking:*{id}*"));
             Assert.False(await h.Database.KeyExistsAsync(Keys.Activity(id)));
             Assert.Null(await h.Database.SortedSetScoreAsync(Keys.Registry, id));
+            Assert.Null(await h.Database.SortedSetScoreAsync(Keys.Validators, id)); // no coordinator picks a dead validator
         }
         finally
         {

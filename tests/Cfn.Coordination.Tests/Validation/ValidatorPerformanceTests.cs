@@ -36,6 +36,29 @@ public sealed class ValidatorPerformanceTests(RedisServer server)
     }
 
     [Fact]
+    public async Task TimeoutRecordedByACoordinator_ListedInTheReport_ButDoesNotMakeADeadValidatorLive()
+    {
+        await using var h = Harness.Create(server);
+        await using var world = ValidationWorld.Create(server, h);
+        var registry = new ValidatorRegistry(world.Redis);
+        var dead = TestIds.New("validator");
+        await registry.RegisterAsync(dead);
+        await Task.Delay(300); // its last sign of life is 300 ms old
+
+        // Coordinators keep charging it timeouts; that is no sign of life (the runbook trial found dead validators picked forever).
+        await world.Performance.RecordAsync(dead, 20_000, timedOut: true);
+        await world.Performance.RecordAsync(dead, 20_000, timedOut: true);
+
+        Assert.DoesNotContain(dead, await registry.LiveAsync(TimeSpan.FromMilliseconds(200)));
+        var stats = (await world.Performance.ReadAsync()).Validators.Single(v => v.ValidatorId == dead);
+        Assert.Equal(2, stats.Timeouts);
+
+        // Its own record is one.
+        await world.Performance.RecordAsync(dead, 50);
+        Assert.Contains(dead, await registry.LiveAsync(TimeSpan.FromMilliseconds(200)));
+    }
+
+    [Fact]
     public async Task Record_OlderThanWindow_TrimmedAndNotCounted()
     {
         await using var h = Harness.Create(server);

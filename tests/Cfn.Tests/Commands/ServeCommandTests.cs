@@ -185,6 +185,34 @@ public sealed class ServeCommandTests
         await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
     }
 
+    [Fact]
+    public async Task Serve_CoordinatorSuperseded_ProcessExitsThreeSoThePodRestarts()
+    {
+        const int db = 19;
+        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
+        await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
+        var port = CfnRun.FreePort();
+        await using var run = CfnRun.Start(["serve", "--role", "coordinator"], new Dictionary<string, string?>
+        {
+            ["REDIS_URL"] = $"redis://{endpoint}/{db}",
+            ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture),
+            ["BLOCKING_COORDINATION_SECRET"] = Secret,
+            ["COORDINATOR_ID"] = "coordinator-3",
+            ["SWARM_ID"] = "swarm-z",
+            ["HEARTBEAT_INTERVAL_MS"] = "200",
+        });
+        await WaitReadyAsync(port, run);
+
+        // Another instance took over the ID (what escalation's fence or a restarted pod does): the next heartbeat is refused.
+        await redis.GetDatabase(db).StringIncrementAsync("coordinator:epoch:coordinator-3");
+
+        Assert.Equal(3, await run.WaitForExitAsync(TimeSpan.FromSeconds(15)));
+        Assert.Contains(run.Lines, l => l.Contains("was superseded", StringComparison.Ordinal) && l.Contains("coordinator-3", StringComparison.Ordinal));
+        await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
+    }
+
     [Theory]
     [InlineData("coordinator", "COORDINATOR_ID", "coordinator:1")]
     [InlineData("validator", "VALIDATION_FAILURE_RATE", "2")]

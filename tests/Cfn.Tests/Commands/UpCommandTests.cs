@@ -169,6 +169,8 @@ public sealed class UpCommandTests
 
         var dead = "coordinator-doomed-" + Guid.NewGuid().ToString("N")[..6];
         await CrashCoordinatorAsync(endpoint, dead);
+        var deadValidator = "validator-doomed-" + Guid.NewGuid().ToString("N")[..6];
+        await CrashCoordinatorAsync(endpoint, deadValidator, "validators");
 
         // The timeout handler confirms the death, escalates (K8 lock, K9 replacement request), the swarm manager starts the
         // replacement on the coordinator host, and the swarm's coordinators acknowledge it (SPEC §2.9, §2.13, L7, L8).
@@ -180,6 +182,11 @@ public sealed class UpCommandTests
         Assert.Matches("^coordinator-[0-9]{13}-[0-9a-z]{8}$", replacement);
         var metrics = await CfnRun.ShellAsync($"curl -s http://127.0.0.1:{http}/metrics");
         Assert.Contains("coordinator_spawns_total{swarm_id=\"swarm-1\",reason=\"replacement\"} 1", metrics, StringComparison.Ordinal);
+
+        // A dead validator is replaced by a validator (it answers the validations handed over to it), not by a coordinator loop.
+        await up.WaitForLineAsync(l => l.Contains("Coordinator spawned", StringComparison.Ordinal) && l.Contains($"replaces={deadValidator}", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30));
+        await up.WaitForLineAsync(l => l.Contains("Validator started validatorId=coordinator-", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
         Assert.Contains($"timeout_events_total{{coordinator_id=\"{dead}\",reason=\"heartbeat\"", metrics, StringComparison.Ordinal);
 
         await up.SignalAsync("TERM");
@@ -246,10 +253,10 @@ public sealed class UpCommandTests
     };
 
     /// <summary>A coordinator in <paramref name="id"/>'s name that sends a signal and then loses its connection without any cleanup.</summary>
-    private static async Task CrashCoordinatorAsync(string endpoint, string id)
+    private static async Task CrashCoordinatorAsync(string endpoint, string id, string swarm = "swarm-1")
     {
         var redis = await RedisContext.ConnectAsync(endpoint, new CoordinationOptions());
-        var coordinator = await Coordinator.StartAsync(redis, new SigningKeys(Secret), id, "swarm-1");
+        var coordinator = await Coordinator.StartAsync(redis, new SigningKeys(Secret), id, swarm);
         await coordinator.Signals.SendAsync("validator-0", SignalTypes.StatusUpdate, iteration: 1);
         await redis.Multiplexer.CloseAsync(allowCommandsToComplete: false);
         await coordinator.DisposeAsync(); // its deletes fail on the closed connection: the keys stay, as after a crash
