@@ -12,10 +12,10 @@ namespace Cfn.Tests.Hosting;
 
 /// <summary>
 /// SPEC §3.6 for the variables only the executable reads: real <c>cfn serve --role …</c> processes, configured by their
-/// environment, observed over real HTTP, in their output and in Redis (database 8, flushed by each test; the tests of
-/// this class run one at a time). docs/configuration.md links to these.
+/// environment, observed over real HTTP, in their output and in Redis. Each test has a private redis-server of its own
+/// (every database number of the shared test server is taken by other test classes). docs/configuration.md links to these.
 /// </summary>
-public sealed class EnvironmentEffectTests
+public sealed class EnvironmentEffectTests : IAsyncLifetime
 {
     private const int Db = 8;
     private const string Secret = "env-test-secret-0123456789abcdef0123456789abcdef";
@@ -23,12 +23,36 @@ public sealed class EnvironmentEffectTests
 
     private static readonly TimeSpan Startup = TimeSpan.FromSeconds(60);
 
-    private static string Endpoint => System.Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-        ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+    private Process? _redis;
 
-    private static string RedisHost => Endpoint[..Endpoint.LastIndexOf(':')];
+    private string Endpoint => $"127.0.0.1:{RedisPort}";
 
-    private static string RedisPort => Endpoint[(Endpoint.LastIndexOf(':') + 1)..];
+    private static string RedisHost => "127.0.0.1";
+
+    private string RedisPort { get; set; } = "";
+
+    public async Task InitializeAsync()
+    {
+        var port = CfnRun.FreePort();
+        RedisPort = port.ToString(CultureInfo.InvariantCulture);
+        _redis = StartRedisServer(port);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await CfnRun.ShellAsync($"redis-cli -p {port} ping", allowFailure: true)).Trim() != "PONG")
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the private redis-server did not start");
+            await Task.Delay(50);
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_redis is not null)
+        {
+            _redis.Kill();
+            await _redis.WaitForExitAsync();
+            _redis.Dispose();
+        }
+    }
 
     [Fact]
     public async Task Serve_Coordinator_IdentityDatabasePortPoolHeartbeatsAndAdminTokenFromEnvironment()
@@ -149,16 +173,9 @@ public sealed class EnvironmentEffectTests
     public async Task Serve_RedisPortAndPassword_ConnectsOnlyWithTheRightPassword()
     {
         var redisPort = CfnRun.FreePort();
-        using var server = Process.Start(new ProcessStartInfo("redis-server",
-            ["--port", $"{redisPort}", "--bind", "127.0.0.1", "--requirepass", "env-pw-1", "--save", "", "--appendonly", "no"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        })!;
+        using var server = StartRedisServer(redisPort, "--requirepass", "env-pw-1");
         try
         {
-            server.BeginOutputReadLine();
-            server.BeginErrorReadLine();
             var right = CfnRun.FreePort();
             var wrong = CfnRun.FreePort();
             await using var good = CfnRun.Start(["serve", "--role", "timeout-handler"], Environment(right,
@@ -254,7 +271,21 @@ public sealed class EnvironmentEffectTests
         return env;
     }
 
-    private static Task<ConnectionMultiplexer> ConnectAsync() =>
+    private static Process StartRedisServer(int port, params string[] extra)
+    {
+        var start = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "--port", $"{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }.Concat(extra))
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(start)!;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    private Task<ConnectionMultiplexer> ConnectAsync() =>
         ConnectionMultiplexer.ConnectAsync($"{Endpoint},allowAdmin=true");
 
     private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string path, string? token)
@@ -272,7 +303,7 @@ public sealed class EnvironmentEffectTests
     /// The CLIENT LIST entries of the test Redis that belong to process <paramref name="pid"/>: the local ports of its
     /// TCP connections to Redis (from <c>ss</c>) matched against each entry's <c>addr</c>.
     /// </summary>
-    private static async Task<List<string>> RedisClientsOfAsync(ConnectionMultiplexer redis, int pid)
+    private async Task<List<string>> RedisClientsOfAsync(ConnectionMultiplexer redis, int pid)
     {
         var ports = (await CfnRun.ShellAsync($"ss -Htnp state established '( dport = :{RedisPort} )' | grep 'pid={pid},' | awk '{{print $3}}'", allowFailure: true))
             .Split('\n', StringSplitOptions.RemoveEmptyEntries)
