@@ -1,0 +1,178 @@
+using System.Collections;
+using System.Diagnostics;
+using System.Text.Json;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Signals;
+using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Logging;
+
+namespace Cfn.Coordination.Tests;
+
+/// <summary>
+/// SPEC §3.6: each protocol variable read by <see cref="CoordinationOptions.FromEnvironment"/> changes what a
+/// coordinator does in Redis. Every test parses an environment, gives the result to a real coordinator, and observes
+/// the effect (sequence, TTL, log line, wait result) on the real server. docs/configuration.md links to these.
+/// </summary>
+[Collection(RedisCollection.Name)]
+public sealed class EnvironmentEffectTests(RedisServer server)
+{
+    /// <summary>A harness whose options are exactly what <see cref="CoordinationOptions.FromEnvironment"/> read from <paramref name="variables"/>.</summary>
+    internal static Harness FromEnvironment(RedisServer server, params (string Name, string Value)[] variables)
+    {
+        var env = new Hashtable();
+        foreach (var (name, value) in variables)
+        {
+            env[name] = value;
+        }
+
+        var parsed = CoordinationOptions.FromEnvironment(env);
+        return Harness.Create(server, o =>
+        {
+            foreach (var property in typeof(CoordinationOptions).GetProperties().Where(p => p.CanWrite))
+            {
+                property.SetValue(o, property.GetValue(parsed));
+            }
+        });
+    }
+
+    [Fact]
+    public async Task HeartbeatIntervalMs_200_SequenceAdvancesAboutEvery200Ms()
+    {
+        await using var h = FromEnvironment(server, ("HEARTBEAT_INTERVAL_MS", "200"));
+        var c = await h.StartAsync(heartbeatLoop: true);
+        var first = await SequenceAsync(h, c.Id);
+
+        await Task.Delay(2000);
+        var advanced = await SequenceAsync(h, c.Id) - first;
+
+        // About 10 beats in 2 s; the default (30 s) would give none. Generous bounds for a loaded machine.
+        Assert.InRange(advanced, 4, 20);
+    }
+
+    [Fact]
+    public async Task HeartbeatTtlSeconds_77_K1Ttl()
+    {
+        await using var h = FromEnvironment(server, ("HEARTBEAT_TTL_SECONDS", "77"), ("HEARTBEAT_INTERVAL_MS", "1000"));
+        var c = await h.StartAsync();
+
+        var ttl = await h.Database.KeyTimeToLiveAsync(Keys.Heartbeat(c.Id));
+
+        Assert.NotNull(ttl);
+        Assert.InRange(ttl.Value.TotalSeconds, 70, 77);
+    }
+
+    [Theory]
+    [InlineData("true", 4)]
+    [InlineData("false", 0)]
+    public async Task HeartbeatDebug_InfoLinePerBeatOnlyWhenTrue(string value, int expectedLines)
+    {
+        await using var h = FromEnvironment(server, ("HEARTBEAT_DEBUG", value));
+        var c = await h.StartAsync(); // the first beat
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True(await c.Heartbeats.BeatAsync());
+        }
+
+        var lines = h.Logs.GetSnapshot()
+            .Where(r => r.Level == LogLevel.Information && r.Message.StartsWith($"Heartbeat sent coordinator={c.Id} ", StringComparison.Ordinal))
+            .ToList();
+        Assert.Equal(expectedLines, lines.Count);
+    }
+
+    [Theory]
+    [InlineData("BLOCKING_TIMEOUT_MS")]
+    [InlineData("BLOCKING_TIMEOUT")] // the obsolete alias has the same effect
+    public async Task BlockingTimeout_WaitWithoutTimeoutEndsAfterItAndK7ShowsIt(string variable)
+    {
+        await using var h = FromEnvironment(server, (variable, "700"));
+        var self = await h.StartAsync();
+        var absent = TestIds.New("absent");
+        var stopwatch = Stopwatch.StartNew();
+
+        var waiting = self.Waiter.WaitForAcksAsync([absent], TestIds.New("signal"));
+        long? timeoutMs = null;
+        while (!waiting.IsCompleted && timeoutMs is null)
+        {
+            var k7 = (string?)await h.Database.StringGetAsync(Keys.Activity(self.Id));
+            using var doc = JsonDocument.Parse(k7!);
+            if (doc.RootElement.TryGetProperty("timeoutMs", out var t) && t.ValueKind == JsonValueKind.Number)
+            {
+                timeoutMs = t.GetInt64();
+            }
+
+            await Task.Delay(20);
+        }
+
+        var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(AckWaitStatus.Timeout, result.Status);
+        Assert.Equal(700, timeoutMs);
+        Assert.InRange(stopwatch.Elapsed.TotalMilliseconds, 600, 15_000);
+        Assert.Contains(h.Messages, m => m.Contains("Waiting for ACKs", StringComparison.Ordinal) && m.EndsWith("timeout=700", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AckSignalAndIdempotencyTtlSeconds_SetTheTtlOfK3K2AndK4()
+    {
+        await using var h = FromEnvironment(server,
+            ("ACK_TTL_SECONDS", "123"), ("SIGNAL_TTL_SECONDS", "321"), ("IDEMPOTENCY_TTL_SECONDS", "222"));
+        var sender = await h.StartAsync();
+        var receiver = await h.StartAsync();
+
+        var sent = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+        var signalTtl = await h.Database.KeyTimeToLiveAsync(Keys.Signal(receiver.Id));
+        var idempotencyTtl = await h.Database.KeyTimeToLiveAsync(Keys.Idempotency(sent.MessageId));
+        await receiver.Acks.AcknowledgeAsync(sent.MessageId, sender.Id, SignalTypes.Completion, null, sent.Timestamp);
+        var ackTtl = await h.Database.KeyTimeToLiveAsync(Keys.Ack(receiver.Id, sent.MessageId));
+
+        Assert.InRange(signalTtl!.Value.TotalSeconds, 310, 321);
+        Assert.InRange(idempotencyTtl!.Value.TotalSeconds, 210, 222);
+        Assert.InRange(ackTtl!.Value.TotalSeconds, 110, 123);
+    }
+
+    [Theory]
+    [InlineData("200", true)]
+    [InlineData("600000", false)]
+    public async Task AckPollIntervalMs_FallbackReadsOfAPendingWaitEveryInterval(string value, bool reads)
+    {
+        await using var h = FromEnvironment(server, ("ACK_POLL_INTERVAL_MS", value));
+        var self = await h.StartAsync();
+        using var cts = new CancellationTokenSource();
+        var waiting = self.Waiter.WaitForAcksAsync([TestIds.New("absent")], TestIds.New("signal"), TimeSpan.FromMinutes(1), cts.Token);
+        var before = h.Redis.Wakeups.FallbackReads;
+
+        await Task.Delay(1500);
+        var delta = h.Redis.Wakeups.FallbackReads - before;
+        await cts.CancelAsync();
+        await waiting;
+
+        if (reads)
+        {
+            Assert.InRange(delta, 3, 15); // about 7 in 1.5 s
+        }
+        else
+        {
+            Assert.Equal(0, delta);
+        }
+    }
+
+    [Fact]
+    public async Task ActivityCheckIntervalMs_WithBlockingTimeout_SizesTheK7Ttl()
+    {
+        // K7 lives max(600, BLOCKING_TIMEOUT_MS + 2 × ACTIVITY_CHECK_INTERVAL_MS): 1000 + 2 × 120 s = 1240 s.
+        await using var h = FromEnvironment(server, ("BLOCKING_TIMEOUT_MS", "1000000"), ("ACTIVITY_CHECK_INTERVAL_MS", "120000"));
+        var c = await h.StartAsync();
+
+        var ttl = await h.Database.KeyTimeToLiveAsync(Keys.Activity(c.Id));
+
+        Assert.InRange(ttl!.Value.TotalSeconds, 1230, 1240);
+    }
+
+    private static async Task<long> SequenceAsync(Harness h, string id)
+    {
+        var json = (string?)await h.Database.StringGetAsync(Keys.Heartbeat(id));
+        using var doc = JsonDocument.Parse(json!);
+        return doc.RootElement.GetProperty("sequence").GetInt64();
+    }
+}
