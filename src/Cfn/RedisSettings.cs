@@ -26,9 +26,26 @@ internal sealed record RedisSettings(string Host, int Port, string? Password, in
             Number(Get("REDIS_DB"), "REDIS_DB", 0, 0, 255));
     }
 
-    /// <summary>Parses <c>redis://[:password@]host[:port][/db]</c> or <c>host:port</c>.</summary>
+    /// <summary>
+    /// Parses <c>redis://[:password@]host[:port][/db]</c>, <c>host:port</c>, or a StackExchange.Redis configuration
+    /// string (<c>host:6379,password=…,defaultDatabase=2</c>).
+    /// </summary>
     public static RedisSettings FromUrl(string url)
     {
+        if (url.Contains(',', StringComparison.Ordinal) || url.Contains('=', StringComparison.Ordinal))
+        {
+            var options = ConfigurationOptions.Parse(url);
+            var (host, port) = options.EndPoints.FirstOrDefault() switch
+            {
+                System.Net.DnsEndPoint dns => (dns.Host, dns.Port),
+                System.Net.IPEndPoint ip => (ip.Address.ToString(), ip.Port),
+                _ => throw new ArgumentException("REDIS_URL names no endpoint (expected host:port,option=value,…)"),
+            };
+            var db = options.DefaultDatabase ?? 0;
+            return new RedisSettings(host, port > 0 ? port : 6379, options.Password, db is >= 0 and <= 255
+                ? db : throw new ArgumentException($"REDIS_URL defaultDatabase must be an integer from 0 to 255 (got {db})"));
+        }
+
         if (url.StartsWith("redis://", StringComparison.OrdinalIgnoreCase) && Uri.TryCreate(url, UriKind.Absolute, out var uri))
         {
             var password = uri.UserInfo.Length > 0 ? Uri.UnescapeDataString(uri.UserInfo.Split(':', 2)[^1]) : null;

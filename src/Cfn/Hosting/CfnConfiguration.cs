@@ -50,6 +50,9 @@ internal sealed record CfnConfiguration
     /// <summary><c>SWARM_EXPECTED_COORDINATORS</c> (the runbook's configmap value).</summary>
     public int? ExpectedCoordinators { get; init; }
 
+    /// <summary>Variables that were set but are deprecated or not used; the process logs each at start (WARN).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary><c>LOG_FORMAT</c>: <c>text</c> (default; the runbook greps it) or <c>json</c>.</summary>
     public string LogFormat { get; init; } = "text";
 
@@ -141,6 +144,20 @@ internal sealed record CfnConfiguration
                 throw new ValidationException($"LOG_FORMAT must be text or json (got \"{logFormat}\")");
             }
 
+            var warnings = new List<string>();
+            if (env.Text("BLOCKING_TIMEOUT") is not null)
+            {
+                warnings.Add(env.Text("BLOCKING_TIMEOUT_MS") is null
+                    ? "BLOCKING_TIMEOUT is deprecated: it still sets the blocking timeout, but use BLOCKING_TIMEOUT_MS"
+                    : "BLOCKING_TIMEOUT is deprecated and ignored: BLOCKING_TIMEOUT_MS is set");
+            }
+
+            if (env.Text("ACTIVITY_TIMEOUT_MS") is not null)
+            {
+                warnings.Add("ACTIVITY_TIMEOUT_MS is not used by cfn: a wait is stuck when it runs past its own timeout (BLOCKING_TIMEOUT_MS) " +
+                             "plus ACTIVITY_CHECK_INTERVAL_MS, and a coordinator is dead when its heartbeat is stale (HEARTBEAT_STALE_THRESHOLD_MS)");
+            }
+
             var coordinatorId = env.Text("COORDINATOR_ID");
             var swarmId = env.Text("SWARM_ID");
             return new CfnConfiguration
@@ -160,6 +177,7 @@ internal sealed record CfnConfiguration
                 SwarmId = swarmId is null ? null : Ids.RequireName(swarmId, "SWARM_ID"),
                 ExpectedCoordinators = env.PositiveInt("SWARM_EXPECTED_COORDINATORS"),
                 LogFormat = logFormat,
+                Warnings = warnings,
                 Validators = ValidatorOptions.FromEnvironment(environment),
                 Loop = LoopOptions.FromEnvironment(environment),
                 Hooks = HookOptions.FromEnvironment(environment),

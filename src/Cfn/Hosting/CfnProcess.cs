@@ -396,6 +396,10 @@ internal sealed class CfnProcess
     private void LogConfiguration(ILogger log)
     {
         log.LogInformation("config {Settings}", string.Join(' ', _config.Redacted().Select(kv => $"{kv.Key}={kv.Value}")));
+        foreach (var warning in _config.Warnings)
+        {
+            log.LogWarning("config {Warning}", warning);
+        }
     }
 
     internal static void ConfigureLogging(ILoggingBuilder logging, string format)

@@ -83,4 +83,33 @@ public sealed class CfnConfigurationUnitTests
 
         Assert.Equal(new RedisSettings("10.0.0.5", 6390, "pw", 3), config.Redis);
     }
+
+    [Theory]
+    [InlineData("redis.prod.example.com:6380,password=s3cret,defaultDatabase=4", "redis.prod.example.com", 6380, "s3cret", 4)]
+    [InlineData("10.0.0.7:6379,abortConnect=false", "10.0.0.7", 6379, null, 0)]
+    [InlineData("redis.prod.example.com:6379", "redis.prod.example.com", 6379, null, 0)]
+    public void Load_RedisUrl_StackExchangeConfigurationString(string url, string host, int port, string? password, int db)
+    {
+        var config = CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, ["REDIS_URL"] = url });
+
+        Assert.Equal(new RedisSettings(host, port, password, db), config.Redis);
+    }
+
+    [Fact]
+    public void Load_DeprecatedOrUnusedVariables_WarnedNotRefused()
+    {
+        var alias = CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, ["BLOCKING_TIMEOUT"] = "900000" });
+        Assert.Equal(TimeSpan.FromMilliseconds(900_000), alias.Coordination.BlockingTimeout);
+        Assert.Contains(alias.Warnings, w => w.StartsWith("BLOCKING_TIMEOUT is deprecated: it still sets", StringComparison.Ordinal));
+
+        var both = CfnConfiguration.Load(new Hashtable
+        {
+            ["BLOCKING_COORDINATION_SECRET"] = Secret, ["BLOCKING_TIMEOUT"] = "900000", ["BLOCKING_TIMEOUT_MS"] = "60000", ["ACTIVITY_TIMEOUT_MS"] = "1000",
+        });
+        Assert.Equal(TimeSpan.FromMilliseconds(60_000), both.Coordination.BlockingTimeout);
+        Assert.Contains(both.Warnings, w => w.Contains("ignored", StringComparison.Ordinal));
+        Assert.Contains(both.Warnings, w => w.StartsWith("ACTIVITY_TIMEOUT_MS is not used", StringComparison.Ordinal));
+
+        Assert.Empty(CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret }).Warnings);
+    }
 }
