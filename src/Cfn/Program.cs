@@ -2,7 +2,7 @@
 using System.CommandLine;
 using Cfn.Commands;
 
-var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook: docs/architecture.md)")
+var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook: docs/runbook.md)")
 {
     UpCommand.Create(),
     ServeCommand.Create(),

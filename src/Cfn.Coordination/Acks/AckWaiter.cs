@@ -3,6 +3,7 @@ using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
+using Cfn.Coordination.Signals;
 using Cfn.Coordination.Wakeups;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -13,7 +14,8 @@ namespace Cfn.Coordination.Acks;
 /// Blocks until peers have ACKed a signal (SPEC §2.5, D3). The wait sleeps on its wake-up: an ACK script publishes on
 /// this coordinator's channel, the waiter then reads every still-missing ACK with one MGET. An idle wait sends no
 /// command; lost wake-ups are caught by the process-wide batched fallback check. A malformed, forged, copied or
-/// wrongly bound ACK counts as not received, is logged and counted, and never ends the wait.
+/// wrongly bound ACK counts as not received, is logged and counted, and never ends the wait. A wait that times out
+/// counts <c>signals_failed_total{reason="ack_timeout"}</c> once per receiver that did not ACK.
 /// </summary>
 public sealed class AckWaiter
 {
@@ -59,7 +61,18 @@ public sealed class AckWaiter
             }
         }
 
-        return WaitAsync(targets, signalId, timeout, cancellationToken);
+        return WaitAsync(targets, signalId, timeout, countFailures: true, cancellationToken);
+    }
+
+    /// <summary>
+    /// One attempt of <see cref="SignalRetrier"/>: like the first overload for one receiver, but a timeout is not counted
+    /// in <c>signals_failed_total</c>; the retrier counts the signal once, when every attempt is exhausted.
+    /// </summary>
+    internal Task<AckWaitResult> WaitForRetryAttemptAsync(string receiverId, string signalId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        Ids.RequireName(receiverId, "receiverId");
+        Ids.RequireSignalId(signalId, "signalId");
+        return WaitAsync([new Target(receiverId, signalId)], signalId, timeout, countFailures: false, cancellationToken);
     }
 
     /// <summary>
@@ -94,10 +107,11 @@ public sealed class AckWaiter
         }
 
         var label = string.Join(',', targets.Select(t => t.SignalId).Distinct(StringComparer.Ordinal));
-        return WaitAsync(targets, label, timeout, cancellationToken);
+        return WaitAsync(targets, label, timeout, countFailures: true, cancellationToken);
     }
 
-    private async Task<AckWaitResult> WaitAsync(List<Target> targets, string label, TimeSpan? timeout, CancellationToken cancellationToken)
+    private async Task<AckWaitResult> WaitAsync(
+        List<Target> targets, string label, TimeSpan? timeout, bool countFailures, CancellationToken cancellationToken)
     {
         var limit = timeout ?? Redis.Options.BlockingTimeout;
         if (limit <= TimeSpan.Zero || limit > MaxTimeout)
@@ -208,6 +222,11 @@ public sealed class AckWaiter
         {
             case AckWaitStatus.Timeout:
                 Telemetry.CountTimeout(self, "blocking");
+                if (countFailures)
+                {
+                    CountUnacknowledged(targets, acks);
+                }
+
                 _logger.LogWarning(
                     "ACK wait timeout signalId={SignalId} received={Received} total={Total} missing={Missing} duration={DurationMs}",
                     label, acks.Count, targets.Count, string.Join(',', missingIds), (long)duration.TotalMilliseconds);
@@ -224,6 +243,22 @@ public sealed class AckWaiter
         Notify(observer, info, result);
         await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
         return result;
+    }
+
+    /// <summary>
+    /// <c>signals_failed_total{reason="ack_timeout"}</c> once per awaited receiver that did not ACK, labelled with this
+    /// (the sending) coordinator and the type named in that receiver's signal ID (<c>unknown</c> when the ID is not a
+    /// message ID), so the label values stay a fixed set.
+    /// </summary>
+    private void CountUnacknowledged(List<Target> targets, Dictionary<string, SignalAck> acks)
+    {
+        foreach (var target in targets)
+        {
+            if (!acks.ContainsKey(target.CoordinatorId))
+            {
+                Telemetry.SignalsFailed.WithLabels(_coordinator.Id, SignalTypes.OfMessageId(target.SignalId), "ack_timeout").Inc();
+            }
+        }
     }
 
     /// <summary>Tells the observer, if any, that the wait started (no result) or ended; its failure never changes the wait.</summary>

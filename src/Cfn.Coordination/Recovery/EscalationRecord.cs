@@ -18,8 +18,15 @@ public sealed record EscalationRecord
     /// <summary>Always <c>coordinator_timeout</c>.</summary>
     public string Reason { get; init; } = "coordinator_timeout";
 
-    /// <summary><c>escalated → replacement_requested</c>, or <c>failed</c>.</summary>
+    /// <summary>
+    /// One of <see cref="EscalationStatus"/>: <c>escalated → replacement_requested</c> (the escalation service), then
+    /// <c>replaced | failed</c> when the swarm manager settles the replacement's spawn request; <c>failed</c> also when the
+    /// escalation itself fails.
+    /// </summary>
     public required string Status { get; init; }
+
+    /// <summary>Last status change after creation, ms (absent until the record first changes status).</summary>
+    public long? UpdatedAt { get; init; }
 
     /// <summary>The replacement's ID (its spawn request is <c>coordinator:spawn:{newCoordinatorId}</c>).</summary>
     public required string NewCoordinatorId { get; init; }
@@ -39,6 +46,6 @@ public sealed record EscalationRecord
     /// <summary>Unconsumed signals moved to the replacement.</summary>
     public long SignalsHandedOver { get; init; }
 
-    /// <summary>Why it failed, when it did.</summary>
+    /// <summary>Why it failed, when it did (the escalation's error, or why the replacement's start failed).</summary>
     public string? Error { get; init; }
 }

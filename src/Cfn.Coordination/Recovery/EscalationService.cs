@@ -100,7 +100,7 @@ public sealed class EscalationService
             DeadCoordinatorId = deadId,
             SwarmId = swarmId,
             Timestamp = now,
-            Status = "escalated",
+            Status = EscalationStatus.Escalated,
             NewCoordinatorId = newId,
             LastHeartbeat = lastHeartbeatMs,
             DetectedBy = detectedBy,
@@ -141,8 +141,18 @@ public sealed class EscalationService
             var signals = work.Aborted ? 0 : await _signals.MoveAllAsync(deadId, newId).ConfigureAwait(false);
             var cleanup = work.Aborted ? null : await _cleanup.CleanupAsync(deadId, force: true).ConfigureAwait(false);
 
-            var done = record with { Status = "replacement_requested", WorkItemsTransferred = work.Transferred, SignalsHandedOver = signals };
-            await database.StringSetAsync(key, Json.Serialize(done), ttl, When.Exists).ConfigureAwait(false);
+            // Compare-and-set: the swarm manager may already have settled the replacement (replaced | failed), and a
+            // later incident of the same ID (higher fence) owns the record now; neither is overwritten.
+            await EscalationRecords.TryUpdateAsync(database, deadId, current =>
+                current.NewCoordinatorId == newId && current.FencingToken == fenceEpoch
+                    ? current with
+                    {
+                        Status = EscalationStatus.IsFinal(current.Status) ? current.Status : EscalationStatus.ReplacementRequested,
+                        UpdatedAt = EscalationStatus.IsFinal(current.Status) ? current.UpdatedAt : _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+                        WorkItemsTransferred = work.Transferred,
+                        SignalsHandedOver = signals,
+                    }
+                    : null).ConfigureAwait(false);
             _metrics.Escalations.WithLabels("escalated").Inc();
             _logger.LogInformation(
                 "Dead coordinator escalation complete deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} workItemsTransferred={Work} signalsHandedOver={Signals}",
@@ -155,7 +165,7 @@ public sealed class EscalationService
             _logger.LogError("Failed to escalate dead coordinator coordinator={DeadId} swarm={SwarmId}: {Error}", deadId, swarmId, e.Message);
             try
             {
-                await database.StringSetAsync(key, Json.Serialize(record with { Status = "failed", Error = e.Message }), ttl, When.Exists)
+                await database.StringSetAsync(key, Json.Serialize(record with { Status = EscalationStatus.Failed, Error = e.Message }), ttl, When.Exists)
                     .ConfigureAwait(false);
             }
             catch (Exception inner) when (inner is RedisException or TimeoutException)

@@ -20,7 +20,8 @@ namespace Cfn.Coordination.Resilience;
 /// </list>
 /// Every transition is logged (<c>Circuit state transition name=… from=… to=…</c>, and on opening
 /// <c>Circuit opened with exponential backoff name=… delayMs=…</c>) and raised as <see cref="StateChanged"/>, in order,
-/// outside the breaker's lock. Rejections log <c>Request rejected - circuit is OPEN</c>, timeouts
+/// outside the breaker's lock. Rejections log <c>Request rejected - circuit is OPEN</c> (with <c>(half-open: trial limit
+/// reached)</c> when the circuit is half-open with every trial slot in use), timeouts
 /// <c>Operation timed out</c> (§4 L20).
 /// </summary>
 public sealed class CircuitBreaker : ICircuitBreaker
@@ -598,9 +599,20 @@ public sealed class CircuitBreaker : ICircuitBreaker
         }
     }
 
-    private void LogRejection(CircuitState state, DateTimeOffset? retryAt) =>
+    // The §4 literal stays first (operators grep it); a half-open rejection says why, since the circuit is not open.
+    private void LogRejection(CircuitState state, DateTimeOffset? retryAt)
+    {
+        if (state == CircuitState.HalfOpen)
+        {
+            _logger.LogWarning(
+                "Request rejected - circuit is OPEN (half-open: trial limit reached) name={Name} state={State} halfOpenLimit={Limit}",
+                Name, state.ToLabel(), _options.HalfOpenLimit);
+            return;
+        }
+
         _logger.LogWarning("Request rejected - circuit is OPEN name={Name} state={State} retryAt={RetryAt}",
             Name, state.ToLabel(), retryAt is { } at ? CircuitOpenException.FormatIso(at) : "unknown");
+    }
 
     private static void ObserveAbandoned(Task? task)
     {

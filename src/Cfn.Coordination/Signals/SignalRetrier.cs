@@ -26,7 +26,8 @@ namespace Cfn.Coordination.Signals;
 /// Before each attempt K5 <c>blocking:retry:{signalId}:{attempt}</c> is written (TTL 600 s). Logs: <c>Signal retry
 /// attempt failed</c> (WARN), <c>Signal retry successful</c> (INFO), and after the last attempt <c>Signal retry
 /// exhausted all attempts</c> (ERROR), with K6 <c>blocking:retry:failed:{signalId}</c> (TTL 3600 s) indexed under the
-/// sender and <c>signals_failed_total{reason="ack_timeout"}</c> incremented. The receiver's death is then the
+/// sender and <c>signals_failed_total{reason="ack_timeout"}</c> incremented once for the signal (an attempt's ACK wait
+/// that times out is not counted on its own, unlike a plain <see cref="AckWaiter"/> wait). The receiver's death is then the
 /// heartbeat monitor's business (its escalation hands the inbox to a replacement). Stateless: make one per call if
 /// convenient.
 /// </para>
@@ -208,7 +209,8 @@ public sealed class SignalRetrier
             return new AttemptOutcome(null, error, false, null);
         }
 
-        var wait = await _coordinator.Waiter.WaitForAcksAsync([receiver], signal.MessageId, Options.AckTimeout, cancellationToken)
+        // Not counted per attempt: the signal has failed only when every attempt is exhausted (RecordFailureAsync).
+        var wait = await _coordinator.Waiter.WaitForRetryAttemptAsync(receiver, signal.MessageId, Options.AckTimeout, cancellationToken)
             .ConfigureAwait(false);
         switch (wait.Status)
         {

@@ -28,6 +28,25 @@ public static class SignalTypes
     public static readonly IReadOnlySet<string> All =
         new HashSet<string>(StringComparer.Ordinal) { Completion, RetryRequest, Heartbeat, Error, StatusUpdate, Validation };
 
+    /// <summary>The metric label for an unknown or unreadable type.</summary>
+    public const string Unknown = "unknown";
+
+    /// <summary>
+    /// The type named in a message ID (<c>sender:receiver:type:iteration:timestamp</c>), as its wire value; <see cref="Unknown"/>
+    /// when <paramref name="signalId"/> is not a message ID or names no known type. Safe as a metric label: the result is
+    /// always one of <see cref="All"/> or <see cref="Unknown"/>.
+    /// </summary>
+    public static string OfMessageId(string? signalId)
+    {
+        var segments = signalId?.Split(':');
+        if (segments is not { Length: 5 } || segments[3].Length == 0 || !segments[3].All(char.IsAsciiDigit))
+        {
+            return Unknown;
+        }
+
+        return Normalize(segments[2]) ?? Unknown;
+    }
+
     /// <summary>Maps an accepted spelling to its wire value, or returns null for an unknown type.</summary>
     public static string? Normalize(string? type) => type switch
     {

@@ -12,7 +12,9 @@ namespace Cfn.Coordination.Swarms;
 /// (a new spawn request, a resume, a scale) or every <see cref="SwarmManagerOptions.Interval"/> — it:
 /// <list type="number">
 /// <item>moves <c>spawning</c> requests to <c>ready</c> when the registry shows the new coordinator's heartbeat
-/// (counting <c>coordinator_spawns_total</c> once), or to <c>failed</c> after <see cref="SwarmManagerOptions.SpawnTimeout"/>;</item>
+/// (counting <c>coordinator_spawns_total</c> once), or to <c>failed</c> after <see cref="SwarmManagerOptions.SpawnTimeout"/>,
+/// and moves the K8 escalation record of the coordinator a replacement replaces to <c>replaced</c> or <c>failed</c>
+/// (also for a request its host failed);</item>
 /// <item>if it holds the reconcile lease, brings each swarm with a target toward it: spawn requests with reason
 /// <c>scale</c> when live + in-flight is short (replacement requests count, so nothing is spawned twice), and when over,
 /// cancels surplus pending requests (never replacements, which carry handed-over work) and stops surplus live
@@ -191,6 +193,13 @@ public sealed class SwarmManager : IAsyncDisposable
             requests[request.NewCoordinatorId] = request;
             if (request.Status is SpawnStatus.Ready or SpawnStatus.Failed or SpawnStatus.Cancelled)
             {
+                // First seen final (a host failed the start, another manager settled it, or this manager restarted):
+                // its escalation record may still wait for the outcome. Before _final, so a Redis error retries it.
+                if (request.Status is SpawnStatus.Ready or SpawnStatus.Failed)
+                {
+                    await SettleEscalationAsync(request, request.Status, request.Error, localNow).ConfigureAwait(false);
+                }
+
                 _final[request.NewCoordinatorId] = request.Timestamp;
             }
         }
@@ -229,6 +238,7 @@ public sealed class SwarmManager : IAsyncDisposable
                         id, request.SwarmId, reason, request.HostId ?? "unknown", request.ReplacesCoordinatorId ?? "none");
                     if (request.ReplacesCoordinatorId is { } old)
                     {
+                        await SettleEscalationAsync(request, SpawnStatus.Ready, null, localNow).ConfigureAwait(false);
                         // C2: the swarm's other coordinators learn that the replacement runs (SPEC §2.13, L8).
                         await _redis.Database.PublishAsync(Keys.SwarmReplacement(request.SwarmId), Json.Serialize(
                             new ReplacementNotice(old, id, request.SwarmId, localNow))).ConfigureAwait(false);
@@ -246,11 +256,43 @@ public sealed class SwarmManager : IAsyncDisposable
                     pass.Failed++;
                     _logger.LogError("Spawn request failed newCoordinatorId={NewId} swarm={SwarmId} reason={Reason}: {Error}",
                         id, request.SwarmId, request.Reason, error);
+                    await SettleEscalationAsync(request, SpawnStatus.Failed, error, localNow).ConfigureAwait(false);
                 }
 
                 requests[id] = request with { Status = SpawnStatus.Failed };
                 _final[id] = request.Timestamp;
             }
+        }
+    }
+
+    /// <summary>
+    /// Moves the K8 escalation record of the coordinator <paramref name="request"/> replaces to <c>replaced</c> (the spawn
+    /// is <c>ready</c>) or <c>failed</c>, by compare-and-set with the key's TTL kept. Only a record still waiting for this
+    /// very replacement (status <c>escalated</c> or <c>replacement_requested</c>, the same new coordinator ID) changes: a
+    /// settled record or a later incident's is left alone, so calling it again is harmless.
+    /// </summary>
+    private async Task SettleEscalationAsync(SpawnRequest request, string spawnStatus, string? error, long localNow)
+    {
+        if (request.ReplacesCoordinatorId is not { } deadId || !Ids.IsValidName(deadId))
+        {
+            return;
+        }
+
+        var newId = request.NewCoordinatorId;
+        var status = spawnStatus == SpawnStatus.Ready ? EscalationStatus.Replaced : EscalationStatus.Failed;
+        var settled = await EscalationRecords.TryUpdateAsync(_redis.Database, deadId, current =>
+            current.NewCoordinatorId == newId && current.Status is EscalationStatus.Escalated or EscalationStatus.ReplacementRequested
+                ? current with
+                {
+                    Status = status,
+                    UpdatedAt = localNow,
+                    Error = status == EscalationStatus.Failed ? error ?? "replacement failed to start" : current.Error,
+                }
+                : null).ConfigureAwait(false);
+        if (settled is not null)
+        {
+            _logger.LogInformation("Escalation record settled deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} status={Status}",
+                deadId, newId, request.SwarmId, status);
         }
     }
 

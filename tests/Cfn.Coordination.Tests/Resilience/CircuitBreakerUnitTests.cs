@@ -696,6 +696,27 @@ public sealed class CircuitBreakerUnitTests
     }
 
     [Fact]
+    public async Task Logs_HalfOpenTrialLimitReached_KeepsTheLiteralAndSaysWhy()
+    {
+        var w = new World(o => o.HalfOpenLimit = 1);
+        await OpenAsync(w.Breaker);
+        await Assert.ThrowsAsync<CircuitOpenException>(() => w.Breaker.ExecuteAsync(_ => Task.FromResult(1)));
+        w.Time.Advance(TimeSpan.FromSeconds(1));
+        Assert.True(w.Breaker.TryAcquire(out var trial));
+
+        Assert.False(w.Breaker.TryAcquire(out _));
+        trial.Dispose();
+
+        var rejections = w.Records.Where(r => r.Message.StartsWith("Request rejected - circuit is OPEN", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, rejections.Count);
+        Assert.All(rejections, r => Assert.Equal(LogLevel.Warning, r.Level));
+        // Open: the plain line; half-open with the trial slot taken: the line says so instead of leaving "OPEN … half_open".
+        Assert.StartsWith("Request rejected - circuit is OPEN name=test state=open retryAt=", rejections[0].Message, StringComparison.Ordinal);
+        Assert.Equal("Request rejected - circuit is OPEN (half-open: trial limit reached) name=test state=half_open halfOpenLimit=1",
+            rejections[1].Message);
+    }
+
+    [Fact]
     public async Task StateChanged_FullCycle_RaisedInOrderAndThrowingHandlerIsContained()
     {
         var w = new World();

@@ -248,6 +248,76 @@ public sealed class CoordinatorApiTests
     }
 
     [Fact]
+    public async Task State_RecentTimeouts_HoldOnlyRealTimeoutEventsNotLinesMentioningATimeoutSetting()
+    {
+        await using var world = await World.StartAsync();
+        var log = world.Loggers.CreateLogger("Cfn.Hosting.CfnProcess");
+        // The start-up line as `cfn serve` writes it, and an ordinary warning that merely mentions a timeout.
+        log.LogInformation("config {Settings}", "BLOCKING_TIMEOUT_MS=20000 EXTERNAL_API_TIMEOUT_MS=5000 SIGNAL_ACK_TIMEOUT_MS=5000");
+        log.LogWarning("Validator timeout not recorded validatorId={ValidatorId}: {Error}", "validator-1", "READONLY");
+
+        // Normal waits: each logs "Waiting for ACKs … timeout=…" and "ACK wait complete … status=completed".
+        for (var i = 0; i < 3; i++)
+        {
+            var sent = await world.Primary.Signals.SendAsync(world.Peer.Id, SignalTypes.Completion, i);
+            await world.Peer.Acks.AcknowledgeAsync(sent.MessageId, world.Primary.Id, SignalTypes.Completion, null, sent.Timestamp);
+            var done = await world.Primary.Waiter.WaitForAcksAsync([world.Peer.Id], sent.MessageId, TimeSpan.FromSeconds(20));
+            Assert.Equal(AckWaitStatus.Completed, done.Status);
+        }
+
+        var (status, quiet) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/coordinator/state");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Empty(quiet.GetProperty("recentTimeouts").EnumerateArray());
+        Assert.Contains(quiet.GetProperty("recentErrors").EnumerateArray(),
+            e => e.GetProperty("message").GetString()!.StartsWith("Validator timeout not recorded", StringComparison.Ordinal));
+
+        // A real ACK wait timeout, and an INFO entry logged with a timeout exception, are events.
+        var signalId = $"{world.Primary.Id}:{world.Peer.Id}:completion:9:77";
+        var timedOut = await world.Primary.Waiter.WaitForAcksAsync([world.Peer.Id], signalId, TimeSpan.FromMilliseconds(200));
+        Assert.Equal(AckWaitStatus.Timeout, timedOut.Status);
+        // As HttpClient reports its own timeout: a cancellation whose inner exception is the TimeoutException.
+        log.LogInformation(new TaskCanceledException("The request was canceled", new TimeoutException("HttpClient.Timeout of 5 seconds elapsed")),
+            "Status probe gave up");
+
+        var (_, after) = await SendAsync(world.Loopback, HttpMethod.Get, "/api/coordinator/state");
+        var timeouts = after.GetProperty("recentTimeouts").EnumerateArray().ToList();
+        Assert.Equal(2, timeouts.Count);
+        Assert.StartsWith($"ACK wait timeout signalId={signalId}", timeouts[0].GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal("WARN", timeouts[0].GetProperty("level").GetString());
+        Assert.Equal("Status probe gave up", timeouts[1].GetProperty("message").GetString());
+        Assert.Equal("INFO", timeouts[1].GetProperty("level").GetString());
+        Assert.Contains("TimeoutException", timeouts[1].GetProperty("exception").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(world.Events.Timeouts, e => e.Message.Contains("Waiting for ACKs", StringComparison.Ordinal) ||
+                                                          e.Message.StartsWith("config ", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("ACK wait timeout signalId=a:b:completion:1:2 received=0 total=1 missing=b duration=200", true)]
+    [InlineData("external API timeout timeoutMs=5000 elapsedMs=5003 method=GET url=http://api:8080/health", true)]
+    [InlineData("Operation timed out name=redis timeoutMs=3000", true)]
+    [InlineData("Coordinator timeout detected coordinator=c-1 signalId=s waitingFor=c-2 blockedForMs=301000 timeoutMs=300000", true)]
+    [InlineData("Coordinator timeout event coordinator=c-1 reason=\"Coordinator blocking for 301s past its 300s timeout\"", true)]
+    [InlineData("Signal retry exhausted all attempts signalId=s receiverId=r attempts=4 lastError=\"x\"", true)]
+    [InlineData("Validation timeout workId=w coordinator=c missing=v noAck=v waitedMs=20015", true)]
+    [InlineData("Heartbeat write failed (reason=timeout) coordinator=c seq=3: Timeout performing EVALSHA", true)]
+    [InlineData("Waiting for ACKs signalId=s coordinators=c-2 timeout=20000", false)]
+    [InlineData("ACK wait complete signalId=s received=0 total=1 duration=200 status=timeout", false)]
+    [InlineData("config BLOCKING_TIMEOUT_MS=20000", false)]
+    [InlineData("Heartbeat write failed (reason=connection) coordinator=c seq=3: Request rejected - circuit is OPEN", false)]
+    [InlineData("Timeout handler started handler=h heartbeatMonitoring=True autoEscalation=True", false)]
+    public void IsTimeoutEvent_ByTheLinesOpening(string message, bool expected) =>
+        Assert.Equal(expected, RecentEvents.IsTimeoutEvent(message, null));
+
+    [Fact]
+    public void IsTimeoutEvent_TimeoutExceptionAnywhereInTheChain()
+    {
+        Assert.True(RecentEvents.IsTimeoutEvent("call failed", new TimeoutException("slow")));
+        Assert.True(RecentEvents.IsTimeoutEvent("call failed", new TaskCanceledException("cancelled", new TimeoutException("slow"))));
+        Assert.True(RecentEvents.IsTimeoutEvent("call failed", new AggregateException(new IOException("x"), new TimeoutException("slow"))));
+        Assert.False(RecentEvents.IsTimeoutEvent("call failed", new IOException("the timeout setting is wrong")));
+    }
+
+    [Fact]
     public async Task Send_ValidAndInvalid_DeliversOrRefusesNamingFieldAndWritesNothing()
     {
         await using var world = await World.StartAsync();

@@ -1,0 +1,59 @@
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Redis;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Recovery;
+
+/// <summary>K8 escalation statuses (SPEC K8): <c>escalated → replacement_requested → replaced | failed</c>.</summary>
+public static class EscalationStatus
+{
+    /// <summary>The record (and lock) was taken; the hand-over is running.</summary>
+    public const string Escalated = "escalated";
+
+    /// <summary>The replacement's spawn request exists and the work and signals were handed over.</summary>
+    public const string ReplacementRequested = "replacement_requested";
+
+    /// <summary>The replacement runs (its spawn request is <c>ready</c>).</summary>
+    public const string Replaced = "replaced";
+
+    /// <summary>The escalation, or the replacement's start, failed.</summary>
+    public const string Failed = "failed";
+
+    /// <summary>True for <see cref="Replaced"/> and <see cref="Failed"/>, which nothing moves on from.</summary>
+    public static bool IsFinal(string? status) => status is Replaced or Failed;
+}
+
+/// <summary>Changes to a stored K8 record by compare-and-set, so concurrent writers never lose each other's update.</summary>
+internal static class EscalationRecords
+{
+    private const int Attempts = 5;
+
+    /// <summary>
+    /// Applies <paramref name="change"/> to the K8 record of <paramref name="deadCoordinatorId"/> and stores the result only
+    /// if the record is still the one read (<c>compare_and_set.lua</c>, the key keeps its TTL); re-reads and retries when
+    /// another writer got there first. Returns the stored record, or null when there is no readable record,
+    /// <paramref name="change"/> returned null (nothing to do), or the record kept changing.
+    /// </summary>
+    public static async Task<EscalationRecord?> TryUpdateAsync(
+        IDatabase database, string deadCoordinatorId, Func<EscalationRecord, EscalationRecord?> change)
+    {
+        var key = Keys.Escalation(Ids.RequireName(deadCoordinatorId, "deadCoordinatorId"));
+        for (var attempt = 0; attempt < Attempts; attempt++)
+        {
+            var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+            if (!Json.TryDeserialize<EscalationRecord>(raw, out var current, out _) || change(current!) is not { } next)
+            {
+                return null;
+            }
+
+            var swapped = (long)await database.ScriptEvaluateAsync(RedisScripts.CompareAndSet, [key], [raw, Json.Serialize(next)])
+                .ConfigureAwait(false);
+            if (swapped == 1)
+            {
+                return next;
+            }
+        }
+
+        return null;
+    }
+}
