@@ -41,6 +41,11 @@ public sealed class SwarmManager : IAsyncDisposable
     private readonly Dictionary<string, long> _final = new(StringComparer.Ordinal);
     private readonly HashSet<string> _noRoomLogged = new(StringComparer.Ordinal);
     private readonly HashSet<string> _unstoppableLogged = new(StringComparer.Ordinal);
+
+    // Rollout damping: the target each swarm had at this manager's last pass, and since when a swarm has been short of it
+    // without its target having risen (a coordinator left: a pod restarting, a graceful stop).
+    private readonly Dictionary<string, int> _lastTargets = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _shortSince = new(StringComparer.Ordinal);
     private Task? _loop;
     private bool _holdsLease;
     private int _disposed;
@@ -326,12 +331,39 @@ public sealed class SwarmManager : IAsyncDisposable
             var pending = requests.Values.Where(r => r.SwarmId == swarmId && r.Status == SpawnStatus.Pending).ToList();
             var spawning = requests.Values.Count(r => r.SwarmId == swarmId && r.Status == SpawnStatus.Spawning);
             var total = present + pending.Count + spawning;
+            var targetRose = !_lastTargets.TryGetValue(swarmId, out var lastTarget) || target > lastTarget;
+            _lastTargets[swarmId] = target;
+            if (total >= target)
+            {
+                _shortSince.Remove(swarmId);
+            }
+
             if (total < target)
             {
                 if (pass.Paused)
                 {
                     continue;
                 }
+
+                // A raised target is served at once; a coordinator that left gets DeficitGrace to come back (a StatefulSet
+                // pod restarting in a rollout), so a rollout does not spawn one coordinator per pod and then stop them again.
+                // Dead coordinators are not waited for twice: escalation's replacement requests are already in flight.
+                if (!targetRose)
+                {
+                    if (!_shortSince.TryGetValue(swarmId, out var since))
+                    {
+                        _shortSince[swarmId] = since = snapshot.NowMs;
+                        _logger.LogInformation("Swarm below target swarm={SwarmId} target={Target} present={Present} inFlight={InFlight}: waiting up to {GraceMs} ms for coordinators to return",
+                            swarmId, target, present, pending.Count + spawning, (long)_options.DeficitGrace.TotalMilliseconds);
+                    }
+
+                    if (snapshot.NowMs - since < _options.DeficitGrace.TotalMilliseconds)
+                    {
+                        continue;
+                    }
+                }
+
+                _shortSince.Remove(swarmId);
 
                 for (var i = total; i < target; i++)
                 {

@@ -16,6 +16,12 @@ public sealed class SwarmManagerOptions
     /// <summary>Fallback period of the manager's pass; pub/sub wakes it earlier (<c>SWARM_MANAGER_INTERVAL_MS</c>, 1000).</summary>
     public TimeSpan Interval { get; set; } = TimeSpan.FromMilliseconds(1_000);
 
+    /// <summary>
+    /// How long a swarm may stay below its target after coordinators left before scale requests replace them
+    /// (<c>SWARM_DEFICIT_GRACE_MS</c>, 60000): a restarting pod comes back within it. A raised target is served at once.
+    /// </summary>
+    public TimeSpan DeficitGrace { get; set; } = TimeSpan.FromMilliseconds(60_000);
+
     /// <summary>How often a host refreshes its record and re-checks its command list without a wake-up (5 s); the record lives 3 periods.</summary>
     public TimeSpan HostReportInterval { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -34,6 +40,7 @@ public sealed class SwarmManagerOptions
 
         Positive(SpawnTimeout, "SPAWN_TIMEOUT_MS");
         Positive(Interval, "SWARM_MANAGER_INTERVAL_MS");
+        Positive(DeficitGrace, "SWARM_DEFICIT_GRACE_MS");
         Positive(HostReportInterval, "HostReportInterval");
     }
 
@@ -45,6 +52,7 @@ public sealed class SwarmManagerOptions
         o.HostCapacity = env.PositiveInt("COORDINATOR_HOST_CAPACITY") ?? o.HostCapacity;
         o.SpawnTimeout = env.Milliseconds("SPAWN_TIMEOUT_MS") ?? o.SpawnTimeout;
         o.Interval = env.Milliseconds("SWARM_MANAGER_INTERVAL_MS") ?? o.Interval;
+        o.DeficitGrace = env.Milliseconds("SWARM_DEFICIT_GRACE_MS") ?? o.DeficitGrace;
         o.Validate();
         return o;
     }

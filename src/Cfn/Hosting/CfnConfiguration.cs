@@ -124,6 +124,7 @@ internal sealed record CfnConfiguration
             ["COORDINATOR_HOST_CAPACITY"] = $"{Swarms.HostCapacity}",
             ["SPAWN_TIMEOUT_MS"] = Ms(Swarms.SpawnTimeout),
             ["SWARM_MANAGER_INTERVAL_MS"] = Ms(Swarms.Interval),
+            ["SWARM_DEFICIT_GRACE_MS"] = Ms(Swarms.DeficitGrace),
             ["LOG_FORMAT"] = LogFormat,
         };
     }

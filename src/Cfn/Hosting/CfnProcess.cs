@@ -139,6 +139,7 @@ internal sealed class CfnProcess
                         SpawnTimeout = hostOptions.SpawnTimeout,
                         Interval = hostOptions.Interval,
                         HostReportInterval = hostOptions.HostReportInterval,
+                        DeficitGrace = hostOptions.DeficitGrace,
                         SpawnTtlSeconds = hostOptions.SpawnTtlSeconds,
                     };
                 }

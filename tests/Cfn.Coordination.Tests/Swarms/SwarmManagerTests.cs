@@ -196,6 +196,44 @@ public sealed class SwarmManagerTests(RedisServer server)
     }
 
     [Fact]
+    public async Task CoordinatorLeaves_NoSpawnWithinTheDeficitGrace_ThenReplacedAsScale_RaisedTargetServedAtOnce()
+    {
+        await using var world = await SwarmWorld.CreateAsync(server);
+        var host = await world.HostAsync();
+        var pods = new List<Coordinator>();
+        foreach (var _ in Enumerable.Range(0, 2))
+        {
+            var id = TestIds.New("coordinator");
+            var pod = (Coordinator)await world.StartCoordinatorAsync(id, "swarm-roll");
+            pods.Add(pod);
+            await host.RegisterRunningAsync(id, "swarm-roll", pod);
+        }
+
+        var options = SwarmWorld.Options();
+        options.DeficitGrace = TimeSpan.FromMilliseconds(1500);
+        var manager = world.Manager(options: options);
+        Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-roll", 2)).Outcome);
+        await manager.RunOnceAsync();
+
+        // A pod restarts in a rollout: its coordinator stops gracefully (it leaves the registry at once).
+        await pods[0].StopAsync();
+        await manager.RunOnceAsync();
+        await manager.RunOnceAsync();
+        Assert.Empty(await world.RequestsOfAsync("swarm-roll"));
+        Assert.Single(RecoveryKit.Lines(world.H, "Swarm below target", "swarm-roll"));
+
+        // It did not come back within the grace: a scale request fills the gap.
+        await Task.Delay(1600);
+        await manager.RunOnceAsync();
+        Assert.Equal(["scale"], (await world.RequestsOfAsync("swarm-roll")).Select(r => r.Reason));
+
+        // A raised target is not damped.
+        Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-roll", 4)).Outcome);
+        await manager.RunOnceAsync();
+        Assert.Equal(3, (await world.RequestsOfAsync("swarm-roll")).Count);
+    }
+
+    [Fact]
     public async Task ScaleDown_SpawnedSurplusStoppedGracefully_StaticCoordinatorKept()
     {
         await using var world = await SwarmWorld.CreateAsync(server);
