@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
@@ -37,7 +38,10 @@ public sealed class AckService
     /// </summary>
     /// <param name="signal">The received signal.</param>
     /// <param name="enqueuedAtMs">Redis time the signal entered the inbox (its stream ID), for the latency metric.</param>
-    public Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs = null)
+    public Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs = null) => AcknowledgeAsync(signal, enqueuedAtMs, null);
+
+    /// <summary>The inbox's ACK: like <see cref="AcknowledgeAsync(Signal, long?)"/>, but not stored when the sender is gone (<paramref name="senderGone"/> is set).</summary>
+    internal Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs, StrongBox<bool>? senderGone)
     {
         ArgumentNullException.ThrowIfNull(signal);
         if (!string.Equals(signal.ReceiverId, _coordinator.Id, StringComparison.Ordinal))
@@ -50,13 +54,17 @@ public sealed class AckService
                     ph.ValueKind == JsonValueKind.String
             ? ph.GetString()
             : null;
-        return AcknowledgeAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp);
+        return AcknowledgeCoreAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp, senderGone);
     }
 
     /// <summary>
     /// ACKs a signal known only by ID (the TS <c>CoordinationSignal</c> shape): <paramref name="senderId"/> is woken.
     /// </summary>
-    public async Task<SignalAck> AcknowledgeAsync(string signalId, string senderId, string signalType, string? phase, long sentAtMs)
+    public Task<SignalAck> AcknowledgeAsync(string signalId, string senderId, string signalType, string? phase, long sentAtMs) =>
+        AcknowledgeCoreAsync(signalId, senderId, signalType, phase, sentAtMs, null);
+
+    private async Task<SignalAck> AcknowledgeCoreAsync(
+        string signalId, string senderId, string signalType, string? phase, long sentAtMs, StrongBox<bool>? senderGone)
     {
         Ids.RequireSignalId(signalId, "signalId");
         Ids.RequireName(senderId, "senderId");
@@ -72,12 +80,20 @@ public sealed class AckService
         var key = Keys.Ack(self, signalId);
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
-            [key, Keys.Epoch(self)],
-            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch])
+            senderGone is null ? [key, Keys.Epoch(self)] : [key, Keys.Epoch(self), Keys.Heartbeat(senderId), Keys.Registry],
+            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch, senderId])
             .ConfigureAwait(false))!;
         if ((long)reply[0] < 0)
         {
             throw _coordinator.Superseded("ACK", (string?)reply[1]);
+        }
+
+        if ((long)reply[0] == 2)
+        {
+            senderGone!.Value = true;
+            _logger.LogInformation("Sender gone, ACK not stored signalId={SignalId} senderId={SenderId} coordinatorId={CoordinatorId}",
+                signalId, senderId, self);
+            return ack;
         }
 
         var written = (long)reply[0] == 1;

@@ -52,6 +52,16 @@ public sealed class CoordinatorCleanup
         var result = await DeleteAsync(coordinatorId, keys, force).ConfigureAwait(false);
         if (!result.Refused)
         {
+            // A peer may have written a key naming it (its ACK of this coordinator's signal) between the scan and the deletion
+            // of the heartbeat; with the heartbeat and registry entry gone no new one is written (ack.lua), so one more
+            // pass finds the last of them and the runbook's `--scan --pattern "blocking:*{id}*"` comes back empty (#85).
+            var late = await DeleteAsync(coordinatorId, await EnumerateKeysAsync(coordinatorId).ConfigureAwait(false), force: true).ConfigureAwait(false);
+            result = result with
+            {
+                KeysDeleted = result.KeysDeleted + late.KeysDeleted,
+                Categories = result.Categories.ToDictionary(c => c.Key, c => c.Value + late.Categories.GetValueOrDefault(c.Key), StringComparer.Ordinal),
+            };
+
             _metrics.CleanupKeysDeleted.Inc(result.KeysDeleted);
             _logger.LogInformation(
                 "Dead coordinator cleanup complete coordinator={CoordinatorId} keysDeleted={KeysDeleted} heartbeat={Heartbeat} acks={Acks} signals={Signals} idempotency={Idempotency} activity={Activity} other={Other}",

@@ -164,10 +164,11 @@ public sealed class SignalInbox
         _logger.LogInformation(
             "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} redelivery={Redelivery}",
             signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
-        var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt).ConfigureAwait(false);
+        var senderGone = new StrongBox<bool>();
+        var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt, senderGone).ConfigureAwait(false);
         await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
 
-        return new ReceivedSignal(signal, ack, entryId, redelivery);
+        return new ReceivedSignal(signal, ack, entryId, redelivery) { SenderGone = senderGone.Value };
     }
 
     private async Task RejectAsync(string entryId, string reason, string message)

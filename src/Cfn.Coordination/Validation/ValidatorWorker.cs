@@ -164,6 +164,15 @@ public sealed class ValidatorWorker
             return true;
         }
 
+        if (received.SenderGone)
+        {
+            // Its coordinator stopped or died: a replacement that adopted the work item asks again itself, and a verdict
+            // sent now would recreate the gone coordinator's keys (inbox, K2) after its cleanup.
+            _validator.Metrics.SignalsIgnored.WithLabels(ValidatorId, "sender_gone").Inc();
+            _logger.LogInformation("Validation skipped: requester gone messageId={MessageId} senderId={SenderId}", signal.MessageId, signal.SenderId);
+            return true;
+        }
+
         if (!TryReadRequest(signal.Payload, out var request, out var error))
         {
             Interlocked.Increment(ref _malformed);

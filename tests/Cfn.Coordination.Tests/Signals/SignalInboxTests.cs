@@ -39,6 +39,29 @@ public sealed class SignalInboxTests(RedisServer server)
     }
 
     [Fact]
+    public async Task ReadAllAsync_SenderStoppedOrCleanedUp_SignalHandedOutButNoAckKeyNamesIt()
+    {
+        await using var h = Harness.Create(server);
+        var alive = await h.StartAsync();
+        var leaving = await h.StartAsync();
+        var receiver = await h.StartAsync();
+        var fromAlive = await alive.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+        var fromGone = await leaving.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+        await leaving.StopAsync(); // its heartbeat and registry entry are gone, as after a cleanup
+
+        var received = await ReadAndCompleteAsync(receiver, 2);
+
+        // The signal still reaches the application (a verdict from a validator that has since left still counts) …
+        Assert.Equal([fromAlive.MessageId, fromGone.MessageId], received.Select(r => r.Signal.MessageId));
+        Assert.False(received[0].SenderGone);
+        Assert.True(received[1].SenderGone);
+        // … but no ACK key is stored for a sender no one waits for: it would reappear under blocking:*{sender}* after cleanup.
+        Assert.True(await h.Database.KeyExistsAsync($"blocking:ack:{receiver.Id}:{fromAlive.MessageId}"));
+        Assert.False(await h.Database.KeyExistsAsync($"blocking:ack:{receiver.Id}:{fromGone.MessageId}"));
+        Assert.Single(RecoveryKit.Lines(h, "Sender gone, ACK not stored", fromGone.MessageId));
+    }
+
+    [Fact]
     public async Task ReadAllAsync_SignalSentBeforeReceiverStarted_IsDelivered()
     {
         await using var h = Harness.Create(server);

@@ -20,6 +20,33 @@ public sealed class ValidatorWorkerTests(RedisServer server)
     };
 
     [Fact]
+    public async Task Worker_RequesterGoneBeforeTheValidation_SkippedNoVerdictNoKeysForIt()
+    {
+        await using var h = Harness.Create(server);
+        await using var world = ValidationWorld.Create(server, h);
+        var coordinator = await world.StartAsync("coord", "swarm-v");
+        var validatorId = TestIds.New("validator");
+        await ValidationWorld.RequestAsync(coordinator, validatorId, TestIds.New("work"), new { n = 1 });
+        await coordinator.StopAsync(); // stopped (or died and was cleaned up) before the validator got to it
+
+        var validation = new CountingValidation();
+        await using var validator = await Coordinator.StartAsync(world.Redis, h.Keys, validatorId, "validators", h.Metrics, runHeartbeatLoop: false);
+        var worker = new ValidatorWorker(validator, validation, Instant(0), world.Performance);
+        using var stop = new CancellationTokenSource();
+        var running = Task.Run(() => worker.RunAsync(stop.Token));
+        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Validation skipped: requester gone", coordinator.Id).Count == 1),
+            TimeSpan.FromSeconds(15)));
+        await stop.CancelAsync();
+        await running;
+
+        Assert.Equal(0, validation.Calls);
+        Assert.Equal(0, worker.VerdictsSent);
+        // No verdict recreated the gone coordinator's inbox or K2 view.
+        Assert.False(await world.Redis.Database.KeyExistsAsync(Keys.Inbox(coordinator.Id)));
+        Assert.False(await world.Redis.Database.KeyExistsAsync(Keys.Signal(coordinator.Id)));
+    }
+
+    [Fact]
     public async Task Worker_ValidationSignal_AckedThenAnsweredWithVerdictAndDurationRecorded()
     {
         await using var h = Harness.Create(server);

@@ -2,8 +2,11 @@
 -- KEYS[1] blocking:ack:{ackingCoordinatorId}:{signalId}   KEYS[2] coordinator:epoch:{ackingCoordinatorId}
 -- ARGV[1] ACK JSON   ARGV[2] TTL (s)   ARGV[3] the sender's channel ('' for none)   ARGV[4] wake-up message
 -- ARGV[5] the ACKer's epoch
--- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, or {-1, currentEpoch, 0} when the ACKer
--- was superseded.
+-- Optional (signals from the inbox): KEYS[3] blocking:heartbeat:{sender}   KEYS[4] blocking:coordinators   ARGV[6] sender ID.
+-- A sender with neither a heartbeat key nor a registry entry is gone (stopped, or dead and cleaned up): no one waits
+-- for this ACK, and storing it would only recreate a blocking:*{sender}* key after the runbook's cleanup (#85).
+-- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, {2, ARGV[1], time} when not stored because
+-- the sender is gone, or {-1, currentEpoch, 0} when the ACKer was superseded.
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   redis.call('SET', KEYS[2], ARGV[5]) -- Redis lost its data: not a newer instance
@@ -12,6 +15,9 @@ elseif epoch ~= ARGV[5] then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[6]) then
+  return {2, ARGV[1], now}
+end
 local written = 1
 local stored = ARGV[1]
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
