@@ -209,8 +209,11 @@ public sealed class SwarmManagerTests(RedisServer server)
             await host.RegisterRunningAsync(id, "swarm-roll", pod);
         }
 
-        var options = SwarmWorld.Options();
-        options.DeficitGrace = TimeSpan.FromMilliseconds(1500);
+        var options = SwarmManagerOptions.FromEnvironment(new System.Collections.Hashtable
+        {
+            ["SWARM_DEFICIT_GRACE_MS"] = "1500", ["SWARM_MANAGER_INTERVAL_MS"] = "200", ["SPAWN_TIMEOUT_MS"] = "20000",
+        });
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), options.DeficitGrace);
         var manager = world.Manager(options: options);
         Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-roll", 2)).Outcome);
         await manager.RunOnceAsync();
