@@ -13,6 +13,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then echo "need root to install ${need[*]} (apt-get install -y ${need[*]})" >&2; exit 1; fi
