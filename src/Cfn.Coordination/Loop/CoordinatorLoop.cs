@@ -153,6 +153,8 @@ public sealed class CoordinatorLoop
             _options.ExternalApiUrl is { } url ? ExternalCallHandler.SafeUrl(url) : "none");
         try
         {
+            // What an earlier instance under this ID took but never recorded (it crashed in between) goes back first.
+            await RequeueTakenAsync().ConfigureAwait(false);
             while (!token.IsCancellationRequested)
             {
                 try
@@ -163,7 +165,7 @@ public sealed class CoordinatorLoop
                     }
 
                     SetPhase("waiting-for-work");
-                    var item = await _queue.TakeAsync(_coordinator.SwarmId, token).ConfigureAwait(false);
+                    var item = await _queue.TakeAsync(_coordinator.SwarmId, token, _coordinator.Id).ConfigureAwait(false);
                     await ProcessAsync(item, token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -182,6 +184,9 @@ public sealed class CoordinatorLoop
                     {
                         break;
                     }
+
+                    await RequeueTakenAsync().ConfigureAwait(false); // an item taken when Redis failed is not lost
+
                 }
             }
         }
@@ -238,6 +243,8 @@ public sealed class CoordinatorLoop
         try
         {
             item = await OwnAsync(queued).ConfigureAwait(false);
+            // Recorded (its K10 item is ours) or skipped: either way it no longer needs the taken list's safety net.
+            await _queue.RecordedAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
             if (item is null)
             {
                 return;
@@ -291,6 +298,18 @@ public sealed class CoordinatorLoop
             {
                 _currentWorkId = null;
             }
+        }
+    }
+
+    private async Task RequeueTakenAsync()
+    {
+        try
+        {
+            await _queue.RequeueTakenAsync(_coordinator.SwarmId, _coordinator.Id).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Could not put taken work back coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
         }
     }
 

@@ -27,6 +27,10 @@ public sealed record QueuedWork
 
     /// <summary>How many times a coordinator gave it back.</summary>
     public int Returns { get; init; }
+
+    /// <summary>The entry as it sits in Redis (to remove it from the taker's taken list once recorded).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? Raw { get; init; }
 }
 
 /// <summary>What <see cref="WorkQueue.EnqueueAsync"/> queued.</summary>
@@ -148,13 +152,20 @@ public sealed class WorkQueue : IAsyncDisposable
             .ConfigureAwait(false);
     }
 
-    /// <summary>Takes the front item of <paramref name="swarmId"/>'s queue, or null when it is empty (no waiting).</summary>
-    public async Task<QueuedWork?> TryTakeAsync(string swarmId)
+    /// <summary>
+    /// Takes the front item of <paramref name="swarmId"/>'s queue, or null when it is empty (no waiting). With a
+    /// <paramref name="takerId"/> the item moves atomically to the taker's taken list (<see cref="Keys.SwarmTaken"/>) instead
+    /// of leaving Redis, until <see cref="RecordedAsync"/>: a crash in between cannot lose it.
+    /// </summary>
+    public async Task<QueuedWork?> TryTakeAsync(string swarmId, string? takerId = null)
     {
         var key = Keys.SwarmQueue(swarmId);
+        var taken = takerId is null ? default : Keys.SwarmTaken(swarmId, takerId);
         while (true)
         {
-            var raw = (string?)await _redis.Database.ListLeftPopAsync(key).ConfigureAwait(false);
+            var raw = takerId is null
+                ? (string?)await _redis.Database.ListLeftPopAsync(key).ConfigureAwait(false)
+                : (string?)await _redis.Database.ListMoveAsync(key, taken, ListSide.Left, ListSide.Right).ConfigureAwait(false);
             if (raw is null)
             {
                 return null;
@@ -163,12 +174,43 @@ public sealed class WorkQueue : IAsyncDisposable
             if (Json.TryDeserialize<QueuedWork>(raw, out var item, out var error) && Ids.IsValidName(item!.WorkId) &&
                 item.Input.ValueKind != JsonValueKind.Undefined && (item.ReleasedBy is null || Ids.IsValidName(item.ReleasedBy)))
             {
-                return item;
+                return item with { Raw = raw };
             }
 
             Interlocked.Increment(ref _malformed);
             _logger.LogWarning("Malformed work queue entry dropped swarm={SwarmId}: {Error}", swarmId, error ?? "invalid workId, input or releasedBy");
+            if (takerId is not null)
+            {
+                await _redis.Database.ListRemoveAsync(taken, raw, 1).ConfigureAwait(false);
+            }
         }
+    }
+
+    /// <summary>The taker has recorded <paramref name="item"/> (its K10 item exists, or it was skipped): it leaves the taken list.</summary>
+    public async Task RecordedAsync(string swarmId, string takerId, QueuedWork item)
+    {
+        ArgumentNullException.ThrowIfNull(item);
+        if (item.Raw is not null)
+        {
+            await _redis.Database.ListRemoveAsync(Keys.SwarmTaken(swarmId, takerId), item.Raw, 1).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Puts back at the front of the queue everything <paramref name="takerId"/> took and never recorded (it crashed, or
+    /// Redis failed in between); returns how many. Run when a coordinator's loop starts and when a coordinator is cleaned up.
+    /// </summary>
+    public async Task<long> RequeueTakenAsync(string swarmId, string takerId)
+    {
+        var result = await _redis.Database.ScriptEvaluateAsync(RedisScripts.WorkRequeueTaken,
+            [Keys.SwarmTaken(swarmId, takerId), Keys.SwarmQueue(swarmId)], [Keys.SwarmQueueChannel(swarmId).ToString()]).ConfigureAwait(false);
+        var moved = (long)result;
+        if (moved > 0)
+        {
+            _logger.LogWarning("Work taken but never recorded put back in the queue swarm={SwarmId} taker={TakerId} items={Items}", swarmId, takerId, moved);
+        }
+
+        return moved;
     }
 
     /// <summary>
@@ -176,7 +218,7 @@ public sealed class WorkQueue : IAsyncDisposable
     /// is one. Redis errors are logged and retried at the fallback interval.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired.</exception>
-    public async Task<QueuedWork> TakeAsync(string swarmId, CancellationToken cancellationToken)
+    public async Task<QueuedWork> TakeAsync(string swarmId, CancellationToken cancellationToken, string? takerId = null)
     {
         Ids.RequireName(swarmId, "swarmId");
         var waiters = await WaitersOfAsync(swarmId).ConfigureAwait(false);
@@ -186,7 +228,7 @@ public sealed class WorkQueue : IAsyncDisposable
             var wake = waiters.Next; // taken before looking, so a push between the look and the wait still wakes us
             try
             {
-                if (await TryTakeAsync(swarmId).ConfigureAwait(false) is { } item)
+                if (await TryTakeAsync(swarmId, takerId).ConfigureAwait(false) is { } item)
                 {
                     return item;
                 }

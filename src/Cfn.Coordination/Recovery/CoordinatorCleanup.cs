@@ -43,6 +43,7 @@ public sealed class CoordinatorCleanup
     public async Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false)
     {
         Ids.RequireName(coordinatorId, "coordinatorId");
+        var swarm = (string?)await _database.HashGetAsync(Keys.Swarms, coordinatorId).ConfigureAwait(false);
         var keys = await EnumerateKeysAsync(coordinatorId).ConfigureAwait(false);
         if (force && await IsFreshAsync(coordinatorId).ConfigureAwait(false))
         {
@@ -56,6 +57,18 @@ public sealed class CoordinatorCleanup
             // of the heartbeat; with the heartbeat and registry entry gone no new one is written (ack.lua), so one more
             // pass finds the last of them and the runbook's `--scan --pattern "blocking:*{id}*"` comes back empty (#85).
             var late = await DeleteAsync(coordinatorId, await EnumerateKeysAsync(coordinatorId).ConfigureAwait(false), force: true).ConfigureAwait(false);
+            if (swarm is not null && Ids.IsValidName(swarm))
+            {
+                // Work it took from its swarm's queue but never recorded (it died in between) goes back to the queue.
+                var requeued = (long)await _database.ScriptEvaluateAsync(RedisScripts.WorkRequeueTaken,
+                    [Keys.SwarmTaken(swarm, coordinatorId), Keys.SwarmQueue(swarm)], [Keys.SwarmQueueChannel(swarm).ToString()]).ConfigureAwait(false);
+                if (requeued > 0)
+                {
+                    _logger.LogWarning("Work taken but never recorded put back in the queue swarm={SwarmId} taker={CoordinatorId} items={Items}",
+                        swarm, coordinatorId, requeued);
+                }
+            }
+
             result = result with
             {
                 KeysDeleted = result.KeysDeleted + late.KeysDeleted,

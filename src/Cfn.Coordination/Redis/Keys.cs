@@ -185,6 +185,14 @@ public static class Keys
     /// <summary>A swarm's queue of work waiting for a coordinator: <c>swarm:{swarmId}:queue</c> (list of JSON).</summary>
     public static RedisKey SwarmQueue(string swarmId) => SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":queue";
 
+    /// <summary>
+    /// Items a coordinator took from its swarm's queue and has not yet recorded as its K10 item:
+    /// <c>swarm:{swarmId}:taken:{coordinatorId}</c> (list). A crash in between leaves them here, and they go back to the
+    /// queue when that coordinator's loop starts again or when it is cleaned up, so no work is lost.
+    /// </summary>
+    public static RedisKey SwarmTaken(string swarmId, string coordinatorId) =>
+        SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":taken:" + Ids.RequireName(coordinatorId, "coordinatorId");
+
     /// <summary>Live validators (sorted set: validatorId → last report, Redis ms).</summary>
     public static readonly RedisKey Validators = "validator:registry";
 

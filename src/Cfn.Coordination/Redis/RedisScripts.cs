@@ -22,6 +22,7 @@ internal static class RedisScripts
     public static readonly string HashCompareAndSet = Load("hash_compare_and_set.lua");
     public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
     public static readonly string WorkEnqueue = Load("work_enqueue.lua");
+    public static readonly string WorkRequeueTaken = Load("work_requeue_taken.lua");
     public static readonly string ValidatorRecord = Load("validator_record.lua");
     public static readonly string ResendSignal = Load("resend_signal.lua");
 

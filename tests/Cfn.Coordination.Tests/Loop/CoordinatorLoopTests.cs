@@ -142,6 +142,24 @@ public sealed class CoordinatorLoopTests(RedisServer server)
     }
 
     [Fact]
+    public async Task Loop_PreviousInstanceCrashedBetweenTakeAndRecord_ItemRequeuedAndCompleted()
+    {
+        await using var h = Harness.Create(server);
+        await using var world = await SwarmWorld.CreateAsync(server, h);
+        await world.StartValidatorAsync("validator-r");
+        await world.Queue.EnqueueAsync("swarm-r", "item-r", JsonSerializer.SerializeToElement(new { r = 1 }));
+        // An earlier coordinator-r took it and died before writing its K10 item: the item is only in its taken list.
+        Assert.NotNull(await world.Queue.TryTakeAsync("swarm-r", "coordinator-r"));
+        Assert.Equal(0, await world.Queue.LengthAsync("swarm-r"));
+
+        var (c, loop) = await world.StartCoordinatorAsync("coordinator-r", "swarm-r", new LoopOptions { ValidatorsPerItem = 1 });
+
+        Assert.True(await RecoveryKit.EventuallyAsync(async () => await c.Work.GetAsync("item-r") is { Status: WorkStatus.Completed }, Patience, pollMs: 50));
+        Assert.Equal(0, await world.Db.Database.ListLengthAsync(Keys.SwarmTaken("swarm-r", "coordinator-r")));
+        Assert.Single(RecoveryKit.Lines(h, "Work taken but never recorded put back in the queue", "coordinator-r"));
+    }
+
+    [Fact]
     public async Task Loop_ExternalApiConfigured_CallsThroughHandlerWithCurlableUrlAsLastToken()
     {
         await using var h = Harness.Create(server);

@@ -30,6 +30,33 @@ public sealed class WorkQueueTests(RedisServer server)
     }
 
     [Fact]
+    public async Task TakeWithTaker_ItemKeptInTheTakenListUntilRecorded_RequeuedInOrderWhenNeverRecorded()
+    {
+        await using var h = Harness.Create(server);
+        await using var queue = new WorkQueue(h.Redis);
+        var swarm = TestIds.New("swarm");
+        var taker = TestIds.New("coordinator");
+        foreach (var id in new[] { "w1", "w2", "w3" })
+        {
+            await queue.EnqueueAsync(swarm, id, JsonSerializer.SerializeToElement(id));
+        }
+
+        var first = (await queue.TryTakeAsync(swarm, taker))!;
+        var second = (await queue.TryTakeAsync(swarm, taker))!;
+        Assert.Equal(2, await h.Database.ListLengthAsync(Keys.SwarmTaken(swarm, taker)));
+
+        await queue.RecordedAsync(swarm, taker, first);
+        Assert.Equal(1, await h.Database.ListLengthAsync(Keys.SwarmTaken(swarm, taker)));
+
+        // The taker "crashes" before recording w2: it goes back to the front, ahead of w3.
+        Assert.Equal(1, await queue.RequeueTakenAsync(swarm, taker));
+        Assert.Equal(0, await h.Database.ListLengthAsync(Keys.SwarmTaken(swarm, taker)));
+        Assert.Equal(second.WorkId, (await queue.TryTakeAsync(swarm))!.WorkId);
+        Assert.Equal("w3", (await queue.TryTakeAsync(swarm))!.WorkId);
+        Assert.Equal(0, await queue.RequeueTakenAsync(swarm, taker));
+    }
+
+    [Fact]
     public async Task Enqueue_BadIdOrOversizedInput_RefusedNamingTheField()
     {
         await using var h = Harness.Create(server);

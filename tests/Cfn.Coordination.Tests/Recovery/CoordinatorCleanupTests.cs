@@ -238,6 +238,8 @@ public sealed class CoordinatorCleanupTests(RedisServer server)
         {
             var keys = await SeedAsync(h.Database, id, TestIds.New("peer"), TestIds.New("third"), TestIds.New("swarm"), now - 200_000);
             await h.Database.SortedSetAddAsync(Keys.Validators, id, now - 200_000); // it was a validator
+            var swarm = (string)(await h.Database.HashGetAsync(Keys.Swarms, id))!;
+            await h.Database.ListRightPushAsync(Keys.SwarmTaken(swarm, id), "{\"workId\":\"taken-1\",\"input\":1,\"enqueuedAt\":1}");
 
             var result = await cleanup.CleanupAsync(id);
 
@@ -247,6 +249,9 @@ public sealed class CoordinatorCleanupTests(RedisServer server)
             Assert.False(await h.Database.KeyExistsAsync(Keys.Activity(id)));
             Assert.Null(await h.Database.SortedSetScoreAsync(Keys.Registry, id));
             Assert.Null(await h.Database.SortedSetScoreAsync(Keys.Validators, id)); // no coordinator picks a dead validator
+            // What it took from its swarm's queue and never recorded is back in the queue.
+            Assert.Equal(0, await h.Database.ListLengthAsync(Keys.SwarmTaken(swarm, id)));
+            Assert.Contains("taken-1", (string?)await h.Database.ListGetByIndexAsync(Keys.SwarmQueue(swarm), 0), StringComparison.Ordinal);
         }
         finally
         {
