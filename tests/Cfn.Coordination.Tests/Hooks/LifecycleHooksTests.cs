@@ -191,7 +191,9 @@ public sealed class LifecycleHooksTests(RedisServer server)
         await hooks.WhenIdleAsync().WaitAsync(Idle);
 
         Assert.Equal(AckWaitStatus.Completed, result.Status);
-        Assert.Equal(1, runningWhenWaitReturned); // the wait returned while the hook was still running
+        // The wait returned while the slow hook was still running (on_signal_received may still be looking for its script,
+        // which does not exist, so it may count too).
+        Assert.InRange(runningWhenWaitReturned, 1, 2);
         Assert.Equal(0, failedWhenWaitReturned);
         Assert.False(File.Exists(Path.Combine(dir.Output, "finished")));
         var m = hooks.Metrics;
