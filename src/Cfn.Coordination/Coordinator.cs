@@ -130,6 +130,7 @@ public sealed class Coordinator : IAsyncDisposable
         Ids.RequireName(swarmId, "swarmId");
         var epoch = await redis.Database.StringIncrementAsync(Keys.Epoch(coordinatorId)).ConfigureAwait(false);
         var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch);
+        coordinator.Metrics.Initialize(coordinatorId);
         coordinator.Mailbox = await redis.Wakeups.RegisterAsync(coordinatorId).ConfigureAwait(false);
         await coordinator.Heartbeats.BeatAsync().ConfigureAwait(false);
         await coordinator.Activity.RecordAsync().ConfigureAwait(false);

@@ -122,6 +122,24 @@ public sealed class CoordinationMetrics
     public void CountTimeout(string coordinatorId, string reason) =>
         TimeoutEvents.WithLabels(coordinatorId, reason, reason).Inc();
 
+    /// <summary>
+    /// Creates a starting coordinator's own failure series at 0 (heartbeat connection/timeout/error, blocking and external
+    /// timeouts): Prometheus's <c>rate()</c> cannot see the first increment of a series that appears at 1, so without
+    /// this the first failures of every coordinator would be invisible to the HeartbeatFailures and TimeoutEvents alerts.
+    /// </summary>
+    public void Initialize(string coordinatorId)
+    {
+        foreach (var reason in (string[])["connection", "timeout", "error"])
+        {
+            HeartbeatFailures.WithLabels(coordinatorId, reason, reason);
+        }
+
+        foreach (var reason in (string[])["blocking", "external"])
+        {
+            TimeoutEvents.WithLabels(coordinatorId, reason, reason);
+        }
+    }
+
     /// <summary>Marks the start of one wait; the coordinator's gauges appear with its first running wait.</summary>
     public void WaitStarted(string coordinatorId, string swarmId, string phase, long startTimestamp)
     {
