@@ -27,7 +27,6 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
     private const string Secret = "promloop-test-secret-0123456789abcdef0123456789abcdef";
     private const string FrozenValidator = "validator-x";
     private const string RealRules = "deploy/prometheus/rules/blocking-coordination.yaml";
-    private const string StandInRules = "tests/Cfn.Tests/Deploy/prometheus-loop-rules.yaml";
     private static readonly TimeSpan Startup = TimeSpan.FromSeconds(90);
 
     [Fact]
@@ -107,7 +106,7 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
                 var frozen = Stopwatch.StartNew();
                 var (pendingAfter, firingAfter, alert) = await WaitForFiringAsync(http, "TimeoutEvents", frozen, TimeSpan.FromSeconds(60), prometheus);
                 output.WriteLine($"TimeoutEvents: pending {Seconds(pendingAfter)}, firing {Seconds(firingAfter)} after SIGSTOP of {FrozenValidator} " +
-                                 $"(rules: {Path.GetFileName(rules)} from {(File.Exists(Path.Combine(RepoRoot(), RealRules)) ? RealRules : StandInRules)}, for: shortened to 5s)");
+                                 $"(rules: {RealRules}, for: shortened to 5s)");
                 Assert.Equal("critical", alert.GetProperty("labels").GetProperty("severity").GetString());
                 Assert.True(double.Parse(alert.GetProperty("value").GetString()!, CultureInfo.InvariantCulture) > 0.1);
 
@@ -126,18 +125,13 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// The rules Prometheus loads: deploy/prometheus/rules/blocking-coordination.yaml when the repository has it, else the
-    /// stand-in next to this test. Written to a temporary copy with every <c>for:</c> shortened to 5s (TimeoutEvents' 2m)
+    /// The rules Prometheus loads: deploy/prometheus/rules/blocking-coordination.yaml, written to a temporary copy with every <c>for:</c> shortened to 5s (TimeoutEvents' 2m)
     /// and every group <c>interval:</c> to 1s, so the alert can fire within the test; checked with <c>promtool check rules</c>.
     /// </summary>
     private static async Task<string> WriteShortenedRulesAsync(string dir)
     {
         var root = RepoRoot();
         var source = Path.Combine(root, RealRules);
-        if (!File.Exists(source))
-        {
-            source = Path.Combine(root, StandInRules);
-        }
 
         var shortened = ShortenDurations(await File.ReadAllTextAsync(source));
         Assert.Matches(@"(?m)^\s+for: 5s\b", shortened);
