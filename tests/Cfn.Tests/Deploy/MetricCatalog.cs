@@ -61,7 +61,7 @@ internal static class MetricCatalog
     ];
 
     /// <summary>Series Prometheus records from the rules file (SPEC §3.3), and the alerts' own series.</summary>
-    public static readonly string[] Recorded = ["blocking_duration_seconds", "blocking:duration:p95", "signal:latency:p99", "ALERTS", "ALERTS_FOR_STATE"];
+    public static readonly string[] Recorded = ["blocking_duration_seconds", "blocking:duration:p95", "blocking:duration:p99", "signal:latency:p95", "signal:latency:p99", "ALERTS", "ALERTS_FOR_STATE"];
 
     public static MetricSpec Get(string name) => Spec.Single(s => s.Name == name);
 }
