@@ -35,7 +35,8 @@ internal static class MetricCatalog
             Values: new Dictionary<string, string[]> { ["reason"] = ["heartbeat", "blocking", "external"] }),
         new("signals_sent_total", "counter", ["coordinator_id", "signal_type"], "coordinator"),
         new("signals_failed_total", "counter", ["coordinator_id", "signal_type", "reason"], "coordinator",
-            Values: new Dictionary<string, string[]> { ["reason"] = ["redis_error", "ack_timeout", "validation", "circuit_open"] }),
+            // "forced": a sender-side retry ended by force-unblock (SignalRetrier), a bounded C# addition like the duration's "forced".
+            Values: new Dictionary<string, string[]> { ["reason"] = ["redis_error", "ack_timeout", "validation", "circuit_open", "forced"] }),
         new("coordinator_spawns_total", "counter", ["swarm_id", "reason"], "swarm-manager",
             Values: new Dictionary<string, string[]> { ["reason"] = ["replacement", "scale", "initial"] }),
         new("blocking_heartbeat_timestamp", "gauge", ["coordinator_id", "swarm_id"], "coordinator"),

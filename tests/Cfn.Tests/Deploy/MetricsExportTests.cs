@@ -14,8 +14,12 @@ namespace Cfn.Tests.Deploy;
 /// a dead coordinator (a registry entry whose heartbeat stopped a minute ago, as after <c>kill -9</c> once its K1 key
 /// expired), which the timeout handler warns about, declares dead and escalates.
 /// </summary>
+[Collection(Name)]
 public sealed class MetricsExportTests
 {
+    /// <summary>Runs alone, after the parallel tests: four cfn processes at once would starve the other process tests on a small machine.</summary>
+    public const string Name = "metrics export (runs alone)";
+
     private const string Secret = "metrics-test-secret-0123456789abcdef0123456789abcdef";
 
     private static readonly TimeSpan Startup = TimeSpan.FromSeconds(90);
@@ -369,3 +373,7 @@ public sealed class MetricsExportTests
         }
     }
 }
+
+/// <summary>The collection of <see cref="MetricsExportTests"/>, not run in parallel with anything else.</summary>
+[CollectionDefinition(MetricsExportTests.Name, DisableParallelization = true)]
+public sealed class MetricsExportCollection;
