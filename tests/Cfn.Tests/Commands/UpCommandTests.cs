@@ -107,7 +107,7 @@ public sealed class UpCommandTests
 
         // D15: SIGQUIT prints a dump of at most 200 lines and cfn keeps running; no cycle, so no "deadlock".
         await up.SignalAsync("QUIT");
-        await up.WaitForLineAsync(l => l.StartsWith("=== end of dump", StringComparison.Ordinal), TimeSpan.FromSeconds(20));
+        await up.WaitForLineAsync(l => l.StartsWith("=== end of dump", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         var dump = up.Lines.SkipWhile(l => !l.StartsWith("=== cfn diagnostic dump", StringComparison.Ordinal))
             .TakeWhile(l => !l.StartsWith("=== end of dump", StringComparison.Ordinal)).Where(l => !l.Contains(" [", StringComparison.Ordinal)).ToList();
         Assert.InRange(dump.Count, 5, 200);
