@@ -41,6 +41,7 @@ public sealed class SwarmManager : IAsyncDisposable
     private readonly Dictionary<string, long> _final = new(StringComparer.Ordinal);
     private readonly HashSet<string> _noRoomLogged = new(StringComparer.Ordinal);
     private readonly HashSet<string> _unstoppableLogged = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _spawnSeries = new(StringComparer.Ordinal);
 
     // Rollout damping: the target each swarm had at this manager's last pass, and since when a swarm has been short of it
     // without its target having risen (a coordinator left: a pod restarting, a graceful stop).
@@ -180,6 +181,23 @@ public sealed class SwarmManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Creates <c>coordinator_spawns_total</c> at 0 for every reason of every swarm this manager knows, so that
+    /// <c>rate()</c> (runbook #8) sees a swarm's first spawn: a series that first appears at 1 hides its first increment.
+    /// Bounded by the number of swarms.
+    /// </summary>
+    private void InitializeSpawnSeries(SwarmSnapshot snapshot)
+    {
+        var swarms = snapshot.Members.Select(m => m.SwarmId).Concat(snapshot.Targets.Keys).Concat(snapshot.Requests.Select(r => r.SwarmId));
+        foreach (var swarm in swarms.Where(s => _spawnSeries.Add(s)))
+        {
+            foreach (var reason in Reasons)
+            {
+                _metrics.Spawns.WithLabels(swarm, reason);
+            }
+        }
+    }
+
     private async Task<SwarmManagerPass> PassAsync()
     {
         var localNow = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -190,6 +208,7 @@ public sealed class SwarmManager : IAsyncDisposable
         }
 
         var snapshot = await SwarmSnapshot.LoadAsync(_redis.Database, _windowMs, since, _final.ContainsKey).ConfigureAwait(false);
+        InitializeSpawnSeries(snapshot);
         var freshSince = snapshot.NowMs - _staleMs;
         var fresh = snapshot.Members.Where(m => m.LastHeartbeat >= freshSince).ToDictionary(m => m.CoordinatorId, StringComparer.Ordinal);
         var requests = new Dictionary<string, SpawnRequest>(StringComparer.Ordinal);

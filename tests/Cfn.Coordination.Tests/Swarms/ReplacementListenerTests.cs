@@ -40,7 +40,11 @@ public sealed class ReplacementListenerTests(RedisServer server)
         await publisher.PublishAsync(Keys.SwarmReplacement(swarm), "{\"oldCoordinatorId\":\"c-1\",\"newCoordinatorId\":\"c-2\"}");
         await publisher.PublishAsync(Keys.SwarmDead(swarm), "{\"deadCoordinatorId\":\"c-1\"}");
 
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(world.H, "Dead coordinator notice received").Count == 1)));
+        // Messages of the two channel patterns may be handled in any order: wait for all three outcomes.
+        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(
+            RecoveryKit.Lines(world.H, "Dead coordinator notice received").Count == 1 && listener.Acknowledged == 1 &&
+            RecoveryKit.Lines(world.H, "Malformed replacement message ignored").Count == 1)));
+        await Task.Delay(200); // nothing more arrives (the other swarm's message is ignored)
         Assert.Equal(1, listener.Acknowledged);
         Assert.Contains("old=c-1 new=c-2", Assert.Single(RecoveryKit.Lines(world.H, "Replacement coordinator acknowledged")).Message, StringComparison.Ordinal);
         Assert.Single(RecoveryKit.Lines(world.H, "Malformed replacement message ignored"));

@@ -44,6 +44,8 @@ public sealed class SwarmManagerTests(RedisServer server)
         Assert.Equal(1, world.FactoryCalls[id]);
         var text = await Probe.ExportAsync(world.Registry);
         Assert.Contains("coordinator_spawns_total{swarm_id=\"swarm-a\",reason=\"replacement\"} 1\n", text, StringComparison.Ordinal);
+        // The swarm's other reasons exist at 0, so rate() will see their first spawn (runbook #8).
+        Assert.Contains("coordinator_spawns_total{swarm_id=\"swarm-a\",reason=\"scale\"} 0\n", text, StringComparison.Ordinal);
         Assert.Single(RecoveryKit.Lines(world.H, "Coordinator spawned", id));
         Assert.Single(RecoveryKit.Lines(world.H, "Spawn request claimed", id));
     }
@@ -65,7 +67,10 @@ public sealed class SwarmManagerTests(RedisServer server)
         Assert.Empty(host.Running);
         await manager.RunOnceAsync();
         Assert.Equal(SpawnStatus.Failed, await world.StatusOfAsync(request.NewCoordinatorId));
-        Assert.DoesNotContain("swarm-f", await Probe.ExportAsync(world.Registry), StringComparison.Ordinal);
+        // Nothing counted: the swarm's series exist, all at 0.
+        var text = await Probe.ExportAsync(world.Registry);
+        Assert.Contains("coordinator_spawns_total{swarm_id=\"swarm-f\",reason=\"replacement\"} 0\n", text, StringComparison.Ordinal);
+        Assert.DoesNotMatch("coordinator_spawns_total\\{swarm_id=\"swarm-f\",reason=\"[a-z]+\"\\} [1-9]", text);
         Assert.Single(RecoveryKit.Lines(world.H, "Coordinator start failed", request.NewCoordinatorId));
     }
 
