@@ -13,4 +13,4 @@ for _ in $(seq 1 20); do
   kill "$PID" 2>/dev/null || true; PID=""
 done
 [[ -n "$PID" ]] || { echo "could not start redis-server" >&2; exit 1; }
-dotnet run -c Release --project bench/Cfn.Bench -- --redis "127.0.0.1:$PORT" --out "${BENCH_OUT:-bench/results.json}" "$@"
+CFN_BENCH_REDIS_PID="$PID" dotnet run -c Release --project bench/Cfn.Bench -- --redis "127.0.0.1:$PORT" --out "${BENCH_OUT:-bench/results.json}" "$@"

@@ -1,119 +1,86 @@
-// cfn benchmarks: each figure is printed beside the Redis round-trip floor (PING) measured in the same run.
-// Usage: dotnet run -c Release --project bench/Cfn.Bench -- --redis 127.0.0.1:6379 [--quick] [--out bench.json]
-// (bench/run.sh starts a private redis-server and passes --redis.)
+// cfn benchmarks (issue 6): every row of the table beside the Redis round-trip floor (PING) measured in the same run.
+// Usage: dotnet Cfn.Bench.dll --redis HOST:PORT [--db N] [--quick] [--out FILE] [--table FILE] [--rows a,b,…]
+// `bash bench/run.sh [--quick]` starts a private redis-server (no persistence) and passes --redis. The database must be
+// empty: the bench flushes it between rows. Full mode rewrites the table in docs/benchmarks.md; quick mode writes a
+// table only when --table is given.
 using System.Diagnostics;
-using System.Text.Json;
-using Cfn.Coordination;
-using Cfn.Coordination.Acks;
-using Cfn.Coordination.Redis;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Cfn.Bench;
+using Cfn.Bench.Rows;
 
-using Cfn.Coordination.Security;
-using Cfn.Coordination.Signals;
-using Prometheus;
+IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup()];
+string[] flags = ["--quick"];
+string[] valued = ["--redis", "--out", "--table", "--db", "--rows"];
+for (var i = 0; i < args.Length; i++)
+{
+    if (valued.Contains(args[i]) && i + 1 < args.Length)
+    {
+        i++;
+    }
+    else if (!flags.Contains(args[i]))
+    {
+        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --out FILE, --table FILE, --rows a,b,…)");
+    }
+}
 
-var redisEndpoint = Arg("--redis") ?? throw new ArgumentException("--redis HOST:PORT is required (bench/run.sh starts one)");
+var redisEndpoint = Arg("--redis");
+if (string.IsNullOrWhiteSpace(redisEndpoint) || !redisEndpoint.Contains(':', StringComparison.Ordinal))
+{
+    return Fail("--redis HOST:PORT is required (bash bench/run.sh starts a private redis-server and passes it)");
+}
+
+var database = 0;
+if (Arg("--db") is { } db && (!int.TryParse(db, NumberStyles.None, CultureInfo.InvariantCulture, out database) || database > 15))
+{
+    return Fail($"--db must be a database index from 0 to 15 (got '{db}')");
+}
+
 var quick = args.Contains("--quick");
 var outPath = Arg("--out") ?? "bench-results.json";
-var rounds = quick ? 50 : 500;
-
-var options = new CoordinationOptions();
-await using var redis = await RedisContext.ConnectAsync(redisEndpoint + ",abortConnect=false,allowAdmin=true", options);
-var keys = new SigningKeys("bench-secret-0123456789abcdef0123456789abcdef");
-var metrics = new Cfn.Coordination.Metrics.CoordinationMetrics(Metrics.NewCustomRegistry());
-var results = new Dictionary<string, object>();
-
-// Floor: one PING round trip.
-var ping = new List<double>();
-for (var i = 0; i < rounds * 2; i++)
+var tablePath = Arg("--table") ?? (quick ? null : Path.Combine(Report.RepositoryRoot(), "docs", "benchmarks.md"));
+var selected = Arg("--rows")?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+if (selected?.FirstOrDefault(k => allRows.All(r => r.Key != k)) is { } unknownRow)
 {
-    var sw = Stopwatch.StartNew();
-    await redis.Database.PingAsync();
-    ping.Add(sw.Elapsed.TotalMilliseconds);
+    return Fail($"--rows: unknown row '{unknownRow}' (rows: {string.Join(',', allRows.Select(r => r.Key))})");
 }
 
-results["ping_ms"] = Summary(ping);
-
-var run = Guid.NewGuid().ToString("N")[..6];
-await using var sender = await Coordinator.StartAsync(redis, keys, $"bench-s-{run}", "bench", metrics, runHeartbeatLoop: false);
-await using var receiver = await Coordinator.StartAsync(redis, keys, $"bench-r-{run}", "bench", metrics, runHeartbeatLoop: false);
-
-// a: ACK written → waiter released (the waiter is already blocking when the ACK is written).
-var release = new List<double>();
-for (var i = 0; i < rounds; i++)
+var rows = allRows.Where(r => selected is null || selected.Contains(r.Key)).ToList();
+await using var ctx = await BenchContext.ConnectAsync(redisEndpoint, database, quick);
+var size = await ctx.Server.DatabaseSizeAsync(database);
+if (size > 0)
 {
-    var signalId = $"{sender.Id}:{receiver.Id}:completion:{i}:a";
-    var waiting = sender.Waiter.WaitForAcksAsync([receiver.Id], signalId, TimeSpan.FromSeconds(10));
-    await Task.Delay(2);
-    var sw = Stopwatch.StartNew();
-    await receiver.Acks.AcknowledgeAsync(signalId, sender.Id, SignalTypes.Completion, null, 0);
-    var result = await waiting;
-    release.Add(sw.Elapsed.TotalMilliseconds);
-    if (result.Status != AckWaitStatus.Completed)
+    return Fail($"database {database} holds {size} keys; the bench flushes its database between rows, so it needs an empty one (bash bench/run.sh starts a private redis-server)");
+}
+
+var total = Stopwatch.StartNew();
+ctx.Floor = await Floor.MeasureAsync(ctx);
+Console.WriteLine($"floor: PING p50 {ctx.Floor.PingP50Ms} ms, p99 {ctx.Floor.PingP99Ms} ms");
+var result = Report.Header(quick, ctx.Floor, await ctx.RedisVersionAsync());
+var lines = new List<TableLine>();
+foreach (var row in rows)
+{
+    var clock = Stopwatch.StartNew();
+    var rowResult = await row.RunAsync(ctx);
+    result[row.Key] = rowResult.Json;
+    lines.AddRange(rowResult.Lines);
+    foreach (var line in rowResult.Lines)
     {
-        throw new InvalidOperationException("wait did not complete: " + result.Status);
-    }
-}
-
-results["a_ack_to_release_ms"] = Summary(release);
-
-// a2: the whole wait when the ACK is already there.
-var already = new List<double>();
-for (var i = 0; i < rounds; i++)
-{
-    var signalId = $"{sender.Id}:{receiver.Id}:completion:{i}:b";
-    await receiver.Acks.AcknowledgeAsync(signalId, sender.Id, SignalTypes.Completion, null, 0);
-    var sw = Stopwatch.StartNew();
-    await sender.Waiter.WaitForAcksAsync([receiver.Id], signalId, TimeSpan.FromSeconds(10));
-    already.Add(sw.Elapsed.TotalMilliseconds);
-}
-
-results["a2_wait_ack_present_ms"] = Summary(already);
-// d: one detection pass over N registered coordinators (1 % stale) plus 100,000 unrelated keys.
-var detection = new List<object>();
-var server = redis.Multiplexer.GetServer(redis.Multiplexer.GetEndPoints()[0]);
-var unrelated = quick ? 10_000 : 100_000;
-for (var i = 0; i < unrelated; i += 1000)
-{
-    var batch = redis.Database.CreateBatch();
-    var writes = Enumerable.Range(i, 1000).Select(j => batch.StringSetAsync($"unrelated:{run}:{j}", "x")).ToList();
-    batch.Execute();
-    await Task.WhenAll(writes);
-}
-
-foreach (var count in quick ? new[] { 1_000 } : new[] { 1_000, 10_000, 100_000 })
-{
-    await redis.Database.KeyDeleteAsync([Keys.Registry, Keys.Health]);
-    var now = await RedisTime.NowMsAsync(redis.Database);
-    for (var i = 0; i < count; i += 1000)
-    {
-        var entries = Enumerable.Range(i, Math.Min(1000, count - i))
-            .Select(j => new StackExchange.Redis.SortedSetEntry($"bench-{run}-{j}", j % 100 == 0 ? now - 200_000 : now))
-            .ToArray();
-        await redis.Database.SortedSetAddAsync(Keys.Registry, entries);
+        Console.WriteLine($"{line.Row}: {line.Setup}: {line.Result}{(line.Met is { } met ? met ? "  [target met]" : "  [target MISSED]" : "")}");
     }
 
-    var recoveryOptions = new Cfn.Coordination.Recovery.RecoveryOptions();
-    await using var monitor = new Cfn.Coordination.Detection.HeartbeatMonitor(redis, recoveryOptions, metrics,
-        new Cfn.Coordination.Recovery.RecoveryMetrics(Metrics.NewCustomRegistry()), escalation: null, "bench-monitor");
-    await server.ExecuteAsync("CONFIG", "RESETSTAT");
-    var sw = Stopwatch.StartNew();
-    var pass = await monitor.RunOnceAsync();
-    var elapsed = sw.Elapsed.TotalMilliseconds;
-    var info = (string)(await server.ExecuteAsync("INFO", "commandstats"))!;
-    var commands = System.Text.RegularExpressions.Regex.Matches(info, @"cmdstat_(\w+):calls=(\d+)")
-        .Where(m => m.Groups[1].Value is not ("config" or "info"))
-        .Sum(m => long.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
-    detection.Add(new { coordinators = count, stale = count / 100, judged = pass.Checked, pass_ms = Math.Round(elapsed, 2), redis_commands = commands });
+    Console.WriteLine($"   ({row.Key} took {clock.Elapsed.TotalSeconds:0.0} s)");
 }
 
-await redis.Database.KeyDeleteAsync([Keys.Registry, Keys.Health]);
-results["d_detection_pass"] = detection;
-results["machine"] = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription };
-results["mode"] = quick ? "quick" : "full";
+result["total_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1);
+await Report.WriteJsonAsync(outPath, result);
+Console.WriteLine($"wrote {outPath} ({total.Elapsed.TotalSeconds:0.0} s)");
+if (tablePath is not null)
+{
+    await Report.WriteTableAsync(tablePath, result, lines);
+    Console.WriteLine($"rewrote the table in {tablePath}");
+}
 
-var json = JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true });
-await File.WriteAllTextAsync(outPath, json);
-Console.WriteLine(json);
 return 0;
 
 string? Arg(string name)
@@ -122,9 +89,8 @@ string? Arg(string name)
     return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
 }
 
-static object Summary(List<double> samples)
+static int Fail(string message)
 {
-    samples.Sort();
-    double P(double q) => samples[(int)Math.Min(samples.Count - 1, Math.Ceiling(q * samples.Count) - 1)];
-    return new { n = samples.Count, p50 = Math.Round(P(0.50), 3), p99 = Math.Round(P(0.99), 3), max = Math.Round(samples[^1], 3) };
+    Console.Error.WriteLine("cfn bench: " + message);
+    return 2;
 }

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Cfn.Coordination;
+using Cfn.Coordination.Signals;
+
+namespace Cfn.Bench.Rows;
+
+/// <summary>
+/// c: full cycles per second with P concurrent sender/receiver pairs in one process. A cycle: the sender sends a
+/// signal, the receiver takes it from its inbox (Inbox.ReadAllAsync verifies and ACKs it before handing it out), and
+/// the sender's verified wait for that ACK completes. Cycles are counted in a window after a short warm-up; CPU of this
+/// process and of redis-server (from /proc) over the same window, in % of one core.
+/// </summary>
+internal sealed class C_Throughput : IRow
+{
+    public string Key => "c";
+
+    public async Task<RowResult> RunAsync(BenchContext ctx)
+    {
+        var pairCounts = ctx.Quick ? new[] { 1, 10, 100 } : [1, 10, 100, 1000];
+        var window = TimeSpan.FromSeconds(ctx.Quick ? 2 : 20);
+        var warmup = TimeSpan.FromSeconds(ctx.Quick ? 0.5 : 2);
+        var redisPid = await ctx.RedisPidAsync();
+        var runs = new JsonArray();
+        var lines = new List<TableLine>();
+        foreach (var pairs in pairCounts)
+        {
+            var senders = await ctx.StartManyAsync($"c{pairs}-s", pairs);
+            var receivers = await ctx.StartManyAsync($"c{pairs}-r", pairs);
+            using var stopReceiving = new CancellationTokenSource();
+            var stopSending = false;
+            var measuring = false;
+            long cycles = 0;
+            var latencies = new List<double>[pairs];
+            var receiving = receivers.Select(r => ReceiveAsync(r, stopReceiving.Token)).ToList();
+            var sending = Enumerable.Range(0, pairs).Select(i => Task.Run(async () =>
+            {
+                latencies[i] = [];
+                while (!Volatile.Read(ref stopSending))
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    var sent = await senders[i].Signals.SendAsync(receivers[i].Id, SignalTypes.Completion, 0);
+                    var result = await senders[i].Waiter.WaitForAcksAsync([receivers[i].Id], sent.MessageId, TimeSpan.FromSeconds(60));
+                    A_AckRelease.Require(result);
+                    if (Volatile.Read(ref measuring))
+                    {
+                        Interlocked.Increment(ref cycles);
+                        latencies[i].Add(Stats.Ms(start, Stopwatch.GetTimestamp()));
+                    }
+                }
+            })).ToList();
+
+            await Task.Delay(warmup);
+            var cpuSelf = ProcessCpu.Self();
+            var cpuRedis = ProcessCpu.Seconds(redisPid);
+            await ctx.ResetStatsAsync();
+            var clock = Stopwatch.StartNew();
+            Volatile.Write(ref measuring, true);
+            await Task.Delay(window);
+            Volatile.Write(ref measuring, false);
+            var elapsed = clock.Elapsed.TotalSeconds;
+            var counted = Interlocked.Read(ref cycles);
+            var calls = await ctx.CommandCallsAsync();
+            var selfPct = (ProcessCpu.Self() - cpuSelf) / elapsed * 100;
+            var redisPct = ProcessCpu.Seconds(redisPid) - cpuRedis is { } r ? r / elapsed * 100 : (double?)null;
+            Volatile.Write(ref stopSending, true);
+            await Task.WhenAll(sending);
+            await stopReceiving.CancelAsync();
+            await Task.WhenAll(receiving);
+            await BenchContext.DropAsync([.. senders, .. receivers]);
+            await ctx.FlushAsync();
+
+            var perSecond = counted / elapsed;
+            var cycle = Stats.Summary(latencies.SelectMany(l => l));
+            var run = new JsonObject
+            {
+                ["pairs"] = pairs,
+                ["seconds"] = Stats.Round(elapsed, 2),
+                ["cycles"] = counted,
+                ["cycles_per_s"] = Stats.Round(perSecond, 1),
+                ["cycle_latency"] = cycle,
+                ["redis_commands_per_cycle"] = counted == 0 ? null : Stats.Round(calls.Values.Sum() / (double)counted, 2),
+                ["redis_commands_by_name"] = new JsonObject(calls.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+                ["bench_cpu_pct_of_one_core"] = Stats.Round(selfPct, 1),
+                ["redis_cpu_pct_of_one_core"] = redisPct is { } p ? Stats.Round(p, 1) : null,
+            };
+            runs.Add(run);
+            var cpu = $"CPU: bench {Stats.F(selfPct)} %, redis {(redisPct is { } q ? Stats.F(q) + " %" : "n/a")} (of one core)";
+            lines.Add(new TableLine("c", "full cycles per second (send → inbox → ACK → verified wait)",
+                $"{pairs:N0} concurrent pairs, {window.TotalSeconds:0.#} s",
+                $"{perSecond:N0} cycles/s ({(counted == 0 ? 0 : calls.Values.Sum() / (double)counted):0.0} Redis commands per cycle); cycle p50 {Stats.F(Stats.Get(cycle, "p50_ms"))} ms, p99 {Stats.F(Stats.Get(cycle, "p99_ms"))} ms; {cpu}",
+                $"cycle p50 ×{Stats.F(Stats.Get(cycle, "p50_ms") / ctx.Floor.PingP50Ms)}",
+                pairs == 100 ? "513/s at 100 pairs" : "—", pairs == 100 ? "≥ 10,000/s at 100 pairs" : "—",
+                pairs == 100 ? perSecond >= 10_000 : null));
+        }
+
+        return new RowResult(new JsonObject { ["runs"] = runs }, lines);
+    }
+
+    private static async Task ReceiveAsync(Coordinator receiver, CancellationToken stop)
+    {
+        try
+        {
+            await foreach (var _ in receiver.Inbox.ReadAllAsync(stop))
+            {
+                // Handed out = verified and ACKed; asking for the next one consumes it.
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}

@@ -1,0 +1,77 @@
+using System.Text.Json.Nodes;
+using Cfn.Coordination;
+using Cfn.Coordination.Acks;
+
+namespace Cfn.Bench.Rows;
+
+/// <summary>
+/// f: the idle cost of waiting. N coordinators in this process (no heartbeat loops, so every command seen is the
+/// waits' own) each wait for one ACK that never comes. Once every wait has made its first read, nothing happens for
+/// the window: Redis commands per second over it (INFO commandstats delta, server-wide) and the managed memory each
+/// waiter holds (GC.GetTotalMemory(true) delta over starting the waits, / N).
+/// </summary>
+internal sealed class F_IdleCost : IRow
+{
+    public string Key => "f";
+
+    public async Task<RowResult> RunAsync(BenchContext ctx)
+    {
+        var count = ctx.Quick ? 1_000 : 10_000;
+        var window = TimeSpan.FromSeconds(ctx.Quick ? 3 : 10);
+        await ctx.FlushAsync();
+        var memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
+        var coordinators = await ctx.StartManyAsync("f", count);
+        var memoryCoordinators = GC.GetTotalMemory(forceFullCollection: true);
+        using var cancel = new CancellationTokenSource();
+        await ctx.ResetStatsAsync();
+        var absent = ctx.Id("f-absent", 0);
+        var waits = coordinators
+            .Select((c, i) => c.Waiter.WaitForAcksAsync([absent], $"{c.Id}:{absent}:completion:0:f{i}", TimeSpan.FromHours(1), cancel.Token))
+            .ToList();
+        // Every wait reads once (MGET) when it starts, then sleeps on its wake-up.
+        var settle = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await ctx.CommandCallsAsync()).GetValueOrDefault("mget") < count && DateTime.UtcNow < settle)
+        {
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(500);
+        var memoryWaits = GC.GetTotalMemory(forceFullCollection: true);
+        var fallbackBefore = ctx.Redis.Wakeups.FallbackReads;
+        await ctx.ResetStatsAsync();
+        await Task.Delay(window);
+        var calls = await ctx.CommandCallsAsync();
+        var fallback = ctx.Redis.Wakeups.FallbackReads - fallbackBefore;
+        var stillWaiting = waits.Count(w => !w.IsCompleted);
+        await cancel.CancelAsync();
+        var results = await Task.WhenAll(waits);
+        await BenchContext.DropAsync(coordinators);
+        await ctx.FlushAsync();
+
+        var commands = calls.Values.Sum();
+        var perSecond = commands / window.TotalSeconds;
+        var otherThanFallback = commands - fallback;
+        var perWaiter = (memoryWaits - memoryCoordinators) / (double)count;
+        var json = new JsonObject
+        {
+            ["waiters"] = count,
+            ["idle_seconds"] = window.TotalSeconds,
+            ["commands"] = commands,
+            ["commands_per_s"] = Stats.Round(perSecond, 2),
+            ["fallback_mget_commands"] = fallback,
+            ["commands_other_than_fallback"] = otherThanFallback,
+            ["commands_by_name"] = new JsonObject(calls.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+            ["managed_bytes_per_waiter"] = Stats.Round(perWaiter, 0),
+            ["managed_bytes_per_coordinator"] = Stats.Round((memoryCoordinators - memoryBefore) / (double)count, 0),
+            ["still_waiting_at_end"] = stillWaiting,
+            ["cancelled"] = results.Count(r => r.Status == AckWaitStatus.Cancelled),
+        };
+        var met = otherThanFallback == 0 && perWaiter <= 4096;
+        return new RowResult(json,
+        [
+            new TableLine("f", "idle cost of waiting", $"{count:N0} waiting coordinators in one process, nothing happening for {window.TotalSeconds:0} s",
+                $"{Stats.F(perSecond)} Redis commands/s in all ({fallback} fallback MGETs, {otherThanFallback} other commands in {window.TotalSeconds:0} s); {Stats.F(perWaiter)} B managed memory per waiter (+{Stats.F((memoryCoordinators - memoryBefore) / (double)count)} B per coordinator)",
+                "—", "10 GET/s per waiter", "0 Redis commands/s for the waits (heartbeats apart); ≤ 4 KiB managed memory per waiter", met),
+        ]);
+    }
+}
