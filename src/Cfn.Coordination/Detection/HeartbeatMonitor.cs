@@ -32,6 +32,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task? _loop;
     private readonly HashSet<string> _malformedSeen = new(StringComparer.Ordinal);
+    private int _disposed;
     private volatile bool _redisLost;
     private long _notBeforeMs;
 
@@ -335,6 +336,11 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return; // a second dispose (the timeout handler's and its owner's) is a no-op
+        }
+
         _redis.Multiplexer.ConnectionFailed -= OnConnectionFailed;
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_loop is not null)

@@ -137,6 +137,17 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
     }
 
     [Fact]
+    public async Task DisposeAsync_Twice_SecondIsANoOp()
+    {
+        await using var h = Harness.Create(server);
+        var monitor = new HeartbeatMonitor(h.Redis, RecoveryKit.FastOptions(), h.Metrics, new RecoveryMetrics(h.Registry), null, TestIds.New("monitor"));
+        monitor.Start();
+
+        await monitor.DisposeAsync();
+        await monitor.DisposeAsync();
+    }
+
+    [Fact]
     public async Task RunOnceAsync_BeatAfterWarning_RecoversWithPreviousWarningsAndNoDeath()
     {
         await using var h = Harness.Create(server);
