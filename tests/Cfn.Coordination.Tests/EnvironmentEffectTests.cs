@@ -142,14 +142,15 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         var waiting = self.Waiter.WaitForAcksAsync([TestIds.New("absent")], TestIds.New("signal"), TimeSpan.FromMinutes(1), cts.Token);
         var before = h.Redis.Wakeups.FallbackReads;
 
-        await Task.Delay(1500);
+        await Task.Delay(3000);
         var delta = h.Redis.Wakeups.FallbackReads - before;
         await cts.CancelAsync();
         await waiting;
 
         if (reads)
         {
-            Assert.InRange(delta, 3, 15); // about 7 in 1.5 s
+            // About 15 in 3 s; a loaded 2-core machine delays timers, so only "several" is asserted (the other case is 0).
+            Assert.InRange(delta, 2, 30);
         }
         else
         {

@@ -23,10 +23,11 @@ public sealed class ForceUnblocker(RedisContext redis)
     {
         Ids.RequireName(coordinatorId, "coordinatorId");
         var database = redis.Database;
+        // Whether it is blocking is read before the wake-up: a woken wait ends at once and leaves coordinator:deadlines.
+        var blocking = await database.SortedSetScoreAsync(Keys.Deadlines, coordinatorId).ConfigureAwait(false) is not null;
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
         await database.StringSetAsync(Keys.Unblock(coordinatorId), now, MarkerTtl).ConfigureAwait(false);
         await database.PublishAsync(Keys.Events(coordinatorId), "unblock").ConfigureAwait(false);
-        var blocking = await database.SortedSetScoreAsync(Keys.Deadlines, coordinatorId).ConfigureAwait(false) is not null;
         _logger.LogWarning("Force unblock requested coordinator={CoordinatorId} wasBlocking={Blocking}", coordinatorId, blocking);
         return blocking;
     }
