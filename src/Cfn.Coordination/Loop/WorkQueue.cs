@@ -200,14 +200,16 @@ public sealed class WorkQueue : IAsyncDisposable
     /// Puts back at the front of the queue everything <paramref name="takerId"/> took and never recorded (it crashed, or
     /// Redis failed in between); returns how many. Run when a coordinator's loop starts and when a coordinator is cleaned up.
     /// </summary>
-    public async Task<long> RequeueTakenAsync(string swarmId, string takerId)
+    public Task<long> RequeueTakenAsync(string swarmId, string takerId) => RequeueTakenAsync(_redis.Database, swarmId, takerId, _logger);
+
+    /// <summary>The same for callers without a queue object (the cleanup of a dead coordinator); logs what it moved.</summary>
+    internal static async Task<long> RequeueTakenAsync(IDatabase database, string swarmId, string takerId, ILogger logger)
     {
-        var result = await _redis.Database.ScriptEvaluateAsync(RedisScripts.WorkRequeueTaken,
+        var moved = (long)await database.ScriptEvaluateAsync(RedisScripts.WorkRequeueTaken,
             [Keys.SwarmTaken(swarmId, takerId), Keys.SwarmQueue(swarmId)], [Keys.SwarmQueueChannel(swarmId).ToString()]).ConfigureAwait(false);
-        var moved = (long)result;
         if (moved > 0)
         {
-            _logger.LogWarning("Work taken but never recorded put back in the queue swarm={SwarmId} taker={TakerId} items={Items}", swarmId, takerId, moved);
+            logger.LogWarning("Work taken but never recorded put back in the queue swarm={SwarmId} taker={TakerId} items={Items}", swarmId, takerId, moved);
         }
 
         return moved;

@@ -60,13 +60,7 @@ public sealed class CoordinatorCleanup
             if (swarm is not null && Ids.IsValidName(swarm))
             {
                 // Work it took from its swarm's queue but never recorded (it died in between) goes back to the queue.
-                var requeued = (long)await _database.ScriptEvaluateAsync(RedisScripts.WorkRequeueTaken,
-                    [Keys.SwarmTaken(swarm, coordinatorId), Keys.SwarmQueue(swarm)], [Keys.SwarmQueueChannel(swarm).ToString()]).ConfigureAwait(false);
-                if (requeued > 0)
-                {
-                    _logger.LogWarning("Work taken but never recorded put back in the queue swarm={SwarmId} taker={CoordinatorId} items={Items}",
-                        swarm, coordinatorId, requeued);
-                }
+                await Loop.WorkQueue.RequeueTakenAsync(_database, swarm, coordinatorId, _logger).ConfigureAwait(false);
             }
 
             result = result with
