@@ -133,6 +133,8 @@ public sealed class EnvironmentEffectTests(RedisServer server)
             Assert.True(await SwarmWorld.EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, seconds: 10));
         }
 
+        // The claim line is logged just after the status moves: wait for it rather than race it.
+        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Spawn request claimed", id).Count > 0), seconds: 10));
         Assert.Single(RecoveryKit.Lines(h, "Spawn request claimed", id, "host=host-interval"));
     }
 
