@@ -6,7 +6,9 @@ namespace Cfn.Bench.Rows;
 
 /// <summary>
 /// f: the idle cost of waiting. N coordinators in this process (no heartbeat loops, so every command seen is the
-/// waits' own) each wait for one ACK that never comes. Once every wait has made its first read, nothing happens for
+/// waits' own) each wait for one ACK that never comes, from a peer that is a live cfn coordinator (registered, so it
+/// announces its ACKs and the fallback check need not read them; a peer outside the registry, e.g. a TS coordinator,
+/// has its ACK read once per fallback period, reported as <c>unregistered_peer_*</c> from a shorter second window). Once every wait has made its first read, nothing happens for
 /// the window: Redis commands per second over it (INFO commandstats delta, server-wide) and the managed memory each
 /// waiter holds (GC.GetTotalMemory(true) delta over starting the waits, / N).
 /// </summary>
@@ -24,13 +26,13 @@ internal sealed class F_IdleCost : IRow
         var memoryCoordinators = GC.GetTotalMemory(forceFullCollection: true);
         using var cancel = new CancellationTokenSource();
         await ctx.ResetStatsAsync();
-        var absent = ctx.Id("f-absent", 0);
+        var peer = await ctx.StartAsync(ctx.Id("f-peer", 0));
         var waits = coordinators
-            .Select((c, i) => c.Waiter.WaitForAcksAsync([absent], $"{c.Id}:{absent}:completion:0:f{i}", TimeSpan.FromHours(1), cancel.Token))
+            .Select((c, i) => c.Waiter.WaitForAcksAsync([peer.Id], $"{c.Id}:{peer.Id}:completion:0:f{i}", TimeSpan.FromHours(1), cancel.Token))
             .ToList();
-        // Every wait reads once (MGET) when it starts, then sleeps on its wake-up.
+        // Every wait reads once when it starts (in the script that announces it), then sleeps on its wake-up.
         var settle = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while ((await ctx.CommandCallsAsync()).GetValueOrDefault("mget") < count && DateTime.UtcNow < settle)
+        while (await ScriptCallsAsync(ctx) < count && DateTime.UtcNow < settle)
         {
             await Task.Delay(100);
         }
@@ -45,7 +47,8 @@ internal sealed class F_IdleCost : IRow
         var stillWaiting = waits.Count(w => !w.IsCompleted);
         await cancel.CancelAsync();
         var results = await Task.WhenAll(waits);
-        await BenchContext.DropAsync(coordinators);
+        var (unregisteredPerSecond, unregisteredKeysPerSecond) = await UnregisteredPeerAsync(ctx, coordinators, window / 2);
+        await BenchContext.DropAsync([.. coordinators, peer]);
         await ctx.FlushAsync();
 
         var commands = calls.Values.Sum();
@@ -64,14 +67,46 @@ internal sealed class F_IdleCost : IRow
             ["managed_bytes_per_waiter"] = Stats.Round(perWaiter, 0),
             ["managed_bytes_per_coordinator"] = Stats.Round((memoryCoordinators - memoryBefore) / (double)count, 0),
             ["still_waiting_at_end"] = stillWaiting,
+            ["unregistered_peer_commands_per_s"] = Stats.Round(unregisteredPerSecond, 2),
+            ["unregistered_peer_keys_read_per_s"] = Stats.Round(unregisteredKeysPerSecond, 0),
             ["cancelled"] = results.Count(r => r.Status == AckWaitStatus.Cancelled),
         };
-        var met = otherThanFallback == 0 && perWaiter <= 4096;
+        var met = commands == 0 && perWaiter <= 4096;
         return new RowResult(json,
         [
             new TableLine("f", "idle cost of waiting", $"{count:N0} waiting coordinators in one process, nothing happening for {window.TotalSeconds:0} s",
-                $"{Stats.F(perSecond)} Redis commands/s in all ({fallback} fallback MGETs, {otherThanFallback} other commands in {window.TotalSeconds:0} s); {Stats.F(perWaiter)} B managed memory per waiter (+{Stats.F((memoryCoordinators - memoryBefore) / (double)count)} B per coordinator)",
+                $"{Stats.F(perSecond)} Redis commands/s in all ({fallback} fallback MGETs, {otherThanFallback} other commands in {window.TotalSeconds:0} s); {Stats.F(perWaiter)} B managed memory per waiter (+{Stats.F((memoryCoordinators - memoryBefore) / (double)count)} B per coordinator). Waiting on an unregistered (TS) peer instead: {Stats.F(unregisteredPerSecond)} commands/s reading {Stats.F(unregisteredKeysPerSecond)} keys/s",
                 "—", "10 GET/s per waiter", "0 Redis commands/s for the waits (heartbeats apart); ≤ 4 KiB managed memory per waiter", met),
         ]);
+    }
+
+    /// <summary>
+    /// The same waits on a peer outside the registry (as a TS coordinator is): the fallback check reads each wait's ACK
+    /// key once per period. Returns commands/s and ACK keys read/s over <paramref name="window"/>.
+    /// </summary>
+    private static async Task<(double CommandsPerSecond, double KeysPerSecond)> UnregisteredPeerAsync(
+        BenchContext ctx, List<Coordinator> coordinators, TimeSpan window)
+    {
+        using var cancel = new CancellationTokenSource();
+        var absent = ctx.Id("f-absent", 0);
+        var waits = coordinators
+            .Select((c, i) => c.Waiter.WaitForAcksAsync([absent], $"{c.Id}:{absent}:completion:0:u{i}", TimeSpan.FromHours(1), cancel.Token))
+            .ToList();
+        await Task.Delay(TimeSpan.FromSeconds(2)); // every wait's first read, and the look-up of the peer
+        await ctx.ResetStatsAsync();
+        var keysBefore = ctx.Redis.Wakeups.FallbackKeysRead;
+        await Task.Delay(window);
+        var calls = await ctx.CommandCallsAsync();
+        var keys = ctx.Redis.Wakeups.FallbackKeysRead - keysBefore;
+        await cancel.CancelAsync();
+        await Task.WhenAll(waits);
+        var seconds = window.TotalSeconds;
+        return (calls.Values.Sum() / seconds, keys / seconds);
+    }
+
+    private static async Task<long> ScriptCallsAsync(BenchContext ctx)
+    {
+        var calls = await ctx.CommandCallsAsync();
+        return calls.GetValueOrDefault("evalsha") + calls.GetValueOrDefault("eval");
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Cfn.Coordination.Activity;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
@@ -78,14 +79,24 @@ public sealed class AckService
 
         var ack = NewAck(signalId, signalType, phase);
         var key = Keys.Ack(self, signalId);
+        RedisValue[] arguments =
+            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch,
+                senderGone is null ? "" : senderId];
+        // A signal taken from the inbox is a progress event: this coordinator's K7 goes with the ACK (one round trip).
+        var activity = senderGone is null ? (ActivityWrite?)null : _coordinator.Activity.Prepare();
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
-            senderGone is null ? [key, Keys.Epoch(self)] : [key, Keys.Epoch(self), Keys.Heartbeat(senderId), Keys.Registry],
-            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch, senderId])
+            activity is null ? [key, Keys.Epoch(self)] : [key, Keys.Epoch(self), Keys.Heartbeat(senderId), Keys.Registry, Keys.Activity(self), Keys.Deadlines],
+            activity is { } write ? [.. arguments, .. write.TrailingArguments(self)] : arguments)
             .ConfigureAwait(false))!;
         if ((long)reply[0] < 0)
         {
             throw _coordinator.Superseded("ACK", (string?)reply[1]);
+        }
+
+        if (activity is not null)
+        {
+            _coordinator.Activity.Written((long)reply[2]);
         }
 
         if ((long)reply[0] == 2)

@@ -11,9 +11,10 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Acks;
 
 /// <summary>
-/// Blocks until peers have ACKed a signal (SPEC §2.5, D3). The wait sleeps on its wake-up: an ACK script publishes on
-/// this coordinator's channel, the waiter then reads every still-missing ACK with one MGET. An idle wait sends no
-/// command; lost wake-ups are caught by the process-wide batched fallback check. A malformed, forged, copied or
+/// Blocks until peers have ACKed a signal (SPEC §2.5, D3). The wait reads every missing ACK once (one MGET), then
+/// sleeps on its wake-up: an ACK script publishes the ACK itself on this coordinator's channel, and the waiter verifies
+/// it without another round trip; a wake-up that brings no ACK (the fallback check, a reconnect) reads every
+/// still-missing ACK with one MGET. An idle wait sends no command. A malformed, forged, copied or
 /// wrongly bound ACK counts as not received, is logged and counted, and never ends the wait. A wait that times out
 /// counts <c>signals_failed_total{reason="ack_timeout"}</c> once per receiver that did not ACK.
 /// </summary>
@@ -140,19 +141,20 @@ public sealed class AckWaiter
         var activityToken = _coordinator.Activity.BeginWait(signalId, targetIds, (long)limit.TotalMilliseconds);
         _coordinator.Mailbox.Add(wait);
         Telemetry.WaitStarted(self, swarm, phase, started);
+        // One token ends the sleep: the deadline's, cancelled also by the caller and by supersession (two callback
+        // registrations cost less memory than a linked source over three tokens; 10,000 waits add up, issue 6 row f).
         using var deadline = new CancellationTokenSource(limit, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, cancellationToken, _coordinator.SupersededToken);
+        using var onCancel = cancellationToken.UnsafeRegister(CancelSource, deadline);
+        using var onSuperseded = _coordinator.SupersededToken.UnsafeRegister(CancelSource, deadline);
         var unblockKey = Keys.Unblock(self);
         try
         {
-            var startedAtRedis = await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
-            if (startedAtRedis == 0)
-            {
-                startedAtRedis = time.GetUtcNow().ToUnixTimeMilliseconds();
-            }
-
             var missing = targets;
-            wait.MissingKeys = missing.Select(t => Keys.Ack(t.CoordinatorId, t.SignalId)).ToArray();
+            wait.Missing = Awaited(missing);
+            // One round trip announces the wait (K7, deadlines index) and reads every awaited ACK and the marker.
+            var (startedAtRedis, firstRead) = await TryBeginAsync(wait.Missing, unblockKey).ConfigureAwait(false);
+            var readRedis = firstRead is null; // and later, any wake-up that brought no ACK with it reads Redis
+            OfferedAck? offered = null;
             while (true)
             {
                 if (missing.Count == 0)
@@ -168,21 +170,30 @@ public sealed class AckWaiter
                 }
 
                 var before = missing.Count;
-                try
+                if (firstRead is not null)
                 {
-                    // One round trip: every missing ACK plus this coordinator's force-unblock marker.
-                    (missing, var unblockedAt) = await ReadMissingAsync(
-                        missing, [.. wait.MissingKeys, unblockKey], acks, rejected).ConfigureAwait(false);
+                    (missing, var unblockedAt) = Apply(missing, firstRead, acks, rejected);
+                    firstRead = null;
                     if (unblockedAt >= startedAtRedis && missing.Count > 0)
+                    {
+                        wait.Force(); // a force-unblock that came while the wait was being announced
+                        continue;
+                    }
+                }
+                else if (!readRedis)
+                {
+                    (missing, readRedis) = AcceptOffered(missing, offered, acks, rejected);
+                }
+
+                if (readRedis)
+                {
+                    (missing, var unblocked) = await TryReadMissingAsync(missing, wait.Missing, unblockKey, startedAtRedis, label, acks, rejected)
+                        .ConfigureAwait(false);
+                    if (unblocked)
                     {
                         wait.Force(); // the pub/sub wake-up was missed, the marker was not
                         continue;
                     }
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    // Redis trouble does not end the wait: keep waiting for a wake-up or the fallback until the deadline.
-                    _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", label, e.Message);
                 }
 
                 if (missing.Count == 0)
@@ -193,18 +204,21 @@ public sealed class AckWaiter
                 if (missing.Count != before)
                 {
                     // Keys are rebuilt only when someone ACKed, not on every wake-up.
-                    wait.MissingKeys = missing.Select(t => Keys.Ack(t.CoordinatorId, t.SignalId)).ToArray();
+                    wait.Missing = Awaited(missing);
                     _coordinator.Activity.UpdateWait(activityToken, missing.Select(t => t.CoordinatorId).ToList());
                     await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
                 }
 
-                if (!await wait.Wake.WaitAsync(linked.Token).ConfigureAwait(false))
+                if (!await wait.Wake.WaitAsync(deadline.Token).ConfigureAwait(false))
                 {
                     status = cancellationToken.IsCancellationRequested || _coordinator.IsSuperseded ? AckWaitStatus.Cancelled
                         : wait.Forced ? AckWaitStatus.Forced
                         : AckWaitStatus.Timeout;
                     break;
                 }
+
+                offered = wait.TakeOffered();
+                readRedis = offered is null;
             }
         }
         finally
@@ -243,7 +257,7 @@ public sealed class AckWaiter
         Notify(observer, info, result);
         // The end of the wait reaches K7 without the caller waiting for it (one round trip less on the release path,
         // issue 6 row a). It is issued now, on this coordinator's connection, so it still lands before anything the
-        // caller does next; TryRecordAsync never throws for Redis trouble.
+        // caller does next (an operator or the deadlock check never sees an ended wait as blocking for long).
         _ = _coordinator.Activity.TryRecordAsync(_logger);
         return result;
     }
@@ -290,6 +304,27 @@ public sealed class AckWaiter
     }
 
     /// <summary>
+    /// One round trip: every missing ACK plus this coordinator's force-unblock marker. Returns who is still missing and
+    /// whether a force-unblock newer than the wait was found. Redis trouble does not end the wait (it is logged; the
+    /// wait goes on sleeping until a wake-up, the fallback or its deadline).
+    /// </summary>
+    private async Task<(List<Target> Missing, bool Unblocked)> TryReadMissingAsync(
+        List<Target> missing, AwaitedAck[] awaited, RedisKey unblockKey, long startedAtRedis, string label,
+        Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    {
+        try
+        {
+            var (still, unblockedAt) = await ReadMissingAsync(missing, ReadKeys(awaited, unblockKey), acks, rejected).ConfigureAwait(false);
+            return (still, unblockedAt >= startedAtRedis && still.Count > 0);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", label, e.Message);
+            return (missing, false);
+        }
+    }
+
+    /// <summary>
     /// Reads the missing ACKs (all keys but the last) and the force-unblock marker (the last key); returns who is still
     /// missing and the marker's time (ms, 0 when absent).
     /// </summary>
@@ -297,39 +332,143 @@ public sealed class AckWaiter
         List<Target> missing, RedisKey[] keys, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
     {
         var values = await Redis.Database.StringGetAsync(keys).ConfigureAwait(false);
-        var unblockedAt = long.TryParse((string?)values[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var marker) ? marker : 0;
+        return Apply(missing, [.. values.Select(v => (string?)v)], acks, rejected);
+    }
+
+    /// <summary>
+    /// Announces the wait and reads what it awaits (<c>wait_begin.lua</c>). Returns the Redis time the wait started
+    /// and the values of every missing ACK then the force-unblock marker; on Redis trouble (logged) or when this
+    /// instance was superseded, the local time and null (the wait then reads, or ends, in its loop).
+    /// </summary>
+    private async Task<(long StartedAt, string?[]? Values)> TryBeginAsync(AwaitedAck[] awaited, RedisKey unblockKey)
+    {
+        var self = _coordinator.Id;
+        var write = _coordinator.Activity.Prepare();
+        var keys = new RedisKey[3 + awaited.Length + 1];
+        keys[0] = Keys.Activity(self);
+        keys[1] = Keys.Epoch(self);
+        keys[2] = Keys.Deadlines;
+        for (var i = 0; i < awaited.Length; i++)
+        {
+            keys[3 + i] = awaited[i].Key;
+        }
+
+        keys[^1] = unblockKey;
+        try
+        {
+            var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(RedisScripts.WaitBegin, keys, write.Arguments(_coordinator.Epoch, self))
+                .ConfigureAwait(false))!;
+            var now = (long)reply[0];
+            if (now < 0)
+            {
+                _coordinator.MarkSuperseded("activity");
+                return (Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), null);
+            }
+
+            _coordinator.Activity.Written(now);
+            return (now, [.. reply.Skip(1).Select(r => (string?)r)]);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", self, e.Message);
+            return (Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), null);
+        }
+    }
+
+    /// <summary>
+    /// Applies values read for the missing ACKs (all but the last) and the force-unblock marker (the last); returns
+    /// who is still missing and the marker's time (ms, 0 when absent).
+    /// </summary>
+    private (List<Target> Missing, long UnblockedAt) Apply(
+        List<Target> missing, string?[] values, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    {
+        var unblockedAt = long.TryParse(values[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var marker) ? marker : 0;
         var still = new List<Target>(missing.Count);
         for (var i = 0; i < missing.Count; i++)
         {
-            var target = missing[i];
-            var (id, signalId) = target;
-            var raw = (string?)values[i];
-            if (raw is null)
+            var raw = values[i];
+            if (raw is null || !Accept(missing[i], raw, acks, rejected))
             {
-                still.Add(target);
-                continue;
-            }
-
-            var rejection = AckVerifier.Verify(Signing, raw, id, signalId, out var ack);
-            if (rejection == AckRejection.None)
-            {
-                acks[id] = ack!;
-                continue;
-            }
-
-            still.Add(target);
-            // Log and count each bad value once, not on every wake-up.
-            if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
-            {
-                rejected[id] = raw;
-                Telemetry.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
-                _logger.LogError(
-                    "ACK signature verification failed in waitForAcks coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
-                    id, signalId, (string)keys[i]!, AckVerifier.Label(rejection));
+                still.Add(missing[i]);
             }
         }
 
         return (still, unblockedAt);
+    }
+
+    /// <summary>
+    /// Applies the ACKs that came with their wake-ups (no Redis read). Returns who is still missing, and whether Redis
+    /// must be read after all: an offered ACK failed verification, so the stored one is looked at too.
+    /// </summary>
+    private (List<Target> Missing, bool ReadRedis) AcceptOffered(
+        List<Target> missing, OfferedAck? offered, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    {
+        var still = missing;
+        var readRedis = false;
+        for (var ack = offered; ack is not null; ack = ack.Next)
+        {
+            var index = still.FindIndex(t => string.Equals(t.CoordinatorId, ack.AckerId, StringComparison.Ordinal));
+            if (index < 0)
+            {
+                continue; // not awaited (any more), or not this wait's signal
+            }
+
+            if (Accept(still[index], ack.Json, acks, rejected))
+            {
+                still = ReferenceEquals(still, missing) ? [.. missing] : still;
+                still.RemoveAt(index);
+            }
+            else
+            {
+                readRedis = true;
+            }
+        }
+
+        return (still, readRedis);
+    }
+
+    /// <summary>
+    /// Verifies one ACK value for <paramref name="target"/>; on success records it in <paramref name="acks"/>. A bad
+    /// value is logged and counted once (not on every wake-up) and never ends the wait.
+    /// </summary>
+    private bool Accept(Target target, string raw, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    {
+        var (id, signalId) = target;
+        var rejection = AckVerifier.Verify(Signing, raw, id, signalId, out var ack);
+        if (rejection == AckRejection.None)
+        {
+            acks[id] = ack!;
+            return true;
+        }
+
+        if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
+        {
+            rejected[id] = raw;
+            Telemetry.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
+            _logger.LogError(
+                "ACK signature verification failed in waitForAcks coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
+                id, signalId, (string)Keys.Ack(id, signalId)!, AckVerifier.Label(rejection));
+        }
+
+        return false;
+    }
+
+    private static void CancelSource(object? source) => ((CancellationTokenSource)source!).Cancel();
+
+    private static AwaitedAck[] Awaited(List<Target> missing) =>
+        missing.Select(t => new AwaitedAck(t.CoordinatorId, Keys.Ack(t.CoordinatorId, t.SignalId))).ToArray();
+
+    /// <summary>The missing ACKs' keys, then the force-unblock marker (the layout <see cref="ReadMissingAsync"/> reads).</summary>
+    private static RedisKey[] ReadKeys(AwaitedAck[] missing, RedisKey unblockKey)
+    {
+        var keys = new RedisKey[missing.Length + 1];
+        for (var i = 0; i < missing.Length; i++)
+        {
+            keys[i] = missing[i].Key;
+        }
+
+        keys[^1] = unblockKey;
+        return keys;
     }
 
     /// <summary>One awaited coordinator and the signal ID it must ACK.</summary>

@@ -41,6 +41,26 @@ public sealed class ActivityRecorder
     /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
     public async Task<long> RecordAsync()
     {
+        var write = Prepare();
+        var now = (long)await _database.ScriptEvaluateAsync(
+            RedisScripts.Activity,
+            [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
+            write.Arguments(_coordinator.Epoch, _coordinator.Id)).ConfigureAwait(false);
+        if (now < 0)
+        {
+            throw _coordinator.Superseded("activity", null);
+        }
+
+        Written(now);
+        return now;
+    }
+
+    /// <summary>
+    /// The K7 write of the current state, for a script that records progress in the same step as its own write
+    /// (<c>lib_activity.lua</c>); the caller reports the Redis time it got back with <see cref="Written"/>.
+    /// </summary>
+    internal ActivityWrite Prepare()
+    {
         ActivityRecord snapshot;
         long knownDeadline = 0, startingTimeout = 0;
         lock (_gate)
@@ -61,15 +81,12 @@ public sealed class ActivityRecorder
         }
 
         var (json, stampFields) = Json.SerializeForStamp(snapshot);
-        var now = (long)await _database.ScriptEvaluateAsync(
-            RedisScripts.Activity,
-            [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
-            [json, _ttlSeconds, stampFields, _coordinator.Epoch, _coordinator.Id, knownDeadline, startingTimeout]).ConfigureAwait(false);
-        if (now < 0)
-        {
-            throw _coordinator.Superseded("activity", null);
-        }
+        return new ActivityWrite(json, _ttlSeconds, stampFields, knownDeadline, startingTimeout);
+    }
 
+    /// <summary>A write prepared by <see cref="Prepare"/> landed at Redis time <paramref name="now"/> (ms).</summary>
+    internal void Written(long now)
+    {
         LastActivity = now;
         lock (_gate)
         {
@@ -79,8 +96,6 @@ public sealed class ActivityRecorder
                 wait.StartedAt = now;
             }
         }
-
-        return now;
     }
 
     /// <summary>

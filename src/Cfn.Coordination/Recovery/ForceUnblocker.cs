@@ -26,8 +26,12 @@ public sealed class ForceUnblocker(RedisContext redis)
         // Whether it is blocking is read before the wake-up: a woken wait ends at once and leaves coordinator:deadlines.
         var blocking = await database.SortedSetScoreAsync(Keys.Deadlines, coordinatorId).ConfigureAwait(false) is not null;
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
-        await database.StringSetAsync(Keys.Unblock(coordinatorId), now, MarkerTtl).ConfigureAwait(false);
-        await database.PublishAsync(Keys.Events(coordinatorId), "unblock").ConfigureAwait(false);
+        // Marker and wake-up in one MULTI: a crash between them would leave a marker that nothing announces (the
+        // fallback check reads markers only after a reconnect).
+        var both = database.CreateTransaction();
+        _ = both.StringSetAsync(Keys.Unblock(coordinatorId), now, MarkerTtl);
+        _ = both.PublishAsync(Keys.Events(coordinatorId), "unblock");
+        await both.ExecuteAsync().ConfigureAwait(false);
         _logger.LogWarning("Force unblock requested coordinator={CoordinatorId} wasBlocking={Blocking}", coordinatorId, blocking);
         return blocking;
     }

@@ -9,11 +9,12 @@ namespace Cfn.Coordination.Redis;
 /// </summary>
 internal static class RedisScripts
 {
-    public static readonly string SendSignal = Load("send_signal.lua");
+    public static readonly string SendSignal = WithActivity("send_signal.lua");
     public static readonly string ConsumeSignal = Load("consume_signal.lua");
-    public static readonly string Ack = Load("ack.lua");
+    public static readonly string Ack = WithActivity("ack.lua");
     public static readonly string Heartbeat = Load("heartbeat.lua");
-    public static readonly string Activity = Load("activity.lua");
+    public static readonly string Activity = WithActivity("activity.lua");
+    public static readonly string WaitBegin = WithActivity("wait_begin.lua");
     public static readonly string WorkCas = Load("work_cas.lua");
     public static readonly string MonitorCheck = Load("monitor_check.lua");
     public static readonly string CleanupCoordinator = Load("cleanup_coordinator.lua");
@@ -25,6 +26,9 @@ internal static class RedisScripts
     public static readonly string WorkRequeueTaken = Load("work_requeue_taken.lua");
     public static readonly string ValidatorRecord = Load("validator_record.lua");
     public static readonly string ResendSignal = Load("resend_signal.lua");
+
+    /// <summary>A script that records progress: <c>lib_activity.lua</c> (its K7 write) goes first.</summary>
+    private static string WithActivity(string name) => Load("lib_activity.lua") + Load(name);
 
     private static string Load(string name)
     {

@@ -165,8 +165,8 @@ public sealed class SignalInbox
             "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} redelivery={Redelivery}",
             signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
         var senderGone = new StrongBox<bool>();
+        // The ACK script also records this coordinator's progress (K7).
         var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt, senderGone).ConfigureAwait(false);
-        await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
 
         return new ReceivedSignal(signal, ack, entryId, redelivery) { SenderGone = senderGone.Value };
     }

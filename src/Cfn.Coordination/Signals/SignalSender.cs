@@ -107,13 +107,16 @@ public sealed class SignalSender
 
         var key = Keys.Signal(receiverId);
         RedisResult result;
+        // The sender's progress record goes with the delivery (one round trip).
+        var activity = _coordinator.Activity.Prepare();
         try
         {
             result = await Redis.Database.ScriptEvaluateAsync(
                 RedisScripts.SendSignal,
-                [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key, Keys.Epoch(senderId)],
+                [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key, Keys.Epoch(senderId), Keys.Activity(senderId), Keys.Deadlines],
                 [json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
-                    Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup, _coordinator.Epoch]).ConfigureAwait(false);
+                    Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup, _coordinator.Epoch,
+                    .. activity.TrailingArguments(senderId)]).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -141,7 +144,7 @@ public sealed class SignalSender
         _logger.LogInformation(
             "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl}",
             messageId, senderId, receiverId, normalizedType, iteration, (string)key!, Redis.Options.SignalTtlSeconds);
-        await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
+        _coordinator.Activity.Written((long)reply[2]);
         return new SignalDeliveryResult(true, messageId, false, timestamp, key!);
     }
 }

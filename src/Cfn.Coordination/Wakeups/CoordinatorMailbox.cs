@@ -8,60 +8,81 @@ namespace Cfn.Coordination.Wakeups;
 /// </summary>
 internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
 {
-    private readonly ConcurrentDictionary<string, ConcurrentDictionary<PendingWait, byte>> _waitsBySignal = new(StringComparer.Ordinal);
+    // Signal ID → the waits it wakes (nearly always one). Arrays are replaced, never changed, under _gate, so a
+    // wake-up reads them without a lock; a dictionary per signal would cost about 1 KiB per wait (issue 6 row f).
+    private readonly ConcurrentDictionary<string, PendingWait[]> _waitsBySignal = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
 
     public string CoordinatorId { get; } = coordinatorId;
 
     /// <summary>Set when a signal may have arrived in the inbox.</summary>
     public AsyncSignal InboxWake { get; } = new();
 
-    public IEnumerable<PendingWait> Waits => _waitsBySignal.Values.SelectMany(w => w.Keys).Distinct();
+    public IEnumerable<PendingWait> Waits => _waitsBySignal.Values.SelectMany(w => w).Distinct();
 
     public void Add(PendingWait wait)
     {
-        foreach (var signalId in wait.SignalIds)
+        lock (_gate)
         {
-            _waitsBySignal.GetOrAdd(signalId, _ => new ConcurrentDictionary<PendingWait, byte>()).TryAdd(wait, 0);
+            foreach (var signalId in wait.SignalIds)
+            {
+                _waitsBySignal[signalId] = _waitsBySignal.TryGetValue(signalId, out var waits) ? [.. waits, wait] : [wait];
+            }
         }
     }
 
     public void Remove(PendingWait wait)
     {
-        foreach (var signalId in wait.SignalIds)
+        lock (_gate)
         {
-            if (_waitsBySignal.TryGetValue(signalId, out var set))
+            foreach (var signalId in wait.SignalIds)
             {
-                set.TryRemove(wait, out _);
-                if (set.IsEmpty)
+                if (!_waitsBySignal.TryGetValue(signalId, out var waits))
                 {
-                    _waitsBySignal.TryRemove(KeyValuePair.Create(signalId, set));
+                    continue;
+                }
+
+                var rest = Array.FindAll(waits, w => !ReferenceEquals(w, wait));
+                if (rest.Length == 0)
+                {
+                    _waitsBySignal.TryRemove(signalId, out _);
+                }
+                else
+                {
+                    _waitsBySignal[signalId] = rest;
                 }
             }
         }
     }
 
-    /// <summary>Handles one channel message: <c>signal {messageId}</c>, <c>ack {signalId} {ackerId}</c> or <c>unblock</c>.</summary>
+    /// <summary>
+    /// Handles one channel message: <c>signal {messageId}</c>, <c>ack {signalId} {ackerId}[ {ack JSON}]</c> or
+    /// <c>unblock</c>. An ACK that comes with its JSON is handed to the waits, which verify it without reading Redis.
+    /// </summary>
     public void Deliver(string message)
     {
-        var parts = message.Split(' ', 3);
-        switch (parts[0])
+        if (message.StartsWith("signal ", StringComparison.Ordinal))
         {
-            case "signal":
-                InboxWake.Set();
-                break;
-            case "ack" when parts.Length >= 2:
-                if (_waitsBySignal.TryGetValue(parts[1], out var set))
+            InboxWake.Set();
+        }
+        else if (WakeMessage.TryParseAck(message, out var signalId, out var ackerId, out var json))
+        {
+            if (_waitsBySignal.TryGetValue(signalId, out var waits))
+            {
+                foreach (var wait in waits)
                 {
-                    foreach (var wait in set.Keys)
+                    if (json is not null)
                     {
-                        wait.Wake.Set();
+                        wait.Offer(ackerId, json);
                     }
-                }
 
-                break;
-            case "unblock":
-                ForceUnblockAll();
-                break;
+                    wait.Wake.Set();
+                }
+            }
+        }
+        else if (message == "unblock")
+        {
+            ForceUnblockAll();
         }
     }
 

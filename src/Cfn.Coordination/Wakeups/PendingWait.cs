@@ -8,7 +8,8 @@ namespace Cfn.Coordination.Wakeups;
 /// </summary>
 internal sealed class PendingWait(string coordinatorId, string signalId, IReadOnlyCollection<string>? otherSignalIds = null) : IDisposable
 {
-    private RedisKey[] _missing = [];
+    private AwaitedAck[] _missing = [];
+    private OfferedAck? _offered;
 
     public string CoordinatorId { get; } = coordinatorId;
 
@@ -23,12 +24,28 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
     /// <summary>Set by a force-unblock; the wait then ends with status <c>forced</c>.</summary>
     public bool Forced { get; private set; }
 
-    /// <summary>The ACK keys not yet verified; read by the fallback poller.</summary>
-    public RedisKey[] MissingKeys
+    /// <summary>The ACKs not yet verified (who owes each and its key); read by the fallback check.</summary>
+    public AwaitedAck[] Missing
     {
         get => Volatile.Read(ref _missing);
         set => Volatile.Write(ref _missing, value);
     }
+
+    /// <summary>Hands over an ACK that arrived with its wake-up (not yet verified); the waiter takes it after waking.</summary>
+    public void Offer(string ackerId, string json)
+    {
+        var node = new OfferedAck(ackerId, json, null);
+        OfferedAck? head;
+        do
+        {
+            head = Volatile.Read(ref _offered);
+            node = node with { Next = head };
+        }
+        while (Interlocked.CompareExchange(ref _offered, node, head) != head);
+    }
+
+    /// <summary>Takes every ACK offered since the last call (newest first), or null when none was.</summary>
+    public OfferedAck? TakeOffered() => Interlocked.Exchange(ref _offered, null);
 
     public void Force()
     {
@@ -38,3 +55,9 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
 
     public void Dispose() => Wake.Dispose();
 }
+
+/// <summary>One ACK a wait still needs: the coordinator that owes it and its key.</summary>
+internal readonly record struct AwaitedAck(string AckerId, RedisKey Key);
+
+/// <summary>An ACK that came with its wake-up message; a list, newest first.</summary>
+internal sealed record OfferedAck(string AckerId, string Json, OfferedAck? Next);

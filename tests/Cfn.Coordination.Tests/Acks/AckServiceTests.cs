@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Identity;
+using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
 using Cfn.Coordination.Tests.Infrastructure;
 using StackExchange.Redis;
@@ -294,7 +295,9 @@ public sealed class AckServiceTests(RedisServer server)
         {
             await acker.Acks.AcknowledgeAsync(signalId, senderId, SignalTypes.Completion, null, 1);
 
-            Assert.Equal($"ack {signalId} {acker.Id}", await got.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+            // The wake-up carries the stored ACK, exactly as it is in Redis.
+            var stored = (string?)await h.Database.StringGetAsync(Keys.Ack(acker.Id, signalId));
+            Assert.Equal($"ack {signalId} {acker.Id} {stored}", await got.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         }
         finally
         {

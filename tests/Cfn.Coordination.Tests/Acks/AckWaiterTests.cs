@@ -412,6 +412,97 @@ public sealed class AckWaiterTests(RedisServer server)
     }
 
     [Fact]
+    public async Task WaitForAcks_AckArrivesWithItsWakeUp_ReleasedWithoutReadingTheKey()
+    {
+        // The ACK script publishes the stored ACK with the wake-up. Shown with a wake-up whose ACK is not stored at all:
+        // only the message can release the wait (the fallback is set beyond the test).
+        await using var h = Harness.Create(server, o => o.AckFallbackPollInterval = TimeSpan.FromMinutes(10));
+        var self = await h.StartAsync();
+        var peer = await h.StartAsync();
+        var signalId = TestIds.New("signal");
+        var waiting = self.Waiter.WaitForAcksAsync([peer.Id], signalId, TimeSpan.FromSeconds(30));
+        await WaitUntilAsync(async () => await ActivityStatusAsync(h, self.Id) == "blocking", "the wait to start");
+
+        await h.Database.PublishAsync(RedisChannel.Literal($"cfn:events:{self.Id}"), $"ack {signalId} {peer.Id} {SignedAckJson(h.Keys, peer.Id, signalId)}");
+        var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(AckWaitStatus.Completed, result.Status);
+        Assert.Equal(peer.Id, result.Acks[peer.Id].CoordinatorId);
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Ack(peer.Id, signalId)));
+    }
+
+    [Fact]
+    public async Task WaitForAcks_ForgedAckInTheWakeUp_RejectedCountedAndTheStoredAckDecides()
+    {
+        await using var h = Harness.Create(server, o => o.AckFallbackPollInterval = TimeSpan.FromMinutes(10));
+        var self = await h.StartAsync();
+        var peer = await h.StartAsync();
+        var signalId = TestIds.New("signal");
+        var waiting = self.Waiter.WaitForAcksAsync([peer.Id], signalId, TimeSpan.FromSeconds(30));
+        await WaitUntilAsync(async () => await ActivityStatusAsync(h, self.Id) == "blocking", "the wait to start");
+        var channel = RedisChannel.Literal($"cfn:events:{self.Id}");
+
+        var forged = SignedAckJson(new SigningKeys("another-secret-0123456789abcdef0123456789"), peer.Id, signalId);
+        await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
+        await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
+            "the forged ACK to be counted");
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+
+        // A genuine ACK stored without its JSON in the wake-up: the waiter reads it.
+        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
+        await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id}");
+        var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(AckWaitStatus.Completed, result.Status);
+        Assert.Single(h.Messages, m => m.Contains("ACK signature verification failed in waitForAcks", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task WaitForAcks_PeerIsACfnCoordinator_FallbackReadsNothingUntilAReconnect()
+    {
+        // A registered peer publishes every ACK's wake-up, so the fallback does not read its ACK key: an ACK written
+        // by hand (a wake-up "lost") stays unseen until the client reports a reconnect, which re-reads everything.
+        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(100));
+        var self = await h.StartAsync();
+        var peer = await h.StartAsync();
+        var signalId = TestIds.New("signal");
+        var waiting = self.Waiter.WaitForAcksAsync([peer.Id], signalId, TimeSpan.FromSeconds(60));
+        await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.PublisherLookups > 0), "the fallback check to look the peer up");
+
+        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
+        await Task.Delay(1000);
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal(0, h.Redis.Wakeups.FallbackReads);
+        Assert.Equal(1, h.Redis.Wakeups.PublisherLookups); // learnt once, remembered
+
+        Assert.True(await h.KillSubscriptionAsync() > 0);
+        var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(AckWaitStatus.Completed, result.Status);
+        Assert.Contains(h.Messages, m => m.Contains("connection restored", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task WaitForAcks_PeerNotRegistered_PolledEveryPeriodUntilItAcks()
+    {
+        // A peer missing from blocking:coordinators may be a TS coordinator, whose ACK is a plain SETEX: polled.
+        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(100));
+        var self = await h.StartAsync();
+        var peerId = TestIds.New("ts-peer");
+        var signalId = TestIds.New("signal");
+        var waiting = self.Waiter.WaitForAcksAsync([peerId], signalId, TimeSpan.FromSeconds(60));
+        await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.FallbackReads >= 3), "three fallback reads");
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal(1, h.Redis.Wakeups.PublisherLookups);
+
+        await h.Database.StringSetAsync(Keys.Ack(peerId, signalId), SignedAckJson(h.Keys, peerId, signalId));
+        var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(AckWaitStatus.Completed, result.Status);
+    }
+
+    [Fact]
     public async Task WaitForAcks_WhileWaiting_ActivityShowsBlockingAndWaitingFor()
     {
         await using var h = Harness.Create(server);

@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
@@ -66,7 +67,35 @@ public sealed class Harness : IAsyncDisposable
         var options = new CoordinationOptions();
         configure?.Invoke(options);
         options.Validate();
-        return new Harness(server, options, await server.ConnectAsync(), null);
+        var name = TestIds.New("harness");
+        return new Harness(server, options, await server.ConnectAsync(name), null) { ClientName = name };
+    }
+
+    /// <summary>The Redis client name of an isolated harness's own connections (null on the shared one).</summary>
+    public string? ClientName { get; private init; }
+
+    /// <summary>
+    /// Has the server close this (isolated) harness's pub/sub connection, as a network drop or a Redis failover would;
+    /// the client reconnects and re-subscribes by itself. Returns how many connections were closed.
+    /// </summary>
+    public async Task<int> KillSubscriptionAsync()
+    {
+        var name = ClientName ?? throw new InvalidOperationException("only an isolated harness has connections of its own");
+        var list = (string?)await Server.Server.ExecuteAsync("CLIENT", "LIST", "TYPE", "pubsub") ?? "";
+        var killed = 0;
+        foreach (var line in list.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // id=7 addr=127.0.0.1:5000 laddr=… fd=9 name=harness-… age=3 …
+            var id = Regex.Match(line, @"\bid=(\d+)"); // RESP3 replies start with "txt:"
+            if (line.Contains($" name={name} ", StringComparison.Ordinal))
+            {
+                Assert.True(id.Success, $"no client id in: {line}");
+                await Server.Server.ExecuteAsync("CLIENT", "KILL", "ID", id.Groups[1].Value);
+                killed++;
+            }
+        }
+
+        return killed;
     }
 
     public async Task<Coordinator> StartAsync(string? id = null, string? swarmId = null, bool heartbeatLoop = false, SigningKeys? keys = null)

@@ -27,8 +27,8 @@ public sealed class RedisServer : IAsyncLifetime
     public async Task DisposeAsync() => await Multiplexer.DisposeAsync();
 
     /// <summary>A fresh multiplexer (for tests that need their own connection, e.g. their own pub/sub).</summary>
-    public Task<ConnectionMultiplexer> ConnectAsync() =>
-        ConnectionMultiplexer.ConnectAsync($"{Endpoint},allowAdmin=true,abortConnect=false");
+    public Task<ConnectionMultiplexer> ConnectAsync(string? clientName = null) =>
+        ConnectionMultiplexer.ConnectAsync($"{Endpoint},allowAdmin=true,abortConnect=false" + (clientName is null ? "" : $",name={clientName}"));
 }
 
 [CollectionDefinition(Name)]

@@ -1,10 +1,15 @@
 -- Write an ACK once (SPEC §2.3, D13) and wake the waiter in the same round trip.
 -- KEYS[1] blocking:ack:{ackingCoordinatorId}:{signalId}   KEYS[2] coordinator:epoch:{ackingCoordinatorId}
--- ARGV[1] ACK JSON   ARGV[2] TTL (s)   ARGV[3] the sender's channel ('' for none)   ARGV[4] wake-up message
+-- ARGV[1] ACK JSON   ARGV[2] TTL (s)   ARGV[3] the sender's channel ('' for none)
+-- ARGV[4] wake-up message (`ack {signalId} {ackerId}`; the stored ACK JSON is appended, so the waiter need not read it)
 -- ARGV[5] the ACKer's epoch
--- Optional (signals from the inbox): KEYS[3] blocking:heartbeat:{sender}   KEYS[4] blocking:coordinators   ARGV[6] sender ID.
--- A sender with neither a heartbeat key nor a registry entry is gone (stopped, or dead and cleaned up): no one waits
--- for this ACK, and storing it would only recreate a blocking:*{sender}* key after the runbook's cleanup (#85).
+-- Optional (signals from the inbox): KEYS[3] blocking:heartbeat:{sender}   KEYS[4] blocking:coordinators   ARGV[6] sender ID
+-- ('' for no check). A sender with neither a heartbeat key nor a registry entry is gone (stopped, or dead and cleaned
+-- up): no one waits for this ACK, and storing it would only recreate a blocking:*{sender}* key after the runbook's
+-- cleanup (#85).
+-- Optional, the ACKer's progress record (lib_activity.lua), written whether or not the ACK is stored:
+-- KEYS[5] coordinator:activity:{ackerId}   KEYS[6] coordinator:deadlines   ARGV[7..12] K7 JSON, TTL, time fields,
+-- ACKer ID, known deadline, starting timeout.
 -- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, {2, ARGV[1], time} when not stored because
 -- the sender is gone, or {-1, currentEpoch, 0} when the ACKer was superseded.
 local epoch = redis.call('GET', KEYS[2])
@@ -13,9 +18,11 @@ if not epoch then
 elseif epoch ~= ARGV[5] then
   return {-1, epoch, 0}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[6]) then
+local now = redis_now_ms()
+if KEYS[5] then
+  record_activity(KEYS[5], KEYS[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], now)
+end
+if ARGV[6] and ARGV[6] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[6]) then
   return {2, ARGV[1], now}
 end
 local written = 1
@@ -26,6 +33,6 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
 end
 -- A repeated ACK wakes again: the first wake-up may have been lost with a dropped connection.
 if ARGV[3] ~= '' then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. stored)
 end
 return {written, stored, now}

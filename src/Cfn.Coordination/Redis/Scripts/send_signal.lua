@@ -4,8 +4,10 @@
 -- KEYS[4] coordinator:epoch:{senderId}
 -- ARGV[1] signal JSON   ARGV[2] signal TTL (s)   ARGV[3] idempotency TTL (s)   ARGV[4] receiver channel
 -- ARGV[5] messageId     ARGV[6] consumer group   ARGV[7] the sender's epoch
--- Returns {1, streamEntryId} when delivered, {0, ''} for a duplicate messageId, {-1, currentEpoch} when the sender
--- was superseded (a newer instance, or a replacement after it was declared dead): nothing it sends lands.
+-- Optional, the sender's progress record written with a delivery (lib_activity.lua): KEYS[5] coordinator:activity:{senderId}
+-- KEYS[6] coordinator:deadlines   ARGV[8..13] K7 JSON, TTL, time fields, sender ID, known deadline, starting timeout.
+-- Returns {1, streamEntryId, Redis time in ms} when delivered, {0, ''} for a duplicate messageId, {-1, currentEpoch}
+-- when the sender was superseded (a newer instance, or a replacement after it was declared dead): nothing it sends lands.
 -- Scripts are not rolled back on error, so every check comes before the first write: a failed send must not leave an
 -- idempotency record behind that would make its retry look like a duplicate.
 local epoch = redis.call('GET', KEYS[4])
@@ -29,4 +31,8 @@ local id = redis.call('XADD', KEYS[2], '*', 'messageId', ARGV[5], 'signal', ARGV
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
 redis.call('PUBLISH', ARGV[4], 'signal ' .. ARGV[5])
-return {1, id}
+local now = redis_now_ms()
+if KEYS[5] then
+  record_activity(KEYS[5], KEYS[6], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], now)
+end
+return {1, id, now}

@@ -1,0 +1,18 @@
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Activity;
+
+/// <summary>
+/// One K7 write as the scripts of <c>lib_activity.lua</c> take it: the record without its time fields, its TTL, the
+/// fields that get the Redis time, the earliest known wait deadline and the timeout of a wait starting now.
+/// </summary>
+internal readonly record struct ActivityWrite(string Json, int TtlSeconds, string StampFields, long KnownDeadline, long StartingTimeout)
+{
+    /// <summary>The arguments of <c>activity.lua</c> and <c>wait_begin.lua</c>.</summary>
+    public RedisValue[] Arguments(long epoch, string coordinatorId) =>
+        [Json, TtlSeconds, StampFields, epoch, coordinatorId, KnownDeadline, StartingTimeout];
+
+    /// <summary>The six trailing arguments of a script that records progress along with its own write.</summary>
+    public IEnumerable<RedisValue> TrailingArguments(string coordinatorId) =>
+        [Json, TtlSeconds, StampFields, coordinatorId, KnownDeadline, StartingTimeout];
+}
