@@ -10,7 +10,8 @@ namespace Cfn.Coordination.Redis;
 internal static class RedisScripts
 {
     public static readonly string SendSignal = WithActivity("send_signal.lua");
-    public static readonly string ConsumeSignal = Load("consume_signal.lua");
+    public static readonly string ConsumeSignal = Load("lib_inbox.lua") + Load("consume_signal.lua");
+    public static readonly string InboxNext = Load("lib_inbox.lua") + Load("inbox_next.lua");
     public static readonly string Ack = WithActivity("ack.lua");
     public static readonly string Heartbeat = Load("heartbeat.lua");
     public static readonly string Activity = WithActivity("activity.lua");
@@ -27,7 +28,8 @@ internal static class RedisScripts
     public static readonly string ValidatorRecord = Load("validator_record.lua");
     public static readonly string ResendSignal = Load("resend_signal.lua");
 
-    /// <summary>A script that records progress: <c>lib_activity.lua</c> (its K7 write) goes first.</summary>
+    /// <summary>A script that records progress: <c>lib_activity.lua</c> (its K7 write) goes first. (<c>lib_inbox.lua</c>, the
+    /// consume step, goes first in the two inbox scripts the same way.)</summary>
     private static string WithActivity(string name) => Load("lib_activity.lua") + Load(name);
 
     private static string Load(string name)

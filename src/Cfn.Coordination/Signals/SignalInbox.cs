@@ -48,15 +48,19 @@ public sealed class SignalInbox
         cancellationToken = linked.Token;
         var inbox = Keys.Inbox(_coordinator.Id);
         var readingPending = true;
+        string? toConsume = null; // the last entry handed out: consumed with the next read, in the same round trip
         _logger.LogInformation("Waiting for signal receiver={ReceiverId}", _coordinator.Id);
         while (!cancellationToken.IsCancellationRequested)
         {
             StreamEntry[] entries;
             try
             {
-                entries = await Redis.Database.StreamReadGroupAsync(
-                    inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? "0-0" : StreamPosition.NewMessages, BatchSize)
-                    .ConfigureAwait(false);
+                entries = toConsume is null
+                    ? await Redis.Database.StreamReadGroupAsync(
+                        inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? "0-0" : StreamPosition.NewMessages, BatchSize)
+                        .ConfigureAwait(false)
+                    : await ConsumeAndReadAsync(toConsume, readingPending).ConfigureAwait(false);
+                toConsume = null;
             }
             catch (RedisServerException e) when (e.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
             {
@@ -82,12 +86,12 @@ public sealed class SignalInbox
                 continue;
             }
 
-            foreach (var entry in entries)
+            for (var i = 0; i < entries.Length; i++)
             {
                 ReceivedSignal? received;
                 try
                 {
-                    received = await AcceptAsync(entry, readingPending).ConfigureAwait(false);
+                    received = await AcceptAsync(entries[i], readingPending).ConfigureAwait(false);
                 }
                 catch (CoordinatorSupersededException)
                 {
@@ -100,8 +104,22 @@ public sealed class SignalInbox
                 }
 
                 yield return received;
-                await CompleteAsync(received).ConfigureAwait(false);
+                // The caller asks for the next signal: this one is consumed now, or with the next read when it was the
+                // last one read (a caller that stops asking leaves it pending, to be handed out again).
+                if (i < entries.Length - 1)
+                {
+                    await CompleteAsync(received).ConfigureAwait(false);
+                }
+                else
+                {
+                    toConsume = received.EntryId;
+                }
             }
+        }
+
+        if (toConsume is not null)
+        {
+            await ConsumeAsync(toConsume).ConfigureAwait(false); // asked for the next one, then cancelled
         }
     }
 
@@ -117,6 +135,31 @@ public sealed class SignalInbox
             RedisScripts.ConsumeSignal,
             [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
             [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
+
+    /// <summary>Consumes <paramref name="entryId"/> and reads the next entries (<c>inbox_next.lua</c>).</summary>
+    private async Task<StreamEntry[]> ConsumeAndReadAsync(string entryId, bool readingPending)
+    {
+        var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+            RedisScripts.InboxNext,
+            [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
+            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readingPending ? "0-0" : ">"])
+            .ConfigureAwait(false))!;
+        var entries = new StreamEntry[reply.Length];
+        for (var i = 0; i < reply.Length; i++)
+        {
+            var entry = (RedisResult[])reply[i]!;
+            var fields = entry[1].IsNull ? [] : (RedisResult[])entry[1]!;
+            var values = new NameValueEntry[fields.Length / 2];
+            for (var f = 0; f < values.Length; f++)
+            {
+                values[f] = new NameValueEntry((RedisValue)fields[2 * f], (RedisValue)fields[2 * f + 1]);
+            }
+
+            entries[i] = new StreamEntry((RedisValue)entry[0], values);
+        }
+
+        return entries;
+    }
 
     /// <summary>Verifies an entry and ACKs it; returns null (after consuming it) when it must not reach the application.</summary>
     private async Task<ReceivedSignal?> AcceptAsync(StreamEntry entry, bool redelivery)

@@ -70,6 +70,10 @@ internal sealed class LoopbackHttpServer : IAsyncDisposable
         catch (SocketException)
         {
         }
+        catch (InvalidOperationException)
+        {
+            // Stop() came between two accepts: the listener is no longer listening.
+        }
     }
 
     private async Task ServeAsync(TcpClient client, CancellationToken stopping)

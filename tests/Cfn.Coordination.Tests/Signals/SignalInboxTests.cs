@@ -148,6 +148,42 @@ public sealed class SignalInboxTests(RedisServer server)
     }
 
     [Fact]
+    public async Task ReadAllAsync_LastSignalReadThenAskedForNext_ConsumedWithTheNextReadAndTheNextArrives()
+    {
+        // One signal per read: the handed-out entry is consumed by the script that reads the next (inbox_next.lua).
+        await using var h = Harness.Create(server);
+        var sender = await h.StartAsync();
+        var receiver = await h.StartAsync();
+        var inbox = $"blocking:inbox:{receiver.Id}";
+        var first = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+
+        using var cts = new CancellationTokenSource(ReadTimeout);
+        var items = receiver.Inbox.ReadAllAsync(cts.Token).GetAsyncEnumerator(cts.Token);
+        try
+        {
+            Assert.True(await items.MoveNextAsync());
+            Assert.Equal(first.MessageId, items.Current.Signal.MessageId);
+            Assert.Equal(1, await h.Database.StreamLengthAsync(inbox));
+
+            var next = items.MoveNextAsync().AsTask();
+            await Probe.UntilAsync(async () => await h.Database.StreamLengthAsync(inbox) == 0, "the first signal to be consumed");
+            Assert.False(await h.Database.KeyExistsAsync($"blocking:signal:{receiver.Id}"));
+            Assert.False(next.IsCompleted);
+
+            var second = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Error, 2);
+            Assert.True(await next);
+            Assert.Equal(second.MessageId, items.Current.Signal.MessageId);
+            Assert.False(items.Current.IsRedelivery);
+            Assert.Equal(second.MessageId, await K2MessageIdAsync(h, receiver.Id));
+        }
+        finally
+        {
+            await cts.CancelAsync();
+            await items.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task ReadAllAsync_ReceiverCrashedBeforeConsuming_NewInstanceGetsRedeliveryWithSameAck()
     {
         await using var h = Harness.Create(server);
