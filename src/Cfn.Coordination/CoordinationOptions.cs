@@ -41,8 +41,9 @@ public sealed class CoordinationOptions
     public int WorkTtlSeconds { get; set; } = 3600;
 
     /// <summary>
-    /// Period of the process-wide fallback check for ACKs whose wake-up was lost (<c>ACK_POLL_INTERVAL_MS</c>, 1000).
-    /// One batched MGET per period for all waits of the process, never one per waiter (D3).
+    /// Period of the process-wide fallback check for ACKs whose wake-up cannot arrive (<c>ACK_POLL_INTERVAL_MS</c>,
+    /// 1000): batched MGETs of the ACKs owed by peers that do not publish (not in the registry: TS coordinators), and of
+    /// every missing ACK for two periods after a reconnect; never one read per waiter, none for waits on cfn peers (D3).
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "ACK_POLL_INTERVAL_MS is out of range ({1} to {2})")]
     public TimeSpan AckFallbackPollInterval { get; set; } = TimeSpan.FromMilliseconds(1000);
