@@ -39,9 +39,8 @@ internal sealed class C_Throughput : IRow
                 while (!Volatile.Read(ref stopSending))
                 {
                     var start = Stopwatch.GetTimestamp();
-                    var sent = await senders[i].Signals.SendAsync(receivers[i].Id, SignalTypes.Completion, 0);
-                    var result = await senders[i].Waiter.WaitForAcksAsync([receivers[i].Id], sent.MessageId, TimeSpan.FromSeconds(60));
-                    A_AckRelease.Require(result);
+                    var result = await senders[i].Waiter.SendAndWaitAsync(receivers[i].Id, SignalTypes.Completion, 0, timeout: TimeSpan.FromSeconds(60));
+                    A_AckRelease.Require(result.Wait);
                     if (Volatile.Read(ref measuring))
                     {
                         Interlocked.Increment(ref cycles);

@@ -9,7 +9,8 @@ namespace Cfn.Coordination.Redis;
 /// </summary>
 internal static class RedisScripts
 {
-    public static readonly string SendSignal = WithActivity("send_signal.lua");
+    public static readonly string SendSignal = WithActivity("lib_send.lua") + Load("send_signal.lua");
+    public static readonly string SendAndWait = WithActivity("lib_send.lua") + Load("send_and_wait.lua");
     public static readonly string ConsumeSignal = Load("lib_inbox.lua") + Load("consume_signal.lua");
     public static readonly string InboxNext = Load("lib_inbox.lua") + Load("inbox_next.lua");
     public static readonly string Ack = WithActivity("ack.lua");

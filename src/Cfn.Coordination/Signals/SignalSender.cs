@@ -55,6 +55,37 @@ public sealed class SignalSender
         string? idempotencyKey = null,
         long? receiverEpoch = null)
     {
+        var send = Prepare(receiverId, type, iteration, payload, idempotencyKey, receiverEpoch);
+        // The sender's progress record goes with the delivery (one round trip).
+        var activity = _coordinator.Activity.Prepare();
+        RedisResult[] reply;
+        try
+        {
+            reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+                RedisScripts.SendSignal,
+                [.. SendKeys(send), Keys.Activity(send.SenderId), Keys.Deadlines],
+                [.. SendArguments(send), .. activity.TrailingArguments(send.SenderId)]).ConfigureAwait(false))!;
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            throw Failed(send, e);
+        }
+
+        var result = Complete(send, reply);
+        if (!result.IsDuplicate)
+        {
+            _coordinator.Activity.Written((long)reply[2]);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Validates and signs a send without writing anything (the first half of <see cref="SendAsync"/>, shared with
+    /// <see cref="Acks.AckWaiter.SendAndWaitAsync"/>).
+    /// </summary>
+    internal PreparedSend Prepare(string receiverId, string type, int iteration, JsonElement? payload, string? idempotencyKey, long? receiverEpoch)
+    {
         var senderId = _coordinator.Id;
         var normalizedType = SignalTypes.Normalize(type);
         try
@@ -103,30 +134,31 @@ public sealed class SignalSender
                 $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
         }
 
-        var json = Json.Serialize(signal);
+        return new PreparedSend(senderId, receiverId, normalizedType, iteration, messageId, timestamp, Json.Serialize(signal));
+    }
 
-        var key = Keys.Signal(receiverId);
-        RedisResult result;
-        // The sender's progress record goes with the delivery (one round trip).
-        var activity = _coordinator.Activity.Prepare();
-        try
-        {
-            result = await Redis.Database.ScriptEvaluateAsync(
-                RedisScripts.SendSignal,
-                [Keys.Idempotency(messageId), Keys.Inbox(receiverId), key, Keys.Epoch(senderId), Keys.Activity(senderId), Keys.Deadlines],
-                [json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
-                    Keys.Events(receiverId).ToString(), messageId, Keys.InboxGroup, _coordinator.Epoch,
-                    .. activity.TrailingArguments(senderId)]).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType, "redis_error").Inc();
-            _logger.LogError("Redis error: Signal delivery failed messageId={MessageId} receiver={ReceiverId}: {Error}",
-                messageId, receiverId, e.Message);
-            throw new SignalDeliveryException("Signal delivery failed: " + e.Message, e);
-        }
+    /// <summary>KEYS[1..4] of <c>lib_send.lua</c>'s scripts.</summary>
+    internal static RedisKey[] SendKeys(PreparedSend send) =>
+        [Keys.Idempotency(send.MessageId), Keys.Inbox(send.ReceiverId), Keys.Signal(send.ReceiverId), Keys.Epoch(send.SenderId)];
 
-        var reply = (RedisResult[])result!;
+    /// <summary>ARGV[1..7] of <c>lib_send.lua</c>'s scripts.</summary>
+    internal RedisValue[] SendArguments(PreparedSend send) =>
+        [send.Json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
+            Keys.Events(send.ReceiverId).ToString(), send.MessageId, Keys.InboxGroup, _coordinator.Epoch];
+
+    /// <summary>A send that Redis failed: counted, logged, and the exception to throw.</summary>
+    internal SignalDeliveryException Failed(PreparedSend send, Exception e)
+    {
+        Telemetry.SignalsFailed.WithLabels(send.SenderId, send.Type, "redis_error").Inc();
+        _logger.LogError("Redis error: Signal delivery failed messageId={MessageId} receiver={ReceiverId}: {Error}",
+            send.MessageId, send.ReceiverId, e.Message);
+        return new SignalDeliveryException("Signal delivery failed: " + e.Message, e);
+    }
+
+    /// <summary>Reads a send script's first two reply elements: superseded (throws), duplicate or delivered.</summary>
+    internal SignalDeliveryResult Complete(PreparedSend send, RedisResult[] reply)
+    {
+        var key = Keys.Signal(send.ReceiverId);
         if ((long)reply[0] < 0)
         {
             throw _coordinator.Superseded("signal send", (string?)reply[1]);
@@ -136,15 +168,17 @@ public sealed class SignalSender
         {
             _logger.LogWarning(
                 "Duplicate signal detected, skipping messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key}",
-                messageId, senderId, receiverId, normalizedType, iteration, (string)key!);
-            return new SignalDeliveryResult(true, messageId, true, timestamp, key!);
+                send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!);
+            return new SignalDeliveryResult(true, send.MessageId, true, send.Timestamp, key!);
         }
 
-        Telemetry.SignalsSent.WithLabels(senderId, normalizedType).Inc();
+        Telemetry.SignalsSent.WithLabels(send.SenderId, send.Type).Inc();
         _logger.LogInformation(
             "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl}",
-            messageId, senderId, receiverId, normalizedType, iteration, (string)key!, Redis.Options.SignalTtlSeconds);
-        _coordinator.Activity.Written((long)reply[2]);
-        return new SignalDeliveryResult(true, messageId, false, timestamp, key!);
+            send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!, Redis.Options.SignalTtlSeconds);
+        return new SignalDeliveryResult(true, send.MessageId, false, send.Timestamp, key!);
     }
 }
+
+/// <summary>A validated, signed signal not yet written: what a send script needs, and what its result reports.</summary>
+internal sealed record PreparedSend(string SenderId, string ReceiverId, string Type, int Iteration, string MessageId, long Timestamp, string Json);

@@ -18,17 +18,6 @@ public static class Probe
     }
 
     /// <summary>Redis <c>TIME</c> in ms.</summary>
-    /// <summary>Polls <paramref name="condition"/> every 20 ms until it holds; fails the test after 20 s naming <paramref name="what"/>.</summary>
-    public static async Task UntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var limit = System.Diagnostics.Stopwatch.StartNew();
-        while (!await condition())
-        {
-            Assert.True(limit.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
-            await Task.Delay(20);
-        }
-    }
-
     public static Task<long> RedisNowMsAsync(IDatabase database) => Cfn.Coordination.Redis.RedisTime.NowMsAsync(database);
 
     /// <summary>The registry's exposition text, as a scrape would see it.</summary>

@@ -166,7 +166,8 @@ public sealed class SignalInboxTests(RedisServer server)
             Assert.Equal(1, await h.Database.StreamLengthAsync(inbox));
 
             var next = items.MoveNextAsync().AsTask();
-            await Probe.UntilAsync(async () => await h.Database.StreamLengthAsync(inbox) == 0, "the first signal to be consumed");
+            Assert.True(await RecoveryKit.EventuallyAsync(async () => await h.Database.StreamLengthAsync(inbox) == 0, TimeSpan.FromSeconds(20)),
+                "the first signal was not consumed");
             Assert.False(await h.Database.KeyExistsAsync($"blocking:signal:{receiver.Id}"));
             Assert.False(next.IsCompleted);
 
