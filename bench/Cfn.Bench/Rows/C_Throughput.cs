@@ -7,8 +7,8 @@ namespace Cfn.Bench.Rows;
 
 /// <summary>
 /// c: full cycles per second with P concurrent sender/receiver pairs in one process. A cycle: the sender sends a
-/// signal, the receiver takes it from its inbox (Inbox.ReadAllAsync verifies and ACKs it before handing it out), and
-/// the sender's verified wait for that ACK completes. Cycles are counted in a window after a short warm-up; CPU of this
+/// signal and waits for its ACK (SendAndWaitAsync: one script does both), the receiver takes it from its inbox
+/// (Inbox.ReadAllAsync verifies and ACKs it before handing it out), and the sender's verified wait completes. Cycles are counted in a window after a short warm-up; CPU of this
 /// process and of redis-server (from /proc) over the same window, in % of one core.
 /// </summary>
 internal sealed class C_Throughput : IRow
