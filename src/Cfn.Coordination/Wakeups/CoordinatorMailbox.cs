@@ -55,34 +55,38 @@ internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
         }
     }
 
-    /// <summary>
-    /// Handles one channel message: <c>signal {messageId}</c>, <c>ack {signalId} {ackerId}[ {ack JSON}]</c> or
-    /// <c>unblock</c>. An ACK that comes with its JSON is handed to the waits, which verify it without reading Redis.
-    /// </summary>
+    /// <summary>Handles a channel message other than an ACK: <c>signal {messageId}</c> or <c>unblock</c>.</summary>
     public void Deliver(string message)
     {
         if (message.StartsWith("signal ", StringComparison.Ordinal))
         {
             InboxWake.Set();
         }
-        else if (WakeMessage.TryParseAck(message, out var signalId, out var ackerId, out var json))
-        {
-            if (_waitsBySignal.TryGetValue(signalId, out var waits))
-            {
-                foreach (var wait in waits)
-                {
-                    if (json is not null)
-                    {
-                        wait.Offer(ackerId, json);
-                    }
-
-                    wait.Wake.Set();
-                }
-            }
-        }
         else if (message == "unblock")
         {
             ForceUnblockAll();
+        }
+    }
+
+    /// <summary>
+    /// Handles <c>ack {signalId} {ackerId}[ {ack JSON}]</c> (parsed by <see cref="WakeMessage"/>): wakes the waits for
+    /// that signal; an ACK that came with its JSON is handed to them, to be verified without reading Redis.
+    /// </summary>
+    public void DeliverAck(string signalId, string ackerId, string? json)
+    {
+        if (!_waitsBySignal.TryGetValue(signalId, out var waits))
+        {
+            return;
+        }
+
+        foreach (var wait in waits)
+        {
+            if (json is not null)
+            {
+                wait.Offer(ackerId, json);
+            }
+
+            wait.Wake.Set();
         }
     }
 

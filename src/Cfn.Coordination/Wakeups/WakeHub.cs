@@ -138,13 +138,22 @@ internal sealed class WakeHub : IAsyncDisposable
             return;
         }
 
-        // "ack {signalId} {ackerId}[ {ack JSON}]": the acker is a cfn coordinator, its ACKs need no polling.
-        if (WakeMessage.TryParseAck(text, out _, out var ackerId, out _))
+        // Parsed once here for every mailbox of the coordinator.
+        if (WakeMessage.TryParseAck(text, out var signalId, out var ackerId, out var json))
         {
-            if (!_publishers.TryGetValue(ackerId, out var known) || !known.Publishes || known.Expires < _time.GetTimestamp())
+            // The acker is a cfn coordinator: its ACKs need no polling.
+            var now = _time.GetTimestamp();
+            if (!_publishers.TryGetValue(ackerId, out var known) || !known.Publishes || known.Expires < now)
             {
-                _publishers[ackerId] = new Publisher(true, _time.GetTimestamp() + PublisherMemoryTicks);
+                _publishers[ackerId] = new Publisher(true, now + PublisherMemoryTicks);
             }
+
+            foreach (var mailbox in MailboxesOf(coordinatorId))
+            {
+                mailbox.DeliverAck(signalId, ackerId, json);
+            }
+
+            return;
         }
 
         foreach (var mailbox in MailboxesOf(coordinatorId))

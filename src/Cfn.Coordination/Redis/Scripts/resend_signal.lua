@@ -1,4 +1,4 @@
--- One attempt of a sender-side retry (SPEC §2.7, D4). The signal keeps its messageId on every attempt, so the
+-- One attempt of a sender-side retry (SPEC §2.7, D4), with the checks and the append of lib_send.lua. The signal keeps its messageId on every attempt, so the
 -- idempotency record of send_signal.lua would make every re-send a silent duplicate. This script instead looks at
 -- what became of the first delivery and does what is needed for the receiver to ACK:
 --   * the receiver already ACKed                      -> nothing to do                        {4, ''}
@@ -13,32 +13,15 @@
 -- ARGV[5] messageId     ARGV[6] consumer group   ARGV[7] the sender's epoch     ARGV[8] inbox entry of an earlier attempt, or ''
 -- ARGV[9] most inbox entries searched for the messageId when ARGV[8] is ''
 -- Returns {code, entryId}, or {-1, currentEpoch} when the sender was superseded (nothing is written).
-local epoch = redis.call('GET', KEYS[4])
-if not epoch then
-  redis.call('SET', KEYS[4], ARGV[7])
-elseif epoch ~= ARGV[7] then
-  return {-1, epoch}
-end
-local inbox_type = redis.call('TYPE', KEYS[2])['ok']
-local view_type = redis.call('TYPE', KEYS[3])['ok']
-if (inbox_type ~= 'none' and inbox_type ~= 'stream') or (view_type ~= 'none' and view_type ~= 'string') then
-  return redis.error_reply('WRONGTYPE inbox or signal view of the receiver holds another type')
+local refused, inbox_type = check_send()
+if refused then
+  return refused
 end
 if redis.call('EXISTS', KEYS[5]) == 1 then
   return {4, ''}
 end
-local function deliver()
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[6], '0', 'MKSTREAM')
-  end
-  local id = redis.call('XADD', KEYS[2], '*', 'messageId', ARGV[5], 'signal', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
-  redis.call('PUBLISH', ARGV[4], 'signal ' .. ARGV[5])
-  return id
-end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return {1, deliver()}
+  return {1, append_signal()}
 end
 local found = nil
 if inbox_type == 'stream' then
@@ -66,4 +49,4 @@ if found then
   return {3, found}
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {2, deliver()}
+return {2, append_signal()}
