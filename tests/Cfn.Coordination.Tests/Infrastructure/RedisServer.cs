@@ -26,6 +26,14 @@ public sealed class RedisServer : IAsyncLifetime
 
     public async Task DisposeAsync() => await Multiplexer.DisposeAsync();
 
+    /// <summary>The same view of another server (e.g. a test's own redis-server); dispose it when done.</summary>
+    public static async Task<RedisServer> ConnectToAsync(string endpoint)
+    {
+        var server = new RedisServer { Endpoint = endpoint };
+        server.Multiplexer = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true,abortConnect=false");
+        return server;
+    }
+
     /// <summary>A fresh multiplexer (for tests that need their own connection, e.g. their own pub/sub).</summary>
     public Task<ConnectionMultiplexer> ConnectAsync(string? clientName = null) =>
         ConnectionMultiplexer.ConnectAsync($"{Endpoint},allowAdmin=true,abortConnect=false" + (clientName is null ? "" : $",name={clientName}"));

@@ -1,16 +1,33 @@
 using System.Globalization;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Tests.Faults;
 using Cfn.Coordination.Tests.Infrastructure;
 
 namespace Cfn.Coordination.Tests.Redis;
 
 /// <summary>
 /// D3: an idle waiter costs no Redis commands; the only background reads are the process-wide fallback check, one
-/// batched MGET per period however many waits there are. Reads INFO commandstats, so it runs alone.
+/// batched MGET per period however many waits there are. Reads INFO commandstats, which counts every client of the
+/// server, so it runs on a redis-server of its own (the other test project's processes share the test command's).
 /// </summary>
 [Collection(IsolatedRedisCollection.Name)]
-public sealed class IdleWaitCostTests(RedisServer server)
+public sealed class IdleWaitCostTests : IAsyncLifetime
 {
+    private PrivateRedisServer _own = null!;
+    private RedisServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _own = await PrivateRedisServer.StartAsync();
+        _server = await RedisServer.ConnectToAsync(_own.Endpoint);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await _own.DisposeAsync();
+    }
+
     private const int Coordinators = 10;
     private const int WaitsPerCoordinator = 10;
     private const int Waits = Coordinators * WaitsPerCoordinator;
@@ -20,12 +37,12 @@ public sealed class IdleWaitCostTests(RedisServer server)
     [Fact]
     public async Task HundredIdleWaits_SlowFallback_SendNoCommandsForTwoSeconds()
     {
-        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromSeconds(30));
+        await using var h = await Harness.CreateIsolatedAsync(_server, o => o.AckFallbackPollInterval = TimeSpan.FromSeconds(30));
         using var cts = new CancellationTokenSource();
         var waits = await StartIdleWaitsAsync(h, cts.Token);
         try
         {
-            await server.Server.ConfigResetStatisticsAsync();
+            await _server.Server.ConfigResetStatisticsAsync();
             await Task.Delay(TimeSpan.FromSeconds(2));
             var stats = await CommandCallsAsync();
 
@@ -49,12 +66,12 @@ public sealed class IdleWaitCostTests(RedisServer server)
     {
         var interval = TimeSpan.FromMilliseconds(250);
         var window = TimeSpan.FromSeconds(2);
-        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = interval);
+        await using var h = await Harness.CreateIsolatedAsync(_server, o => o.AckFallbackPollInterval = interval);
         using var cts = new CancellationTokenSource();
         var waits = await StartIdleWaitsAsync(h, cts.Token);
         try
         {
-            await server.Server.ConfigResetStatisticsAsync();
+            await _server.Server.ConfigResetStatisticsAsync();
             var readsBefore = h.Redis.Wakeups.FallbackReads;
             await Task.Delay(window);
             var readsAfter = h.Redis.Wakeups.FallbackReads;
@@ -89,7 +106,7 @@ public sealed class IdleWaitCostTests(RedisServer server)
             coordinators.Add(await h.StartAsync(swarmId: "swarm-idle"));
         }
 
-        await server.Server.ConfigResetStatisticsAsync();
+        await _server.Server.ConfigResetStatisticsAsync();
         var waits = new List<Task<AckWaitResult>>();
         foreach (var c in coordinators)
         {
@@ -122,7 +139,7 @@ public sealed class IdleWaitCostTests(RedisServer server)
 
     private async Task<Dictionary<string, long>> CommandCallsAsync()
     {
-        var info = (string?)await server.Server.ExecuteAsync("INFO", "commandstats") ?? "";
+        var info = (string?)await _server.Server.ExecuteAsync("INFO", "commandstats") ?? "";
         var calls = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
