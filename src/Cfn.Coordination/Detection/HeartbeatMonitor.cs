@@ -153,7 +153,8 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             judged.Add((id, database.ScriptEvaluateAsync(
                 RedisScripts.MonitorCheck,
                 [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
-                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs])));
+                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs,
+                    (long)_options.EscalationLease.TotalMilliseconds])));
         }
 
         foreach (var (id, pending) in judged)
@@ -290,7 +291,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             return;
         }
 
-        var result = await _escalation.EscalateAsync(id, swarm, fenceEpoch, now - ageMs, MonitorId).ConfigureAwait(false);
+        var result = await _escalation.EscalateAsync(id, swarm, fenceEpoch, now - ageMs, MonitorId, resume: true).ConfigureAwait(false);
         if (result.Outcome == EscalationOutcome.Escalated)
         {
             _logger.LogInformation("Resumed escalation finished coordinator={CoordinatorId} newCoordinator={NewId} monitor={MonitorId}",

@@ -72,7 +72,17 @@ public sealed class EscalationService
     /// resumes its escalation when another handler started it and its lease has run out (D17). <paramref name="handlerId"/>
     /// names the caller (recorded as <c>detectedBy</c> of a new record and as the lease owner).
     /// </summary>
-    public async Task<EscalationResult> EscalateAsync(string deadId, string swarmId, long fenceEpoch, long lastHeartbeatMs, string handlerId)
+    /// <param name="deadId">The dead coordinator.</param>
+    /// <param name="swarmId">Its swarm.</param>
+    /// <param name="fenceEpoch">The epoch its death set.</param>
+    /// <param name="lastHeartbeatMs">Its last heartbeat (Redis ms).</param>
+    /// <param name="handlerId">The caller.</param>
+    /// <param name="resume">
+    /// True when called for a death confirmed earlier (to resume a stalled escalation): finding it running under a live
+    /// lease is then the normal case and is neither logged nor counted.
+    /// </param>
+    public async Task<EscalationResult> EscalateAsync(string deadId, string swarmId, long fenceEpoch, long lastHeartbeatMs, string handlerId,
+        bool resume = false)
     {
         var database = _redis.Database;
         var key = Keys.Escalation(deadId);
@@ -96,8 +106,12 @@ public sealed class EscalationService
         var (record, raw, previousOwner) = await TakeAsync(key, fresh, ttl, now, handlerId).ConfigureAwait(false);
         if (record is null)
         {
-            _metrics.Escalations.WithLabels("already_escalated").Inc();
-            _logger.LogInformation("Escalation already in progress or done coordinator={DeadId}; nothing to do", deadId);
+            if (!resume)
+            {
+                _metrics.Escalations.WithLabels("already_escalated").Inc();
+                _logger.LogInformation("Escalation already in progress or done coordinator={DeadId}; nothing to do", deadId);
+            }
+
             return new EscalationResult(EscalationOutcome.AlreadyEscalated, deadId, null, null, 0, null);
         }
 

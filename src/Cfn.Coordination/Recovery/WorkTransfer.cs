@@ -141,15 +141,16 @@ public sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, IL
                 continue;
             }
 
+            var key = Keys.Work(swarmId, ownerId, workId!);
             string? raw;
             try
             {
-                raw = (string?)await database.StringGetAsync(Keys.Work(swarmId, ownerId, workId!)).ConfigureAwait(false);
+                raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
             }
             catch (RedisServerException e)
             {
                 metrics.MalformedValues.WithLabels("work").Inc();
-                logger.LogWarning("Malformed work item skipped workId={WorkId} owner={OwnerId}: {Error}", workId, ownerId, e.Message);
+                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", (string?)key, e.Message);
                 continue;
             }
 
@@ -162,7 +163,7 @@ public sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, IL
             if (!Json.TryDeserialize<WorkItem>(raw, out var item, out var error) || item!.WorkId != workId || item.SwarmId != swarmId)
             {
                 metrics.MalformedValues.WithLabels("work").Inc();
-                logger.LogWarning("Malformed work item skipped workId={WorkId} owner={OwnerId}: {Error}", workId, ownerId, error ?? "IDs do not match its key");
+                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", (string?)key, error ?? "IDs do not match its key");
                 yield return (raw, null);
                 continue;
             }

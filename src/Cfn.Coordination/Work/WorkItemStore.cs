@@ -112,6 +112,49 @@ public sealed class WorkItemStore
     }
 
     /// <summary>
+    /// The items this coordinator should adopt (D16): listed in its owner index (<see cref="Keys.Owned"/>) and either
+    /// transferred to it from a dead coordinator or left in progress by an earlier instance under its ID. One SMEMBERS
+    /// and one MGET; members whose item is gone or finished are removed from the index on the way.
+    /// </summary>
+    public async Task<IReadOnlyList<WorkItem>> AdoptableAsync()
+    {
+        var database = _redis.Database;
+        var index = Keys.Owned(_coordinator.SwarmId, _coordinator.Id);
+        var members = (await database.SetMembersAsync(index).ConfigureAwait(false))
+            .Select(m => (string?)m).Where(m => m is not null).Select(m => m!).ToList();
+        var invalid = members.Where(m => !Ids.IsValidName(m)).ToList();
+        members.RemoveAll(m => !Ids.IsValidName(m));
+        var values = members.Count == 0 ? []
+            : await database.StringGetAsync(members.Select(m => Keys.Work(_coordinator.SwarmId, _coordinator.Id, m)).ToArray()).ConfigureAwait(false);
+        var stale = new List<RedisValue>(invalid.Select(m => (RedisValue)m));
+        var adoptable = new List<WorkItem>();
+        for (var i = 0; i < members.Count; i++)
+        {
+            if (values[i].IsNull || !Json.TryDeserialize<WorkItem>((string)values[i]!, out var item, out _) || item!.AssignedTo != _coordinator.Id)
+            {
+                stale.Add(members[i]);
+                continue;
+            }
+
+            if (item.Status == WorkStatus.Transferred || (item.Status == WorkStatus.InProgress && item.OwnerEpoch < _coordinator.Epoch))
+            {
+                adoptable.Add(item with { Stored = (string)values[i]! });
+            }
+            else if (item.Status is WorkStatus.Completed or WorkStatus.Released)
+            {
+                stale.Add(members[i]);
+            }
+        }
+
+        if (stale.Count > 0)
+        {
+            await database.SetRemoveAsync(index, [.. stale]).ConfigureAwait(false);
+        }
+
+        return adoptable;
+    }
+
+    /// <summary>
     /// Takes back an item that this coordinator ID owned under an earlier instance (a restart under the same ID, D7):
     /// the owner epoch becomes this instance's and the fencing token moves on, so the earlier instance is fenced out.
     /// </summary>
