@@ -536,10 +536,14 @@ public sealed class CoordinatorLoop
                 var acks = await _coordinator.Waiter.WaitForAcksAsync(
                     waitFor.Select(a => KeyValuePair.Create(a.Value.ValidatorId, a.Value.MessageId)),
                     remainingForAcks > TimeSpan.Zero ? remainingForAcks : TimeSpan.FromMilliseconds(1), token).ConfigureAwait(false);
-                foreach (var slot in waitFor.Where(a => !acks.Missing.Contains(a.Value.ValidatorId)).Select(a => a.Key))
+                var ackedSlots = waitFor.Where(a => !acks.Missing.Contains(a.Value.ValidatorId)).Select(a => a.Key).ToList();
+                foreach (var slot in ackedSlots)
                 {
                     awaiting.Remove(slot); // ACKed: its verdict is on its way
                 }
+
+                // Recorded in the item: a replacement that adopts it must not ask again what is being validated (D16).
+                await validation.MarkAckedAsync(ackedSlots).ConfigureAwait(false);
 
                 noAck = acks.Missing;
                 if (acks.Status == AckWaitStatus.Cancelled)
@@ -623,7 +627,7 @@ public sealed class CoordinatorLoop
     /// </summary>
     private async Task<List<(int Slot, string ValidatorId)>> UnackedSlotsAsync(ItemValidation validation)
     {
-        var open = validation.Open();
+        var open = validation.Open().Where(o => !o.Acked).ToList();
         var keys = open.SelectMany(o => o.MessageIds.Where(m => Identity.Ids.IsValidSignalId(m)).Select(m => (o.Slot, Key: Keys.Ack(o.ValidatorId, m)))).ToList();
         var values = keys.Count == 0 ? [] : await _coordinator.Redis.Database.StringGetAsync(keys.Select(k => k.Key).ToArray()).ConfigureAwait(false);
         var acked = keys.Where((_, i) => !values[i].IsNull).Select(k => k.Slot).ToHashSet();

@@ -114,7 +114,7 @@ internal sealed class ItemValidation
                 }
                 else
                 {
-                    _slots[slot] = _slots[slot] with { ValidatorId = validatorId, MessageIds = [.. _slots[slot].MessageIds, messageId] };
+                    _slots[slot] = _slots[slot] with { ValidatorId = validatorId, MessageIds = [.. _slots[slot].MessageIds, messageId], Acked = false };
                 }
 
                 planned.Add((Math.Min(slot, _slots.Count - 1), validatorId, key, messageId));
@@ -194,15 +194,39 @@ internal sealed class ItemValidation
         }
     }
 
-    /// <summary>The message IDs of every request not yet answered, with the validator asked.</summary>
-    public IReadOnlyList<(int Slot, string ValidatorId, IReadOnlyList<string> MessageIds)> Open()
+    /// <summary>Records that the validators of <paramref name="slots"/> ACKed their requests (one write, only when something changed).</summary>
+    public async Task MarkAckedAsync(IEnumerable<int> slots)
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var changed = false;
+            foreach (var slot in slots.Where(s => s >= 0 && s < _slots.Count && !_slots[s].Acked))
+            {
+                _slots[slot] = _slots[slot] with { Acked = true };
+                changed = true;
+            }
+
+            if (changed)
+            {
+                await SaveLockedAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The slots not yet answered: the validator asked, every request's message ID, and whether one was ACKed.</summary>
+    public IReadOnlyList<(int Slot, string ValidatorId, IReadOnlyList<string> MessageIds, bool Acked)> Open()
     {
         _gate.Wait();
         try
         {
-            return _slots.Select((s, i) => (i, s.ValidatorId, (IReadOnlyList<string>)s.MessageIds, s.Verdict))
+            return _slots.Select((s, i) => (Slot: i, s.ValidatorId, MessageIds: (IReadOnlyList<string>)s.MessageIds, s.Acked, s.Verdict))
                 .Where(s => s.Verdict is null)
-                .Select(s => (s.i, s.ValidatorId, s.Item3))
+                .Select(s => (s.Slot, s.ValidatorId, s.MessageIds, s.Acked))
                 .ToList();
         }
         finally
@@ -261,6 +285,12 @@ internal sealed class ItemValidation
 
         /// <summary>Every request of this slot, oldest first; a verdict answering any of them fills the slot.</summary>
         public required List<string> MessageIds { get; init; }
+
+        /// <summary>
+        /// True once the validator ACKed a request of this slot (recorded when the wait returns): the ACK keys themselves go
+        /// with a dead coordinator's cleanup, and a replacement must not ask again what is already being validated.
+        /// </summary>
+        public bool Acked { get; init; }
 
         /// <summary>The verdict, once in.</summary>
         public ValidationCompletion? Verdict { get; init; }
