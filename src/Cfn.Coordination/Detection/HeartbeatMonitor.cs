@@ -255,6 +255,8 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                 id);
             await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
             await database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+            // After the registry removal: a waiter confirms "nobody takes over" by the dead ID's absence there (D18).
+            await DeathNotices.PublishAsync(database, new DeathNotice(id, swarm, now, DeathNotice.NoReplacement)).ConfigureAwait(false);
         }
 
         var death = new CoordinatorDeath(id, swarm, fenceEpoch, ageMs, warnings, escalation);

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Microsoft.Extensions.Logging;
@@ -133,8 +132,8 @@ public sealed class EscalationService
             _logger.LogInformation("Spawn request created for new coordinator newCoordinatorId={NewId} replaces={DeadId} swarm={SwarmId}",
                 newId, deadId, swarmId);
 
-            var notice = JsonSerializer.Serialize(new { deadCoordinatorId = deadId, swarmId, timestamp = now, action = "spawn_replacement", newCoordinatorId = newId });
-            var listeners = await database.PublishAsync(Keys.SwarmDead(swarmId), notice).ConfigureAwait(false);
+            var listeners = await DeathNotices.PublishAsync(database, new DeathNotice(deadId, swarmId, now, DeathNotice.SpawnReplacement, newId))
+                .ConfigureAwait(false);
             _logger.LogInformation("Notified parent coordinator channel=swarm:{SwarmId}:coordinator:dead subscribers={Subscribers}", swarmId, listeners);
 
             var work = await _work.TransferAllAsync(swarmId, deadId, newId, fenceEpoch).ConfigureAwait(false);
