@@ -21,6 +21,13 @@ namespace Cfn.Coordination.Wakeups;
 /// coordinators publish is learnt from their ACK wake-ups and, for the others, from one ZMSCORE per period over the
 /// unknown ones, remembered for <see cref="PublisherMemory"/>.
 /// </para>
+/// <para>
+/// Waits survive a peer's death (D18): one pattern subscription to <c>swarm:*:coordinator:dead</c> (C1) per process; a
+/// notice is checked against Redis (K8 record, epoch, registry; one round trip per notice) and the peer's fate (follow
+/// its replacement, or dead with nothing coming) is posted to every wait awaiting it. A dead peer leaves the registry,
+/// so the fallback check reads its ACKs; it also reads its K8 record and epoch in the same MGET, which catches a lost
+/// notice. Peers in the registry cost nothing (D3): an idle wait on live cfn peers still sends no command.
+/// </para>
 /// </summary>
 internal sealed class WakeHub : IAsyncDisposable
 {
