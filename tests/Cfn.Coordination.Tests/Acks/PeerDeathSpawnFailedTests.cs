@@ -59,6 +59,7 @@ public sealed class PeerDeathSpawnFailedTests(RedisServer server)
             Assert.Equal([dead.Id], result.Missing);
             Assert.Empty(result.Acks);
             Assert.Equal(1, world.H.Metrics.BlockingDuration.WithLabels(swarm, waiter.Id, "peer_dead").Count);
+            Assert.True(world.Redis.Wakeups.DeathNoticesConfirmed >= 2, $"{world.Redis.Wakeups.DeathNoticesConfirmed} notices confirmed");
             var line = Assert.Single(RecoveryKit.Lines(world.H, "ACK wait peer dead", $"deadPeers={dead.Id} "));
             Assert.Contains("image pull failed", line.Message, StringComparison.Ordinal);
 
