@@ -25,7 +25,7 @@ namespace Cfn.Coordination.Wakeups;
 /// Waits survive a peer's death (D18): one pattern subscription to <c>swarm:*:coordinator:dead</c> (C1) per process; a
 /// notice is checked against Redis (K8 record, epoch, registry; one round trip per notice) and the peer's fate (follow
 /// its replacement, or dead with nothing coming) is posted to every wait awaiting it. A dead peer leaves the registry,
-/// so the fallback check reads its ACKs; it also reads its K8 record and epoch in the same MGET, which catches a lost
+/// so the fallback check reads its ACKs; it also reads its K8 record in the same MGET (and its epoch when it has one), which catches a lost
 /// notice. Peers in the registry cost nothing (D3): an idle wait on live cfn peers still sends no command.
 /// </para>
 /// </summary>
@@ -243,9 +243,9 @@ internal sealed class WakeHub : IAsyncDisposable
 
     /// <summary>
     /// One fallback period: reads, in batched MGETs, the missing ACKs that a wake-up might not announce (all of them
-    /// after a reconnect) and wakes the waits that have something to read. In the same MGETs it reads the K8 record and
-    /// epoch of every awaited peer that is not in the registry (every awaited peer after a reconnect), so a peer whose
-    /// death notice was lost is still followed or reported dead within a period (D18).
+    /// after a reconnect) and wakes the waits that have something to read. In the same MGETs it reads the K8 record of
+    /// every awaited peer that is not in the registry (every awaited peer after a reconnect), and the epoch of those that
+    /// have one, so a peer whose death notice was lost is still followed or reported dead within a period (D18).
     /// </summary>
     internal async Task CheckAllWaitsAsync()
     {
@@ -327,9 +327,46 @@ internal sealed class WakeHub : IAsyncDisposable
         foreach (var peer in peers)
         {
             keys.Add(Keys.Escalation(peer));
-            keys.Add(Keys.Epoch(peer));
         }
 
+        var values = await ReadAsync(keys).ConfigureAwait(false);
+        for (var i = 0; i < ackKeys; i++)
+        {
+            if (!values[i].IsNull)
+            {
+                owners[i].Wake.Set();
+            }
+        }
+
+        // The epoch decides whether a K8 record (or a notice confirmed earlier) is about the peer's current incarnation;
+        // it is read only for the few peers that have either (a dead one), so a TS peer costs one key more, not two.
+        var suspects = Enumerable.Range(0, peers.Count).Where(j => !values[ackKeys + j].IsNull || _fates.ContainsKey(peers[j])).ToList();
+        if (suspects.Count == 0)
+        {
+            return;
+        }
+
+        var epochs = await ReadAsync([.. suspects.Select(j => Keys.Epoch(peers[j]))]).ConfigureAwait(false);
+        for (var k = 0; k < suspects.Count; k++)
+        {
+            var peer = peers[suspects[k]];
+            var epoch = (string?)epochs[k];
+            // A notice confirmed earlier still holds while the peer has not restarted (same epoch).
+            var notice = _fates.TryGetValue(peer, out var known) && known.Epoch == epoch ? known.Notice : null;
+            var fate = Resolve(peer, (string?)values[ackKeys + suspects[k]], epoch, notice, inRegistry: false);
+            if (fate is not null)
+            {
+                foreach (var wait in WaitsAwaiting(peer))
+                {
+                    wait.Post(fate);
+                }
+            }
+        }
+    }
+
+    /// <summary>Reads <paramref name="keys"/> in MGETs of at most <see cref="FallbackBatchSize"/> keys.</summary>
+    private async Task<RedisValue[]> ReadAsync(List<RedisKey> keys)
+    {
         var values = new RedisValue[keys.Count];
         for (var start = 0; start < keys.Count; start += FallbackBatchSize)
         {
@@ -340,29 +377,7 @@ internal sealed class WakeHub : IAsyncDisposable
             batch.CopyTo(values, start);
         }
 
-        for (var i = 0; i < ackKeys; i++)
-        {
-            if (!values[i].IsNull)
-            {
-                owners[i].Wake.Set();
-            }
-        }
-
-        for (var j = 0; j < peers.Count; j++)
-        {
-            var peer = peers[j];
-            var epoch = (string?)values[ackKeys + (2 * j) + 1];
-            // A notice confirmed earlier still holds while the peer has not restarted (same epoch).
-            var notice = _fates.TryGetValue(peer, out var known) && known.Epoch == epoch ? known.Notice : null;
-            var fate = Resolve(peer, (string?)values[ackKeys + (2 * j)], epoch, notice, inRegistry: false);
-            if (fate is not null)
-            {
-                foreach (var wait in WaitsAwaiting(peer))
-                {
-                    wait.Post(fate);
-                }
-            }
-        }
+        return values;
     }
 
     private void OnDeathNotice(RedisValue message)
