@@ -63,6 +63,36 @@ public sealed class PeerDeathWaitTests(RedisServer server)
     }
 
     [Fact]
+    public async Task WaitForAcks_ReplacementDiesToo_FollowsTheChainToTheSecondReplacement()
+    {
+        await using var w = await PeerDeathWorld.CreateAsync(server, fallback: Slow);
+        var waiter = await w.StartAsync("waiter");
+        var dead = await w.StartAsync("dead", heartbeat: false);
+        var sent = await waiter.Signals.SendAsync(dead.Id, SignalTypes.Completion, 1);
+        var wait = waiter.Waiter.WaitForAcksAsync([dead.Id], sent.MessageId, TimeSpan.FromSeconds(60));
+        await PeerDeathWorld.WaitingAsync(waiter);
+
+        var first = (await w.KillAsync(dead, escalate: true)).Escalation!.NewCoordinatorId!;
+        // The first replacement starts and dies before it reads its inbox: its copy of the signal moves on.
+        var replacement = await w.StartAsync("replacement", heartbeat: false, id: first);
+        var second = (await w.KillAsync(replacement, escalate: true)).Escalation!.NewCoordinatorId!;
+        var secondId = PeerDeathWorld.HandedOverId(PeerDeathWorld.HandedOverId(sent.MessageId, dead.Id, first), first, second);
+        Assert.True(await RecoveryKit.EventuallyAsync(
+            () => Task.FromResult(RecoveryKit.Lines(w.H, "ACK wait follows hand-over", $"dead={first} ", $"replacement={second} ").Count == 1),
+            TimeSpan.FromSeconds(10)), string.Join('\n', w.H.Messages.TakeLast(20)));
+
+        var last = await w.StartAsync("replacement", id: second);
+        var received = await PeerDeathWorld.ReceiveOneAsync(last);
+        var result = await wait.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(secondId, received.Signal.MessageId);
+        Assert.Equal(sent.MessageId, received.Signal.HandedOverFrom);
+        Assert.Equal(AckWaitStatus.Completed, result.Status);
+        Assert.Equal(second, result.HandedOver[dead.Id]);
+        Assert.Equal(secondId, result.Acks[dead.Id].SignalId);
+    }
+
+    [Fact]
     public async Task WaitForAcks_NoticeLostReplacementAckedFirst_ReconnectCheckFollowsK8AndCompletes()
     {
         await using var w = await PeerDeathWorld.CreateAsync(server, fallback: Fast);
