@@ -313,6 +313,12 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
 
         await _redis.Database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
         await _redis.Database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+        if (Identity.Ids.IsValidName(swarm))
+        {
+            // After the registry removal: a waiter confirms "nobody takes over" by the dead ID's absence there (D18).
+            await DeathNotices.PublishAsync(_redis.Database,
+                new DeathNotice(id, swarm, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), DeathNotice.NoReplacement)).ConfigureAwait(false);
+        }
     }
 
     private async Task<string> SwarmOfAsync(string id)

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
@@ -287,11 +286,8 @@ public sealed class EscalationService
                             newId, deadId, swarmId);
                         break;
                     case EscalationSteps.Notified:
-                        var notice = JsonSerializer.Serialize(new
-                        {
-                            deadCoordinatorId = deadId, swarmId, timestamp = record.Timestamp, action = "spawn_replacement", newCoordinatorId = newId,
-                        });
-                        var listeners = await _redis.Database.PublishAsync(Keys.SwarmDead(swarmId), notice).ConfigureAwait(false);
+                        var listeners = await DeathNotices.PublishAsync(_redis.Database,
+                            new DeathNotice(deadId, swarmId, record.Timestamp, DeathNotice.SpawnReplacement, newId)).ConfigureAwait(false);
                         _logger.LogInformation("Notified parent coordinator channel=swarm:{SwarmId}:coordinator:dead subscribers={Subscribers}", swarmId, listeners);
                         break;
                     case EscalationSteps.Cleaned:

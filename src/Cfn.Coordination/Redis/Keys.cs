@@ -122,6 +122,9 @@ public static class Keys
     public static RedisChannel SwarmDead(string swarmId) =>
         RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:dead");
 
+    /// <summary>C1 of every swarm, for one pattern subscription per process: <c>swarm:*:coordinator:dead</c>.</summary>
+    public static readonly RedisChannel SwarmDeadPattern = RedisChannel.Pattern(SwarmPrefix + "*:coordinator:dead");
+
     /// <summary>C2: the swarm's replacement channel.</summary>
     public static RedisChannel SwarmReplacement(string swarmId) =>
         RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:replacement");

@@ -356,6 +356,12 @@ public sealed class SwarmManager : IAsyncDisposable
         {
             _logger.LogInformation("Escalation record settled deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} status={Status}",
                 deadId, newId, request.SwarmId, status);
+            if (status == EscalationStatus.Failed && Ids.IsValidName(settled.SwarmId))
+            {
+                // Waits on the dead coordinator end now (peer_dead) instead of at their timeout (D18).
+                await DeathNotices.PublishAsync(_redis.Database,
+                    new DeathNotice(deadId, settled.SwarmId, localNow, DeathNotice.ReplacementFailed, newId)).ConfigureAwait(false);
+            }
         }
     }
 
