@@ -619,7 +619,7 @@ public sealed class CoordinatorLoop
 
     /// <summary>The awaited peers the wait found dead with nothing coming for them (D18).</summary>
     private static IReadOnlyList<string> DeadPeersOf(AckWaitResult acks) =>
-        acks.StatusLabel == "peer_dead" ? acks.Missing : [];
+        acks.Status == AckWaitStatus.PeerDead ? acks.DeadPeers : [];
 
     /// <summary>
     /// Of an adopted item's open slots, those whose requests were never ACKed by the validator asked: the earlier owner's

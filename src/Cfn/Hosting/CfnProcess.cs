@@ -120,7 +120,7 @@ internal sealed class CfnProcess
             if (_plan.SwarmManager)
             {
                 manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
-                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry));
+                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
                 SwarmManagerEndpoints.Map(app, manager, admin);
                 ValidatorEndpoints.Map(app, performance, queue, admin);
                 manager.Start();
