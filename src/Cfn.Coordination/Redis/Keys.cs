@@ -182,6 +182,14 @@ public static class Keys
     public static string WorkPatternOf(string swarmId, string coordinatorId) =>
         WorkPrefix + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(coordinatorId, "coordinatorId") + ":*";
 
+    /// <summary>
+    /// The unfinished work items a coordinator owns in a swarm: <c>coordinator:owned:{swarmId}:{coordinatorId}</c> (set of
+    /// work IDs), kept by <c>work_cas.lua</c> in the same step as each write. A coordinator adopts what is listed here at start
+    /// (D16), and a transfer or requeue finds a dead coordinator's items here without scanning the keyspace.
+    /// </summary>
+    public static RedisKey Owned(string swarmId, string coordinatorId) =>
+        "coordinator:owned:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(coordinatorId, "coordinatorId");
+
     /// <summary>The epoch counter of a coordinator ID.</summary>
     public static RedisKey Epoch(string coordinatorId) =>
         EpochPrefix + Ids.RequireName(coordinatorId, "coordinatorId");
