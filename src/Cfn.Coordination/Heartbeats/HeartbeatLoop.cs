@@ -7,7 +7,9 @@ namespace Cfn.Coordination.Heartbeats;
 
 /// <summary>
 /// Writes this coordinator's heartbeat (SPEC §2.9 writer side, D5, D6) on a non-overlapping periodic timer: K1 with
-/// the Redis clock, the registry score, and the K7 TTL, in one script. Failures are classified
+/// the Redis clock, the registry score, and the K7 TTL, in one script. A validator writes the same record to its own
+/// key <c>validator:heartbeat:{id}</c> (<see cref="Coordinator.HeartbeatKey"/>) and the same registry entry, so it is
+/// monitored like a coordinator without being counted as one. Failures are classified
 /// <c>connection</c>, <c>timeout</c> or <c>error</c>, counted and logged with the word "heartbeat".
 /// </summary>
 public sealed class HeartbeatLoop : IAsyncDisposable
@@ -77,7 +79,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         {
             var now = (long)await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
-                [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
+                [_coordinator.HeartbeatKey, Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
                 [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields, _coordinator.SwarmId])
                 .ConfigureAwait(false);
             if (now < 0)

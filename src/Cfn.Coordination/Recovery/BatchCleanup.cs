@@ -121,10 +121,14 @@ public sealed partial class BatchCleanup
             }
         }
 
+        // K1 of coordinators and the validators' own heartbeat keys (validators are cleaned like coordinators).
         var heartbeatKeys = new List<string>();
-        await foreach (var key in _cleanup.ScanAsync(Keys.HeartbeatPrefix + "*").ConfigureAwait(false))
+        foreach (var prefix in new[] { Keys.HeartbeatPrefix, Keys.ValidatorHeartbeatPrefix })
         {
-            heartbeatKeys.Add(key);
+            await foreach (var key in _cleanup.ScanAsync(prefix + "*").ConfigureAwait(false))
+            {
+                heartbeatKeys.Add(key);
+            }
         }
 
         for (var start = 0; start < heartbeatKeys.Count; start += MgetBatch)
@@ -133,7 +137,7 @@ public sealed partial class BatchCleanup
             var values = await database.StringGetAsync(batch.Select(k => (RedisKey)k).ToArray()).ConfigureAwait(false);
             for (var i = 0; i < batch.Count; i++)
             {
-                var id = batch[i][Keys.HeartbeatPrefix.Length..];
+                var id = Keys.HeartbeatOwner(batch[i])!;
                 var match = values[i].IsNull ? null : TimestampPattern().Match((string)values[i]!);
                 if (match is not { Success: true })
                 {
@@ -201,7 +205,8 @@ public sealed partial class BatchCleanup
         // One pass over the keyspace for all stale coordinators at once.
         var owned = stale.ToDictionary(id => id, id => new List<(RedisKey, string)>
         {
-            (Keys.Heartbeat(id), KeyOwnership.Heartbeat), (Keys.Signal(id), KeyOwnership.Signals), (Keys.Inbox(id), KeyOwnership.Signals),
+            (Keys.Heartbeat(id), KeyOwnership.Heartbeat), (Keys.ValidatorHeartbeat(id), KeyOwnership.Heartbeat),
+            (Keys.Signal(id), KeyOwnership.Signals), (Keys.Inbox(id), KeyOwnership.Signals),
             (Keys.Activity(id), KeyOwnership.Activity), (Keys.Unblock(id), KeyOwnership.Other),
         }, StringComparer.Ordinal);
         if (stale.Count > 0)

@@ -275,8 +275,11 @@ internal sealed class CfnProcess
     /// <summary>The pod name (or host name), the default identity of a process (SPEC §3.6 COORDINATOR_ID).</summary>
     internal static string HostId() => Environment.MachineName.ToLowerInvariant();
 
-    /// <summary>The swarm validators heartbeat in (they are protocol participants, not members of a working swarm).</summary>
-    internal const string ValidatorSwarm = "validators";
+    /// <summary>
+    /// The swarm validators heartbeat in (they are protocol participants, not members of a working swarm); it is also what
+    /// makes a started instance a validator, with its own heartbeat key (<see cref="Keys.ValidatorSwarm"/>).
+    /// </summary>
+    internal const string ValidatorSwarm = Keys.ValidatorSwarm;
 
     /// <summary>
     /// Runs the work loop of a started coordinator and lists it in <paramref name="local"/> until it stops. The swarm

@@ -1,6 +1,9 @@
 -- Judge one coordinator (SPEC §2.9 C# dead-detection contract, D5, D6). Atomic, so any number of monitors can run:
 -- warnings are spaced by the monitor interval whoever counts them, and exactly one caller gets 'dead'.
--- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] blocking:heartbeat:{id}   KEYS[4] coordinator:epoch:{id}
+-- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[4] coordinator:epoch:{id}
+-- KEYS[3] the member's heartbeat key: blocking:heartbeat:{id} (K1), or validator:heartbeat:{id} for a validator (the
+-- registry holds both kinds; the caller picks by coordinator:swarms). The registry score is written with either key
+-- and taken first, so the heartbeat key only adds writers that skip the registry (TS coordinators, hand-written K1).
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
 -- ARGV[6] escalation lease (ms): how long after a death its escalation may run before another monitor resumes it
