@@ -290,12 +290,15 @@ internal sealed class Checker
         }
     }
 
-    /// <summary>The run of the completing owner if it was SIGKILLed within 3 s after the completed record was written.</summary>
+    /// <summary>
+    /// The run of the completing owner if it was SIGKILLed around the write of the completed record (up to 1 s before it:
+    /// the script was already on its way to Redis; up to 3 s after: the console logger had not flushed the line).
+    /// </summary>
     private ProcessRun? LostWithSigkill(WorkRecord record)
     {
         var written = DateTimeOffset.FromUnixTimeMilliseconds(record.UpdatedAt);
         return Runs.Where(r => r.Killed && r.StartedAt <= written && r.Faults.Any(f => f.Kind.StartsWith("sigkill", StringComparison.Ordinal)
-                                                                                    && f.At >= written && f.At <= written.AddSeconds(3)))
+                                                                                    && f.At >= written.AddSeconds(-1) && f.At <= written.AddSeconds(3)))
             .FirstOrDefault(r => LogFiles.Read(r).Any(l => l.Message.StartsWith(StartedLine + record.Owner + " ", StringComparison.Ordinal)));
     }
 
@@ -311,6 +314,7 @@ internal sealed class Checker
     {
         _report.Figure("ownership samples (every ~200 ms)", sampler.Samples);
         _report.Figure("ownership samples failed (Redis restarting)", sampler.SamplesFailed);
+        _report.Figure("work IDs seen under two K10 keys in a scan (nominated)", sampler.Nominated);
         _report.Figure("owned twice, one owner silent (not a violation)", sampler.OwnedTwiceWithSilentOwner.Count);
         foreach (var violation in sampler.Violations)
         {
@@ -332,6 +336,7 @@ internal sealed class Checker
             .ToDictionary(g => g.Key, g => g.OrderBy(l => l.Time).ToList(), StringComparer.Ordinal);
         var redisRestarts = faults.Where(f => f.Kind == "redis_restart").ToList();
         _report.Figure("deaths declared", deaths.Count);
+        var explained = new SortedDictionary<string, int>(StringComparer.Ordinal);
         foreach (var death in deaths)
         {
             var id = death.Field("coordinator")!;
@@ -354,6 +359,8 @@ internal sealed class Checker
             var why = FaultedAt(latest, id, at);
             if (why is not null)
             {
+                var kind = why.StartsWith("sig", StringComparison.Ordinal) || why == "process exited" ? why : "instance stopped or superseded";
+                explained[kind] = explained.GetValueOrDefault(kind) + 1;
                 continue;
             }
 
@@ -365,6 +372,16 @@ internal sealed class Checker
             evidence.AddRange(LogFiles.Read(latest.Run).Where(l => l.Time >= at.AddSeconds(-4) && l.Time <= at.AddSeconds(2) && l.Level is "WARN" or "ERROR").Take(4).Select(l => l.Evidence));
             var sinceStart = (at - latest.Time).TotalMilliseconds;
             _report.Violate("no_false_death", id, $"declared dead while its instance in {latest.Run} was not faulted (instance started {sinceStart:0} ms before the death)", evidence);
+        }
+
+        _report.Figure("deaths explained by a fault", string.Join(' ', explained.Select(e => $"{e.Key}={e.Value}")));
+        var handlerIds = all.Where(l => l.Message.StartsWith("Timeout handler started handler=", StringComparison.Ordinal))
+            .GroupBy(l => l.Field("handler")!, StringComparer.Ordinal)
+            .Where(g => g.Select(l => l.Run.Name).Distinct(StringComparer.Ordinal).Count() > 1)
+            .Select(g => $"{g.Key} (used by {string.Join(", ", g.Select(l => l.Run.Name).Distinct(StringComparer.Ordinal))})");
+        foreach (var shared in handlerIds)
+        {
+            _report.Notes.Add($"two timeout-handler processes share one handler ID: {shared}; the ID is timeout-handler-{{machine name}}, so a lease or a `monitor=` field cannot tell them apart");
         }
     }
 

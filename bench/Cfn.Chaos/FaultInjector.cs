@@ -166,8 +166,10 @@ internal sealed class FaultInjector
         var role = target.Role;
         var retiredOfRole = (role == "coordinator" ? _coordinators : _validators).Count(p => p.Retired);
         var retire = why is null && retiredOfRole < MaxRetiredPerRole && _clock.Elapsed < _options.Duration * 0.7 && Next() < 0.2;
+        // A kill made for a death (why is set) is restarted only after the death, so the death does happen.
         TimeSpan? restartAfter = retire ? null
-            : Next() < 0.5 ? TimeSpan.FromMilliseconds(300 + (Next() * 0.6 * _options.DeathMs))
+            : why is null && Next() < 0.5 ? TimeSpan.FromMilliseconds(300 + (Next() * 0.6 * _options.DeathMs))
+            : why is not null ? TimeSpan.FromMilliseconds(_options.DeathMs + 9000 + NextInt(2000))
             : TimeSpan.FromMilliseconds(_options.DeathMs + 1000 + NextInt(3000));
         var detail = (why is null ? "" : why + "; ") + (retire ? "left dead (replacement path)" : $"restart after {restartAfter!.Value.TotalMilliseconds:0} ms");
         var fault = Record($"sigkill_{role}", target, detail);
