@@ -16,7 +16,7 @@ public sealed class ChaosOptions
     /// <summary>How long the generator enqueues and the injector injects.</summary>
     public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Upper bound of the drain after the generator stops.</summary>
+    /// <summary>The drain after the generator stops: at least this long before it may give up on a stall, at most three times it.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(40);
 
     /// <summary>Items enqueued per second.</summary>

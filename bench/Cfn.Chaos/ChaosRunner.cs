@@ -205,22 +205,33 @@ public static class ChaosRunner
     }
 
     /// <summary>
-    /// Waits until every accepted item has a completed K10 record and the queues are empty, at most
-    /// <see cref="ChaosOptions.DrainTimeout"/>, and at least the death time plus 3 s after the faults ended (so a process
-    /// left dead is declared dead and escalated before the checks).
+    /// Waits until every accepted item has a completed K10 record and the queues are empty, and at least the death time
+    /// plus 3 s after the faults ended (so a process left dead is declared dead and escalated before the checks). While
+    /// items keep completing the drain goes on, up to three times <see cref="ChaosOptions.DrainTimeout"/>; it ends early
+    /// when nothing completed for the last <see cref="ChaosOptions.DrainTimeout"/> / 2 (what is left then is stuck, not slow).
     /// </summary>
     private static async Task DrainAsync(IConnectionMultiplexer redis, Ledger ledger, ChaosOptions options, Stopwatch sinceQuiesce)
     {
         var accepted = ledger.Entries.Where(e => e.Accepted).Select(e => e.WorkId).ToHashSet(StringComparer.Ordinal);
         var settle = TimeSpan.FromMilliseconds(options.DeathMs + 3000);
+        var stall = options.DrainTimeout / 2;
         var lastLog = TimeSpan.Zero;
+        var lastDone = -1;
+        var lastProgress = TimeSpan.Zero;
         while (true)
         {
             var (done, queued, open) = await ProgressAsync(redis, accepted);
-            var drained = done == accepted.Count && queued == 0;
-            if ((drained && sinceQuiesce.Elapsed >= settle) || sinceQuiesce.Elapsed >= options.DrainTimeout)
+            if (done > lastDone)
             {
-                options.Log($"chaos: drain {(drained ? "complete" : "timed out")} after {sinceQuiesce.Elapsed.TotalSeconds:0} s: {done}/{accepted.Count} completed, {queued} queued, {open}");
+                lastDone = done;
+                lastProgress = sinceQuiesce.Elapsed;
+            }
+
+            var drained = done == accepted.Count && queued == 0;
+            var stalled = sinceQuiesce.Elapsed - lastProgress >= stall && sinceQuiesce.Elapsed >= options.DrainTimeout;
+            if ((drained && sinceQuiesce.Elapsed >= settle) || stalled || sinceQuiesce.Elapsed >= options.DrainTimeout * 3)
+            {
+                options.Log($"chaos: drain {(drained ? "complete" : stalled ? "stalled" : "timed out")} after {sinceQuiesce.Elapsed.TotalSeconds:0} s: {done}/{accepted.Count} completed, {queued} queued, {open}");
                 return;
             }
 

@@ -29,6 +29,8 @@ internal sealed class Checker
     private readonly ChaosReport _report;
     private List<WorkRecord> _records = [];
     private DateTimeOffset _capturedAt = DateTimeOffset.MaxValue;
+    private readonly Dictionary<string, string> _whereQueued = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _liveAtCapture = new(StringComparer.Ordinal);
 
     public Checker(ChaosOptions options, IReadOnlyList<ManagedProcess> processes, ChaosReport report)
     {
@@ -70,13 +72,25 @@ internal sealed class Checker
         await foreach (var key in server.KeysAsync(pattern: "swarm:*", pageSize: 1000))
         {
             var name = (string)key!;
-            if (name.EndsWith(":queue", StringComparison.Ordinal))
+            if (name.EndsWith(":queue", StringComparison.Ordinal) || name.Contains(":taken:", StringComparison.Ordinal))
             {
-                queued += await database.ListLengthAsync(key);
-            }
-            else if (name.Contains(":taken:", StringComparison.Ordinal) && await database.ListLengthAsync(key) > 0)
-            {
-                taken.Add(name);
+                var entries = await database.ListRangeAsync(key);
+                for (var i = 0; i < entries.Length; i++)
+                {
+                    if (ReadString((string)entries[i]!, "workId") is { } workId)
+                    {
+                        _whereQueued[workId] = $"in {name} at position {i} of {entries.Length}";
+                    }
+                }
+
+                if (name.EndsWith(":queue", StringComparison.Ordinal))
+                {
+                    queued += entries.Length;
+                }
+                else if (entries.Length > 0)
+                {
+                    taken.Add(name);
+                }
             }
         }
 
@@ -139,6 +153,11 @@ internal sealed class Checker
         var dead = deaths.Select(d => d.Field("coordinator")!).Where(id => id is not null).Distinct(StringComparer.Ordinal).ToList();
         var time = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
         var now = ((long)time[0] * 1000) + ((long)time[1] / 1000);
+        foreach (var entry in await database.SortedSetRangeByScoreWithScoresAsync("blocking:coordinators", now - _options.StaleThresholdMs))
+        {
+            _liveAtCapture.Add((string)entry.Element!);
+        }
+
         var checkedCount = 0;
         foreach (var id in dead)
         {
@@ -262,7 +281,7 @@ internal sealed class Checker
 
             var detail = (seen.Count, records.Count) switch
             {
-                (0, 0) => "never completed",
+                (0, 0) => "never completed; at the end " + WhereAtTheEnd(entry.WorkId),
                 (> 1, _) => $"completed {seen.Count} times (completion lines)",
                 (_, > 1) => $"{records.Count} completed K10 records",
                 (1, 0) => "a completion line but no completed K10 record",
@@ -288,6 +307,19 @@ internal sealed class Checker
         {
             _report.Figure("completion lines lost with a SIGKILL (record completed)", lostLines);
         }
+    }
+
+    /// <summary>Where an item that never completed was when the records were read: queued, held by a record, or nowhere (lost).</summary>
+    private string WhereAtTheEnd(string workId)
+    {
+        var held = _records.Where(r => r.WorkId == workId)
+            .Select(r => $"K10 {r.Status} owned by {r.Owner} ({(_liveAtCapture.Contains(r.Owner) ? "running" : "not running")})").ToList();
+        if (_whereQueued.TryGetValue(workId, out var queued))
+        {
+            held.Add(queued + (queued.Contains(":taken:", StringComparison.Ordinal) ? "" : " (waiting for a coordinator: the drain ran out)"));
+        }
+
+        return held.Count == 0 ? "nowhere in Redis: lost" : string.Join("; ", held);
     }
 
     /// <summary>
