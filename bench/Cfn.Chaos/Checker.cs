@@ -17,6 +17,7 @@ internal sealed class Checker
 {
     private const string CompleteLine = "Work item complete workId=";
     private const string DeadLine = "Marking coordinator as DEAD coordinator=";
+    private const string ValidatorStartedLine = "Validator started validatorId=";
     private const string StartedLine = "Coordinator started coordinator=";
     private const string SupersededLine = "Coordinator superseded: coordinator=";
     private const string StoppedLine = "Coordinator stopped";
@@ -150,7 +151,7 @@ internal sealed class Checker
     private async Task CheckDeadStateAsync(IServer server, IDatabase database, List<string> takenLists)
     {
         var deaths = DeathLines();
-        var dead = deaths.Select(d => d.Field("coordinator")!).Where(id => id is not null).Distinct(StringComparer.Ordinal).ToList();
+        var dead = deaths.Select(DeadId).Where(id => id is not null).Select(id => id!).Distinct(StringComparer.Ordinal).ToList();
         var time = (RedisResult[])(await database.ExecuteAsync("TIME"))!;
         var now = ((long)time[0] * 1000) + ((long)time[1] / 1000);
         foreach (var entry in await database.SortedSetRangeByScoreWithScoresAsync("blocking:coordinators", now - _options.StaleThresholdMs))
@@ -162,7 +163,7 @@ internal sealed class Checker
         foreach (var id in dead)
         {
             var score = await database.SortedSetScoreAsync("blocking:coordinators", id);
-            if (score is { } s && now - (long)s <= _options.StaleThresholdMs)
+            if ((score is { } s && now - (long)s <= _options.StaleThresholdMs) || RunningNow(id))
             {
                 continue; // running now (restarted under its ID)
             }
@@ -197,7 +198,7 @@ internal sealed class Checker
             left.AddRange(takenLists.Where(k => k.EndsWith(":taken:" + id, StringComparison.Ordinal)));
             if (left.Count > 0)
             {
-                var death = deaths.Last(d => d.Field("coordinator") == id);
+                var death = deaths.Last(d => DeadId(d) == id);
                 _report.Violate("no_dead_state_left", id, $"{left.Count} key(s) of a dead coordinator left {Ago(death.Time)} after its death",
                     [death.Evidence, .. left.Take(12)]);
             }
@@ -211,7 +212,41 @@ internal sealed class Checker
 
     private List<LogLine> DeathLines() =>
         [.. _processes.Where(p => p.Role == "timeout-handler").SelectMany(p => p.Runs).SelectMany(LogFiles.Read)
-            .Where(l => l.Message.StartsWith(DeadLine, StringComparison.Ordinal)).OrderBy(l => l.Time)];
+            .Where(IsDeath).OrderBy(l => l.Time)];
+
+    /// <summary>
+    /// A death line: <c>Marking coordinator as DEAD coordinator=…</c>, or the same for a validator once validators are
+    /// monitored through keys of their own (<c>Marking validator as DEAD validator=…</c>, any <c>…Id=</c> field).
+    /// </summary>
+    private static bool IsDeath(LogLine line) =>
+        line.Message.StartsWith(DeadLine, StringComparison.Ordinal) ||
+        (line.Message.StartsWith("Marking ", StringComparison.Ordinal) && line.Message.Contains(" as DEAD ", StringComparison.Ordinal));
+
+    private static string? DeadId(LogLine line) =>
+        line.Field("coordinator") ?? line.Field("validator") ?? line.Field("validatorId") ?? line.Field("coordinatorId");
+
+    /// <summary>
+    /// Whether a process that is up now runs <paramref name="id"/>: its log's last start of the ID (a coordinator or a
+    /// validator) has no stop or supersession after it. Covers IDs that are not in the heartbeat registry.
+    /// </summary>
+    private bool RunningNow(string id)
+    {
+        foreach (var run in _processes.Select(p => p.Current).Where(r => r is not null))
+        {
+            var lines = LogFiles.Read(run!);
+            var started = lines.FindLastIndex(l => (l.Message.StartsWith(StartedLine, StringComparison.Ordinal) && l.Field("coordinator") == id) ||
+                                                   (l.Message.StartsWith(ValidatorStartedLine, StringComparison.Ordinal) && l.Field("validatorId") == id));
+            if (started >= 0 && !lines.Skip(started + 1).Any(l =>
+                    (l.Message.StartsWith(SupersededLine, StringComparison.Ordinal) || l.Message.StartsWith(StoppedLine, StringComparison.Ordinal) ||
+                     l.Message.StartsWith("Validator stopped", StringComparison.Ordinal)) &&
+                    (l.Field("coordinator") == id || l.Field("validatorId") == id)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Judges the logs and the ledger (every process has stopped).</summary>
     public void Judge(IReadOnlyList<LedgerEntry> ledger, FaultInjector injector, OwnershipSampler sampler, IReadOnlyList<FaultRecord> faults)
@@ -362,16 +397,17 @@ internal sealed class Checker
     /// </summary>
     private void JudgeDeaths(List<LogLine> all, IReadOnlyList<FaultRecord> faults)
     {
-        var deaths = all.Where(l => l.Message.StartsWith(DeadLine, StringComparison.Ordinal)).OrderBy(l => l.Time).ToList();
-        var starts = all.Where(l => l.Message.StartsWith(StartedLine, StringComparison.Ordinal))
-            .GroupBy(l => l.Field("coordinator")!, StringComparer.Ordinal)
+        var deaths = all.Where(IsDeath).OrderBy(l => l.Time).ToList();
+        // A validator is a protocol participant started like a coordinator; its own start line counts too.
+        var starts = all.Where(l => l.Message.StartsWith(StartedLine, StringComparison.Ordinal) || l.Message.StartsWith(ValidatorStartedLine, StringComparison.Ordinal))
+            .GroupBy(l => l.Field("coordinator") ?? l.Field("validatorId")!, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => g.OrderBy(l => l.Time).ToList(), StringComparer.Ordinal);
         var redisRestarts = faults.Where(f => f.Kind == "redis_restart").ToList();
         _report.Figure("deaths declared", deaths.Count);
         var explained = new SortedDictionary<string, int>(StringComparer.Ordinal);
         foreach (var death in deaths)
         {
-            var id = death.Field("coordinator")!;
+            var id = DeadId(death) ?? "?";
             var at = death.Time;
             var instances = (starts.GetValueOrDefault(id) ?? []).Where(s => s.Time <= at.AddMilliseconds(200)).ToList();
             var evidence = new List<string> { death.Evidence };
