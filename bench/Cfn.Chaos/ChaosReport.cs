@@ -18,6 +18,7 @@ public sealed class ChaosReport
         "no_dead_state_left",
         "no_false_death",
         "waits_end_with_reason",
+        "escalation_resumed",
         "no_crash",
         "faults_injected",
     ];

@@ -42,6 +42,8 @@ internal sealed class Checker
 
     private IEnumerable<ProcessRun> Runs => _processes.SelectMany(p => p.Runs);
 
+    private readonly Dictionary<string, string> _escalations = new(StringComparer.Ordinal);
+
     /// <summary>Reads Redis while the system still runs: K10, K8, queues, and what is left of the dead.</summary>
     public async Task CaptureAsync(IConnectionMultiplexer redis)
     {
@@ -56,6 +58,7 @@ internal sealed class Checker
             var json = (string?)await database.StringGetAsync(key);
             var status = json is null ? "gone" : ReadString(json, "status") ?? "unknown";
             escalations[status] = escalations.GetValueOrDefault(status) + 1;
+            _escalations[((string)key!)["coordinator:escalation:".Length..]] = json ?? "gone";
             if (status is not ("replaced" or "failed"))
             {
                 notFinal.Add($"{key} {json}");
@@ -258,6 +261,7 @@ internal sealed class Checker
         JudgeDeaths(all, faults);
         JudgeWaits(logs);
         JudgeExits(injector, logs);
+        JudgeResumedEscalations(injector, all);
         foreach (var line in injector.NotInjected)
         {
             _report.Violate("faults_injected", "sigkill_timeout-handler_mid_escalation", line);
@@ -575,6 +579,28 @@ internal sealed class Checker
         _report.Figure("waits started (runs not SIGKILLed)", started);
         _report.Figure("waits ended by status", string.Join(' ', ends.Select(e => $"{e.Key}={e.Value}")));
         _report.Figure("waits cancelled by supersession or the final stop (accepted)", exempt);
+    }
+
+    /// <summary>
+    /// Every escalation cut by a mid-escalation kill was finished by another handler (or the restarted one): a
+    /// <c>Resuming escalation coordinator=…</c> line after the kill, and a final K8 record (replaced or failed) at the end.
+    /// </summary>
+    private void JudgeResumedEscalations(FaultInjector injector, List<LogLine> all)
+    {
+        foreach (var (deadId, at, stepLine) in injector.EscalationKills)
+        {
+            var resumed = all.Where(l => l.Time >= at && l.Message.StartsWith("Resuming escalation coordinator=" + deadId + " ", StringComparison.Ordinal)).ToList();
+            var record = _escalations.GetValueOrDefault(deadId) ?? "no K8 record";
+            var status = record.StartsWith('{') ? ReadString(record, "status") : null;
+            if (resumed.Count == 0 || status is not ("replaced" or "failed"))
+            {
+                _report.Violate("escalation_resumed", deadId,
+                    resumed.Count == 0 ? "no handler logged `Resuming escalation` after the handler escalating it was SIGKILLed" : $"resumed, but its K8 status is {status ?? "missing"} at the end",
+                    [stepLine, $"handler SIGKILLed at {at:HH:mm:ss.fff}", .. resumed.Take(3).Select(l => l.Evidence), $"redis coordinator:escalation:{deadId} = {record}"]);
+            }
+        }
+
+        _report.Figure("escalations cut by a handler kill / resumed", $"{injector.EscalationKills.Count} / {injector.EscalationKills.Count(k => all.Any(l => l.Time >= k.At && l.Message.StartsWith("Resuming escalation coordinator=" + k.DeadId + " ", StringComparison.Ordinal)))}");
     }
 
     private static string Short(string label) => label.Length <= 90 ? label : label[..90] + "…";

@@ -63,6 +63,9 @@ internal sealed class FaultInjector
     /// <summary>One line per fault that could not be injected, with the reason.</summary>
     public IReadOnlyList<string> NotInjected => [.. _notInjected];
 
+    /// <summary>The dead coordinator whose escalation was cut by each mid-escalation kill, and when.</summary>
+    public ConcurrentQueue<(string DeadId, DateTimeOffset At, string StepLine)> EscalationKills { get; } = new();
+
     /// <summary>Exits the runner did not cause: exit code 3 is a superseded instance, anything else a crash.</summary>
     public ConcurrentQueue<ProcessRun> UnexpectedExits { get; } = new();
 
@@ -259,6 +262,7 @@ internal sealed class FaultInjector
         {
             var kill = Record("sigkill_timeout-handler_mid_escalation", _knobHandler, $"at {step.Evidence}");
             _knobHandler.Kill(kill);
+            EscalationKills.Enqueue((step.Field("coordinator") ?? "?", kill.At, step.Evidence));
             _knobHandler.RestartPending = true;
             Track(RestartLaterAsync(_knobHandler, TimeSpan.FromSeconds(3)));
         }
