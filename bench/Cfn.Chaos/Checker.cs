@@ -612,8 +612,12 @@ internal sealed class Checker
         _report.Figure("process runs", logs.Count);
         foreach (var run in exits.Where(r => r.ExitCode != 3))
         {
-            _report.Violate("no_crash", run.ToString(), $"exited with code {run.ExitCode} without being asked to",
-                logs.GetValueOrDefault(run)?.TakeLast(6).Select(l => l.Evidence) ?? []);
+            // The raw tail: an unhandled exception reaches stderr without the log line's timestamp.
+            var tail = File.Exists(run.LogPath)
+                ? File.ReadLines(run.LogPath).Where(l => !l.Contains("connection restored", StringComparison.Ordinal)).TakeLast(8)
+                    .Select(l => $"{Path.GetFileName(run.LogPath)}: {(l.Length > 300 ? l[..300] : l)}")
+                : [];
+            _report.Violate("no_crash", run.ToString(), $"exited with code {run.ExitCode} without being asked to", tail.ToList());
         }
 
         foreach (var run in exits.Where(r => r.ExitCode == 3 && r.Faults.Count == 0))
