@@ -413,7 +413,13 @@ internal sealed class Checker
         {
             var id = DeadId(death) ?? "?";
             var at = death.Time;
-            var instances = (starts.GetValueOrDefault(id) ?? []).Where(s => s.Time <= at.AddMilliseconds(200)).ToList();
+            // The death fenced the instance whose epoch is below the epoch it set (fencedAtEpoch): an instance that
+            // started later has a higher epoch and is not the one declared dead, even if its start was logged first.
+            var fence = long.TryParse(death.Field("fencedAtEpoch"), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var f) ? f : (long?)null;
+            var instances = (starts.GetValueOrDefault(id) ?? []).Where(s =>
+                fence is { } fenced && long.TryParse(s.Field("epoch"), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var epoch)
+                    ? epoch < fenced
+                    : s.Time <= at.AddMilliseconds(200)).ToList();
             var evidence = new List<string> { death.Evidence };
             evidence.AddRange(redisRestarts.Where(r => Math.Abs((r.At - at).TotalSeconds) < 15)
                 .Select(r => $"redis-server restart at {r.At:HH:mm:ss.fff} (back at {r.Until:HH:mm:ss.fff})"));
