@@ -16,6 +16,7 @@ public sealed class LoopHandle : IDisposable
     private DateTimeOffset _lastPass;
     private string? _lastError;
     private bool _stopped;
+    private long _passes;
 
     internal LoopHandle(LoopHealth owner, string loop, string? instance, TimeSpan? interval, DateTimeOffset started)
     {
@@ -36,7 +37,16 @@ public sealed class LoopHandle : IDisposable
     public TimeSpan? Interval { get; }
 
     /// <summary>Passes completed so far.</summary>
-    public long Passes { get; private set; }
+    public long Passes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _passes;
+            }
+        }
+    }
 
     /// <summary>A pass finished (whatever it found): the loop is alive.</summary>
     public void PassCompleted()
@@ -45,7 +55,7 @@ public sealed class LoopHandle : IDisposable
         lock (_gate)
         {
             _lastPass = now;
-            Passes++;
+            _passes++;
         }
 
         _owner.LastPass.WithLabels(Loop).Set(now.ToUnixTimeMilliseconds() / 1000.0);
@@ -132,7 +142,7 @@ public sealed class LoopHandle : IDisposable
             var state = _stopped ? LoopStatus.Stopped
                 : Interval is { } interval && now - _lastPass > interval * LoopHealth.StaleIntervals ? LoopStatus.Stale
                 : LoopStatus.Running;
-            return new LoopStatus(Loop, Instance, state, Interval?.TotalSeconds, Math.Round(ago, 3), _lastError);
+            return new LoopStatus(Loop, Instance, state, Interval?.TotalSeconds, Math.Round(ago, 3), _lastError, Passes);
         }
     }
 

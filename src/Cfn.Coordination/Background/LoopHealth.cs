@@ -124,7 +124,8 @@ public sealed class LoopHealth
 /// <param name="IntervalSeconds">Its interval; null for a loop that sleeps on wake-ups (never stale).</param>
 /// <param name="LastPassSecondsAgo">Seconds since its last completed pass (or since it started, before the first).</param>
 /// <param name="LastError">The last unexpected error of a pass, or why it stopped.</param>
-public sealed record LoopStatus(string Loop, string? Instance, string State, double? IntervalSeconds, double LastPassSecondsAgo, string? LastError)
+/// <param name="Passes">Passes completed so far.</param>
+public sealed record LoopStatus(string Loop, string? Instance, string State, double? IntervalSeconds, double LastPassSecondsAgo, string? LastError, long Passes)
 {
     /// <summary>State of a loop that is alive.</summary>
     public const string Running = "running";
