@@ -115,6 +115,7 @@ public sealed class LoopHealthTests(RedisServer server)
         foreach (var (id, activity) in new[]
                  {
                      ("bad-json", "{\"status\":\"blocking\","),
+                     ("wrong-shape", "[1,2,3]"),
                      ("bad-waiting-for", blocking + "\"has space,also\"}"),
                      ("cycle-a", blocking + "\"cycle-b\"}"),
                      ("cycle-b", blocking + "\"cycle-a\"}"),
@@ -128,6 +129,7 @@ public sealed class LoopHealthTests(RedisServer server)
         await database.SortedSetAddAsync(Keys.Registry, "wrong-type", now + 60_000);
         await database.SortedSetAddAsync(Keys.Deadlines, "wrong-type", now - 60_000);
         await database.ListRightPushAsync(Keys.Activity("wrong-type"), "not a string");
+        await database.SortedSetAddAsync(Keys.Deadlines, "bad id!", now - 60_000); // an ID read back that names no key
 
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, recovery, TestIds.New("handler"));
         handler.Start();
@@ -147,8 +149,10 @@ public sealed class LoopHealthTests(RedisServer server)
         Assert.False(await database.KeyExistsAsync(Keys.Heartbeat(gone)));
 
         // Bad JSON and the wrong type: counted as malformed activity; the invalid waitingFor ID: skipped by the deadlock check.
-        Assert.True(recovery.MalformedValues.WithLabels("activity").Value >= 2);
+        Assert.True(recovery.MalformedValues.WithLabels("activity").Value >= 3);
         Assert.NotEmpty(RecoveryKit.Lines(h, "Malformed activity record skipped coordinator=bad-json"));
+        Assert.NotEmpty(RecoveryKit.Lines(h, "Malformed activity record skipped coordinator=wrong-shape"));
+        Assert.Null(await database.SortedSetScoreAsync(Keys.Deadlines, "bad id!"));
         Assert.NotEmpty(RecoveryKit.Lines(h, "Malformed activity record skipped coordinator=wrong-type"));
         Assert.NotEmpty(RecoveryKit.Lines(h, "Malformed activity record key=coordinator:activity:bad-waiting-for", "waitingFor holds an invalid ID"));
         Assert.True(handler.Deadlocks.MalformedValues >= 1);
