@@ -1,4 +1,5 @@
 using System.Globalization;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
@@ -211,7 +212,16 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                         id, count, ageMs);
                     break;
                 case "dead":
-                    deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                    try
+                    {
+                        deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One coordinator's bad state (a value or ID that throws) must not stop the others being handled.
+                        _redis.Loops.RecordFailed(LoopNames.HeartbeatMonitor, _logger, Keys.Heartbeat(id).ToString(), e);
+                    }
+
                     break;
                 case "dead_already":
                     await ResumeEscalationAsync(id, (long)reply[3], ageMs, now).ConfigureAwait(false);
@@ -375,10 +385,28 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private async Task RunAsync(CancellationToken stopping)
     {
         var time = _redis.Time;
+        var health = _redis.Loops.Register(LoopNames.HeartbeatMonitor, null, _options.MonitorInterval);
+        try
+        {
+            await RunPassesAsync(health, time, stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            health.Ended(stopping.IsCancellationRequested, _logger);
+        }
+    }
+
+    private async Task RunPassesAsync(LoopHandle health, TimeProvider time, CancellationToken stopping)
+    {
         while (!stopping.IsCancellationRequested)
         {
             var sleep = _options.MonitorInterval;
-            var pass = await RunOnceAsync().ConfigureAwait(false);
+            var pass = new MonitorPass(0, 0, [], 0, RedisAvailable: true, 0); // a pass that threw: try again after the interval
+            await health.RunPassAsync(async () => pass = await RunOnceAsync().ConfigureAwait(false), _logger, stopping).ConfigureAwait(false);
             if (!pass.RedisAvailable)
             {
                 sleep = TimeSpan.FromMilliseconds(Math.Min(1000, _options.MonitorInterval.TotalMilliseconds));

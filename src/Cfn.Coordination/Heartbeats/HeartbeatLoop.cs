@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
@@ -122,21 +123,35 @@ public sealed class HeartbeatLoop : IAsyncDisposable
 
     private async Task RunAsync(CancellationToken stopping)
     {
-        using var timer = new PeriodicTimer(_redis.Options.HeartbeatInterval, _redis.Time);
+        var interval = _redis.Options.HeartbeatInterval;
+        var health = _redis.Loops.Register(LoopNames.Heartbeat, _coordinator.Id, interval);
+        string? reason = null;
         try
         {
+            using var timer = new PeriodicTimer(interval, _redis.Time);
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
             {
-                await BeatAsync().ConfigureAwait(false);
+                await health.RunPassAsync(BeatAsync, _logger, stopping).ConfigureAwait(false);
                 if (_coordinator.IsSuperseded)
                 {
                     return;
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
             // stopped
+        }
+#pragma warning disable CA1031 // only the timer itself can get here; readiness reports the loop stopped
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            reason = $"{e.GetType().Name}: {e.Message}";
+        }
+        finally
+        {
+            // A superseded instance stops beating on purpose: its successor owns the ID.
+            health.Ended(stopping.IsCancellationRequested || _coordinator.IsSuperseded, _logger, reason);
         }
     }
 

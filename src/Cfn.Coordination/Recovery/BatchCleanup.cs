@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -139,8 +140,14 @@ public sealed partial class BatchCleanup
             {
                 var id = Keys.HeartbeatOwner(batch[i])!;
                 var match = values[i].IsNull ? null : TimestampPattern().Match((string)values[i]!);
-                if (match is not { Success: true })
+                // A timestamp too long for a long (25 digits) is as unreadable as none: skipped, never thrown.
+                if (match is not { Success: true } || !long.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var ts))
                 {
+                    if (match is { Success: true })
+                    {
+                        _metrics.MalformedValues.WithLabels("heartbeat").Inc();
+                    }
+
                     if (!lastBeat.ContainsKey(id))
                     {
                         say("WARN", $"Invalid or missing heartbeat for coordinator: {id}");
@@ -149,7 +156,6 @@ public sealed partial class BatchCleanup
                     continue;
                 }
 
-                var ts = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
                 lastBeat[id] = lastBeat.TryGetValue(id, out var known) ? Math.Max(known, ts) : ts;
             }
         }
@@ -264,6 +270,13 @@ public sealed partial class BatchCleanup
                     {
                         Interlocked.Increment(ref errors);
                         say("ERROR", $"Failed to clean up coordinator {id}: {e.Message}");
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One coordinator's bad state must not end the run (nor the timeout handler's cleanup loop).
+                        Interlocked.Increment(ref errors);
+                        say("ERROR", $"Failed to clean up coordinator {id}: {e.Message}");
+                        _redis.Loops.RecordFailed(LoopNames.BatchCleanup, _logger, Keys.Heartbeat(id).ToString(), e);
                     }
                 }).ConfigureAwait(false);
             _metrics.CleanupKeysDeleted.Inc(deleted);
