@@ -317,6 +317,13 @@ public sealed class CoordinatorLoop
             if (adopted is null)
             {
                 item = await OwnAsync(queued).ConfigureAwait(false);
+                if (item is null && _coordinator.IsSuperseded)
+                {
+                    // Refused because this instance was superseded: the item is not done, so it goes back to the queue.
+                    await _queue.UntakeAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
+                    return;
+                }
+
                 // Recorded (its K10 item is ours) or skipped: either way it no longer needs the taken list's safety net.
                 await _queue.RecordedAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
             }
@@ -439,6 +446,14 @@ public sealed class CoordinatorLoop
             }
 
             return Skip(queued, retaken);
+        }
+
+        if (created is { Outcome: WorkWriteOutcome.OwnedElsewhere, Owner: { } owner } && owner != queued.ReleasedBy)
+        {
+            // The work ID's record is under another coordinator's key (the item was queued again while its record lived
+            // on, e.g. a crash's taken list put back after a hand-over): claim it if it was given back, else leave it there.
+            var claim = await work.ClaimAsync(owner, queued.WorkId).ConfigureAwait(false);
+            return claim.Succeeded ? claim.Item : Skip(queued, claim);
         }
 
         return Skip(queued, created);

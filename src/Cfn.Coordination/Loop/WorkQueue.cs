@@ -197,6 +197,23 @@ public sealed class WorkQueue : IAsyncDisposable
     }
 
     /// <summary>
+    /// Gives one taken, unrecorded item back to the front of the queue (the taker was superseded before it could record
+    /// it); only that entry moves, so a newer instance's taken items under the same ID stay where they are.
+    /// </summary>
+    public async Task<bool> UntakeAsync(string swarmId, string takerId, QueuedWork item)
+    {
+        ArgumentNullException.ThrowIfNull(item);
+        if (item.Raw is null)
+        {
+            return false;
+        }
+
+        var moved = (long)await _redis.Database.ScriptEvaluateAsync(RedisScripts.WorkUntake,
+            [Keys.SwarmTaken(swarmId, takerId), Keys.SwarmQueue(swarmId)], [item.Raw, Keys.SwarmQueueChannel(swarmId).ToString()]).ConfigureAwait(false);
+        return moved == 1;
+    }
+
+    /// <summary>
     /// Puts back at the front of the queue everything <paramref name="takerId"/> took and never recorded (it crashed, or
     /// Redis failed in between); returns how many. Run when a coordinator's loop starts and when a coordinator is cleaned up.
     /// </summary>

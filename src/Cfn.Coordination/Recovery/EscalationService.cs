@@ -243,6 +243,14 @@ public sealed class EscalationService
         {
             for (var step = EscalationSteps.Next(record.Step); step is not null; step = EscalationSteps.Next(step))
             {
+                // The escalation acts on the dead instance, not on the ID: once the ID runs again under a newer epoch
+                // (a pod restarted under its name), nothing of the new instance may be moved or cleaned.
+                var epoch = (long?)await _redis.Database.StringGetAsync(Keys.Epoch(deadId)).ConfigureAwait(false);
+                if (epoch is { } current && current != record.FencingToken)
+                {
+                    return await StopForRestartAsync(key, record, raw, step, current, work, signals).ConfigureAwait(false);
+                }
+
                 switch (step)
                 {
                     case EscalationSteps.WorkTransferred:
@@ -333,6 +341,40 @@ public sealed class EscalationService
 
             return new EscalationResult(EscalationOutcome.Failed, deadId, newId, work, signals, cleanup);
         }
+    }
+
+    /// <summary>
+    /// The dead coordinator's ID was restarted (epoch <paramref name="current"/>) while its escalation ran. Before the
+    /// replacement was requested, what was already moved goes back (its work to the front of the queue, its signals to the
+    /// restarted ID's inbox) and the record ends <c>failed</c>; after, the replacement comes and keeps what it was given,
+    /// and only the cleanup, which would hit the running instance, is left out.
+    /// </summary>
+    private async Task<EscalationResult> StopForRestartAsync(RedisKey key, EscalationRecord record, string raw, string step, long current,
+        WorkTransferResult? work, int signals)
+    {
+        var deadId = record.DeadCoordinatorId;
+        var newId = record.NewCoordinatorId;
+        var replacementRequested = EscalationSteps.All.ToList().IndexOf(step) > EscalationSteps.All.ToList().IndexOf(EscalationSteps.SpawnRequested);
+        _logger.LogWarning(
+            "Escalation stopped: coordinator={DeadId} was restarted under its ID (epoch {Epoch}, death fenced {Fence}) before step={Step}; {What}",
+            deadId, current, record.FencingToken, step,
+            replacementRequested ? "the replacement keeps what it was given; the running instance is not cleaned" : "what was moved goes back");
+        if (!replacementRequested)
+        {
+            await _work.RequeueAllAsync(record.SwarmId, newId, "owner_restarted").ConfigureAwait(false);
+            await _signals.MoveAllAsync(newId, deadId).ConfigureAwait(false);
+        }
+
+        await SwapAsync(key, raw, record with
+        {
+            Step = EscalationSteps.Cleaned,
+            LeaseUntil = 0,
+            Status = replacementRequested ? record.Status : EscalationStatus.Failed,
+            Error = replacementRequested ? record.Error : "coordinator restarted under its ID before its replacement was requested",
+            UpdatedAt = await RedisTime.NowMsAsync(_redis.Database).ConfigureAwait(false),
+        }, ttl: null).ConfigureAwait(false);
+        _metrics.Escalations.WithLabels("superseded").Inc();
+        return new EscalationResult(EscalationOutcome.Superseded, deadId, replacementRequested ? newId : null, work, signals, null);
     }
 
     /// <summary>

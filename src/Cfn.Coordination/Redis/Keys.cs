@@ -193,6 +193,15 @@ public static class Keys
     public static RedisKey Owned(string swarmId, string coordinatorId) =>
         "coordinator:owned:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(coordinatorId, "coordinatorId");
 
+    /// <summary>
+    /// Which coordinator's key holds the record of a work ID: <c>coordinator:work-owner:{swarmId}:{workId}</c> (string, the
+    /// owner's ID, same TTL as the record). Written with every record write, checked on create, so a work ID never has two
+    /// records at once (an item requeued by a crash's cleanup while its record moved to a replacement is claimed or skipped,
+    /// not created a second time). Not matched by <c>coordinator:work:*</c>.
+    /// </summary>
+    public static RedisKey WorkOwner(string swarmId, string workId) =>
+        "coordinator:work-owner:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(workId, "workId");
+
     /// <summary>The epoch counter of a coordinator ID.</summary>
     public static RedisKey Epoch(string coordinatorId) =>
         EpochPrefix + Ids.RequireName(coordinatorId, "coordinatorId");

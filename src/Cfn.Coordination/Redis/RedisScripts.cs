@@ -27,6 +27,7 @@ internal static class RedisScripts
     public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
     public static readonly string WorkEnqueue = Load("work_enqueue.lua");
     public static readonly string WorkRequeueTaken = Load("work_requeue_taken.lua");
+    public static readonly string WorkUntake = Load("work_untake.lua");
     public static readonly string ValidatorRecord = Load("validator_record.lua");
     public static readonly string ResendSignal = Load("lib_send.lua") + Load("resend_signal.lua");
 

@@ -17,6 +17,31 @@ public static class RedisTime
 /// <summary>Redis errors as one short line.</summary>
 public static class RedisErrors
 {
+    /// <summary>True for Redis's <c>LOADING</c> reply: the server is up but still reading its data (AOF/RDB) after a restart.</summary>
+    public static bool IsLoading(Exception exception) =>
+        exception is RedisServerException && exception.Message.StartsWith("LOADING", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Runs <paramref name="action"/>, waiting out Redis's <c>LOADING</c> phase after a restart (up to
+    /// <paramref name="patience"/>): a process that starts while Redis reads its data must not crash on it.
+    /// </summary>
+    public static async Task<T> WhileLoadingAsync<T>(Func<Task<T>> action, TimeProvider time, TimeSpan patience)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        var deadline = time.GetUtcNow() + patience;
+        while (true)
+        {
+            try
+            {
+                return await action().ConfigureAwait(false);
+            }
+            catch (RedisServerException e) when (IsLoading(e) && time.GetUtcNow() < deadline)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200), time).ConfigureAwait(false);
+            }
+        }
+    }
+
     /// <summary>The first clause of a StackExchange.Redis message (its timeout text runs to a screenful).</summary>
     public static string FirstClause(Exception exception)
     {

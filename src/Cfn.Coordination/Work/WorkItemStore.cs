@@ -240,6 +240,8 @@ public sealed class WorkItemStore
                 return Refused(new WorkWriteResult(WorkWriteOutcome.AlreadyExists, found));
             case "not_found":
                 return Refused(new WorkWriteResult(WorkWriteOutcome.NotFound, null));
+            case "owned_elsewhere":
+                return Refused(new WorkWriteResult(WorkWriteOutcome.OwnedElsewhere, null) { Owner = payload });
             default:
                 // The stored item differs from what we hold: decide whether it slipped out of our hands.
                 var outcome = found is null || found.AssignedTo != _coordinator.Id || found.OwnerEpoch != _coordinator.Epoch
@@ -261,8 +263,8 @@ public sealed class WorkItemStore
         return (RedisResult[])(await database.ScriptEvaluateAsync(
             RedisScripts.WorkCas,
             [Keys.Work(swarmId, fromOwner, next.WorkId), Keys.Work(swarmId, next.AssignedTo, next.WorkId), fenceKey,
-                Keys.Owned(swarmId, fromOwner), Keys.Owned(swarmId, next.AssignedTo)],
-            [expected ?? string.Empty, json, fenceEpoch, ttlSeconds, stampFields, keep, next.WorkId]).ConfigureAwait(false))!;
+                Keys.Owned(swarmId, fromOwner), Keys.Owned(swarmId, next.AssignedTo), Keys.WorkOwner(swarmId, next.WorkId)],
+            [expected ?? string.Empty, json, fenceEpoch, ttlSeconds, stampFields, keep, next.WorkId, next.AssignedTo]).ConfigureAwait(false))!;
     }
 
     private WorkWriteResult Refused(WorkWriteResult result)

@@ -26,6 +26,12 @@ public enum WorkWriteOutcome
 
     /// <summary>Claim of an item that its owner has not released.</summary>
     NotReleased,
+
+    /// <summary>
+    /// Create of an item another coordinator owns (or owned last: <see cref="WorkWriteResult.Owner"/>): one work ID has
+    /// one record at a time, whoever queued it twice.
+    /// </summary>
+    OwnedElsewhere,
 }
 
 /// <summary>The outcome of a work-item write and, when it succeeded, the item as now stored.</summary>
@@ -33,6 +39,9 @@ public enum WorkWriteOutcome
 /// <param name="Item">The stored item after the write (or as found, for some refusals).</param>
 public sealed record WorkWriteResult(WorkWriteOutcome Outcome, WorkItem? Item)
 {
+    /// <summary>For <see cref="WorkWriteOutcome.OwnedElsewhere"/>: the coordinator whose record the work ID has.</summary>
+    public string? Owner { get; init; }
+
     /// <summary>True when written.</summary>
     public bool Succeeded => Outcome == WorkWriteOutcome.Ok;
 
@@ -46,6 +55,7 @@ public sealed record WorkWriteResult(WorkWriteOutcome Outcome, WorkItem? Item)
         WorkWriteOutcome.AlreadyExists => "exists",
         WorkWriteOutcome.AlreadyCompleted => "completed",
         WorkWriteOutcome.NotReleased => "not_released",
+        WorkWriteOutcome.OwnedElsewhere => "owned_elsewhere",
         _ => "ok",
     };
 }

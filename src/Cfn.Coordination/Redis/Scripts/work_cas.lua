@@ -3,12 +3,13 @@
 -- is fenced), and the stored item must be exactly the one the caller last saw (owner, epoch and status included).
 -- KEYS[1] the item's current key   KEYS[2] the key it is written to (differs only for a claim)
 -- KEYS[3] coordinator:epoch:{callerId}   KEYS[4] coordinator:owned:{swarm}:{owner of KEYS[1]}
--- KEYS[5] coordinator:owned:{swarm}:{owner of KEYS[2]}
+-- KEYS[5] coordinator:owned:{swarm}:{owner of KEYS[2]}   KEYS[6] coordinator:work-owner:{swarm}:{workId}
 -- ARGV[1] expected stored JSON ('' = the item must not exist yet)   ARGV[2] new JSON without its time fields
 -- ARGV[3] the caller's epoch   ARGV[4] TTL (s) of a new item   ARGV[5] comma-separated names of the fields that get the Redis time
 -- ARGV[6] 'keep' when the written item is still unfinished work of its owner (in progress, transferred), else 'drop'
--- ARGV[7] the work ID (member of the owner indexes)
+-- ARGV[7] the work ID (member of the owner indexes)   ARGV[8] the owner of KEYS[2]
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
+-- | {'owned_elsewhere', ownerId} (a create of a work ID whose record is under another coordinator's key)
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
   -- Redis lost its data (restart without persistence): that is not a newer instance.
@@ -19,6 +20,7 @@ end
 local json = stamp(ARGV[2], ARGV[5], now_ms())
 -- The owner index lists exactly the unfinished items of an owner, so adoption and hand-over never scan the keyspace.
 local function index(ttl_ms)
+  redis.call('SET', KEYS[6], ARGV[8], 'PX', ttl_ms)
   if KEYS[4] ~= KEYS[5] then
     redis.call('SREM', KEYS[4], ARGV[7])
   end
@@ -36,6 +38,10 @@ local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
   if current then
     return {'exists', current}
+  end
+  local owner = redis.call('GET', KEYS[6])
+  if owner and owner ~= ARGV[8] then
+    return {'owned_elsewhere', owner}
   end
   redis.call('SET', KEYS[1], json, 'EX', ARGV[4])
   index(tonumber(ARGV[4]) * 1000)
