@@ -39,7 +39,7 @@ public sealed class TwoMonitorsTests(ITestOutputHelper output)
             var c = await fleet.StartAsync(TestIds.New("crash"), swarm, heartbeatLoop: false);
             for (var w = 0; w < 2; w++)
             {
-                Assert.Equal(WorkWriteOutcome.Ok, (await c.Work.CreateAsync($"w{w}", JsonDocument.Parse("{\"n\":1}").RootElement)).Outcome);
+                Assert.Equal(WorkWriteOutcome.Ok, (await c.Work.CreateAsync($"w{w}-{i}", JsonDocument.Parse("{\"n\":1}").RootElement)).Outcome);
             }
 
             crashed.Add(c);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
 using Cfn.Coordination.Work;
 using StackExchange.Redis;
@@ -39,6 +40,36 @@ public sealed class WorkItemStoreTests(RedisServer server)
         Assert.NotNull(result.Item);
         Assert.Equal(c.Id, result.Item.AssignedTo);
         Assert.Equal(startedAt, result.Item.StartedAt);
+    }
+
+    [Fact]
+    public async Task CreateAsync_WorkIdRecordedUnderAnotherCoordinator_RefusedNamingTheOwner_IndexesKept()
+    {
+        await using var h = Harness.Create(server);
+        var swarm = TestIds.New("swarm");
+        var first = await h.StartAsync(swarmId: swarm);
+        var second = await h.StartAsync(swarmId: swarm);
+        var created = await first.Work.CreateAsync("shared-item");
+        Assert.Equal(WorkWriteOutcome.Ok, created.Outcome);
+        Assert.Equal(first.Id, (string?)await h.Database.StringGetAsync(Keys.WorkOwner(swarm, "shared-item")));
+        Assert.Equal(["shared-item"], (await h.Database.SetMembersAsync(Keys.Owned(swarm, first.Id))).Select(v => (string)v!));
+
+        // One work ID has one record at a time: the second coordinator's create is refused and nothing of it is written.
+        var refused = await second.Work.CreateAsync("shared-item");
+        Assert.Equal(WorkWriteOutcome.OwnedElsewhere, refused.Outcome);
+        Assert.Equal(first.Id, refused.Owner);
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Work(swarm, second.Id, "shared-item")));
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Owned(swarm, second.Id)));
+
+        // Once released it is claimed, and the marker and indexes follow the record.
+        Assert.True((await first.Work.ReleaseAsync(created.Item!)).Succeeded);
+        Assert.Empty(await h.Database.SetMembersAsync(Keys.Owned(swarm, first.Id)));
+        var claimed = await second.Work.ClaimAsync(first.Id, "shared-item");
+        Assert.Equal(WorkWriteOutcome.Ok, claimed.Outcome);
+        Assert.Equal(second.Id, (string?)await h.Database.StringGetAsync(Keys.WorkOwner(swarm, "shared-item")));
+        Assert.Equal(["shared-item"], (await h.Database.SetMembersAsync(Keys.Owned(swarm, second.Id))).Select(v => (string)v!));
+        Assert.True((await second.Work.CompleteAsync(claimed.Item!)).Succeeded);
+        Assert.Empty(await h.Database.SetMembersAsync(Keys.Owned(swarm, second.Id)));
     }
 
     [Fact]
