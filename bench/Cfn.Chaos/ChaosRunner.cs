@@ -169,6 +169,9 @@ public static class ChaosRunner
             ["CLEANUP_INTERVAL_MS"] = "10000",
             ["CLEANUP_STALE_THRESHOLD_SECONDS"] = "15",
             ["SPAWN_TIMEOUT_MS"] = options.SpawnTimeoutMs.ToString(),
+            // Time is compressed here as everywhere else: a dead handler's escalation is resumed after the lease, which
+            // must outlast one step (the knob handler sleeps EscalationStepDelayMs after each).
+            ["ESCALATION_LEASE_MS"] = (options.EscalationStepDelayMs + 1500).ToString(),
             ["SWARM_MANAGER_INTERVAL_MS"] = "500",
             ["VALIDATION_DURATION_MEDIAN_MS"] = options.ValidationMedianMs.ToString(),
             ["VALIDATION_DURATION_P95_MS"] = options.ValidationP95Ms.ToString(),
