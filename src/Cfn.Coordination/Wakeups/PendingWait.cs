@@ -13,11 +13,21 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
 
     public string CoordinatorId { get; } = coordinatorId;
 
-    public string SignalId { get; } = signalId;
+    public string SignalId { get; private set; } = signalId;
 
-    /// <summary>Every signal ID whose ACK wakes this wait (<see cref="SignalId"/> first, no duplicates).</summary>
-    public IReadOnlyList<string> SignalIds { get; } =
+    /// <summary>
+    /// Every signal ID whose ACK wakes this wait (<see cref="SignalId"/> first, no duplicates). Changed only through
+    /// <see cref="CoordinatorMailbox.Retarget"/>, which re-indexes the wait.
+    /// </summary>
+    public IReadOnlyList<string> SignalIds { get; private set; } =
         otherSignalIds is null ? [signalId] : [.. new[] { signalId }.Concat(otherSignalIds).Distinct(StringComparer.Ordinal)];
+
+    /// <summary>Replaces the awaited signal IDs (called by the mailbox while the wait is out of its index).</summary>
+    internal void SetSignalIds(string signalId)
+    {
+        SignalId = signalId;
+        SignalIds = [signalId];
+    }
 
     public AsyncSignal Wake { get; } = new();
 
