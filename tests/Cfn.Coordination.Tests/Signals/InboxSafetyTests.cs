@@ -211,21 +211,37 @@ public sealed class InboxSafetyTests(RedisServer server)
         await using var h = Harness.Create(server);
         var sender = await h.StartAsync();
         var receiverId = TestIds.New("stopping");
-        const int Rounds = 60;
-        const int SendsPerRound = 3;
-        var sent = new List<string>();
+        // How long a stop takes here: each racing send is let go at a random point inside it, so over the rounds some
+        // land between the stop's look at the inbox and its delete (with the check and the delete in two round trips,
+        // those were deleted unread).
+        var stopTicks = new List<long>();
+        for (var i = 0; i < 5; i++)
+        {
+            var probe = await h.StartAsync(receiverId);
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            await probe.StopAsync();
+            stopTicks.Add(System.Diagnostics.Stopwatch.GetTimestamp() - started);
+        }
+
+        stopTicks.Sort();
+        var spread = stopTicks[^2];
+        const int Rounds = 150;
+        const int SendsPerRound = 2;
+        var random = new Random(11);
+        var sent = 0;
         for (var round = 0; round < Rounds; round++)
         {
             var receiver = await h.StartAsync(receiverId);
-            // Drain what earlier rounds left, so every stop starts with an empty inbox and would delete it.
-            await h.Database.KeyDeleteAsync([Keys.Inbox(receiverId), Keys.Signal(receiverId)]);
+            await h.Database.KeyDeleteAsync([Keys.Inbox(receiverId), Keys.Signal(receiverId)]); // every stop starts empty
+            var offsets = Enumerable.Range(0, SendsPerRound).Select(_ => (long)(random.NextDouble() * spread)).ToArray();
             using var go = new ManualResetEventSlim();
-            var sends = Enumerable.Range(0, SendsPerRound).Select(i => Task.Run(async () =>
+            var sends = offsets.Select((offset, i) => Task.Run(async () =>
             {
                 go.Wait();
-                if (i > 0)
+                var from = System.Diagnostics.Stopwatch.GetTimestamp();
+                while (System.Diagnostics.Stopwatch.GetTimestamp() - from < offset)
                 {
-                    await Task.Delay(i); // spread over the stop's round trips
+                    Thread.SpinWait(20);
                 }
 
                 return await sender.Signals.SendAsync(receiverId, SignalTypes.Completion, round, idempotencyKey: $"r{round}-{i}");
@@ -239,16 +255,17 @@ public sealed class InboxSafetyTests(RedisServer server)
             await stop;
             var results = await Task.WhenAll(sends);
 
+            // No reader ran, so nothing was consumed: every signal sent must still be pending.
             var inbox = (await InboxAsync(h, receiverId)).Select(s => s.MessageId).ToHashSet(StringComparer.Ordinal);
             foreach (var result in results)
             {
                 Assert.False(result.IsDuplicate);
                 Assert.True(inbox.Contains(result.MessageId), $"round {round}: {result.MessageId} was sent but is not in the inbox");
-                sent.Add(result.MessageId);
+                sent++;
             }
         }
 
-        Assert.Equal(Rounds * SendsPerRound, sent.Count);
+        Assert.Equal(Rounds * SendsPerRound, sent);
         await h.Database.KeyDeleteAsync([Keys.Inbox(receiverId), Keys.Signal(receiverId)]);
     }
 
