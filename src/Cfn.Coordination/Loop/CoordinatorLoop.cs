@@ -428,7 +428,7 @@ public sealed class CoordinatorLoop
             foreach (var validator in picked)
             {
                 var sent = await _coordinator.Signals.SendAsync(validator, SignalTypes.Validation, iteration, payload).ConfigureAwait(false);
-                signals.Add(KeyValuePair.Create(validator, sent.MessageId));
+                signals.Add(KeyValuePair.Create(sent.ReceiverId, sent.MessageId)); // a dead validator's replacement ACKs a redirected signal
             }
 
             var acks = await _coordinator.Waiter.WaitForAcksAsync(signals, timeout, token).ConfigureAwait(false);

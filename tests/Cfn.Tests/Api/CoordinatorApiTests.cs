@@ -565,6 +565,37 @@ public sealed class CoordinatorApiTests
     }
 
     [Fact]
+    public async Task Send_ReceiverEscalated_RedirectedAndResponseNamesTheReplacement_EscalationFailed_410()
+    {
+        await using var world = await World.StartAsync();
+        var dead = world.Peer.Id;
+        var replacement = Id("replacement");
+        var fence = await world.Db.StringIncrementAsync(Keys.Epoch(dead));
+        await world.Db.StringSetAsync(Keys.Escalation(dead),
+            $"{{\"deadCoordinatorId\":\"{dead}\",\"swarmId\":\"swarm-api\",\"timestamp\":1,\"status\":\"replacement_requested\",\"newCoordinatorId\":\"{replacement}\",\"fencingToken\":{fence}}}",
+            TimeSpan.FromHours(1));
+        var body = $"{{\"receiverId\":\"{dead}\",\"signalType\":\"completion\",\"iteration\":1}}";
+
+        var (status, sent) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send", body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(replacement, sent.GetProperty("receiverId").GetString());
+        Assert.True(sent.GetProperty("redirected").GetBoolean());
+        Assert.StartsWith($"{world.Primary.Id}:{replacement}:", sent.GetProperty("messageId").GetString(), StringComparison.Ordinal);
+        Assert.Equal(1, await world.Db.StreamLengthAsync(Keys.Inbox(replacement)));
+
+        await world.Db.StringSetAsync(Keys.Escalation(dead),
+            $"{{\"deadCoordinatorId\":\"{dead}\",\"swarmId\":\"swarm-api\",\"timestamp\":1,\"status\":\"failed\",\"newCoordinatorId\":\"{replacement}\",\"fencingToken\":{fence}}}",
+            TimeSpan.FromHours(1));
+        var (goneStatus, gone) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send", body);
+
+        Assert.Equal(HttpStatusCode.Gone, goneStatus);
+        Assert.Equal("RECEIVER_DEAD", gone.GetProperty("code").GetString());
+        Assert.Equal(dead, gone.GetProperty("receiverId").GetString());
+        Assert.Equal(1, await world.Db.StreamLengthAsync(Keys.Inbox(replacement)));
+    }
+
+    [Fact]
     public async Task LocksStatus_ShowsEscalationCleanupLockWorkFencesAndEpoch()
     {
         await using var world = await World.StartAsync();
