@@ -55,17 +55,18 @@ public sealed class AckService
                     ph.ValueKind == JsonValueKind.String
             ? ph.GetString()
             : null;
-        return AcknowledgeCoreAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp, senderGone);
+        return AcknowledgeCoreAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp, senderGone,
+            signal.HandedOverFrom);
     }
 
     /// <summary>
     /// ACKs a signal known only by ID (the TS <c>CoordinationSignal</c> shape): <paramref name="senderId"/> is woken.
     /// </summary>
     public Task<SignalAck> AcknowledgeAsync(string signalId, string senderId, string signalType, string? phase, long sentAtMs) =>
-        AcknowledgeCoreAsync(signalId, senderId, signalType, phase, sentAtMs, null);
+        AcknowledgeCoreAsync(signalId, senderId, signalType, phase, sentAtMs, null, null);
 
     private async Task<SignalAck> AcknowledgeCoreAsync(
-        string signalId, string senderId, string signalType, string? phase, long sentAtMs, StrongBox<bool>? senderGone)
+        string signalId, string senderId, string signalType, string? phase, long sentAtMs, StrongBox<bool>? senderGone, string? handedOverFrom)
     {
         Ids.RequireSignalId(signalId, "signalId");
         Ids.RequireName(senderId, "senderId");
@@ -77,7 +78,7 @@ public sealed class AckService
             "Received signal, sending immediate ACK signalId={SignalId} signalType={SignalType} source={Source} coordinatorId={CoordinatorId}",
             signalId, signalType, senderId, self);
 
-        var ack = NewAck(signalId, signalType, phase);
+        var ack = NewAck(signalId, signalType, phase, Ids.IsValidSignalId(handedOverFrom) ? handedOverFrom : null);
         var key = Keys.Ack(self, signalId);
         RedisValue[] arguments =
             [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch,
@@ -179,7 +180,7 @@ public sealed class AckService
         return raw is not null && AckVerifier.Verify(Signing, raw, coordinatorId, signalId, out _) == AckRejection.None;
     }
 
-    private SignalAck NewAck(string signalId, string signalType, string? phase)
+    private SignalAck NewAck(string signalId, string signalType, string? phase, string? handedOverFrom)
     {
         var timestamp = Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
         var iteration = _coordinator.Iteration;
@@ -190,7 +191,7 @@ public sealed class AckService
             Timestamp = timestamp,
             Iteration = iteration,
             Signature = Signing.Sign(SignedMessages.Ack(_coordinator.Id, signalId, timestamp, iteration)),
-            Metadata = new AckMetadata { SignalType = signalType, Phase = phase },
+            Metadata = new AckMetadata { SignalType = signalType, Phase = phase, HandedOverFrom = handedOverFrom },
         };
     }
 }

@@ -3,6 +3,7 @@ using System.Runtime.ExceptionServices;
 using System.Text.Json;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
@@ -19,6 +20,14 @@ namespace Cfn.Coordination.Acks;
 /// still-missing ACK with one MGET. An idle wait sends no command. A malformed, forged, copied or
 /// wrongly bound ACK counts as not received, is logged and counted, and never ends the wait. A wait that times out
 /// counts <c>signals_failed_total{reason="ack_timeout"}</c> once per receiver that did not ACK.
+/// <para>
+/// A peer that dies does not hold the wait to its timeout (D18). When it was escalated, its unconsumed signals went to
+/// its replacement under an ID naming the replacement, and the replacement's ACK of that ID (verified like any ACK)
+/// counts for the dead peer; chains of replacements are followed. When nothing will come in its place (auto-escalation
+/// off, the replacement failed to start), the wait ends at once with <see cref="AckWaitStatus.PeerDead"/>. The death
+/// is learnt from the C1 notice or, when that was lost, from the peer's K8 record read by the fallback check
+/// (<see cref="WakeHub"/>); a peer that merely is not in the registry (a TS coordinator) is never judged dead.
+/// </para>
 /// </summary>
 public sealed class AckWaiter
 {
@@ -259,6 +268,7 @@ public sealed class AckWaiter
 
             var readRedis = firstRead is null; // and later, any wake-up that brought no ACK with it reads Redis
             OfferedAck? offered = null;
+            var fatesApplied = 0;
             while (failure is null)
             {
                 if (missing.Count == 0)
@@ -305,11 +315,32 @@ public sealed class AckWaiter
                     continue;
                 }
 
+                if (wait.FatesVersion != fatesApplied)
+                {
+                    fatesApplied = wait.FatesVersion;
+                    if (ApplyFates(wait, missing, label))
+                    {
+                        // Read once more: the replacement may have ACKed before this wait learnt of the death, and a
+                        // peer declared dead may have ACKed just before dying.
+                        wait.Missing = Awaited(missing);
+                        _coordinator.Activity.UpdateWait(activityToken, Acting(missing));
+                        readRedis = true;
+                        offered = null;
+                        continue;
+                    }
+                }
+
+                if (missing.Exists(t => t.DeadReason is not null))
+                {
+                    status = AckWaitStatus.PeerDead;
+                    break;
+                }
+
                 if (missing.Count != before)
                 {
                     // Keys are rebuilt only when someone ACKed, not on every wake-up.
                     wait.Missing = Awaited(missing);
-                    _coordinator.Activity.UpdateWait(activityToken, missing.Select(t => t.CoordinatorId).ToList());
+                    _coordinator.Activity.UpdateWait(activityToken, Acting(missing));
                     await _coordinator.Activity.TryRecordAsync(_logger).ConfigureAwait(false);
                 }
 
@@ -334,7 +365,16 @@ public sealed class AckWaiter
 
         var duration = time.GetElapsedTime(started);
         var missingIds = targetIds.Where(t => !acks.ContainsKey(t)).ToList();
-        var result = new AckWaitResult(signalId, status, acks, missingIds, duration);
+        var deadPeers = status == AckWaitStatus.PeerDead
+            ? targets.Where(t => t.DeadReason is not null && !acks.ContainsKey(t.CoordinatorId)).ToList()
+            : [];
+        var handedOver = targets.Where(t => t.AckedBy is not null && acks.ContainsKey(t.CoordinatorId))
+            .ToDictionary(t => t.CoordinatorId, t => t.AckedBy!, StringComparer.Ordinal);
+        var result = new AckWaitResult(signalId, status, acks, missingIds, duration)
+        {
+            DeadPeers = [.. deadPeers.Select(t => t.CoordinatorId)],
+            HandedOver = handedOver,
+        };
         Telemetry.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
         switch (status)
         {
@@ -353,6 +393,12 @@ public sealed class AckWaiter
                 _logger.LogWarning("Force unblock received signalId={SignalId} received={Received}/{Total} missing={Missing}",
                     label, acks.Count, targets.Count, string.Join(',', missingIds));
                 break;
+            case AckWaitStatus.PeerDead:
+                _logger.LogWarning(
+                    "ACK wait peer dead signalId={SignalId} deadPeers={DeadPeers} received={Received} total={Total} missing={Missing} duration={DurationMs} reason=\"{Reason}\"",
+                    label, string.Join(',', result.DeadPeers), acks.Count, targets.Count, string.Join(',', missingIds),
+                    (long)duration.TotalMilliseconds, string.Join("; ", deadPeers.Select(t => $"{t.CoordinatorId}: {t.DeadReason}")));
+                break;
         }
 
         _logger.LogInformation(
@@ -366,6 +412,57 @@ public sealed class AckWaiter
         _ = _coordinator.Activity.TryRecordAsync(_logger);
         return result;
     }
+
+    /// <summary>
+    /// Applies what is known about awaited peers that died (<see cref="PendingWait.Fates"/>) to the missing targets:
+    /// a target whose peer (or the replacement it already follows) was escalated now also accepts the replacement's ACK
+    /// of the handed-over signal, whose ID names the replacement (<see cref="SignalHandover.HandedOverId"/>), and that ID
+    /// wakes this wait; a target whose peer died with nothing coming is marked dead. Returns true when anything changed.
+    /// Applying the same fates again changes nothing.
+    /// </summary>
+    private bool ApplyFates(PendingWait wait, List<Target> missing, string label)
+    {
+        var changed = false;
+        foreach (var fate in wait.Fates)
+        {
+            foreach (var target in missing)
+            {
+                var at = target.IndexOf(fate.PeerId);
+                var last = target.LinkCount - 1;
+                // Only the peer acting now, or the one before it when the fate names a different (or failed) replacement.
+                if (target.DeadReason is not null || at < 0 || at < last - 1)
+                {
+                    continue;
+                }
+
+                var by = target.CoordinatorId == fate.PeerId ? "" : $"its replacement {fate.PeerId} ";
+                if (fate.Kind == PeerFateKind.Dead)
+                {
+                    if (at == last || target.LinkAt(last).AckerId == fate.ReplacementId)
+                    {
+                        target.DeadReason = by + fate.Reason;
+                        changed = true;
+                    }
+                }
+                else if (fate.ReplacementId is { } replacement && target.IndexOf(replacement) < 0)
+                {
+                    var signalId = SignalHandover.HandedOverId(target.LinkAt(at).SignalId, fate.PeerId, replacement);
+                    target.Follow(new Link(replacement, signalId));
+                    _coordinator.Mailbox.AddSignal(wait, signalId);
+                    changed = true;
+                    _logger.LogInformation(
+                        "ACK wait follows hand-over signalId={SignalId} coordinator={CoordinatorId} dead={DeadId} replacement={NewId} handedOverSignalId={HandedOverSignalId} reason=\"{Reason}\"",
+                        label, target.CoordinatorId, fate.PeerId, replacement, signalId, fate.Reason);
+                }
+            }
+        }
+
+        return changed;
+    }
+
+    /// <summary>Who each missing target waits on now: itself, or the last replacement it follows (the K7 wait-for list).</summary>
+    private static List<string> Acting(List<Target> missing) =>
+        missing.Select(t => t.LinkAt(t.LinkCount - 1).AckerId).Distinct(StringComparer.Ordinal).ToList();
 
     /// <summary>
     /// <c>signals_failed_total{reason="ack_timeout"}</c> once per awaited receiver that did not ACK, labelled with this
@@ -489,12 +586,19 @@ public sealed class AckWaiter
     {
         var unblockedAt = long.TryParse(values[^1], NumberStyles.None, CultureInfo.InvariantCulture, out var marker) ? marker : 0;
         var still = new List<Target>(missing.Count);
-        for (var i = 0; i < missing.Count; i++)
+        var next = 0;
+        foreach (var target in missing)
         {
-            var raw = values[i];
-            if (raw is null || !Accept(missing[i], raw, acks, rejected))
+            var accepted = false;
+            for (var link = 0; link < target.LinkCount; link++)
             {
-                still.Add(missing[i]);
+                var raw = values[next++];
+                accepted = accepted || (raw is not null && Accept(target, target.LinkAt(link), raw, acks, rejected));
+            }
+
+            if (!accepted)
+            {
+                still.Add(target);
             }
         }
 
@@ -512,19 +616,29 @@ public sealed class AckWaiter
         var readRedis = false;
         for (var ack = offered; ack is not null; ack = ack.Next)
         {
-            var index = still.FindIndex(t => string.Equals(t.CoordinatorId, ack.AckerId, StringComparison.Ordinal));
-            if (index < 0)
+            // Usually one target per acker; a replacement can also be awaited for itself, so every match is tried.
+            var accepted = false;
+            (Target Target, Link Link)? tried = null;
+            for (var index = 0; index < still.Count && !accepted; index++)
             {
-                continue; // not awaited (any more), or not this wait's signal
+                var link = still[index].IndexOf(ack.AckerId);
+                if (link < 0)
+                {
+                    continue; // not awaited (any more), or not this wait's signal
+                }
+
+                tried ??= (still[index], still[index].LinkAt(link));
+                if (Accept(still[index], still[index].LinkAt(link), ack.Json, acks, rejected, quiet: true))
+                {
+                    still = ReferenceEquals(still, missing) ? [.. missing] : still;
+                    still.RemoveAt(index);
+                    accepted = true;
+                }
             }
 
-            if (Accept(still[index], ack.Json, acks, rejected))
+            if (tried is { } first && !accepted)
             {
-                still = ReferenceEquals(still, missing) ? [.. missing] : still;
-                still.RemoveAt(index);
-            }
-            else
-            {
+                Accept(first.Target, first.Link, ack.Json, acks, rejected); // logs and counts the rejection once
                 readRedis = true;
             }
         }
@@ -536,19 +650,27 @@ public sealed class AckWaiter
     /// Verifies one ACK value for <paramref name="target"/>; on success records it in <paramref name="acks"/>. A bad
     /// value is logged and counted once (not on every wake-up) and never ends the wait.
     /// </summary>
-    private bool Accept(Target target, string raw, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected)
+    private bool Accept(
+        Target target, Link link, string raw, Dictionary<string, SignalAck> acks, Dictionary<string, string> rejected, bool quiet = false)
     {
-        var (id, signalId) = target;
+        var (id, signalId) = link;
         var rejection = AckVerifier.Verify(Signing, raw, id, signalId, out var ack);
         if (rejection == AckRejection.None)
         {
-            acks[id] = ack!;
+            acks[target.CoordinatorId] = ack!;
+            target.AckedBy = id == target.CoordinatorId ? null : id;
             return true;
         }
 
-        if (!rejected.TryGetValue(id, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
+        if (quiet)
         {
-            rejected[id] = raw;
+            return false; // the caller may find the ACK good for another target, and logs a rejection itself
+        }
+
+        var rejectedKey = id + " " + signalId;
+        if (!rejected.TryGetValue(rejectedKey, out var previous) || !string.Equals(previous, raw, StringComparison.Ordinal))
+        {
+            rejected[rejectedKey] = raw;
             Telemetry.AckVerificationFailures.WithLabels(_coordinator.Id, AckVerifier.Label(rejection)).Inc();
             _logger.LogError(
                 "ACK signature verification failed in waitForAcks coordinatorId={CoordinatorId} signalId={SignalId} key={Key} reason={Reason}",
@@ -560,8 +682,21 @@ public sealed class AckWaiter
 
     private static void CancelSource(object? source) => ((CancellationTokenSource)source!).Cancel();
 
-    private static AwaitedAck[] Awaited(List<Target> missing) =>
-        missing.Select(t => new AwaitedAck(t.CoordinatorId, Keys.Ack(t.CoordinatorId, t.SignalId))).ToArray();
+    /// <summary>Every ACK key that counts for the missing targets, target by target and link by link (the order <see cref="Apply"/> reads).</summary>
+    private static AwaitedAck[] Awaited(List<Target> missing)
+    {
+        var awaited = new List<AwaitedAck>(missing.Count);
+        foreach (var target in missing)
+        {
+            for (var i = 0; i < target.LinkCount; i++)
+            {
+                var (ackerId, signalId) = target.LinkAt(i);
+                awaited.Add(new AwaitedAck(ackerId, Keys.Ack(ackerId, signalId)));
+            }
+        }
+
+        return [.. awaited];
+    }
 
     /// <summary>The missing ACKs' keys, then the force-unblock marker (the layout <see cref="ReadMissingAsync"/> reads).</summary>
     private static RedisKey[] ReadKeys(AwaitedAck[] missing, RedisKey unblockKey)
@@ -576,6 +711,45 @@ public sealed class AckWaiter
         return keys;
     }
 
-    /// <summary>One awaited coordinator and the signal ID it must ACK.</summary>
-    private readonly record struct Target(string CoordinatorId, string SignalId);
+    /// <summary>One ACK that counts for a target: who must write it, and for which signal ID.</summary>
+    private readonly record struct Link(string AckerId, string SignalId);
+
+    /// <summary>
+    /// One awaited coordinator and the signal ID it must ACK. When it died and its signals were handed over, the
+    /// replacement's ACK of the handed-over copy counts too (and so on down a chain of replacements, D18).
+    /// </summary>
+    private sealed class Target(string coordinatorId, string signalId)
+    {
+        private List<Link>? _followed;
+
+        public string CoordinatorId { get; } = coordinatorId;
+
+        public string SignalId { get; } = signalId;
+
+        /// <summary>The ACKs that count: the coordinator's own first, then each replacement's.</summary>
+        public int LinkCount => 1 + (_followed?.Count ?? 0);
+
+        /// <summary>Set when it died and nothing will ACK in its place: why.</summary>
+        public string? DeadReason { get; set; }
+
+        /// <summary>The replacement whose ACK counted, when one did.</summary>
+        public string? AckedBy { get; set; }
+
+        public Link LinkAt(int index) => index == 0 ? new Link(CoordinatorId, SignalId) : _followed![index - 1];
+
+        public int IndexOf(string ackerId)
+        {
+            for (var i = 0; i < LinkCount; i++)
+            {
+                if (LinkAt(i).AckerId == ackerId)
+                {
+                    return i;
+                }
+            }
+
+            return -1;
+        }
+
+        public void Follow(Link replacement) => (_followed ??= []).Add(replacement);
+    }
 }

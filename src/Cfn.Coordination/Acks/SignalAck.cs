@@ -33,4 +33,10 @@ public sealed record AckMetadata
 
     /// <summary>The signal payload's <c>phase</c>, when it had one.</summary>
     public string? Phase { get; init; }
+
+    /// <summary>
+    /// For a signal handed over from a dead receiver: its original message ID (the signal's <c>handedOverFrom</c>).
+    /// Informational: the signature does not cover it; a waiter binds the ACK through its signal ID (D18).
+    /// </summary>
+    public string? HandedOverFrom { get; init; }
 }

@@ -153,7 +153,8 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             judged.Add((id, database.ScriptEvaluateAsync(
                 RedisScripts.MonitorCheck,
                 [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
-                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs])));
+                [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs,
+                    (long)_options.EscalationLease.TotalMilliseconds])));
         }
 
         foreach (var (id, pending) in judged)
@@ -205,6 +206,9 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                 case "dead":
                     deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
                     break;
+                case "dead_already":
+                    await ResumeEscalationAsync(id, (long)reply[3], ageMs, now).ConfigureAwait(false);
+                    break;
             }
         }
 
@@ -230,11 +234,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private async Task<CoordinatorDeath> HandleDeathAsync(string id, long fenceEpoch, long ageMs, int warnings, long now)
     {
         var database = _redis.Database;
-        var swarm = (string?)await database.HashGetAsync(Keys.Swarms, id).ConfigureAwait(false);
-        if (swarm is null || !Identity.Ids.IsValidName(swarm))
-        {
-            swarm = await SwarmFromHeartbeatAsync(id).ConfigureAwait(false) ?? "unknown";
-        }
+        var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
 
         var reason = string.Create(CultureInfo.InvariantCulture, $"{warnings} consecutive warnings - heartbeat stale for {ageMs / 1000}s");
         _logger.LogError("Marking coordinator as DEAD coordinator={CoordinatorId} swarm={SwarmId} reason=\"{Reason}\" fencedAtEpoch={Epoch} monitor={MonitorId}",
@@ -251,10 +251,9 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         {
             _recoveryMetrics.Escalations.WithLabels("disabled").Inc();
             _logger.LogWarning(
-                "Auto escalation disabled (ENABLE_AUTO_ESCALATION=false): dead coordinator={CoordinatorId} keeps its work and signals until an operator acts",
+                "Auto escalation disabled (ENABLE_AUTO_ESCALATION=false): dead coordinator={CoordinatorId} is not replaced; its work goes back to the queue, its signals stay until an operator acts",
                 id);
-            await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
-            await database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+            await GiveUpAsync(id, swarm).ConfigureAwait(false);
         }
 
         var death = new CoordinatorDeath(id, swarm, fenceEpoch, ageMs, warnings, escalation);
@@ -270,6 +269,67 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         return death;
+    }
+
+    /// <summary>
+    /// A coordinator confirmed dead earlier is still registered: whoever handled its death died or failed before its
+    /// escalation finished (the last step removes the registration). Resume it (D17): a new escalation when no record
+    /// was ever written, else the recorded one once its lease has run out (<see cref="EscalationService"/> decides).
+    /// </summary>
+    private async Task ResumeEscalationAsync(string id, long fenceEpoch, long ageMs, long now)
+    {
+        if (_escalation is null)
+        {
+            return;
+        }
+
+        var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
+        if (!_options.EnableAutoEscalation)
+        {
+            // The death's handler died before it was done; finish that.
+            await GiveUpAsync(id, swarm).ConfigureAwait(false);
+            return;
+        }
+
+        var result = await _escalation.EscalateAsync(id, swarm, fenceEpoch, now - ageMs, MonitorId, resume: true).ConfigureAwait(false);
+        if (result.Outcome == EscalationOutcome.Escalated)
+        {
+            _logger.LogInformation("Resumed escalation finished coordinator={CoordinatorId} newCoordinator={NewId} monitor={MonitorId}",
+                id, result.NewCoordinatorId, MonitorId);
+        }
+    }
+
+    /// <summary>
+    /// No replacement will come (auto-escalation off): the dead coordinator's unfinished work goes back to the front of its
+    /// swarm's queue (D16; the dead instance is fenced, so it cannot finish it), then it leaves the registry. In that order,
+    /// so a handler dying in between leaves it registered and the next pass finishes the job.
+    /// </summary>
+    private async Task GiveUpAsync(string id, string swarm)
+    {
+        if (_escalation is not null && Identity.Ids.IsValidName(swarm))
+        {
+            await _escalation.Work.RequeueAllAsync(swarm, id, "owner_dead_no_replacement").ConfigureAwait(false);
+        }
+
+        await _redis.Database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
+        await _redis.Database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+        if (Identity.Ids.IsValidName(swarm))
+        {
+            // After the registry removal: a waiter confirms "nobody takes over" by the dead ID's absence there (D18).
+            await DeathNotices.PublishAsync(_redis.Database,
+                new DeathNotice(id, swarm, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), DeathNotice.NoReplacement)).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<string> SwarmOfAsync(string id)
+    {
+        var swarm = (string?)await _redis.Database.HashGetAsync(Keys.Swarms, id).ConfigureAwait(false);
+        if (swarm is null || !Identity.Ids.IsValidName(swarm))
+        {
+            swarm = await SwarmFromHeartbeatAsync(id).ConfigureAwait(false) ?? "unknown";
+        }
+
+        return swarm;
     }
 
     private async Task<string?> SwarmFromHeartbeatAsync(string id)

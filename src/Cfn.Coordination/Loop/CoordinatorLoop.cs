@@ -43,7 +43,9 @@ public sealed class CoordinatorLoop
     private readonly ILogger _logger;
     private readonly Random _random;
     private readonly Lock _randomGate = new();
-    private readonly ConcurrentDictionary<string, VerdictCollector> _pending = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ItemValidation> _pending = new(StringComparer.Ordinal);
+    private readonly Queue<string> _adoptedRecently = new();
+    private long _adopted;
     private readonly Lock _stateGate = new();
     private string _phase = "starting";
     private string? _currentWorkId;
@@ -114,7 +116,7 @@ public sealed class CoordinatorLoop
             lock (_stateGate)
             {
                 return new CoordinatorLoopState(_coordinator.Id, _coordinator.SwarmId, _phase, _currentWorkId, _iteration,
-                    _completed, _failed, _released, _validatorTimeouts, _lastError, _lastErrorAt);
+                    _completed, _failed, _released, _validatorTimeouts, _lastError, _lastErrorAt, _adopted, [.. _adoptedRecently]);
             }
         }
     }
@@ -164,9 +166,15 @@ public sealed class CoordinatorLoop
                         break;
                     }
 
+                    // Work handed to this coordinator (a dead one's, or an earlier instance's under this ID) comes before new work (D16).
+                    if (await AdoptOneAsync(token).ConfigureAwait(false))
+                    {
+                        continue;
+                    }
+
                     SetPhase("waiting-for-work");
                     var item = await _queue.TakeAsync(_coordinator.SwarmId, token, _coordinator.Id).ConfigureAwait(false);
-                    await ProcessAsync(item, token).ConfigureAwait(false);
+                    await ProcessAsync(item, adopted: null, token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
                 {
@@ -231,7 +239,46 @@ public sealed class CoordinatorLoop
         }
     }
 
-    private async Task ProcessAsync(QueuedWork queued, CancellationToken token)
+    /// <summary>
+    /// Adopts and works one item listed in this coordinator's owner index that it does not hold yet (D16); false when
+    /// there is none. An item whose adoption is refused (completed meanwhile, or someone else's now) is skipped.
+    /// </summary>
+    private async Task<bool> AdoptOneAsync(CancellationToken token)
+    {
+        foreach (var candidate in await _coordinator.Work.AdoptableAsync().ConfigureAwait(false))
+        {
+            token.ThrowIfCancellationRequested();
+            var adopted = await _coordinator.Work.AdoptAsync(candidate.WorkId).ConfigureAwait(false);
+            if (!adopted.Succeeded || adopted.Item is null)
+            {
+                _logger.LogWarning("Work item not adopted workId={WorkId} coordinator={CoordinatorId} outcome={Outcome}",
+                    candidate.WorkId, _coordinator.Id, adopted.Label);
+                continue;
+            }
+
+            var item = adopted.Item;
+            var input = ItemValidation.InputOf(item);
+            lock (_stateGate)
+            {
+                _adopted++;
+                _adoptedRecently.Enqueue(item.WorkId);
+                while (_adoptedRecently.Count > 20)
+                {
+                    _adoptedRecently.Dequeue();
+                }
+            }
+
+            _logger.LogInformation("Work item adopted workId={WorkId} coordinator={CoordinatorId} from={From} status={Status}",
+                item.WorkId, _coordinator.Id, candidate.TransferredFrom ?? "earlier instance", candidate.Status);
+            var queued = new QueuedWork { WorkId = item.WorkId, Input = input, EnqueuedAt = item.StartedAt };
+            await ProcessAsync(queued, item, token).ConfigureAwait(false);
+            return true;
+        }
+
+        return false;
+    }
+
+    private async Task ProcessAsync(QueuedWork queued, WorkItem? adopted, CancellationToken token)
     {
         lock (_stateGate)
         {
@@ -239,12 +286,17 @@ public sealed class CoordinatorLoop
             _phase = "claiming";
         }
 
-        WorkItem? item = null;
+        WorkItem? item = adopted;
+        ItemValidation? validation = null;
         try
         {
-            item = await OwnAsync(queued).ConfigureAwait(false);
-            // Recorded (its K10 item is ours) or skipped: either way it no longer needs the taken list's safety net.
-            await _queue.RecordedAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
+            if (adopted is null)
+            {
+                item = await OwnAsync(queued).ConfigureAwait(false);
+                // Recorded (its K10 item is ours) or skipped: either way it no longer needs the taken list's safety net.
+                await _queue.RecordedAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
+            }
+
             if (item is null)
             {
                 return;
@@ -256,24 +308,34 @@ public sealed class CoordinatorLoop
                 return;
             }
 
+            if (queued.Input.ValueKind == JsonValueKind.Undefined)
+            {
+                // An adopted item that lost its input cannot be validated: it is completed as failed rather than left.
+                validation = ItemValidation.Of(_coordinator.Work, item, default, resume: false, _logger);
+                await CompleteAsync(validation, queued, new ValidationOutcome("failed", [], [], 0, Error: "work item has no input"), null)
+                    .ConfigureAwait(false);
+                return;
+            }
+
+            validation = ItemValidation.Of(_coordinator.Work, item, queued.Input, resume: adopted is not null, _logger);
             var iteration = Interlocked.Increment(ref _iteration);
             await _coordinator.SetIterationAsync(iteration, "validation").ConfigureAwait(false);
             _coordinator.IsWorking = true;
-            var external = await MaybeCallExternalAsync(token).ConfigureAwait(false);
+            var external = validation.Resumed ? null : await MaybeCallExternalAsync(token).ConfigureAwait(false);
             SetPhase("validation");
-            var result = await ValidateAsync(queued, iteration, token).ConfigureAwait(false);
+            var result = await ValidateAsync(queued, validation, iteration, token).ConfigureAwait(false);
             if (result is null)
             {
-                await GiveBackAsync(queued, item).ConfigureAwait(false); // cancelled, or no validator to ask
+                await GiveBackAsync(queued, validation.Item).ConfigureAwait(false); // cancelled, or no validator to ask
                 return;
             }
 
             SetPhase("completing");
-            await CompleteAsync(item, queued, result, external).ConfigureAwait(false);
+            await CompleteAsync(validation, queued, result, external).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested && item is not null)
         {
-            await GiveBackAsync(queued, item).ConfigureAwait(false);
+            await GiveBackAsync(queued, validation?.Item ?? item).ConfigureAwait(false);
         }
         catch (Exception e) when (item is not null && e is RedisException or TimeoutException or SignalDeliveryException)
         {
@@ -283,7 +345,7 @@ public sealed class CoordinatorLoop
                 queued.WorkId, _coordinator.Id, RedisErrors.FirstClause(e));
             try
             {
-                await GiveBackAsync(queued, item).ConfigureAwait(false);
+                await GiveBackAsync(queued, validation?.Item ?? item).ConfigureAwait(false);
             }
             catch (Exception again) when (again is RedisException or TimeoutException)
             {
@@ -393,29 +455,42 @@ public sealed class CoordinatorLoop
     }
 
     /// <summary>
-    /// Sends the validation signals and waits for every ACK and verdict; null when cancelled or when no validator
-    /// could be asked (the caller gives the item back).
+    /// Sends the validation requests and waits for every ACK and verdict; null when cancelled or when no validator could
+    /// be asked (the caller gives the item back). For an adopted item (D16) only the slots whose request was never ACKed
+    /// are asked again; verdicts already recorded count, and those still on their way arrive here. A request whose
+    /// validator died with nobody to take its place (<c>peer_dead</c>, D18) goes to another live validator.
     /// </summary>
-    private async Task<ValidationOutcome?> ValidateAsync(QueuedWork queued, int iteration, CancellationToken token)
+    private async Task<ValidationOutcome?> ValidateAsync(QueuedWork queued, ItemValidation validation, int iteration, CancellationToken token)
     {
-        var live = await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false);
-        var picked = Pick(live.Where(v => v != _coordinator.Id).ToList(), _options.ValidatorsPerItem);
-        if (picked.Count == 0)
-        {
-            return null;
-        }
-
-        if (picked.Count < _options.ValidatorsPerItem)
-        {
-            _logger.LogWarning("Fewer live validators than VALIDATORS_PER_ITEM workId={WorkId} live={Live} wanted={Wanted}",
-                queued.WorkId, picked.Count, _options.ValidatorsPerItem);
-        }
-
         var time = _coordinator.Redis.Time;
         var started = time.GetTimestamp();
         var timeout = ValidationTimeout;
-        var collector = new VerdictCollector(iteration, picked);
-        _pending[queued.WorkId] = collector;
+        List<(int Slot, string ValidatorId)> toSend;
+        if (!validation.Resumed)
+        {
+            var live = await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false);
+            var picked = Pick(live.Where(v => v != _coordinator.Id).ToList(), _options.ValidatorsPerItem);
+            if (picked.Count == 0)
+            {
+                return null;
+            }
+
+            if (picked.Count < _options.ValidatorsPerItem)
+            {
+                _logger.LogWarning("Fewer live validators than VALIDATORS_PER_ITEM workId={WorkId} live={Live} wanted={Wanted}",
+                    queued.WorkId, picked.Count, _options.ValidatorsPerItem);
+            }
+
+            toSend = picked.Select((v, i) => (i, v)).ToList();
+        }
+        else
+        {
+            toSend = await UnackedSlotsAsync(validation).ConfigureAwait(false);
+            _logger.LogInformation("Validation resumed workId={WorkId} coordinator={CoordinatorId} slots={Slots} askedAgain={Again}",
+                queued.WorkId, _coordinator.Id, validation.Slots.Count, toSend.Count);
+        }
+
+        _pending[queued.WorkId] = validation;
         try
         {
             var payload = JsonSerializer.SerializeToElement(new ValidationRequest
@@ -424,28 +499,86 @@ public sealed class CoordinatorLoop
                 Input = queued.Input,
                 RequestedAt = time.GetUtcNow().ToUnixTimeMilliseconds(),
             }, Json.Options);
-            var signals = new List<KeyValuePair<string, string>>(picked.Count);
-            foreach (var validator in picked)
+            var awaiting = new Dictionary<int, (string ValidatorId, string MessageId)>();
+            IReadOnlyList<string> noAck = [];
+            var forced = false;
+            for (var round = 0; ; round++)
             {
-                var sent = await _coordinator.Signals.SendAsync(validator, SignalTypes.Validation, iteration, payload).ConfigureAwait(false);
-                signals.Add(KeyValuePair.Create(sent.ReceiverId, sent.MessageId)); // a dead validator's replacement ACKs a redirected signal
+                if (toSend.Count > 0)
+                {
+                    if (round > 0 || validation.Resumed)
+                    {
+                        toSend = await ReassignAsync(validation, toSend).ConfigureAwait(false);
+                    }
+
+                    // Recorded in the item before anything is sent, so a replacement knows every request that may be out.
+                    foreach (var (slot, validatorId, key, planned) in await validation.PlanAsync(toSend, _coordinator.Id, iteration).ConfigureAwait(false))
+                    {
+                        var sent = await _coordinator.Signals.SendAsync(validatorId, SignalTypes.Validation, iteration, payload, idempotencyKey: key)
+                            .ConfigureAwait(false);
+                        if (sent.MessageId != planned)
+                        {
+                            await validation.RedirectedAsync(slot, ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId).ConfigureAwait(false);
+                        }
+
+                        awaiting[slot] = (ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId);
+                    }
+                }
+
+                var open = validation.Open().Select(o => o.Slot).ToHashSet();
+                var waitFor = awaiting.Where(a => open.Contains(a.Key)).ToList();
+                if (waitFor.Count == 0)
+                {
+                    break;
+                }
+
+                var remainingForAcks = timeout - time.GetElapsedTime(started);
+                var acks = await _coordinator.Waiter.WaitForAcksAsync(
+                    waitFor.Select(a => KeyValuePair.Create(a.Value.ValidatorId, a.Value.MessageId)),
+                    remainingForAcks > TimeSpan.Zero ? remainingForAcks : TimeSpan.FromMilliseconds(1), token).ConfigureAwait(false);
+                var ackedSlots = waitFor.Where(a => !acks.Missing.Contains(a.Value.ValidatorId)).Select(a => a.Key).ToList();
+                foreach (var slot in ackedSlots)
+                {
+                    awaiting.Remove(slot); // ACKed: its verdict is on its way
+                }
+
+                // Recorded in the item: a replacement that adopts it must not ask again what is being validated (D16).
+                await validation.MarkAckedAsync(ackedSlots).ConfigureAwait(false);
+
+                noAck = acks.Missing;
+                if (acks.Status == AckWaitStatus.Cancelled)
+                {
+                    token.ThrowIfCancellationRequested(); // the token includes the coordinator's superseded token
+                    return null;
+                }
+
+                forced = acks.Status == AckWaitStatus.Forced;
+                var dead = DeadPeersOf(acks);
+                if (dead.Count > 0 && round < MaxReassignRounds && time.GetElapsedTime(started) < timeout)
+                {
+                    // Nobody will answer for these validators (D18): ask others with the time that is left.
+                    toSend = waitFor.Where(a => dead.Contains(a.Value.ValidatorId)).Select(a => (a.Key, a.Value.ValidatorId)).ToList();
+                    foreach (var (slot, _) in toSend)
+                    {
+                        awaiting.Remove(slot);
+                    }
+
+                    _logger.LogWarning("Validators dead with no replacement, asking others workId={WorkId} coordinator={CoordinatorId} dead={Dead}",
+                        queued.WorkId, _coordinator.Id, string.Join(',', dead));
+                    continue;
+                }
+
+                break;
             }
 
-            var acks = await _coordinator.Waiter.WaitForAcksAsync(signals, timeout, token).ConfigureAwait(false);
-            if (acks.Status == AckWaitStatus.Cancelled)
-            {
-                token.ThrowIfCancellationRequested(); // the token includes the coordinator's superseded token
-                return null;
-            }
-
-            if (acks.Status == AckWaitStatus.Completed)
+            if (!forced)
             {
                 var remaining = timeout - time.GetElapsedTime(started);
                 if (remaining > TimeSpan.Zero)
                 {
                     try
                     {
-                        await collector.AllIn.WaitAsync(remaining, time, token).ConfigureAwait(false);
+                        await validation.AllIn.WaitAsync(remaining, time, token).ConfigureAwait(false);
                     }
                     catch (TimeoutException)
                     {
@@ -454,23 +587,82 @@ public sealed class CoordinatorLoop
                 }
             }
 
-            var verdicts = collector.Snapshot();
-            var missing = picked.Where(v => !verdicts.ContainsKey(v)).ToList();
+            var slots = validation.Slots;
+            var verdicts = slots.Where(s => s.Verdict is not null).Select(s => s.Verdict!).ToList();
+            var missing = slots.Where(s => s.Verdict is null).Select(s => s.ValidatorId).ToList();
             var waitedMs = (long)time.GetElapsedTime(started).TotalMilliseconds;
-            var status = acks.Status == AckWaitStatus.Forced ? "forced"
+            var status = forced ? "forced"
                 : missing.Count > 0 ? "timeout"
-                : verdicts.Values.All(v => v.Passed) ? Verdicts.Pass : Verdicts.Fail;
-            if (missing.Count > 0 && acks.Status != AckWaitStatus.Forced)
+                : verdicts.All(v => v.Passed) ? Verdicts.Pass : Verdicts.Fail;
+            if (missing.Count > 0 && !forced)
             {
-                await RecordTimeoutsAsync(queued.WorkId, missing, acks.Missing, waitedMs).ConfigureAwait(false);
+                await RecordTimeoutsAsync(queued.WorkId, missing, noAck, waitedMs).ConfigureAwait(false);
             }
 
-            return new ValidationOutcome(status, [.. picked.Where(verdicts.ContainsKey).Select(v => verdicts[v])], missing, waitedMs);
+            return new ValidationOutcome(status, verdicts, missing, waitedMs);
         }
         finally
         {
-            _pending.TryRemove(KeyValuePair.Create(queued.WorkId, collector));
+            _pending.TryRemove(KeyValuePair.Create(queued.WorkId, validation));
         }
+    }
+
+    /// <summary>Rounds of asking other validators for requests whose validator died with no replacement.</summary>
+    private const int MaxReassignRounds = 3;
+
+    /// <summary>The receiver segment of a message ID (<c>{sender}:{receiver}:…</c>).</summary>
+    private static string? ReceiverOf(string messageId)
+    {
+        var parts = messageId.Split(':');
+        return parts.Length > 1 && Identity.Ids.IsValidName(parts[1]) ? parts[1] : null;
+    }
+
+    /// <summary>The awaited peers the wait found dead with nothing coming for them (D18).</summary>
+    private static IReadOnlyList<string> DeadPeersOf(AckWaitResult acks) =>
+        acks.StatusLabel == "peer_dead" ? acks.Missing : [];
+
+    /// <summary>
+    /// Of an adopted item's open slots, those whose requests were never ACKed by the validator asked: the earlier owner's
+    /// requests are void (a validator skips a request whose requester is gone), so they are asked again. One MGET.
+    /// </summary>
+    private async Task<List<(int Slot, string ValidatorId)>> UnackedSlotsAsync(ItemValidation validation)
+    {
+        var open = validation.Open().Where(o => !o.Acked).ToList();
+        var keys = open.SelectMany(o => o.MessageIds.Where(m => Identity.Ids.IsValidSignalId(m)).Select(m => (o.Slot, Key: Keys.Ack(o.ValidatorId, m)))).ToList();
+        var values = keys.Count == 0 ? [] : await _coordinator.Redis.Database.StringGetAsync(keys.Select(k => k.Key).ToArray()).ConfigureAwait(false);
+        var acked = keys.Where((_, i) => !values[i].IsNull).Select(k => k.Slot).ToHashSet();
+        return open.Where(o => !acked.Contains(o.Slot)).Select(o => (o.Slot, o.ValidatorId)).ToList();
+    }
+
+    /// <summary>Keeps each slot's validator when it is still live, else gives the slot another live one not asked for this item.</summary>
+    private async Task<List<(int Slot, string ValidatorId)>> ReassignAsync(ItemValidation validation, List<(int Slot, string ValidatorId)> slots)
+    {
+        var live = (await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false)).Where(v => v != _coordinator.Id).ToList();
+        var inUse = validation.Slots.Select(s => s.ValidatorId).ToHashSet(StringComparer.Ordinal);
+        var spare = Pick(live.Where(v => !inUse.Contains(v)).ToList(), live.Count);
+        var result = new List<(int, string)>();
+        foreach (var (slot, validatorId) in slots)
+        {
+            if (live.Contains(validatorId))
+            {
+                result.Add((slot, validatorId));
+            }
+            else if (spare.Count > 0)
+            {
+                result.Add((slot, spare[0]));
+                spare.RemoveAt(0);
+            }
+            else if (live.Count > 0)
+            {
+                result.Add((slot, Pick(live, 1)[0])); // fewer live validators than slots: one answers twice
+            }
+            else
+            {
+                result.Add((slot, validatorId)); // nobody live: ask the same one; its replacement gets it
+            }
+        }
+
+        return result;
     }
 
     private async Task RecordTimeoutsAsync(string workId, List<string> missing, IReadOnlyList<string> noAck, long waitedMs)
@@ -492,7 +684,7 @@ public sealed class CoordinatorLoop
         }
     }
 
-    private async Task CompleteAsync(WorkItem item, QueuedWork queued, ValidationOutcome outcome, object? external)
+    private async Task CompleteAsync(ItemValidation validation, QueuedWork queued, ValidationOutcome outcome, object? external)
     {
         var result = JsonSerializer.SerializeToElement(new
         {
@@ -502,8 +694,10 @@ public sealed class CoordinatorLoop
             missing = outcome.Missing,
             waitedMs = outcome.WaitedMs,
             external,
+            error = outcome.Error,
+            adopted = validation.Resumed ? true : (bool?)null,
         }, Json.Options);
-        var written = await _coordinator.Work.CompleteAsync(item, result).ConfigureAwait(false);
+        var written = await validation.CompleteAsync(result).ConfigureAwait(false);
         if (!written.Succeeded)
         {
             NoteError($"work item not completed workId={queued.WorkId} outcome={written.Label}");
@@ -587,7 +781,8 @@ public sealed class CoordinatorLoop
         var signal = received.Signal;
         if (signal.Type == SignalTypes.Completion && TryReadCompletion(signal.Payload, out var completion))
         {
-            if (_pending.TryGetValue(completion!.WorkId, out var collector) && collector.TryAdd(signal.SenderId, signal.Iteration, completion))
+            if (_pending.TryGetValue(completion!.WorkId, out var validation) &&
+                await validation.TryAddVerdictAsync(signal.SenderId, completion).ConfigureAwait(false))
             {
                 return;
             }
@@ -689,32 +884,7 @@ public sealed class CoordinatorLoop
         }
     }
 
-    private sealed record ValidationOutcome(string Status, IReadOnlyList<ValidationCompletion> Verdicts, IReadOnlyList<string> Missing, long WaitedMs);
+    private sealed record ValidationOutcome(
+        string Status, IReadOnlyList<ValidationCompletion> Verdicts, IReadOnlyList<string> Missing, long WaitedMs, string? Error = null);
 
-    /// <summary>The verdicts of one item in hand, by validator; complete when every asked validator answered.</summary>
-    private sealed class VerdictCollector(int iteration, IReadOnlyList<string> expected)
-    {
-        private readonly HashSet<string> _expected = new(expected, StringComparer.Ordinal);
-        private readonly ConcurrentDictionary<string, ValidationCompletion> _received = new(StringComparer.Ordinal);
-        private readonly TaskCompletionSource _allIn = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public Task AllIn => _allIn.Task;
-
-        public bool TryAdd(string validatorId, int signalIteration, ValidationCompletion completion)
-        {
-            if (signalIteration != iteration || !_expected.Contains(validatorId) || !_received.TryAdd(validatorId, completion))
-            {
-                return false;
-            }
-
-            if (_received.Count == _expected.Count)
-            {
-                _allIn.TrySetResult();
-            }
-
-            return true;
-        }
-
-        public Dictionary<string, ValidationCompletion> Snapshot() => new(_received, StringComparer.Ordinal);
-    }
 }

@@ -15,6 +15,11 @@ namespace Cfn.Coordination.Loop;
 /// <param name="ValidatorTimeouts">Validators whose verdict did not arrive in time, summed over items.</param>
 /// <param name="LastError">The last error or timeout, as text.</param>
 /// <param name="LastErrorAt">When it happened (local clock, ms), if any.</param>
+/// <param name="ItemsAdopted">
+/// Items this loop adopted (D16): transferred to it from a dead coordinator, or left unfinished by an earlier instance
+/// under its ID, and resumed.
+/// </param>
+/// <param name="AdoptedWorkIds">The most recently adopted items (at most 20), newest last.</param>
 public sealed record CoordinatorLoopState(
     string CoordinatorId,
     string SwarmId,
@@ -26,4 +31,6 @@ public sealed record CoordinatorLoopState(
     long ItemsReleased,
     long ValidatorTimeouts,
     string? LastError,
-    long? LastErrorAt);
+    long? LastErrorAt,
+    long ItemsAdopted = 0,
+    IReadOnlyList<string>? AdoptedWorkIds = null);

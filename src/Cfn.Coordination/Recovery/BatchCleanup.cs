@@ -174,6 +174,30 @@ public sealed partial class BatchCleanup
             }
         }
 
+        // A dead coordinator whose escalation has not finished its own steps still owns its inbox and work: the handler
+        // running the escalation (or the one resuming it) moves them to the replacement. Deleting them here would lose
+        // them (D17), so such coordinators are skipped and said so.
+        var skipped = 0;
+        if (stale.Count > 0)
+        {
+            var ids = stale.Order(StringComparer.Ordinal).ToList();
+            for (var start = 0; start < ids.Count; start += MgetBatch)
+            {
+                var batch = ids.Skip(start).Take(MgetBatch).ToList();
+                var records = await database.StringGetAsync(batch.Select(id => Keys.Escalation(id)).ToArray()).ConfigureAwait(false);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    if (!records[i].IsNull && Json.TryDeserialize<EscalationRecord>((string)records[i]!, out var record, out _) &&
+                        record!.Step != EscalationSteps.Cleaned)
+                    {
+                        stale.Remove(batch[i]);
+                        skipped++;
+                        say("WARN", $"Skipping coordinator {batch[i]}: escalation not finished (status {record.Status}, step {record.Step}); its handler hands its work and signals over");
+                    }
+                }
+            }
+        }
+
         // One pass over the keyspace for all stale coordinators at once.
         var owned = stale.ToDictionary(id => id, id => new List<(RedisKey, string)>
         {
@@ -243,7 +267,8 @@ public sealed partial class BatchCleanup
         var elapsed = watch.ElapsedMilliseconds;
         var rate = lastBeat.Count / Math.Max(0.001, elapsed / 1000.0);
         say("INFO", $"Total coordinators checked: {lastBeat.Count}");
-        say("INFO", $"Stale coordinators found: {stale.Count}");
+        say("INFO", $"Stale coordinators found: {stale.Count + skipped}");
+        say("INFO", $"Skipped (escalation not finished): {skipped}");
         say("INFO", $"Keys deleted: {deleted}");
         say("INFO", $"Cleanup errors: {errors}");
         say("INFO", $"Execution time: {elapsed}ms");
@@ -251,7 +276,7 @@ public sealed partial class BatchCleanup
         var exit = errors == 0 ? 0 : 2;
         say(errors == 0 ? "INFO" : "ERROR", errors == 0 ? "Cleanup completed successfully" : $"Cleanup completed with {errors} errors");
         _metrics.CleanupRuns.WithLabels(errors == 0 ? "success" : "errors").Inc();
-        return new BatchCleanupReport(lastBeat.Count, stale.Count, deleted, errors, elapsed, exit, stale.Order(StringComparer.Ordinal).ToList());
+        return new BatchCleanupReport(lastBeat.Count, stale.Count + skipped, deleted, errors, elapsed, exit, stale.Order(StringComparer.Ordinal).ToList());
     }
 
     private async Task<List<string>> ExistingAsync(List<(RedisKey Key, string Category)> keys)

@@ -46,6 +46,18 @@ public sealed record EscalationRecord
     /// <summary>Unconsumed signals moved to the replacement.</summary>
     public long SignalsHandedOver { get; init; }
 
+    /// <summary>
+    /// The last step done (D17), one of <see cref="EscalationSteps"/>: <c>locked → work_transferred → signals_handed_over →
+    /// spawn_requested → notified → cleaned</c>. A handler that takes over an escalation resumes after it.
+    /// </summary>
+    public string Step { get; init; } = EscalationSteps.Locked;
+
+    /// <summary>The handler running the escalation now.</summary>
+    public string? LeaseOwner { get; init; }
+
+    /// <summary>Until when (Redis ms) <see cref="LeaseOwner"/> owns it; after that another handler may resume it. 0 = released.</summary>
+    public long LeaseUntil { get; init; }
+
     /// <summary>Why it failed, when it did (the escalation's error, or why the replacement's start failed).</summary>
     public string? Error { get; init; }
 }

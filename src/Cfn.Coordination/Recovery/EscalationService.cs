@@ -1,4 +1,4 @@
-using System.Text.Json;
+using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Microsoft.Extensions.Logging;
@@ -15,8 +15,11 @@ public enum EscalationOutcome
     /// <summary>Another handler already escalated this incident (the K8 lock was taken).</summary>
     AlreadyEscalated,
 
-    /// <summary>Something failed; the K8 record says why.</summary>
+    /// <summary>A step failed (Redis trouble): the lease is given up, so this or another handler resumes it on a later pass (D17).</summary>
     Failed,
+
+    /// <summary>The dead coordinator's ID was restarted under a new epoch before its work moved: nothing to hand over.</summary>
+    Superseded,
 }
 
 /// <summary>The result of <see cref="EscalationService.EscalateAsync"/>.</summary>
@@ -24,10 +27,13 @@ public sealed record EscalationResult(EscalationOutcome Outcome, string DeadCoor
     WorkTransferResult? Work, int SignalsHandedOver, CleanupResult? Cleanup);
 
 /// <summary>
-/// Escalates a dead coordinator (SPEC §2.13): the K8 record taken with <c>SET NX</c> is the lock (one escalation per
-/// incident, whoever calls), a spawn request K9 for a new ID, the notice on <c>swarm:{swarmId}:coordinator:dead</c>,
-/// every unfinished work item and every unconsumed signal handed to the replacement, then the dead coordinator's keys
-/// cleaned. Logs the TS lines up to <c>Dead coordinator escalation complete</c> (L7, L16).
+/// Escalates a dead coordinator (SPEC §2.13, D17): the K8 record taken with <c>SET NX</c> is the lock (one escalation per
+/// incident, whoever calls); then, as numbered steps recorded in K8 (<see cref="EscalationSteps"/>), every unfinished work
+/// item and every unconsumed signal handed to the replacement's new ID, the replacement's spawn request K9 (after the
+/// hand-over, so the replacement finds its work when it starts), the notice on <c>swarm:{swarmId}:coordinator:dead</c>,
+/// and the dead coordinator's keys cleaned. The handler running it holds a lease in K8, renewed at each step; when it dies
+/// (or Redis fails mid-step) the lease runs out and the next handler that sees the dead coordinator resumes after the last
+/// recorded step. Each step is idempotent. Logs the TS lines up to <c>Dead coordinator escalation complete</c> (L7, L16).
 /// </summary>
 public sealed class EscalationService
 {
@@ -49,7 +55,7 @@ public sealed class EscalationService
         _metrics = metrics;
         _cleanup = cleanup;
         _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.Escalation");
-        _work = new WorkTransfer(redis, cleanup, metrics, _logger);
+        _work = new WorkTransfer(redis, metrics, _logger);
         _signals = new SignalHandover(redis, keys, metrics, _logger);
         _spawns = new SpawnRequests(redis.Database, redis.Time, options.EscalationTtlSeconds);
     }
@@ -58,122 +64,311 @@ public sealed class EscalationService
     public SpawnRequests Spawns => _spawns;
 
     /// <summary>
-    /// Takes the K8 record as the lock. A record left by an earlier incident of the same ID (a lower fencing token) does
-    /// not block this one: it is replaced by compare-and-set, so still only one caller wins.
+    /// The escalations that are not over (for <c>cfn status</c>): of coordinators declared dead and still registered (their
+    /// escalation's steps are not done), and of replacements requested in the last <paramref name="sinceMs"/> whose record is
+    /// not final. Found through the health hash and the spawn index, never by scanning; one MGET.
     /// </summary>
-    private async Task<bool> TakeLockAsync(RedisKey key, EscalationRecord record, TimeSpan ttl)
+    public static async Task<IReadOnlyList<EscalationRecord>> OpenAsync(IDatabase database, SpawnRequests spawns, long sinceMs)
     {
-        var database = _redis.Database;
-        if (await database.StringSetAsync(key, Json.Serialize(record), ttl, When.NotExists).ConfigureAwait(false))
+        ArgumentNullException.ThrowIfNull(database);
+        ArgumentNullException.ThrowIfNull(spawns);
+        var dead = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var entry in await database.HashGetAllAsync(Keys.Health).ConfigureAwait(false))
         {
-            return true;
+            if (((string?)entry.Value)?.EndsWith("|dead", StringComparison.Ordinal) == true && Ids.IsValidName(entry.Name))
+            {
+                dead.Add(entry.Name!);
+            }
         }
 
-        var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-        var earlier = Json.TryDeserialize<EscalationRecord>(raw, out var existing, out _) ? existing!.FencingToken : 0;
-        if (raw is null || earlier >= record.FencingToken)
+        foreach (var newId in await spawns.ListAsync(sinceMs).ConfigureAwait(false))
         {
-            return false;
+            if (await spawns.GetAsync(newId).ConfigureAwait(false) is { ReplacesCoordinatorId: { } replaced } && Ids.IsValidName(replaced))
+            {
+                dead.Add(replaced);
+            }
         }
 
-        var swapped = (long)await database.ScriptEvaluateAsync(RedisScripts.CompareAndSet, [key], [raw, Json.Serialize(record)])
-            .ConfigureAwait(false);
-        if (swapped == 1)
+        var ids = dead.Order(StringComparer.Ordinal).ToList();
+        var values = ids.Count == 0 ? [] : await database.StringGetAsync(ids.Select(id => Keys.Escalation(id)).ToArray()).ConfigureAwait(false);
+        var open = new List<EscalationRecord>();
+        for (var i = 0; i < ids.Count; i++)
         {
-            await database.KeyExpireAsync(key, ttl).ConfigureAwait(false);
+            if (Json.TryDeserialize<EscalationRecord>((string?)values[i], out var record, out _) &&
+                (record!.Step != EscalationSteps.Cleaned || !EscalationStatus.IsFinal(record.Status)))
+            {
+                open.Add(record);
+            }
         }
 
-        return swapped == 1;
+        return open;
     }
 
+    /// <summary>Work hand-over and requeue (the swarm manager requeues a failed replacement's work with it).</summary>
+    public WorkTransfer Work => _work;
+
     /// <summary>
-    /// Escalates the death of <paramref name="deadId"/>, whose instance was fenced at <paramref name="fenceEpoch"/>.
+    /// Escalates the death of <paramref name="deadId"/>, whose instance was fenced at <paramref name="fenceEpoch"/>, or
+    /// resumes its escalation when another handler started it and its lease has run out (D17). <paramref name="handlerId"/>
+    /// names the caller (recorded as <c>detectedBy</c> of a new record and as the lease owner).
     /// </summary>
-    public async Task<EscalationResult> EscalateAsync(string deadId, string swarmId, long fenceEpoch, long lastHeartbeatMs, string detectedBy)
+    /// <param name="deadId">The dead coordinator.</param>
+    /// <param name="swarmId">Its swarm.</param>
+    /// <param name="fenceEpoch">The epoch its death set.</param>
+    /// <param name="lastHeartbeatMs">Its last heartbeat (Redis ms).</param>
+    /// <param name="handlerId">The caller.</param>
+    /// <param name="resume">
+    /// True when called for a death confirmed earlier (to resume a stalled escalation): finding it running under a live
+    /// lease is then the normal case and is neither logged nor counted.
+    /// </param>
+    public async Task<EscalationResult> EscalateAsync(string deadId, string swarmId, long fenceEpoch, long lastHeartbeatMs, string handlerId,
+        bool resume = false)
     {
         var database = _redis.Database;
-        _logger.LogWarning("Escalating dead coordinator coordinator={DeadId} swarm={SwarmId}", deadId, swarmId);
+        var key = Keys.Escalation(deadId);
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
-        var newId = SpawnRequests.NewCoordinatorId(now);
-        var record = new EscalationRecord
+        var lease = (long)_options.EscalationLease.TotalMilliseconds;
+        var fresh = new EscalationRecord
         {
             DeadCoordinatorId = deadId,
             SwarmId = swarmId,
             Timestamp = now,
             Status = EscalationStatus.Escalated,
-            NewCoordinatorId = newId,
+            NewCoordinatorId = SpawnRequests.NewCoordinatorId(now),
             LastHeartbeat = lastHeartbeatMs,
-            DetectedBy = detectedBy,
+            DetectedBy = handlerId,
             FencingToken = fenceEpoch,
+            Step = EscalationSteps.Locked,
+            LeaseOwner = handlerId,
+            LeaseUntil = now + lease,
         };
-        var key = Keys.Escalation(deadId);
         var ttl = TimeSpan.FromSeconds(_options.EscalationTtlSeconds);
-        if (!await TakeLockAsync(key, record, ttl).ConfigureAwait(false))
+        var (record, raw, previousOwner) = await TakeAsync(key, fresh, ttl, now, handlerId).ConfigureAwait(false);
+        if (record is null)
         {
-            _metrics.Escalations.WithLabels("already_escalated").Inc();
-            _logger.LogInformation("Escalation already in progress or done coordinator={DeadId}; nothing to do", deadId);
+            if (!resume)
+            {
+                _metrics.Escalations.WithLabels("already_escalated").Inc();
+                _logger.LogInformation("Escalation already in progress or done coordinator={DeadId}; nothing to do", deadId);
+            }
+
             return new EscalationResult(EscalationOutcome.AlreadyEscalated, deadId, null, null, 0, null);
         }
 
-        _logger.LogInformation("Escalation record created coordinator={DeadId} key={Key}", deadId, (string?)key);
+        if (ReferenceEquals(record, fresh))
+        {
+            _logger.LogWarning("Escalating dead coordinator coordinator={DeadId} swarm={SwarmId}", deadId, swarmId);
+            _logger.LogInformation("Escalation record created coordinator={DeadId} key={Key}", deadId, (string?)key);
+        }
+        else
+        {
+            _metrics.Escalations.WithLabels("resumed").Inc();
+            _logger.LogWarning("Resuming escalation coordinator={DeadId} step={Step} newCoordinator={NewId} previousHandler={Previous} handler={HandlerId}",
+                deadId, record.Step, record.NewCoordinatorId, previousOwner ?? "none", handlerId);
+        }
+
+        return await RunStepsAsync(key, record, raw!, handlerId).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Takes the escalation of this incident: a new K8 record with <c>SET NX</c>; or the record of an earlier incident of
+    /// the same ID (a lower fencing token), replaced by compare-and-set; or this incident's record when it is not final and
+    /// its lease has run out (its handler died or gave up), leased to <paramref name="handlerId"/>. Returns the record now
+    /// held and its stored JSON, or nulls when another handler holds it or it is done.
+    /// </summary>
+    private async Task<(EscalationRecord? Record, string? Raw, string? PreviousOwner)> TakeAsync(
+        RedisKey key, EscalationRecord fresh, TimeSpan ttl, long now, string handlerId)
+    {
+        var database = _redis.Database;
+        var json = Json.Serialize(fresh);
+        if (await database.StringSetAsync(key, json, ttl, When.NotExists).ConfigureAwait(false))
+        {
+            return (fresh, json, null);
+        }
+
+        var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+        if (raw is null)
+        {
+            return (null, null, null); // expired in between: the next pass starts afresh
+        }
+
+        if (!Json.TryDeserialize<EscalationRecord>(raw, out var existing, out var error) || !Ids.IsValidName(existing!.NewCoordinatorId))
+        {
+            _metrics.MalformedValues.WithLabels("escalation").Inc();
+            _logger.LogWarning("Malformed escalation record replaced coordinator={DeadId}: {Error}", fresh.DeadCoordinatorId, error ?? "invalid newCoordinatorId");
+            return await SwapAsync(key, raw, fresh, ttl).ConfigureAwait(false) ? (fresh, json, null) : (null, null, null);
+        }
+
+        if (existing.FencingToken < fresh.FencingToken)
+        {
+            // An earlier incident of the same ID: this one is new.
+            return await SwapAsync(key, raw, fresh, ttl).ConfigureAwait(false) ? (fresh, json, null) : (null, null, null);
+        }
+
+        // The swarm manager may have settled the status already (the replacement runs); what matters here is whether the
+        // escalation's own steps are done, and whether the handler running them is still within its lease.
+        if (existing.FencingToken > fresh.FencingToken || existing.Step == EscalationSteps.Cleaned || existing.LeaseUntil > now)
+        {
+            return (null, null, null);
+        }
+
+        var taken = existing with { LeaseOwner = handlerId, LeaseUntil = now + (long)_options.EscalationLease.TotalMilliseconds };
+        return await SwapAsync(key, raw, taken, ttl: null).ConfigureAwait(false)
+            ? (taken, Json.Serialize(taken), existing.LeaseOwner)
+            : (null, null, null);
+    }
+
+    private async Task<bool> SwapAsync(RedisKey key, string expected, EscalationRecord next, TimeSpan? ttl)
+    {
+        var swapped = (long)await _redis.Database.ScriptEvaluateAsync(RedisScripts.CompareAndSet, [key], [expected, Json.Serialize(next)])
+            .ConfigureAwait(false);
+        if (swapped == 1 && ttl is { } expiry)
+        {
+            await _redis.Database.KeyExpireAsync(key, expiry).ConfigureAwait(false);
+        }
+
+        return swapped == 1;
+    }
+
+    /// <summary>Runs every step after <paramref name="record"/>'s, recording each (and renewing the lease) in K8.</summary>
+    private async Task<EscalationResult> RunStepsAsync(RedisKey key, EscalationRecord record, string raw, string handlerId)
+    {
+        var deadId = record.DeadCoordinatorId;
+        var newId = record.NewCoordinatorId;
+        var swarmId = record.SwarmId;
+        WorkTransferResult? work = null;
+        CleanupResult? cleanup = null;
+        var signals = 0;
         try
         {
-            await _spawns.CreateAsync(new SpawnRequest
+            for (var step = EscalationSteps.Next(record.Step); step is not null; step = EscalationSteps.Next(step))
             {
-                NewCoordinatorId = newId,
-                ReplacesCoordinatorId = deadId,
-                SwarmId = swarmId,
-                Timestamp = now,
-                Status = SpawnStatus.Pending,
-                Priority = "high",
-                Reason = "replacement",
-                RequestedBy = detectedBy,
-                UpdatedAt = now,
-            }).ConfigureAwait(false);
-            _logger.LogInformation("Spawn request created for new coordinator newCoordinatorId={NewId} replaces={DeadId} swarm={SwarmId}",
-                newId, deadId, swarmId);
+                switch (step)
+                {
+                    case EscalationSteps.WorkTransferred:
+                        work = await _work.TransferAllAsync(swarmId, deadId, newId, record.FencingToken).ConfigureAwait(false);
+                        if (work.Aborted)
+                        {
+                            // The ID runs again under a newer epoch: its new instance keeps its work and inbox; no replacement.
+                            await EscalationRecords.TryUpdateAsync(_redis.Database, deadId, current => current.FencingToken == record.FencingToken
+                                ? current with
+                                {
+                                    Status = EscalationStatus.Failed,
+                                    Step = EscalationSteps.Cleaned, // nothing left to do: the running instance keeps its state
+                                    Error = "coordinator restarted under its ID before the hand-over",
+                                    LeaseUntil = 0,
+                                }
+                                : null).ConfigureAwait(false);
+                            _metrics.Escalations.WithLabels("superseded").Inc();
+                            return new EscalationResult(EscalationOutcome.Superseded, deadId, null, work, 0, null);
+                        }
 
-            var notice = JsonSerializer.Serialize(new { deadCoordinatorId = deadId, swarmId, timestamp = now, action = "spawn_replacement", newCoordinatorId = newId });
-            var listeners = await database.PublishAsync(Keys.SwarmDead(swarmId), notice).ConfigureAwait(false);
-            _logger.LogInformation("Notified parent coordinator channel=swarm:{SwarmId}:coordinator:dead subscribers={Subscribers}", swarmId, listeners);
+                        record = record with { WorkItemsTransferred = record.WorkItemsTransferred + work.Transferred };
+                        break;
+                    case EscalationSteps.SignalsHandedOver:
+                        signals = await _signals.MoveAllAsync(deadId, newId).ConfigureAwait(false);
+                        record = record with { SignalsHandedOver = record.SignalsHandedOver + signals };
+                        break;
+                    case EscalationSteps.SpawnRequested:
+                        await _spawns.EnsureAsync(new SpawnRequest
+                        {
+                            NewCoordinatorId = newId,
+                            ReplacesCoordinatorId = deadId,
+                            SwarmId = swarmId,
+                            Timestamp = record.Timestamp,
+                            Status = SpawnStatus.Pending,
+                            Priority = "high",
+                            Reason = "replacement",
+                            RequestedBy = handlerId,
+                            UpdatedAt = record.Timestamp,
+                        }).ConfigureAwait(false);
+                        _logger.LogInformation("Spawn request created for new coordinator newCoordinatorId={NewId} replaces={DeadId} swarm={SwarmId}",
+                            newId, deadId, swarmId);
+                        break;
+                    case EscalationSteps.Notified:
+                        var listeners = await DeathNotices.PublishAsync(_redis.Database,
+                            new DeathNotice(deadId, swarmId, record.Timestamp, DeathNotice.SpawnReplacement, newId)).ConfigureAwait(false);
+                        _logger.LogInformation("Notified parent coordinator channel=swarm:{SwarmId}:coordinator:dead subscribers={Subscribers}", swarmId, listeners);
+                        break;
+                    case EscalationSteps.Cleaned:
+                        cleanup = await _cleanup.CleanupAsync(deadId, force: true).ConfigureAwait(false);
+                        break;
+                }
 
-            var work = await _work.TransferAllAsync(swarmId, deadId, newId, fenceEpoch).ConfigureAwait(false);
-            var signals = work.Aborted ? 0 : await _signals.MoveAllAsync(deadId, newId).ConfigureAwait(false);
-            var cleanup = work.Aborted ? null : await _cleanup.CleanupAsync(deadId, force: true).ConfigureAwait(false);
+                var (recorded, recordedRaw) = await RecordStepAsync(key, record, raw, step).ConfigureAwait(false);
+                if (recorded is null)
+                {
+                    _logger.LogWarning("Escalation lease lost coordinator={DeadId} step={Step} handler={HandlerId}; another handler carries on", deadId, step, handlerId);
+                    return new EscalationResult(EscalationOutcome.AlreadyEscalated, deadId, newId, work, signals, cleanup);
+                }
 
-            // Compare-and-set: the swarm manager may already have settled the replacement (replaced | failed), and a
-            // later incident of the same ID (higher fence) owns the record now; neither is overwritten.
-            await EscalationRecords.TryUpdateAsync(database, deadId, current =>
-                current.NewCoordinatorId == newId && current.FencingToken == fenceEpoch
-                    ? current with
-                    {
-                        Status = EscalationStatus.IsFinal(current.Status) ? current.Status : EscalationStatus.ReplacementRequested,
-                        UpdatedAt = EscalationStatus.IsFinal(current.Status) ? current.UpdatedAt : _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
-                        WorkItemsTransferred = work.Transferred,
-                        SignalsHandedOver = signals,
-                    }
-                    : null).ConfigureAwait(false);
+                (record, raw) = (recorded, recordedRaw);
+                _logger.LogInformation("Escalation step coordinator={DeadId} step={Step} handler={HandlerId}", deadId, step, handlerId);
+                if (_options.EscalationStepDelay > TimeSpan.Zero && step != EscalationSteps.Cleaned)
+                {
+                    await Task.Delay(_options.EscalationStepDelay, _redis.Time).ConfigureAwait(false); // fault injection only
+                }
+            }
+
             _metrics.Escalations.WithLabels("escalated").Inc();
             _logger.LogInformation(
                 "Dead coordinator escalation complete deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} workItemsTransferred={Work} signalsHandedOver={Signals}",
-                deadId, newId, swarmId, work.Transferred, signals);
+                deadId, newId, swarmId, record.WorkItemsTransferred, record.SignalsHandedOver);
             return new EscalationResult(EscalationOutcome.Escalated, deadId, newId, work, signals, cleanup);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             _metrics.Escalations.WithLabels("failed").Inc();
-            _logger.LogError("Failed to escalate dead coordinator coordinator={DeadId} swarm={SwarmId}: {Error}", deadId, swarmId, e.Message);
+            _logger.LogError("Failed to escalate dead coordinator coordinator={DeadId} swarm={SwarmId} step={Step}: {Error}; it is resumed on a later pass",
+                deadId, swarmId, record.Step, e.Message);
             try
             {
-                await database.StringSetAsync(key, Json.Serialize(record with { Status = EscalationStatus.Failed, Error = e.Message }), ttl, When.Exists)
-                    .ConfigureAwait(false);
+                // Give the lease up so that the next pass (of any handler) resumes at once instead of after the lease.
+                await SwapAsync(key, raw, record with { LeaseUntil = 0, Error = e.Message }, ttl: null).ConfigureAwait(false);
             }
             catch (Exception inner) when (inner is RedisException or TimeoutException)
             {
-                _logger.LogWarning("Could not record the failed escalation coordinator={DeadId}: {Error}", deadId, inner.Message);
+                _logger.LogWarning("Could not release the escalation lease coordinator={DeadId}: {Error}", deadId, inner.Message);
             }
 
-            return new EscalationResult(EscalationOutcome.Failed, deadId, newId, null, 0, null);
+            return new EscalationResult(EscalationOutcome.Failed, deadId, newId, work, signals, cleanup);
         }
+    }
+
+    /// <summary>
+    /// Records <paramref name="step"/> as done and renews the lease, by compare-and-set against the record this handler
+    /// wrote last: if it changed, another handler took the escalation over (this one's lease ran out) and this one stops.
+    /// The swarm manager may settle the record meanwhile (replaced | failed); that is kept, and the steps go on.
+    /// </summary>
+    private async Task<(EscalationRecord? Record, string Raw)> RecordStepAsync(RedisKey key, EscalationRecord record, string raw, string step)
+    {
+        var now = await RedisTime.NowMsAsync(_redis.Database).ConfigureAwait(false);
+        var done = step == EscalationSteps.Cleaned;
+        var next = record with
+        {
+            Step = step,
+            LeaseUntil = done ? 0 : now + (long)_options.EscalationLease.TotalMilliseconds,
+            Status = done && record.Status == EscalationStatus.Escalated ? EscalationStatus.ReplacementRequested : record.Status,
+            UpdatedAt = now,
+            Error = null,
+        };
+        if (await SwapAsync(key, raw, next, ttl: null).ConfigureAwait(false))
+        {
+            return (next, Json.Serialize(next));
+        }
+
+        // Settled by the swarm manager in between (only its status and error changed): carry on from its copy.
+        var current = (string?)await _redis.Database.StringGetAsync(key).ConfigureAwait(false);
+        if (Json.TryDeserialize<EscalationRecord>(current, out var settled, out _) && settled!.NewCoordinatorId == record.NewCoordinatorId &&
+            settled.FencingToken == record.FencingToken && settled.LeaseOwner == record.LeaseOwner && EscalationStatus.IsFinal(settled.Status))
+        {
+            var merged = next with { Status = settled.Status, Error = settled.Error };
+            if (await SwapAsync(key, current!, merged, ttl: null).ConfigureAwait(false))
+            {
+                return (merged, Json.Serialize(merged));
+            }
+        }
+
+        return (null, raw);
     }
 }

@@ -23,6 +23,41 @@ public static class EscalationStatus
     public static bool IsFinal(string? status) => status is Replaced or Failed;
 }
 
+/// <summary>
+/// The steps of an escalation (D17), in order; each is idempotent, so a handler that takes over an escalation whose lease
+/// expired repeats at most the step that was running.
+/// </summary>
+public static class EscalationSteps
+{
+    /// <summary>The K8 record (the lock) was taken.</summary>
+    public const string Locked = "locked";
+
+    /// <summary>The dead coordinator's unfinished work items were moved to the replacement's ID.</summary>
+    public const string WorkTransferred = "work_transferred";
+
+    /// <summary>Its unconsumed signals were moved to the replacement's inbox.</summary>
+    public const string SignalsHandedOver = "signals_handed_over";
+
+    /// <summary>The replacement's spawn request K9 exists (after the hand-over, so the replacement finds its work at start).</summary>
+    public const string SpawnRequested = "spawn_requested";
+
+    /// <summary>The C1 notice was published.</summary>
+    public const string Notified = "notified";
+
+    /// <summary>The dead coordinator's keys were removed: the escalation's own part is done.</summary>
+    public const string Cleaned = "cleaned";
+
+    /// <summary>Every step, in order.</summary>
+    public static readonly IReadOnlyList<string> All = [Locked, WorkTransferred, SignalsHandedOver, SpawnRequested, Notified, Cleaned];
+
+    /// <summary>The step after <paramref name="step"/> (null after the last; an unknown step starts again from the first).</summary>
+    public static string? Next(string? step)
+    {
+        var index = step is null ? -1 : All.ToList().IndexOf(step);
+        return index + 1 < All.Count ? All[index + 1] : null;
+    }
+}
+
 /// <summary>Changes to a stored K8 record by compare-and-set, so concurrent writers never lose each other's update.</summary>
 internal static class EscalationRecords
 {

@@ -43,6 +43,18 @@ public sealed class RecoveryOptions
     [Range(60, 30 * 86_400, ErrorMessage = "EscalationTtlSeconds must be between {1} and {2}")]
     public int EscalationTtlSeconds { get; set; } = 3600;
 
+    /// <summary>
+    /// How long a handler owns an escalation it is running before another handler may resume it (<c>ESCALATION_LEASE_MS</c>,
+    /// 30000). Renewed at every step, so it must exceed the longest single step (moving a dead coordinator's work and signals).
+    /// </summary>
+    public TimeSpan EscalationLease { get; set; } = TimeSpan.FromMilliseconds(30_000);
+
+    /// <summary>
+    /// Fault injection only (<c>ESCALATION_STEP_DELAY_MS</c>, 0): a pause after each escalation step, so a chaos test can
+    /// kill a handler in the middle of an escalation. Never set it in production.
+    /// </summary>
+    public TimeSpan EscalationStepDelay { get; set; } = TimeSpan.Zero;
+
     /// <summary>The time after which a coordinator is declared dead.</summary>
     public TimeSpan DeathAfter => HeartbeatStaleThreshold + ((MaxWarnings - 1) * MonitorInterval);
 
@@ -59,6 +71,16 @@ public sealed class RecoveryOptions
         Positive(MonitorInterval, "HEARTBEAT_MONITOR_INTERVAL_MS");
         Positive(StuckWaitGrace, "ACTIVITY_CHECK_INTERVAL_MS");
         Positive(CleanupInterval, "CLEANUP_INTERVAL_MS");
+        Positive(EscalationLease, "ESCALATION_LEASE_MS");
+        if (EscalationStepDelay < TimeSpan.Zero)
+        {
+            throw new ValidationException("ESCALATION_STEP_DELAY_MS must not be negative");
+        }
+
+        if (EscalationStepDelay >= EscalationLease)
+        {
+            throw new ValidationException("ESCALATION_STEP_DELAY_MS must be shorter than ESCALATION_LEASE_MS (a step would outlive its lease)");
+        }
         var ttlFloor = HeartbeatStaleThreshold + (MaxWarnings * MonitorInterval);
         if (coordination is not null && TimeSpan.FromSeconds(coordination.HeartbeatTtlSeconds) <= ttlFloor)
         {
@@ -81,6 +103,8 @@ public sealed class RecoveryOptions
         o.StuckWaitGrace = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.StuckWaitGrace;
         o.CleanupStaleThresholdSeconds = env.PositiveInt("CLEANUP_STALE_THRESHOLD_SECONDS") ?? o.CleanupStaleThresholdSeconds;
         o.CleanupInterval = env.Milliseconds("CLEANUP_INTERVAL_MS") ?? o.CleanupInterval;
+        o.EscalationLease = env.Milliseconds("ESCALATION_LEASE_MS") ?? o.EscalationLease;
+        o.EscalationStepDelay = env.Milliseconds("ESCALATION_STEP_DELAY_MS") ?? o.EscalationStepDelay;
         o.Validate(coordination);
         return o;
     }

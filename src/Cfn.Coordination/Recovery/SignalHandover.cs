@@ -46,17 +46,11 @@ public sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recover
 
                 // The message ID names its receiver: the replacement's copy names the replacement, so nothing the
                 // replacement writes (its ACK) matches the runbook's blocking:*{dead}* check; the old ID is kept beside it.
-                var segments = signal!.MessageId.Split(':');
-                if (segments.Length > 1 && segments[1] == deadId)
-                {
-                    segments[1] = newId;
-                }
-
-                var readdressed = SignalSignatures.Sign(keys, signal with
+                var readdressed = SignalSignatures.Sign(keys, signal! with
                 {
                     ReceiverId = newId,
                     ReceiverEpoch = null,
-                    MessageId = string.Join(':', segments),
+                    MessageId = HandedOverId(signal.MessageId, deadId, newId),
                     HandedOverFrom = signal.HandedOverFrom ?? signal.MessageId,
                 });
                 var result = (long)await database.ScriptEvaluateAsync(
@@ -75,5 +69,21 @@ public sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recover
         }
 
         return moved;
+    }
+
+    /// <summary>
+    /// The message ID a signal gets when it is handed from <paramref name="deadId"/> to <paramref name="newId"/>: the
+    /// receiver segment (the second) replaced, when it names the dead receiver; otherwise unchanged. A waiter computes
+    /// the same ID to recognise the replacement's ACK (D18).
+    /// </summary>
+    internal static string HandedOverId(string messageId, string deadId, string newId)
+    {
+        var segments = messageId.Split(':');
+        if (segments.Length > 1 && segments[1] == deadId)
+        {
+            segments[1] = newId;
+        }
+
+        return string.Join(':', segments);
     }
 }

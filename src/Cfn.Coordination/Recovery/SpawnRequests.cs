@@ -35,6 +35,20 @@ public sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttl
         return created;
     }
 
+    /// <summary>
+    /// Stores the request unless it exists, and makes sure it is indexed and announced either way: a handler resuming an
+    /// escalation (D17) repeats this step without knowing whether its predecessor got past the first write.
+    /// </summary>
+    public async Task EnsureAsync(SpawnRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!await CreateAsync(request).ConfigureAwait(false))
+        {
+            await database.SortedSetAddAsync(Keys.SpawnIndex, request.NewCoordinatorId, request.Timestamp, When.NotExists).ConfigureAwait(false);
+            await database.PublishAsync(Keys.SwarmManagerChannel, request.NewCoordinatorId).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>The request, or null when absent or unreadable.</summary>
     public async Task<SpawnRequest?> GetAsync(string newCoordinatorId)
     {

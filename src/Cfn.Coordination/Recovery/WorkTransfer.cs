@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Work;
 using Microsoft.Extensions.Logging;
@@ -13,55 +15,29 @@ namespace Cfn.Coordination.Recovery;
 public sealed record WorkTransferResult(int Transferred, int SkippedCompleted, int Failed, bool Aborted);
 
 /// <summary>
-/// Moves a dead coordinator's unfinished work items to its replacement (SPEC §2.13, W40): one fenced script per item
-/// (<c>work_cas.lua</c>), only while the dead instance is still fenced at the epoch its death set, only if the item is
-/// unchanged since it was read; completed items are skipped, the TTL is kept, the fencing token bumped, and
-/// <c>transferredFrom</c>/<c>transferredAt</c> recorded. The replacement adopts them with
-/// <see cref="WorkItemStore.AdoptAsync"/> (their owner epoch is 0 until then).
+/// Moves a dead coordinator's unfinished work items (SPEC §2.13, W40, D16). The items are found in the owner's index
+/// (<see cref="Keys.Owned"/>, kept by <c>work_cas.lua</c>), never by scanning the keyspace. Either to its replacement
+/// (<see cref="TransferAllAsync"/>: one fenced script per item, only while the dead instance is still fenced at the epoch
+/// its death set, only if unchanged; completed items skipped, TTL kept, token bumped, <c>transferredFrom</c>/
+/// <c>transferredAt</c> recorded; the replacement adopts them at start), or back to the front of the swarm's queue when no
+/// replacement will come (<see cref="RequeueAllAsync"/>). Both are idempotent: a second run finds nothing left to move.
 /// </summary>
-public sealed class WorkTransfer(RedisContext redis, CoordinatorCleanup scanner, RecoveryMetrics metrics, ILogger logger)
+public sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, ILogger logger)
 {
     /// <summary>Moves every unfinished item of <paramref name="deadId"/> in <paramref name="swarmId"/> to <paramref name="newId"/>.</summary>
     public async Task<WorkTransferResult> TransferAllAsync(string swarmId, string deadId, string newId, long fenceEpoch)
     {
         ArgumentNullException.ThrowIfNull(redis);
         int transferred = 0, skipped = 0, failed = 0;
-        var database = redis.Database;
-        await foreach (var key in scanner.ScanAsync(Keys.WorkPatternOf(swarmId, deadId)).ConfigureAwait(false))
+        await foreach (var (raw, item) in UnfinishedAsync(swarmId, deadId).ConfigureAwait(false))
         {
-            var parts = key.Split(':');
-            if (parts.Length != 5 || parts[2] != swarmId || parts[3] != deadId)
+            if (item is null)
             {
-                continue; // the pattern is a prefix; the segments must match exactly
-            }
-
-            string? raw;
-            try
-            {
-                raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-            }
-            catch (RedisServerException e)
-            {
-                metrics.MalformedValues.WithLabels("work").Inc();
-                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", key, e.Message);
                 failed++;
                 continue;
             }
 
-            if (raw is null)
-            {
-                continue;
-            }
-
-            if (!Json.TryDeserialize<WorkItem>(raw, out var item, out var error))
-            {
-                metrics.MalformedValues.WithLabels("work").Inc();
-                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", key, error);
-                failed++;
-                continue;
-            }
-
-            if (item!.Status == WorkStatus.Completed)
+            if (item.Status is WorkStatus.Completed or WorkStatus.Released)
             {
                 skipped++;
                 continue;
@@ -76,12 +52,10 @@ public sealed class WorkTransfer(RedisContext redis, CoordinatorCleanup scanner,
                 TransferredFrom = deadId,
                 TransferredAt = Json.NowMarker,
                 UpdatedAt = Json.NowMarker,
+                Stored = null,
             };
-            var (json, stampFields) = Json.SerializeForStamp(moved);
-            var reply = (RedisResult[])(await database.ScriptEvaluateAsync(
-                RedisScripts.WorkCas,
-                [key, Keys.Work(swarmId, newId, item.WorkId), Keys.Epoch(deadId)],
-                [raw, json, fenceEpoch, redis.Options.WorkTtlSeconds, stampFields]).ConfigureAwait(false))!;
+            var reply = await WorkItemStore.CasAsync(redis.Database, swarmId, deadId, raw, moved, Keys.Epoch(deadId), fenceEpoch,
+                redis.Options.WorkTtlSeconds).ConfigureAwait(false);
             switch ((string?)reply[0])
             {
                 case "ok":
@@ -94,7 +68,7 @@ public sealed class WorkTransfer(RedisContext redis, CoordinatorCleanup scanner,
                     return new WorkTransferResult(transferred, skipped, failed, Aborted: true);
                 default:
                     failed++;
-                    logger.LogWarning("Work item not transferred key={Key}: {Verdict}", key, (string?)reply[0]);
+                    logger.LogWarning("Work item not transferred workId={WorkId} from={DeadId}: {Verdict}", item.WorkId, deadId, (string?)reply[0]);
                     break;
             }
         }
@@ -104,5 +78,97 @@ public sealed class WorkTransfer(RedisContext redis, CoordinatorCleanup scanner,
             "Work transfer complete itemsTransferred={Transferred} skippedCompleted={Skipped} failed={Failed} from={DeadId} to={NewId}",
             transferred, skipped, failed, deadId, newId);
         return new WorkTransferResult(transferred, skipped, failed, Aborted: false);
+    }
+
+    /// <summary>
+    /// Gives every unfinished item of <paramref name="ownerId"/> back to the front of <paramref name="swarmId"/>'s queue
+    /// (released, so the next taker claims it fenced): the owner is dead and nobody takes its place. Returns how many.
+    /// </summary>
+    public async Task<int> RequeueAllAsync(string swarmId, string ownerId, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        var requeued = 0;
+        var now = redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        await foreach (var (raw, item) in UnfinishedAsync(swarmId, ownerId).ConfigureAwait(false))
+        {
+            if (item is null || item.Status is WorkStatus.Completed or WorkStatus.Released)
+            {
+                continue;
+            }
+
+            var input = item.Data is { ValueKind: JsonValueKind.Object } data && data.TryGetProperty("input", out var i) ? i : default;
+            if (input.ValueKind == JsonValueKind.Undefined)
+            {
+                metrics.MalformedValues.WithLabels("work").Inc();
+                logger.LogWarning("Work item without input cannot be requeued workId={WorkId} owner={OwnerId}", item.WorkId, ownerId);
+                continue;
+            }
+
+            var released = item with { Status = WorkStatus.Released, UpdatedAt = Json.NowMarker, Stored = null };
+            var (json, stampFields) = Json.SerializeForStamp(released);
+            var entry = Json.Serialize(new QueuedWork { WorkId = item.WorkId, Input = input, EnqueuedAt = now, ReleasedBy = ownerId, Returns = 1 });
+            var verdict = (string?)await redis.Database.ScriptEvaluateAsync(
+                RedisScripts.WorkRequeue,
+                [Keys.Work(swarmId, ownerId, item.WorkId), Keys.Owned(swarmId, ownerId), Keys.SwarmQueue(swarmId)],
+                [raw, json, stampFields, entry, Keys.SwarmQueueChannel(swarmId).ToString(), item.WorkId]).ConfigureAwait(false);
+            if (verdict == "ok")
+            {
+                requeued++;
+                logger.LogWarning("Work item requeued workId={WorkId} swarm={SwarmId} owner={OwnerId} reason={Reason}", item.WorkId, swarmId, ownerId, reason);
+            }
+            else
+            {
+                logger.LogInformation("Work item not requeued workId={WorkId} owner={OwnerId}: {Verdict}", item.WorkId, ownerId, verdict);
+            }
+        }
+
+        return requeued;
+    }
+
+    /// <summary>The items listed in <paramref name="ownerId"/>'s index, each with its stored JSON (item null when unreadable).</summary>
+    private async IAsyncEnumerable<(string Raw, WorkItem? Item)> UnfinishedAsync(string swarmId, string ownerId)
+    {
+        var database = redis.Database;
+        var index = Keys.Owned(swarmId, ownerId);
+        foreach (var member in await database.SetMembersAsync(index).ConfigureAwait(false))
+        {
+            var workId = (string?)member;
+            if (!Identity.Ids.IsValidName(workId))
+            {
+                metrics.MalformedValues.WithLabels("work").Inc();
+                logger.LogWarning("Invalid work ID in owner index skipped key={Key} member={Member}", (string?)index, workId);
+                await database.SetRemoveAsync(index, member).ConfigureAwait(false);
+                continue;
+            }
+
+            var key = Keys.Work(swarmId, ownerId, workId!);
+            string? raw;
+            try
+            {
+                raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
+            }
+            catch (RedisServerException e)
+            {
+                metrics.MalformedValues.WithLabels("work").Inc();
+                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", (string?)key, e.Message);
+                continue;
+            }
+
+            if (raw is null)
+            {
+                await database.SetRemoveAsync(index, member).ConfigureAwait(false); // expired: nothing to move
+                continue;
+            }
+
+            if (!Json.TryDeserialize<WorkItem>(raw, out var item, out var error) || item!.WorkId != workId || item.SwarmId != swarmId)
+            {
+                metrics.MalformedValues.WithLabels("work").Inc();
+                logger.LogWarning("Malformed work item skipped key={Key}: {Error}", (string?)key, error ?? "IDs do not match its key");
+                yield return (raw, null);
+                continue;
+            }
+
+            yield return (raw, item with { Stored = raw });
+        }
     }
 }

@@ -122,6 +122,9 @@ public static class Keys
     public static RedisChannel SwarmDead(string swarmId) =>
         RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:dead");
 
+    /// <summary>C1 of every swarm, for one pattern subscription per process: <c>swarm:*:coordinator:dead</c>.</summary>
+    public static readonly RedisChannel SwarmDeadPattern = RedisChannel.Pattern(SwarmPrefix + "*:coordinator:dead");
+
     /// <summary>C2: the swarm's replacement channel.</summary>
     public static RedisChannel SwarmReplacement(string swarmId) =>
         RedisChannel.Literal(SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":coordinator:replacement");
@@ -138,6 +141,14 @@ public static class Keys
     /// <summary>Exact <c>SCAN MATCH</c> pattern of one coordinator's work items in a swarm.</summary>
     public static string WorkPatternOf(string swarmId, string coordinatorId) =>
         WorkPrefix + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(coordinatorId, "coordinatorId") + ":*";
+
+    /// <summary>
+    /// The unfinished work items a coordinator owns in a swarm: <c>coordinator:owned:{swarmId}:{coordinatorId}</c> (set of
+    /// work IDs), kept by <c>work_cas.lua</c> in the same step as each write. A coordinator adopts what is listed here at start
+    /// (D16), and a transfer or requeue finds a dead coordinator's items here without scanning the keyspace.
+    /// </summary>
+    public static RedisKey Owned(string swarmId, string coordinatorId) =>
+        "coordinator:owned:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(coordinatorId, "coordinatorId");
 
     /// <summary>The epoch counter of a coordinator ID.</summary>
     public static RedisKey Epoch(string coordinatorId) =>

@@ -17,7 +17,8 @@ internal static class RedisScripts
     public static readonly string Heartbeat = Load("heartbeat.lua");
     public static readonly string Activity = WithActivity("activity.lua");
     public static readonly string WaitBegin = WithActivity("wait_begin.lua");
-    public static readonly string WorkCas = Load("work_cas.lua");
+    public static readonly string WorkCas = Load("lib_stamp.lua") + Load("work_cas.lua");
+    public static readonly string WorkRequeue = Load("lib_stamp.lua") + Load("work_requeue.lua");
     public static readonly string MonitorCheck = Load("monitor_check.lua");
     public static readonly string CleanupCoordinator = Load("cleanup_coordinator.lua");
     public static readonly string MoveSignal = Load("move_signal.lua");

@@ -274,6 +274,10 @@ public sealed class SignalRetrier
                 const string forced = "Force unblock received while waiting for the ACK";
                 LogAttemptFailed(signal, attempt, totalAttempts, forced);
                 return new AttemptOutcome(null, forced, true, newEntry, signal, null);
+            case AckWaitStatus.PeerDead:
+                const string dead = "Receiver is dead and nothing will ACK in its place";
+                LogAttemptFailed(signal, attempt, totalAttempts, dead);
+                return new AttemptOutcome(null, dead, false, newEntry, signal, null);
             default:
                 var error = string.Create(CultureInfo.InvariantCulture,
                     $"ACK not received within {(long)Options.AckTimeout.TotalMilliseconds}ms timeout");

@@ -17,13 +17,15 @@ public sealed record ReplacementNotice(string OldCoordinatorId, string NewCoordi
 /// </summary>
 public sealed class ReplacementListener : IAsyncDisposable
 {
-    private static readonly RedisChannel DeadPattern = RedisChannel.Pattern(Keys.SwarmPrefix + "*:coordinator:dead");
+    private static readonly RedisChannel DeadPattern = Keys.SwarmDeadPattern;
     private static readonly RedisChannel ReplacementPattern = RedisChannel.Pattern(Keys.SwarmPrefix + "*:coordinator:replacement");
 
     private readonly ISubscriber _subscriber;
     private readonly Func<string, IReadOnlyCollection<string>> _localCoordinatorsOf;
     private readonly ILogger _logger;
     private long _acknowledged;
+    private Action<RedisChannel, RedisValue>? _onReplacement;
+    private Action<RedisChannel, RedisValue>? _onDead;
 
     /// <param name="redis">Where to subscribe.</param>
     /// <param name="localCoordinatorsOf">The coordinators this process runs in a swarm (empty: not a parent there).</param>
@@ -40,8 +42,10 @@ public sealed class ReplacementListener : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        await _subscriber.SubscribeAsync(ReplacementPattern, (channel, message) => OnReplacement(channel.ToString(), message)).ConfigureAwait(false);
-        await _subscriber.SubscribeAsync(DeadPattern, (channel, message) => OnDead(channel.ToString(), message)).ConfigureAwait(false);
+        _onReplacement = (channel, message) => OnReplacement(channel.ToString(), message);
+        _onDead = (channel, message) => OnDead(channel.ToString(), message);
+        await _subscriber.SubscribeAsync(ReplacementPattern, _onReplacement).ConfigureAwait(false);
+        await _subscriber.SubscribeAsync(DeadPattern, _onDead).ConfigureAwait(false);
     }
 
     private void OnReplacement(string channel, RedisValue message)
@@ -87,7 +91,8 @@ public sealed class ReplacementListener : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _subscriber.UnsubscribeAsync(ReplacementPattern).ConfigureAwait(false);
-        await _subscriber.UnsubscribeAsync(DeadPattern).ConfigureAwait(false);
+        // Its own handlers only: the process's wake-up hub listens to the same death notices on the same connection.
+        await _subscriber.UnsubscribeAsync(ReplacementPattern, _onReplacement).ConfigureAwait(false);
+        await _subscriber.UnsubscribeAsync(DeadPattern, _onDead).ConfigureAwait(false);
     }
 }

@@ -47,6 +47,7 @@ public sealed class SwarmManager : IAsyncDisposable
     // without its target having risen (a coordinator left: a pod restarting, a graceful stop).
     private readonly Dictionary<string, int> _lastTargets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _shortSince = new(StringComparer.Ordinal);
+    private readonly WorkTransfer _work;
     private Task? _loop;
     private bool _holdsLease;
     private int _disposed;
@@ -62,7 +63,8 @@ public sealed class SwarmManager : IAsyncDisposable
         RecoveryOptions recovery,
         SwarmMetrics metrics,
         string managerId,
-        int? expectedCoordinators = null)
+        int? expectedCoordinators = null,
+        RecoveryMetrics? recoveryMetrics = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -82,6 +84,7 @@ public sealed class SwarmManager : IAsyncDisposable
         Spawns = new SpawnRequests(redis.Database, redis.Time, options.SpawnTtlSeconds);
         Status = new SwarmStatusReader(redis.Database, recovery.HeartbeatStaleThreshold, expectedCoordinators, options.SpawnTtlSeconds, redis.Time);
         _onWake = (_, _) => _wake.Set();
+        _work = new WorkTransfer(redis, recoveryMetrics ?? new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), _logger);
     }
 
     /// <summary>This manager's name (logs, <c>requestedBy</c>, the lease).</summary>
@@ -248,6 +251,28 @@ public sealed class SwarmManager : IAsyncDisposable
 
     private async Task SettleSpawningAsync(Dictionary<string, SpawnRequest> requests, Dictionary<string, Member> fresh, long localNow, SwarmManagerPass pass)
     {
+        // A replacement no host has taken within the spawn timeout will not come in time (no room, spawning paused): its
+        // request fails, so the work handed to it goes back to the queue for the coordinators that run (D16).
+        foreach (var request in requests.Values.Where(r => r.Status == SpawnStatus.Pending && r.ReplacesCoordinatorId is not null).ToList())
+        {
+            if (localNow - request.Timestamp <= (long)_options.SpawnTimeout.TotalMilliseconds)
+            {
+                continue;
+            }
+
+            var error = $"no coordinator host took it within {(long)_options.SpawnTimeout.TotalMilliseconds} ms";
+            if (await Spawns.TryMoveAsync(request.NewCoordinatorId, SpawnStatus.Pending, SpawnStatus.Failed, error).ConfigureAwait(false))
+            {
+                pass.Failed++;
+                _logger.LogError("Spawn request failed newCoordinatorId={NewId} swarm={SwarmId} reason={Reason}: {Error}",
+                    request.NewCoordinatorId, request.SwarmId, request.Reason, error);
+                await SettleEscalationAsync(request, SpawnStatus.Failed, error, localNow).ConfigureAwait(false);
+            }
+
+            requests[request.NewCoordinatorId] = request with { Status = SpawnStatus.Failed };
+            _final[request.NewCoordinatorId] = request.Timestamp;
+        }
+
         foreach (var request in requests.Values.Where(r => r.Status == SpawnStatus.Spawning).ToList())
         {
             var id = request.NewCoordinatorId;
@@ -304,6 +329,20 @@ public sealed class SwarmManager : IAsyncDisposable
 
         var newId = request.NewCoordinatorId;
         var status = spawnStatus == SpawnStatus.Ready ? EscalationStatus.Replaced : EscalationStatus.Failed;
+        if (status == EscalationStatus.Failed && Ids.IsValidName(request.SwarmId))
+        {
+            // The replacement never came up (D16): what was handed to it goes back to the front of the swarm's queue and
+            // its never-read inbox goes. Before the record turns final, so a manager dying in between repeats it.
+            var requeued = await _work.RequeueAllAsync(request.SwarmId, newId, "replacement_failed").ConfigureAwait(false);
+            var dropped = await _redis.Database.KeyDeleteAsync([Keys.Inbox(newId), Keys.Signal(newId), Keys.Owned(request.SwarmId, newId)])
+                .ConfigureAwait(false);
+            if (requeued > 0 || dropped > 0)
+            {
+                _logger.LogWarning("Replacement never came up newCoordinatorId={NewId} replaces={DeadId} swarm={SwarmId}: {Requeued} work item(s) back in the queue, {Dropped} key(s) of its removed",
+                    newId, deadId, request.SwarmId, requeued, dropped);
+            }
+        }
+
         var settled = await EscalationRecords.TryUpdateAsync(_redis.Database, deadId, current =>
             current.NewCoordinatorId == newId && current.Status is EscalationStatus.Escalated or EscalationStatus.ReplacementRequested
                 ? current with
@@ -317,6 +356,12 @@ public sealed class SwarmManager : IAsyncDisposable
         {
             _logger.LogInformation("Escalation record settled deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} status={Status}",
                 deadId, newId, request.SwarmId, status);
+            if (status == EscalationStatus.Failed && Ids.IsValidName(settled.SwarmId))
+            {
+                // Waits on the dead coordinator end now (peer_dead) instead of at their timeout (D18).
+                await DeathNotices.PublishAsync(_redis.Database,
+                    new DeathNotice(deadId, settled.SwarmId, localNow, DeathNotice.ReplacementFailed, newId)).ConfigureAwait(false);
+            }
         }
     }
 

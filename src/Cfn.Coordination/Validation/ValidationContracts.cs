@@ -30,7 +30,7 @@ public static class Verdicts
 
 /// <summary>
 /// The payload of the <c>completion</c> signal a validator answers with (validator → coordinator):
-/// <c>{ "workId", "validatorId", "verdict": "pass"|"fail", "reason"?, "durationMs", "cached" }</c>.
+/// <c>{ "workId", "validatorId", "verdict": "pass"|"fail", "reason"?, "durationMs", "cached", "requestMessageId" }</c>.
 /// </summary>
 public sealed record ValidationCompletion
 {
@@ -51,6 +51,12 @@ public sealed record ValidationCompletion
 
     /// <summary>True when the verdict came from the validation cache (<c>ENABLE_VALIDATION_CACHE</c>).</summary>
     public bool Cached { get; init; }
+
+    /// <summary>
+    /// The message ID of the request this answers, as the requester sent it (for a request handed over from a dead
+    /// validator, the original one): the requester, or the replacement that adopted its item, matches verdicts by it (D16).
+    /// </summary>
+    public string? RequestMessageId { get; init; }
 
     /// <summary>True when <see cref="Verdict"/> is <see cref="Verdicts.Pass"/>.</summary>
     [System.Text.Json.Serialization.JsonIgnore]

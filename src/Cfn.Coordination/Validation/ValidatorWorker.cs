@@ -197,6 +197,7 @@ public sealed class ValidatorWorker
                 Reason = verdict.Reason is { Length: > MaxReasonLength } text ? text[..MaxReasonLength] : verdict.Reason,
                 DurationMs = durationMs,
                 Cached = cached,
+                RequestMessageId = signal.HandedOverFrom ?? signal.MessageId,
             };
             SignalDeliveryResult sent;
             try

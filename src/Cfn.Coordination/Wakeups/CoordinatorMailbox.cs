@@ -31,6 +31,21 @@ internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
         }
     }
 
+    /// <summary>
+    /// Adds <paramref name="signalId"/> to the signals that wake <paramref name="wait"/> (already added): the signal
+    /// handed over to a dead peer's replacement keeps its sender, so the replacement's ACK wake-up lands here (D18).
+    /// </summary>
+    public void AddSignal(PendingWait wait, string signalId)
+    {
+        lock (_gate)
+        {
+            if (wait.AddSignalId(signalId))
+            {
+                _waitsBySignal[signalId] = _waitsBySignal.TryGetValue(signalId, out var waits) ? [.. waits, wait] : [wait];
+            }
+        }
+    }
+
     public void Remove(PendingWait wait)
     {
         lock (_gate)

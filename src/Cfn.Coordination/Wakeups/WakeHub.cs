@@ -1,4 +1,7 @@
 using System.Collections.Concurrent;
+using System.Globalization;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -18,6 +21,13 @@ namespace Cfn.Coordination.Wakeups;
 /// coordinators publish is learnt from their ACK wake-ups and, for the others, from one ZMSCORE per period over the
 /// unknown ones, remembered for <see cref="PublisherMemory"/>.
 /// </para>
+/// <para>
+/// Waits survive a peer's death (D18): one pattern subscription to <c>swarm:*:coordinator:dead</c> (C1) per process; a
+/// notice is checked against Redis (K8 record, epoch, registry; one round trip per notice) and the peer's fate (follow
+/// its replacement, or dead with nothing coming) is posted to every wait awaiting it. A dead peer leaves the registry,
+/// so the fallback check reads its ACKs; it also reads its K8 record in the same MGET (and its epoch when it has one), which catches a lost
+/// notice. Peers in the registry cost nothing (D3): an idle wait on live cfn peers still sends no command.
+/// </para>
 /// </summary>
 internal sealed class WakeHub : IAsyncDisposable
 {
@@ -26,6 +36,12 @@ internal sealed class WakeHub : IAsyncDisposable
     /// <summary>How long "publishes its ACK wake-ups" (or not) is believed about a coordinator before it is asked again.</summary>
     internal static readonly TimeSpan PublisherMemory = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// How long a confirmed death notice is kept for waits that start later (a <c>no_replacement</c> death leaves no
+    /// record in Redis to find it by); at least as long as any such wait is still awaiting the peer.
+    /// </summary>
+    internal static readonly TimeSpan FateMemory = TimeSpan.FromMinutes(15);
+
     private readonly ConcurrentDictionary<string, List<CoordinatorMailbox>> _mailboxes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Publisher> _publishers = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _subscriptionLock = new(1, 1);
@@ -33,8 +49,10 @@ internal sealed class WakeHub : IAsyncDisposable
     private readonly IDatabase _database;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, KnownFate> _fates = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _fallbackLoop;
+    private Action<RedisChannel, RedisValue>? _onDeathNotice;
     private int _fullChecksOwed;
 
     public WakeHub(IConnectionMultiplexer multiplexer, IDatabase database, TimeSpan fallbackInterval, TimeProvider time, ILogger logger)
@@ -56,9 +74,13 @@ internal sealed class WakeHub : IAsyncDisposable
     /// <summary>Number of keys the fallback MGETs read.</summary>
     public long FallbackKeysRead => Interlocked.Read(ref _fallbackKeysRead);
 
+    /// <summary>Number of death notices (C1) this process confirmed against Redis and routed to its waits.</summary>
+    public long DeathNoticesConfirmed => Interlocked.Read(ref _deathNoticesConfirmed);
+
     private long _fallbackReads;
     private long _fallbackKeysRead;
     private long _publisherLookups;
+    private long _deathNoticesConfirmed;
 
     public async Task<CoordinatorMailbox> RegisterAsync(string coordinatorId)
     {
@@ -79,6 +101,14 @@ internal sealed class WakeHub : IAsyncDisposable
                 await _multiplexer.GetSubscriber()
                     .SubscribeAsync(Keys.Events(coordinatorId), (_, message) => Dispatch(coordinatorId, message))
                     .ConfigureAwait(false);
+            }
+
+            if (_onDeathNotice is null)
+            {
+                // One pattern subscription for every swarm's C1 notices, taken with the first coordinator (a process
+                // without coordinators has no waits to tell).
+                _onDeathNotice = (_, message) => OnDeathNotice(message);
+                await _multiplexer.GetSubscriber().SubscribeAsync(Keys.SwarmDeadPattern, _onDeathNotice).ConfigureAwait(false);
             }
         }
         finally
@@ -164,6 +194,8 @@ internal sealed class WakeHub : IAsyncDisposable
 
     private long PublisherMemoryTicks => (long)(PublisherMemory.TotalSeconds * _time.TimestampFrequency);
 
+    private long FateMemoryTicks => (long)(FateMemory.TotalSeconds * _time.TimestampFrequency);
+
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
     {
         // Any connection: with RESP3 the wake-ups travel on the interactive one. The next two fallback periods read
@@ -211,7 +243,9 @@ internal sealed class WakeHub : IAsyncDisposable
 
     /// <summary>
     /// One fallback period: reads, in batched MGETs, the missing ACKs that a wake-up might not announce (all of them
-    /// after a reconnect) and wakes the waits that have something to read.
+    /// after a reconnect) and wakes the waits that have something to read. In the same MGETs it reads the K8 record of
+    /// every awaited peer that is not in the registry (every awaited peer after a reconnect), and the epoch of those that
+    /// have one, so a peer whose death notice was lost is still followed or reported dead within a period (D18).
     /// </summary>
     internal async Task CheckAllWaitsAsync()
     {
@@ -264,7 +298,7 @@ internal sealed class WakeHub : IAsyncDisposable
             }
         }
 
-        // Forget what is out of date and no longer awaited (the map stays as small as the recent peers).
+        // Forget what is out of date and no longer awaited (the maps stay as small as the recent peers).
         foreach (var (id, known) in _publishers)
         {
             if (known.Expires < now && !awaited.Contains(id))
@@ -273,26 +307,193 @@ internal sealed class WakeHub : IAsyncDisposable
             }
         }
 
+        foreach (var (id, known) in _fates)
+        {
+            if (known.Expires < now && !awaited.Contains(id))
+            {
+                _fates.TryRemove(id, out _);
+            }
+        }
+
         if (undecided.Count > 0)
         {
             await LearnPublishersAsync(undecided, keys, owners, now).ConfigureAwait(false);
         }
 
-        for (var start = 0; start < keys.Count; start += FallbackBatchSize)
+        // Peers whose death this check looks for: the ones known not to be in the registry (dead ones are removed from
+        // it, and so are TS peers, which are never there: only a K8 record or a notice declares them dead).
+        var peers = awaited.Where(id => full || (_publishers.TryGetValue(id, out var known) && !known.Publishes)).ToList();
+        var ackKeys = keys.Count;
+        foreach (var peer in peers)
         {
-            var count = Math.Min(FallbackBatchSize, keys.Count - start);
-            var values = await _database.StringGetAsync([.. keys.GetRange(start, count)]).ConfigureAwait(false);
-            Interlocked.Increment(ref _fallbackReads);
-            Interlocked.Add(ref _fallbackKeysRead, count);
-            for (var i = 0; i < values.Length; i++)
+            keys.Add(Keys.Escalation(peer));
+        }
+
+        var values = await ReadAsync(keys).ConfigureAwait(false);
+        for (var i = 0; i < ackKeys; i++)
+        {
+            if (!values[i].IsNull)
             {
-                if (!values[i].IsNull)
+                owners[i].Wake.Set();
+            }
+        }
+
+        // The epoch decides whether a K8 record (or a notice confirmed earlier) is about the peer's current incarnation;
+        // it is read only for the few peers that have either (a dead one), so a TS peer costs one key more, not two.
+        var suspects = Enumerable.Range(0, peers.Count).Where(j => !values[ackKeys + j].IsNull || _fates.ContainsKey(peers[j])).ToList();
+        if (suspects.Count == 0)
+        {
+            return;
+        }
+
+        var epochs = await ReadAsync([.. suspects.Select(j => Keys.Epoch(peers[j]))]).ConfigureAwait(false);
+        for (var k = 0; k < suspects.Count; k++)
+        {
+            var peer = peers[suspects[k]];
+            var epoch = (string?)epochs[k];
+            // A notice confirmed earlier still holds while the peer has not restarted (same epoch).
+            var notice = _fates.TryGetValue(peer, out var known) && known.Epoch == epoch ? known.Notice : null;
+            var fate = Resolve(peer, (string?)values[ackKeys + suspects[k]], epoch, notice, inRegistry: false);
+            if (fate is not null)
+            {
+                foreach (var wait in WaitsAwaiting(peer))
                 {
-                    owners[start + i].Wake.Set();
+                    wait.Post(fate);
                 }
             }
         }
     }
+
+    /// <summary>Reads <paramref name="keys"/> in MGETs of at most <see cref="FallbackBatchSize"/> keys.</summary>
+    private async Task<RedisValue[]> ReadAsync(List<RedisKey> keys)
+    {
+        var values = new RedisValue[keys.Count];
+        for (var start = 0; start < keys.Count; start += FallbackBatchSize)
+        {
+            var count = Math.Min(FallbackBatchSize, keys.Count - start);
+            var batch = await _database.StringGetAsync([.. keys.GetRange(start, count)]).ConfigureAwait(false);
+            Interlocked.Increment(ref _fallbackReads);
+            Interlocked.Add(ref _fallbackKeysRead, count);
+            batch.CopyTo(values, start);
+        }
+
+        return values;
+    }
+
+    private void OnDeathNotice(RedisValue message)
+    {
+        if (!DeathNotices.TryParse((string?)message, out var notice))
+        {
+            return; // the replacement listener logs malformed notices
+        }
+
+        // Its ACKs are now read by the fallback check (it will not publish any more), and so is its K8 record.
+        _publishers[notice!.DeadCoordinatorId] = new Publisher(false, _time.GetTimestamp() + PublisherMemoryTicks);
+        _ = ConfirmNoticeAsync(notice);
+    }
+
+    /// <summary>
+    /// Checks a notice against Redis before acting on it (the K8 record, the dead ID's epoch and its registry entry, in
+    /// one round trip), remembers the outcome and tells every wait of this process that awaits the dead peer. A notice
+    /// Redis does not bear out (the peer is back, or an operator's test message) changes nothing.
+    /// </summary>
+    private async Task ConfirmNoticeAsync(DeathNotice notice)
+    {
+        var peer = notice.DeadCoordinatorId;
+        try
+        {
+            var batch = _database.CreateBatch();
+            var read = batch.StringGetAsync([Keys.Escalation(peer), Keys.Epoch(peer)]);
+            var score = batch.SortedSetScoreAsync(Keys.Registry, peer);
+            batch.Execute();
+            var values = await read.ConfigureAwait(false);
+            var inRegistry = (await score.ConfigureAwait(false)).HasValue;
+            var fate = Resolve(peer, (string?)values[0], (string?)values[1], notice, inRegistry);
+            if (fate is null)
+            {
+                _logger.LogInformation("Dead coordinator notice not borne out by Redis, ignored coordinator={CoordinatorId} action={Action}",
+                    peer, notice.Action);
+                return;
+            }
+
+            Interlocked.Increment(ref _deathNoticesConfirmed);
+            _fates[peer] = new KnownFate(notice, (string?)values[1], _time.GetTimestamp() + FateMemoryTicks);
+            foreach (var wait in WaitsAwaiting(peer))
+            {
+                wait.Post(fate);
+            }
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            // The fallback check reads the K8 record of a peer that left the registry.
+            _logger.LogWarning("Redis error while confirming a dead coordinator notice coordinator={CoordinatorId}: {Error}", peer, e.Message);
+        }
+    }
+
+    /// <summary>Every wait of this process that still awaits an ACK of <paramref name="peerId"/>.</summary>
+    private List<PendingWait> WaitsAwaiting(string peerId)
+    {
+        var found = new List<PendingWait>();
+        foreach (var list in _mailboxes.Values)
+        {
+            CoordinatorMailbox[] copy;
+            lock (list)
+            {
+                copy = [.. list];
+            }
+
+            foreach (var wait in copy.SelectMany(m => m.Waits))
+            {
+                if (Array.Exists(wait.Missing, a => a.AckerId == peerId))
+                {
+                    found.Add(wait);
+                }
+            }
+        }
+
+        return found;
+    }
+
+    /// <summary>
+    /// What became of <paramref name="peerId"/>, or null when nothing says it died. Its K8 record decides when it belongs
+    /// to the current incarnation (its fencing token is the peer's epoch, or the epoch is gone): a replacement to follow
+    /// while the escalation runs or succeeded, dead when it failed. Otherwise a notice decides, only when the peer is
+    /// not in the registry: <c>no_replacement</c> and <c>replacement_failed</c> mean dead, <c>spawn_replacement</c>
+    /// names the replacement. A peer without either is not judged (a TS peer is never in the registry).
+    /// </summary>
+    internal static PeerFate? Resolve(string peerId, string? escalationJson, string? epoch, DeathNotice? notice, bool inRegistry)
+    {
+        if (Json.TryDeserialize<EscalationRecord>(escalationJson, out var record, out _) && record!.DeadCoordinatorId == peerId &&
+            (epoch is null || (long.TryParse(epoch, NumberStyles.None, CultureInfo.InvariantCulture, out var current) && current == record.FencingToken)))
+        {
+            var replacement = Ids.IsValidName(record.NewCoordinatorId) ? record.NewCoordinatorId : null;
+            switch (record.Status)
+            {
+                case EscalationStatus.Failed:
+                    return new PeerFate(peerId, PeerFateKind.Dead, replacement,
+                        $"escalation failed (K8 status failed): {Clip(record.Error ?? "no error recorded")}");
+                case EscalationStatus.Escalated or EscalationStatus.ReplacementRequested or EscalationStatus.Replaced when replacement is not null:
+                    return new PeerFate(peerId, PeerFateKind.HandedOver, replacement, $"escalated to {replacement} (K8 status {record.Status})");
+            }
+        }
+
+        if (notice is null || inRegistry || notice.DeadCoordinatorId != peerId)
+        {
+            return null;
+        }
+
+        return notice.Action switch
+        {
+            DeathNotice.NoReplacement => new PeerFate(peerId, PeerFateKind.Dead, null, "auto-escalation disabled (notice no_replacement)"),
+            DeathNotice.ReplacementFailed => new PeerFate(peerId, PeerFateKind.Dead, notice.NewCoordinatorId,
+                $"replacement {notice.NewCoordinatorId} failed to start (notice replacement_failed)"),
+            DeathNotice.SpawnReplacement => new PeerFate(peerId, PeerFateKind.HandedOver, notice.NewCoordinatorId,
+                $"escalated to {notice.NewCoordinatorId} (notice spawn_replacement)"),
+            _ => null,
+        };
+    }
+
+    private static string Clip(string text) => (text.Length > 200 ? text[..200] : text).ReplaceLineEndings(" ");
 
     /// <summary>
     /// Asks the registry which of <paramref name="undecided"/> are cfn coordinators (they publish their ACK
@@ -327,6 +528,19 @@ internal sealed class WakeHub : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _multiplexer.ConnectionRestored -= OnConnectionRestored;
+        if (_onDeathNotice is not null)
+        {
+            try
+            {
+                // This handler only: the multiplexer may be shared with other listeners of the same pattern.
+                await _multiplexer.GetSubscriber().UnsubscribeAsync(Keys.SwarmDeadPattern, _onDeathNotice).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+            {
+                _logger.LogDebug("Could not unsubscribe from the death notices: {Error}", e.Message);
+            }
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _fallbackLoop.ConfigureAwait(false);
         _stopping.Dispose();
@@ -335,4 +549,7 @@ internal sealed class WakeHub : IAsyncDisposable
 
     /// <summary>Whether a coordinator publishes its ACK wake-ups, and until when (timestamp ticks) that is believed.</summary>
     private readonly record struct Publisher(bool Publishes, long Expires);
+
+    /// <summary>A confirmed death notice, the peer's epoch when it was confirmed, and until when it is kept (timestamp ticks).</summary>
+    private sealed record KnownFate(DeathNotice Notice, string? Epoch, long Expires);
 }

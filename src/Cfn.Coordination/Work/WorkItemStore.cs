@@ -45,8 +45,7 @@ public sealed class WorkItemStore
             StartedAt = Json.NowMarker,
             UpdatedAt = Json.NowMarker,
         };
-        var key = Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId);
-        return WriteAsync(key, key, expected: null, item);
+        return WriteAsync(_coordinator.Id, expected: null, item);
     }
 
     /// <summary>Reads an item of this coordinator (null when absent or unreadable).</summary>
@@ -109,11 +108,50 @@ public sealed class WorkItemStore
             TransferredAt = Json.NowMarker,
             Stored = null,
         };
-        return await WriteAsync(
-            Keys.Work(_coordinator.SwarmId, fromCoordinatorId, workId),
-            Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId),
-            current.Stored,
-            claimed).ConfigureAwait(false);
+        return await WriteAsync(fromCoordinatorId, current.Stored, claimed).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The items this coordinator should adopt (D16): listed in its owner index (<see cref="Keys.Owned"/>) and either
+    /// transferred to it from a dead coordinator or left in progress by an earlier instance under its ID. One SMEMBERS
+    /// and one MGET; members whose item is gone or finished are removed from the index on the way.
+    /// </summary>
+    public async Task<IReadOnlyList<WorkItem>> AdoptableAsync()
+    {
+        var database = _redis.Database;
+        var index = Keys.Owned(_coordinator.SwarmId, _coordinator.Id);
+        var members = (await database.SetMembersAsync(index).ConfigureAwait(false))
+            .Select(m => (string?)m).Where(m => m is not null).Select(m => m!).ToList();
+        var invalid = members.Where(m => !Ids.IsValidName(m)).ToList();
+        members.RemoveAll(m => !Ids.IsValidName(m));
+        var values = members.Count == 0 ? []
+            : await database.StringGetAsync(members.Select(m => Keys.Work(_coordinator.SwarmId, _coordinator.Id, m)).ToArray()).ConfigureAwait(false);
+        var stale = new List<RedisValue>(invalid.Select(m => (RedisValue)m));
+        var adoptable = new List<WorkItem>();
+        for (var i = 0; i < members.Count; i++)
+        {
+            if (values[i].IsNull || !Json.TryDeserialize<WorkItem>((string)values[i]!, out var item, out _) || item!.AssignedTo != _coordinator.Id)
+            {
+                stale.Add(members[i]);
+                continue;
+            }
+
+            if (item.Status == WorkStatus.Transferred || (item.Status == WorkStatus.InProgress && item.OwnerEpoch < _coordinator.Epoch))
+            {
+                adoptable.Add(item with { Stored = (string)values[i]! });
+            }
+            else if (item.Status is WorkStatus.Completed or WorkStatus.Released)
+            {
+                stale.Add(members[i]);
+            }
+        }
+
+        if (stale.Count > 0)
+        {
+            await database.SetRemoveAsync(index, [.. stale]).ConfigureAwait(false);
+        }
+
+        return adoptable;
     }
 
     /// <summary>
@@ -151,8 +189,7 @@ public sealed class WorkItemStore
             UpdatedAt = Json.NowMarker,
             Stored = null,
         };
-        var key = Keys.Work(_coordinator.SwarmId, _coordinator.Id, workId);
-        return await WriteAsync(key, key, current.Stored, adopted).ConfigureAwait(false);
+        return await WriteAsync(_coordinator.Id, current.Stored, adopted).ConfigureAwait(false);
     }
 
     private async Task<WorkWriteResult> UpdateAsync(WorkItem item, Func<WorkItem, WorkItem> change)
@@ -163,7 +200,6 @@ public sealed class WorkItemStore
             throw new ArgumentException("item must be one returned by this store (its stored form is compared)", nameof(item));
         }
 
-        var key = Keys.Work(item.SwarmId, item.AssignedTo, item.WorkId);
         if (item.AssignedTo != _coordinator.Id || item.OwnerEpoch != _coordinator.Epoch)
         {
             return Refused(new WorkWriteResult(
@@ -176,17 +212,13 @@ public sealed class WorkItemStore
         }
 
         var next = change(item) with { UpdatedAt = Json.NowMarker, Stored = null };
-        return await WriteAsync(key, key, item.Stored, next).ConfigureAwait(false);
+        return await WriteAsync(item.AssignedTo, item.Stored, next).ConfigureAwait(false);
     }
 
-    private async Task<WorkWriteResult> WriteAsync(RedisKey from, RedisKey to, string? expected, WorkItem next)
+    private async Task<WorkWriteResult> WriteAsync(string fromOwner, string? expected, WorkItem next)
     {
-        var (json, stampFields) = Json.SerializeForStamp(next);
-        var reply = (RedisResult[])(await _redis.Database.ScriptEvaluateAsync(
-            RedisScripts.WorkCas,
-            [from, to, Keys.Epoch(_coordinator.Id)],
-            [expected ?? string.Empty, json, _coordinator.Epoch, _redis.Options.WorkTtlSeconds, stampFields])
-            .ConfigureAwait(false))!;
+        var reply = await CasAsync(_redis.Database, next.SwarmId, fromOwner, expected, next, Keys.Epoch(_coordinator.Id),
+            _coordinator.Epoch, _redis.Options.WorkTtlSeconds).ConfigureAwait(false);
         var verdict = (string)reply[0]!;
         var payload = (string?)reply[1];
         WorkItem? found = null;
@@ -215,6 +247,22 @@ public sealed class WorkItemStore
                     : found.Status == WorkStatus.Completed ? WorkWriteOutcome.AlreadyCompleted : WorkWriteOutcome.Conflict;
                 return Refused(new WorkWriteResult(outcome, found));
         }
+    }
+
+    /// <summary>
+    /// One fenced compare-and-set of an item (<c>work_cas.lua</c>) from <paramref name="fromOwner"/>'s key to
+    /// <paramref name="next"/>'s owner's key, keeping both owners' indexes (<see cref="Keys.Owned"/>) in the same step.
+    /// </summary>
+    internal static async Task<RedisResult[]> CasAsync(IDatabase database, string swarmId, string fromOwner, string? expected, WorkItem next,
+        RedisKey fenceKey, long fenceEpoch, int ttlSeconds)
+    {
+        var (json, stampFields) = Json.SerializeForStamp(next);
+        var keep = next.Status is WorkStatus.InProgress or WorkStatus.Transferred ? "keep" : "drop";
+        return (RedisResult[])(await database.ScriptEvaluateAsync(
+            RedisScripts.WorkCas,
+            [Keys.Work(swarmId, fromOwner, next.WorkId), Keys.Work(swarmId, next.AssignedTo, next.WorkId), fenceKey,
+                Keys.Owned(swarmId, fromOwner), Keys.Owned(swarmId, next.AssignedTo)],
+            [expected ?? string.Empty, json, fenceEpoch, ttlSeconds, stampFields, keep, next.WorkId]).ConfigureAwait(false))!;
     }
 
     private WorkWriteResult Refused(WorkWriteResult result)

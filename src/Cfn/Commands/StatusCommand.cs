@@ -118,6 +118,23 @@ internal static class StatusCommand
         Table(text, ["NEW COORDINATOR", "SWARM", "STATUS", "REASON", "REPLACES", "AGE"], spawnRows);
         text.AppendLine();
 
+        // Escalations not over (D17): running under a live lease, stuck (lease run out with steps left: the next monitor
+        // pass of any timeout handler resumes it), or done with their steps and waiting for the replacement to start.
+        var escalationRows = new List<string[]>();
+        foreach (var record in await EscalationService.OpenAsync(database, spawns, now - (options.EscalationTtlSeconds * 1000L)).ConfigureAwait(false))
+        {
+            var state = record.Step == EscalationSteps.Cleaned ? "waiting-for-replacement"
+                : record.LeaseUntil > now ? "running"
+                : "stuck";
+            var lease = record.LeaseUntil > now ? ((record.LeaseUntil - now) / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "s" : "-";
+            escalationRows.Add([record.DeadCoordinatorId, record.SwarmId, state, record.Status, record.Step, record.LeaseOwner ?? "-", lease,
+                record.NewCoordinatorId, ((now - record.Timestamp) / 1000).ToString(CultureInfo.InvariantCulture) + "s"]);
+        }
+
+        text.AppendLine(CultureInfo.InvariantCulture, $"ESCALATIONS IN PROGRESS ({escalationRows.Count})");
+        Table(text, ["DEAD COORDINATOR", "SWARM", "STATE", "STATUS", "STEP", "HANDLER", "LEASE LEFT", "REPLACEMENT", "AGE"], escalationRows);
+        text.AppendLine();
+
         // Breakers live in each process; every cfn process publishes them (BreakerStatePublisher).
         var breakerRows = new List<string[]>();
         foreach (var report in await BreakerStatePublisher.ReadAllAsync(database).ConfigureAwait(false))

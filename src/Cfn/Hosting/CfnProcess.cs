@@ -108,8 +108,9 @@ internal sealed class CfnProcess
         {
             if (_plan.TimeoutHandler)
             {
+                // The process ID tells two handlers on one machine apart (they hold escalation leases under this name, D17).
                 var handler = new TimeoutHandler(redis, keys, _config.Recovery, metrics, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry),
-                    $"timeout-handler-{Environment.MachineName}");
+                    $"timeout-handler-{HostId()}-{Environment.ProcessId}");
                 TimeoutHandlerEndpoints.Map(app, handler, admin);
                 handler.Start();
                 stops.Push(async () => await handler.DisposeAsync().ConfigureAwait(false));
@@ -119,7 +120,7 @@ internal sealed class CfnProcess
             if (_plan.SwarmManager)
             {
                 manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
-                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
+                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry));
                 SwarmManagerEndpoints.Map(app, manager, admin);
                 ValidatorEndpoints.Map(app, performance, queue, admin);
                 manager.Start();

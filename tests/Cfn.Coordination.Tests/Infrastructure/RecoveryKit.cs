@@ -110,6 +110,9 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     /// <summary>Work-loop tests: an empty world, because coordinators pick any live validator of the database.</summary>
     public const int LoopTests = 4;
 
+    /// <summary>Waits on peers that die (D18): the heartbeat monitor there judges only the test's own coordinators.</summary>
+    public const int PeerDeathTests = 20;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

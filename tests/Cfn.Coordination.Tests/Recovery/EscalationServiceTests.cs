@@ -104,9 +104,9 @@ public sealed partial class EscalationServiceTests(RedisServer server)
         Assert.Equal(JsonValueKind.Number, k9.GetProperty("timestamp").ValueKind);
         Assert.InRange((await h.Database.KeyTimeToLiveAsync(Keys.Spawn(newId)))!.Value.TotalSeconds, 3500, 3600);
 
-        // The log lines, in order (L7, L16).
+        // The log lines, in order (L7, L16): the hand-over comes before the spawn request, so the replacement finds its work at start (D16).
         var messages = h.Messages.ToList();
-        var order = new[] { "Escalating dead coordinator", "Spawn request created for new coordinator", "Work transfer complete", "Dead coordinator escalation complete" }
+        var order = new[] { "Escalating dead coordinator", "Work transfer complete", "Spawn request created for new coordinator", "Dead coordinator escalation complete" }
             .Select(literal => messages.FindIndex(m => m.Contains(literal, StringComparison.Ordinal) && m.Contains(dead.Id, StringComparison.Ordinal)))
             .ToList();
         Assert.DoesNotContain(-1, order);
@@ -276,7 +276,7 @@ public sealed partial class EscalationServiceTests(RedisServer server)
         Assert.Equal(EscalationOutcome.Escalated, result.Outcome);
         var newId = result.NewCoordinatorId!;
         Assert.Equal(100, result.Work!.Transferred);
-        Assert.Equal(2, result.Work.SkippedCompleted);
+        Assert.Equal(0, result.Work.SkippedCompleted); // completed items leave their owner's index, so the transfer never sees them
         Assert.Equal(0, result.Work.Failed);
         Assert.False(result.Work.Aborted);
         Assert.Equal(100, metrics.WorkItemsTransferred.Value);
@@ -329,6 +329,7 @@ public sealed partial class EscalationServiceTests(RedisServer server)
         var dead = await h.StartAsync(swarmId: swarm);
         await dead.Work.CreateAsync("good");
         await h.Database.StringSetAsync(Keys.Work(swarm, dead.Id, "bad"), "{\"workId\":\"bad\",", TimeSpan.FromMinutes(10));
+        await h.Database.SetAddAsync(Keys.Owned(swarm, dead.Id), "bad"); // listed in its owner's index, as a real item would be
         await dead.AbandonAsync();
 
         var result = await service.EscalateAsync(dead.Id, swarm, await FenceAsync(h, dead.Id), dead.Heartbeats.LastSentAt, "handler-x");

@@ -142,6 +142,7 @@ public sealed class MalformedStateTests(RedisServer server)
         var peer = await h.StartAsync(swarmId: swarm);
         await dead.Work.CreateAsync("good", JsonDocument.Parse("{\"n\":1}").RootElement);
         await h.Database.StringSetAsync(Keys.Work(swarm, dead.Id, "bad"), "[1,2", TimeSpan.FromMinutes(10));
+        await h.Database.SetAddAsync(Keys.Owned(swarm, dead.Id), "bad"); // listed in its owner's index, as a real item would be
         var first = await peer.Signals.SendAsync(dead.Id, SignalTypes.Completion, 1);
         await h.Database.StreamAddAsync(Keys.Inbox(dead.Id), "signal", "{\"messageId\":");
         var last = await peer.Signals.SendAsync(dead.Id, SignalTypes.Completion, 2);

@@ -27,7 +27,7 @@ internal static class MetricCatalog
         new("blocking_coordinators_total", "gauge", ["swarm_id", "phase", "status"], "coordinator"),
         new("blocking_current_duration_seconds", "gauge", ["coordinator_id", "swarm_id", "phase"], "coordinator"),
         new("blocking_duration_seconds", "histogram", ["swarm_id", "coordinator_id", "status"], "coordinator", BlockingDurationBuckets,
-            new Dictionary<string, string[]> { ["status"] = ["completed", "timeout", "error", "forced", "cancelled"] }),
+            new Dictionary<string, string[]> { ["status"] = ["completed", "timeout", "error", "forced", "cancelled", "peer_dead"] }),
         new("signal_delivery_latency_seconds", "histogram", ["coordinator_id", "signal_type"], "coordinator", SignalLatencyBuckets),
         new("heartbeat_failures_total", "counter", ["coordinator_id", "reason", "failure_type"], "coordinator",
             Values: new Dictionary<string, string[]> { ["reason"] = ["connection", "timeout", "stale", "error"] }),

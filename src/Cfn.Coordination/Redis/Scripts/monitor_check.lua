@@ -3,9 +3,10 @@
 -- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] blocking:heartbeat:{id}   KEYS[4] coordinator:epoch:{id}
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
--- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead only), Redis ms when this coordinator
+-- ARGV[6] escalation lease (ms): how long after a death its escalation may run before another monitor resumes it
+-- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead and dead_already), Redis ms when this coordinator
 -- next needs looking at (0 = never), 1 when its heartbeat key holds no readable heartbeat}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
--- dead_already.
+-- dead_escalating | dead_already.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -49,7 +50,14 @@ if stale <= tonumber(ARGV[2]) then
   return {'fresh', 0, age, 0, fresh_until, malformed}
 end
 if state == 'dead' then
-  return {'dead_already', warnings, age, 0, 0, malformed}
+  -- Still registered after its death: its escalation is running, or has not finished (its handler died, or Redis failed
+  -- mid-way). Within one lease of the death it is left to whoever confirmed it; after that the caller resumes it (D17).
+  -- The current epoch is the fence the death set, unless the ID was restarted since.
+  local epoch = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+  if now - lastWarn < tonumber(ARGV[6]) then
+    return {'dead_escalating', warnings, age, epoch, lastWarn + tonumber(ARGV[6]), malformed}
+  end
+  return {'dead_already', warnings, age, epoch, 0, malformed}
 end
 if warnings > 0 and now - lastWarn < spacing then
   return {'pending', warnings, age, 0, lastWarn + spacing, malformed}

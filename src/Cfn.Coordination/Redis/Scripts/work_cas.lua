@@ -2,9 +2,12 @@
 -- through here: the caller's epoch must still be its coordinator's current epoch (a restarted or superseded instance
 -- is fenced), and the stored item must be exactly the one the caller last saw (owner, epoch and status included).
 -- KEYS[1] the item's current key   KEYS[2] the key it is written to (differs only for a claim)
--- KEYS[3] coordinator:epoch:{callerId}
+-- KEYS[3] coordinator:epoch:{callerId}   KEYS[4] coordinator:owned:{swarm}:{owner of KEYS[1]}
+-- KEYS[5] coordinator:owned:{swarm}:{owner of KEYS[2]}
 -- ARGV[1] expected stored JSON ('' = the item must not exist yet)   ARGV[2] new JSON without its time fields
 -- ARGV[3] the caller's epoch   ARGV[4] TTL (s) of a new item   ARGV[5] comma-separated names of the fields that get the Redis time
+-- ARGV[6] 'keep' when the written item is still unfinished work of its owner (in progress, transferred), else 'drop'
+-- ARGV[7] the work ID (member of the owner indexes)
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
@@ -13,20 +16,29 @@ if not epoch then
 elseif epoch ~= ARGV[3] then
   return {'fenced', epoch}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- The time fields go first in the object; nothing inside the JSON is rewritten.
-local head = ''
-for name in string.gmatch(ARGV[5], '[^,]+') do
-  head = head .. '"' .. name .. '":' .. string.format('%d', now) .. ','
+local json = stamp(ARGV[2], ARGV[5], now_ms())
+-- The owner index lists exactly the unfinished items of an owner, so adoption and hand-over never scan the keyspace.
+local function index(ttl_ms)
+  if KEYS[4] ~= KEYS[5] then
+    redis.call('SREM', KEYS[4], ARGV[7])
+  end
+  if ARGV[6] == 'keep' then
+    redis.call('SADD', KEYS[5], ARGV[7])
+    local current_ttl = redis.call('PTTL', KEYS[5])
+    if ttl_ms > current_ttl then
+      redis.call('PEXPIRE', KEYS[5], ttl_ms)
+    end
+  else
+    redis.call('SREM', KEYS[5], ARGV[7])
+  end
 end
-local json = ARGV[2] == '{}' and ('{' .. string.sub(head, 1, -2) .. '}') or ('{' .. head .. string.sub(ARGV[2], 2))
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
   if current then
     return {'exists', current}
   end
   redis.call('SET', KEYS[1], json, 'EX', ARGV[4])
+  index(tonumber(ARGV[4]) * 1000)
   return {'ok', json}
 end
 if not current then
@@ -49,4 +61,5 @@ if ttl > 0 then
 else
   redis.call('SET', KEYS[2], json)
 end
+index(ttl > 0 and ttl or tonumber(ARGV[4]) * 1000)
 return {'ok', json}
