@@ -54,6 +54,15 @@ public sealed class Coordinator : IAsyncDisposable
     /// <summary>Its swarm.</summary>
     public string SwarmId { get; }
 
+    /// <summary>
+    /// True for a validator (swarm <see cref="Keys.ValidatorSwarm"/>): a protocol participant like a coordinator, but it
+    /// heartbeats to <c>validator:heartbeat:{id}</c>, so the runbook's <c>blocking:heartbeat:*</c> counts coordinators only.
+    /// </summary>
+    public bool IsValidator => Keys.IsValidatorSwarm(SwarmId);
+
+    /// <summary>The heartbeat key this instance writes: K1 for a coordinator, the validator key for a validator.</summary>
+    public RedisKey HeartbeatKey => Keys.HeartbeatOf(Id, SwarmId);
+
     /// <summary>Unique per start of this ID.</summary>
     public string InstanceId { get; }
 
@@ -258,7 +267,8 @@ public sealed class Coordinator : IAsyncDisposable
     private async Task<long> DeleteOwnKeysAsync()
     {
         var database = _redis.Database;
-        var keys = new List<RedisKey> { Keys.Heartbeat(Id), Keys.Activity(Id), Keys.Unblock(Id) };
+        // Both heartbeat families: an ID that ran as the other kind before leaves nothing behind either.
+        var keys = new List<RedisKey> { Keys.Heartbeat(Id), Keys.ValidatorHeartbeat(Id), Keys.Activity(Id), Keys.Unblock(Id) };
         // Shutdown is not a hot path; the pattern is an exact prefix (IDs hold no glob characters).
         foreach (var server in _redis.Multiplexer.GetServers().Where(s => !s.IsReplica))
         {

@@ -90,7 +90,15 @@ public sealed class DeadlockDetector
                     continue; // expired, cleaned up, or not a string
                 }
 
-                if (Json.TryDeserialize<ActivityRecord>(values[i].ToString(), out var record, out var error))
+                if (Json.TryDeserialize<ActivityRecord>(values[i].ToString(), out var record, out var error) &&
+                    WaitForGraph.SplitWaitingFor(record!.WaitingFor).FirstOrDefault(w => !Ids.IsValidName(w)) is { } invalid)
+                {
+                    // An ID read back that cannot name a coordinator: the record is skipped, not half-used.
+                    Interlocked.Increment(ref _malformed);
+                    _logger.LogWarning("Malformed activity record key={Key} : waitingFor holds an invalid ID ({Length} chars): {Rule}",
+                        Keys.Activity(id).ToString(), invalid.Length, Ids.NameRule);
+                }
+                else if (record is not null)
                 {
                     records.Add(string.Equals(record!.CoordinatorId, id, StringComparison.Ordinal) ? record : record with { CoordinatorId = id });
                 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
@@ -8,9 +9,9 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Detection;
 
 /// <summary>
-/// Finds dead coordinators (SPEC §2.9 C# dead-detection contract, D5, D6). Each pass asks the registry for the
-/// coordinators whose last heartbeat is older than the stale threshold (O(log N + stale), including those whose K1
-/// already expired) and judges each in one atomic script on the Redis clock: consecutive warnings spaced by the monitor
+/// Finds dead coordinators and validators (SPEC §2.9 C# dead-detection contract, D5, D6). Each pass asks the registry
+/// (both kinds; the swarm hash says which heartbeat key a member writes) for the members whose last heartbeat is older
+/// than the stale threshold (O(log N + stale), including those whose heartbeat key already expired) and judges each in one atomic script on the Redis clock: consecutive warnings spaced by the monitor
 /// interval, kept in Redis so any number of monitors agree, and exactly one of them confirms a death, fencing the dead
 /// instance in the same step. A heartbeat that comes back clears the warnings. The monitor then sleeps until the next
 /// coordinator can become due (at most the monitor interval), so detection lands close to the configured time.
@@ -141,8 +142,15 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         var deaths = new List<CoordinatorDeath>();
         long nextDue = 0;
         var judged = new List<(string Id, Task<RedisResult> Reply)>();
+        // Validators stay in the registry and heartbeat to validator:heartbeat:{id}; their swarm entry says so. Read for
+        // the candidates only (O(stale), one round trip). The verdict does not hinge on it: every cfn heartbeat moves the
+        // registry score in the same script as its key, and monitor_check.lua takes the newer of the two, so a key read
+        // for the wrong kind (an ID that changed kind since this read) only misses a time the score already holds.
+        var swarmOf = ids.Count == 0 ? [] : await database.HashGetAsync(Keys.Swarms, [.. ids.Select(id => (RedisValue)id)]).ConfigureAwait(false);
+        var position = 0;
         foreach (var id in ids)
         {
+            var swarm = (string?)swarmOf[position++];
             if (!Identity.Ids.IsValidName(id))
             {
                 await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
@@ -152,7 +160,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             // Sent without waiting for each reply: the checks are independent, so a pass costs one pipelined round trip.
             judged.Add((id, database.ScriptEvaluateAsync(
                 RedisScripts.MonitorCheck,
-                [Keys.Registry, Keys.Health, Keys.Heartbeat(id), Keys.Epoch(id)],
+                [Keys.Registry, Keys.Health, Keys.HeartbeatOf(id, swarm), Keys.Epoch(id)],
                 [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs,
                     (long)_options.EscalationLease.TotalMilliseconds])));
         }
@@ -204,7 +212,16 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
                         id, count, ageMs);
                     break;
                 case "dead":
-                    deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                    try
+                    {
+                        deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One coordinator's bad state (a value or ID that throws) must not stop the others being handled.
+                        _redis.Loops.RecordFailed(LoopNames.HeartbeatMonitor, _logger, Keys.Heartbeat(id).ToString(), e);
+                    }
+
                     break;
                 case "dead_already":
                     await ResumeEscalationAsync(id, (long)reply[3], ageMs, now).ConfigureAwait(false);
@@ -337,7 +354,9 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         string? raw;
         try
         {
-            raw = (string?)await _redis.Database.StringGetAsync(Keys.Heartbeat(id)).ConfigureAwait(false);
+            // The swarm entry is missing, so the kind is unknown: a coordinator's K1 or a validator's own key, whichever exists.
+            var values = await _redis.Database.StringGetAsync([Keys.Heartbeat(id), Keys.ValidatorHeartbeat(id)]).ConfigureAwait(false);
+            raw = (string?)values[0] ?? (string?)values[1];
         }
         catch (RedisServerException)
         {
@@ -366,10 +385,28 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private async Task RunAsync(CancellationToken stopping)
     {
         var time = _redis.Time;
+        var health = _redis.Loops.Register(LoopNames.HeartbeatMonitor, null, _options.MonitorInterval);
+        try
+        {
+            await RunPassesAsync(health, time, stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            health.Ended(stopping.IsCancellationRequested, _logger);
+        }
+    }
+
+    private async Task RunPassesAsync(LoopHandle health, TimeProvider time, CancellationToken stopping)
+    {
         while (!stopping.IsCancellationRequested)
         {
             var sleep = _options.MonitorInterval;
-            var pass = await RunOnceAsync().ConfigureAwait(false);
+            var pass = new MonitorPass(0, 0, [], 0, RedisAvailable: true, 0); // a pass that threw: try again after the interval
+            await health.RunPassAsync(async () => pass = await RunOnceAsync().ConfigureAwait(false), _logger, stopping).ConfigureAwait(false);
             if (!pass.RedisAvailable)
             {
                 sleep = TimeSpan.FromMilliseconds(Math.Min(1000, _options.MonitorInterval.TotalMilliseconds));

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Activity;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
@@ -42,77 +43,90 @@ public sealed class StuckWaitDetector(RedisContext redis, RecoveryOptions option
         foreach (var member in overdue)
         {
             var id = (string)member!;
-            if (!Identity.Ids.IsValidName(id))
-            {
-                await database.SortedSetRemoveAsync(Keys.Deadlines, id).ConfigureAwait(false);
-                continue;
-            }
-
-            // A dead coordinator is the heartbeat monitor's case (reason "heartbeat"), not a stuck wait.
-            var lastBeat = await database.SortedSetScoreAsync(Keys.Registry, id).ConfigureAwait(false);
-            if (lastBeat is null || now - (long)lastBeat.Value > options.HeartbeatStaleThreshold.TotalMilliseconds)
-            {
-                continue;
-            }
-
-            string? raw;
             try
             {
-                raw = (string?)await database.StringGetAsync(Keys.Activity(id)).ConfigureAwait(false);
+                await CheckOneAsync(database, id, now, found).ConfigureAwait(false);
             }
-            catch (RedisServerException e)
+            catch (Exception e) when (LoopHealth.IsRecordFault(e))
             {
-                recoveryMetrics.MalformedValues.WithLabels("activity").Inc();
-                _logger.LogWarning("Malformed activity record skipped coordinator={CoordinatorId}: {Error}", id, e.Message);
-                continue;
-            }
-
-            if (raw is null)
-            {
-                continue;
-            }
-
-            if (!Json.TryDeserialize<ActivityRecord>(raw, out var activity, out var error))
-            {
-                recoveryMetrics.MalformedValues.WithLabels("activity").Inc();
-                _logger.LogWarning("Malformed activity record skipped coordinator={CoordinatorId}: {Error}", id, error);
-                continue;
-            }
-
-            if (activity!.Status != "blocking")
-            {
-                continue;
-            }
-
-            var marker = string.Create(CultureInfo.InvariantCulture, $"{activity.WaitingForSignal}|{activity.BlockingSince}");
-            if (!await MarkReportedAsync(id, marker).ConfigureAwait(false))
-            {
-                continue; // already reported: one count per wait
-            }
-
-            var stuck = new StuckWait(id, activity.WaitingForSignal, activity.WaitingFor, now - (activity.BlockingSince ?? now),
-                activity.TimeoutMs ?? 0);
-            found.Add(stuck);
-            metrics.CountTimeout(id, "blocking");
-            _logger.LogWarning(
-                "Coordinator timeout detected coordinator={CoordinatorId} signalId={SignalId} waitingFor={WaitingFor} blockedForMs={BlockedFor} timeoutMs={TimeoutMs}",
-                id, stuck.SignalId, stuck.WaitingFor, stuck.BlockedForMs, stuck.TimeoutMs);
-            _logger.LogError(
-                "Coordinator timeout event coordinator={CoordinatorId} reason=\"Coordinator blocking for {Seconds}s past its {TimeoutSeconds}s timeout\"",
-                id, stuck.BlockedForMs / 1000, stuck.TimeoutMs / 1000);
-            try
-            {
-                StuckWaitDetected?.Invoke(stuck);
-            }
-#pragma warning disable CA1031 // a subscriber's failure must never stop the handler
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                _logger.LogError(e, "StuckWaitDetected handler failed coordinator={CoordinatorId}", id);
+                // One coordinator's bad state (a value or ID that throws, a wrong-typed key) must not stop the others' checks.
+                redis.Loops.RecordFailed(LoopNames.StuckWaits, _logger, (Identity.Ids.IsValidName(id) ? Keys.Activity(id) : Keys.Deadlines).ToString(), e);
             }
         }
 
         return found;
+    }
+
+    private async Task CheckOneAsync(IDatabase database, string id, long now, List<StuckWait> found)
+    {
+        if (!Identity.Ids.IsValidName(id))
+        {
+            await database.SortedSetRemoveAsync(Keys.Deadlines, id).ConfigureAwait(false);
+            return;
+        }
+
+        // A dead coordinator is the heartbeat monitor's case (reason "heartbeat"), not a stuck wait.
+        var lastBeat = await database.SortedSetScoreAsync(Keys.Registry, id).ConfigureAwait(false);
+        if (lastBeat is null || now - (long)lastBeat.Value > options.HeartbeatStaleThreshold.TotalMilliseconds)
+        {
+            return;
+        }
+
+        string? raw;
+        try
+        {
+            raw = (string?)await database.StringGetAsync(Keys.Activity(id)).ConfigureAwait(false);
+        }
+        catch (RedisServerException e)
+        {
+            recoveryMetrics.MalformedValues.WithLabels("activity").Inc();
+            _logger.LogWarning("Malformed activity record skipped coordinator={CoordinatorId}: {Error}", id, e.Message);
+            return;
+        }
+
+        if (raw is null)
+        {
+            return;
+        }
+
+        if (!Json.TryDeserialize<ActivityRecord>(raw, out var activity, out var error))
+        {
+            recoveryMetrics.MalformedValues.WithLabels("activity").Inc();
+            _logger.LogWarning("Malformed activity record skipped coordinator={CoordinatorId}: {Error}", id, error);
+            return;
+        }
+
+        if (activity!.Status != "blocking")
+        {
+            return;
+        }
+
+        var marker = string.Create(CultureInfo.InvariantCulture, $"{activity.WaitingForSignal}|{activity.BlockingSince}");
+        if (!await MarkReportedAsync(id, marker).ConfigureAwait(false))
+        {
+            return; // already reported: one count per wait
+        }
+
+        var stuck = new StuckWait(id, activity.WaitingForSignal, activity.WaitingFor, now - (activity.BlockingSince ?? now),
+            activity.TimeoutMs ?? 0);
+        found.Add(stuck);
+        metrics.CountTimeout(id, "blocking");
+        _logger.LogWarning(
+            "Coordinator timeout detected coordinator={CoordinatorId} signalId={SignalId} waitingFor={WaitingFor} blockedForMs={BlockedFor} timeoutMs={TimeoutMs}",
+            id, stuck.SignalId, stuck.WaitingFor, stuck.BlockedForMs, stuck.TimeoutMs);
+        _logger.LogError(
+            "Coordinator timeout event coordinator={CoordinatorId} reason=\"Coordinator blocking for {Seconds}s past its {TimeoutSeconds}s timeout\"",
+            id, stuck.BlockedForMs / 1000, stuck.TimeoutMs / 1000);
+        try
+        {
+            StuckWaitDetected?.Invoke(stuck);
+        }
+#pragma warning disable CA1031 // a subscriber's failure must never stop the handler
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            _logger.LogError(e, "StuckWaitDetected handler failed coordinator={CoordinatorId}", id);
+        }
     }
 
     /// <summary>Records the handled marker; false when this wait was already reported (by any handler).</summary>

@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
@@ -7,7 +8,9 @@ namespace Cfn.Coordination.Heartbeats;
 
 /// <summary>
 /// Writes this coordinator's heartbeat (SPEC §2.9 writer side, D5, D6) on a non-overlapping periodic timer: K1 with
-/// the Redis clock, the registry score, and the K7 TTL, in one script. Failures are classified
+/// the Redis clock, the registry score, and the K7 TTL, in one script. A validator writes the same record to its own
+/// key <c>validator:heartbeat:{id}</c> (<see cref="Coordinator.HeartbeatKey"/>) and the same registry entry, so it is
+/// monitored like a coordinator without being counted as one. Failures are classified
 /// <c>connection</c>, <c>timeout</c> or <c>error</c>, counted and logged with the word "heartbeat".
 /// </summary>
 public sealed class HeartbeatLoop : IAsyncDisposable
@@ -77,7 +80,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         {
             var now = (long)await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
-                [Keys.Heartbeat(_coordinator.Id), Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
+                [_coordinator.HeartbeatKey, Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
                 [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields, _coordinator.SwarmId])
                 .ConfigureAwait(false);
             if (now < 0)
@@ -120,21 +123,35 @@ public sealed class HeartbeatLoop : IAsyncDisposable
 
     private async Task RunAsync(CancellationToken stopping)
     {
-        using var timer = new PeriodicTimer(_redis.Options.HeartbeatInterval, _redis.Time);
+        var interval = _redis.Options.HeartbeatInterval;
+        var health = _redis.Loops.Register(LoopNames.Heartbeat, _coordinator.Id, interval);
+        string? reason = null;
         try
         {
+            using var timer = new PeriodicTimer(interval, _redis.Time);
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
             {
-                await BeatAsync().ConfigureAwait(false);
+                await health.RunPassAsync(BeatAsync, _logger, stopping).ConfigureAwait(false);
                 if (_coordinator.IsSuperseded)
                 {
                     return;
                 }
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
             // stopped
+        }
+#pragma warning disable CA1031 // only the timer itself can get here; readiness reports the loop stopped
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            reason = $"{e.GetType().Name}: {e.Message}";
+        }
+        finally
+        {
+            // A superseded instance stops beating on purpose: its successor owns the ID.
+            health.Ended(stopping.IsCancellationRequested || _coordinator.IsSuperseded, _logger, reason);
         }
     }
 

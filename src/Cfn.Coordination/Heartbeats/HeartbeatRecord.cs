@@ -2,7 +2,8 @@ namespace Cfn.Coordination.Heartbeats;
 
 /// <summary>
 /// K1 <c>blocking:heartbeat:{id}</c> (SPEC K1): <c>timestamp</c> for the runbook and the legacy cleanup regexes, and
-/// <c>lastHeartbeat</c> for the TS monitor, both the Redis time of the write in ms.
+/// <c>lastHeartbeat</c> for the TS monitor, both the Redis time of the write in ms. A validator writes the same record
+/// to <c>validator:heartbeat:{id}</c> instead.
 /// </summary>
 public sealed record HeartbeatRecord
 {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
@@ -149,6 +150,9 @@ public sealed class CoordinatorLoop
         using var pumpStop = CancellationTokenSource.CreateLinkedTokenSource(stop.Token);
         var token = stop.Token;
         var pump = PumpAsync(pumpStop.Token);
+        // Wake-driven (it waits for validators, work and verdicts), so only its stopping counts against readiness.
+        var health = _coordinator.Redis.Loops.Register(LoopNames.WorkLoop, _coordinator.Id, interval: null);
+        string? ended = null;
         _logger.LogInformation(
             "Coordinator loop started coordinator={CoordinatorId} swarm={SwarmId} validatorsPerItem={K} timeout={TimeoutMs} externalApi={ExternalApi}",
             _coordinator.Id, _coordinator.SwarmId, _options.ValidatorsPerItem, (long)ValidationTimeout.TotalMilliseconds,
@@ -196,10 +200,30 @@ public sealed class CoordinatorLoop
                     await RequeueTakenAsync().ConfigureAwait(false); // an item taken when Redis failed is not lost
 
                 }
+#pragma warning disable CA1031 // one bad item or pass must not end the loop: logged, counted, and the loop goes on
+                catch (Exception e) when (!token.IsCancellationRequested)
+#pragma warning restore CA1031
+                {
+                    NoteError($"{e.GetType().Name} in coordinator loop: {e.Message}");
+                    health.PassFailed(e, _logger);
+                    if (!await DelayAsync(_options.NoValidatorsRetryInterval, token).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+
+                    await RequeueTakenAsync().ConfigureAwait(false);
+                }
             }
+        }
+#pragma warning disable CA1031 // whatever ends the loop is reported: readiness names it
+        catch (Exception e) when (!token.IsCancellationRequested)
+#pragma warning restore CA1031
+        {
+            ended = $"{e.GetType().Name}: {e.Message}";
         }
         finally
         {
+            health.Ended(token.IsCancellationRequested, _logger, ended);
             await pumpStop.CancelAsync().ConfigureAwait(false);
             await pump.ConfigureAwait(false);
             SetPhase("stopped");
@@ -619,7 +643,7 @@ public sealed class CoordinatorLoop
 
     /// <summary>The awaited peers the wait found dead with nothing coming for them (D18).</summary>
     private static IReadOnlyList<string> DeadPeersOf(AckWaitResult acks) =>
-        acks.StatusLabel == "peer_dead" ? acks.Missing : [];
+        acks.Status == AckWaitStatus.PeerDead ? acks.DeadPeers : [];
 
     /// <summary>
     /// Of an adopted item's open slots, those whose requests were never ACKed by the validator asked: the earlier owner's
@@ -751,22 +775,53 @@ public sealed class CoordinatorLoop
     /// <summary>The inbox pump: verdicts go to the waiting item, anything else to <see cref="OtherSignalHandler"/>.</summary>
     private async Task PumpAsync(CancellationToken token)
     {
+        var health = _coordinator.Redis.Loops.Register(LoopNames.InboxPump, _coordinator.Id, interval: null);
+        try
+        {
+            await PumpPassesAsync(health, token).ConfigureAwait(false);
+        }
+        finally
+        {
+            health.Ended(token.IsCancellationRequested || _coordinator.IsSuperseded, _logger);
+        }
+    }
+
+    private async Task PumpPassesAsync(LoopHandle health, CancellationToken token)
+    {
         while (!token.IsCancellationRequested)
         {
             try
             {
                 await foreach (var received in _coordinator.Inbox.ReadAllAsync(token).ConfigureAwait(false))
                 {
-                    await RouteAsync(received).ConfigureAwait(false);
+                    try
+                    {
+                        await RouteAsync(received).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One signal that cannot be routed is skipped (consumed) rather than ending the pump.
+                        health.RecordFailed(_logger, $"{Keys.Inbox(_coordinator.Id)} {received.Signal.MessageId}", e);
+                    }
                 }
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
                 return;
             }
+            catch (CoordinatorSupersededException)
+            {
+                return;
+            }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 _logger.LogWarning("Redis error while reading the inbox coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
+            }
+#pragma warning disable CA1031 // the pump feeds the work loop its verdicts: it must outlive any one failure
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                health.PassFailed(e, _logger);
             }
 
             if (!await DelayAsync(TimeSpan.FromSeconds(1), token).ConfigureAwait(false))

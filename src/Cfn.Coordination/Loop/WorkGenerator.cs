@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using System.Globalization;
 using System.Text.Json;
 using Cfn.Coordination.Identity;
@@ -46,6 +47,7 @@ public sealed class WorkGenerator
     private readonly ILogger _logger;
     private readonly Random _random;
     private readonly Lock _randomGate = new();
+    private readonly LoopHealth _loops;
     private long _generated;
 
     /// <summary>Creates the generator.</summary>
@@ -55,6 +57,7 @@ public sealed class WorkGenerator
     /// <param name="time">Clock of the interval (system clock when null).</param>
     /// <param name="logger">Logger (none when null).</param>
     /// <param name="random">Random source of the inputs (a shared one when null).</param>
+    /// <param name="loops">The process's loop registry (readiness, <c>background_loop_*</c>); a detached one when null.</param>
     /// <exception cref="InvalidIdException">A swarm ID is invalid.</exception>
     public WorkGenerator(
         WorkQueue queue,
@@ -62,7 +65,8 @@ public sealed class WorkGenerator
         WorkGeneratorOptions? options = null,
         TimeProvider? time = null,
         ILogger? logger = null,
-        Random? random = null)
+        Random? random = null,
+        LoopHealth? loops = null)
     {
         ArgumentNullException.ThrowIfNull(queue);
         ArgumentNullException.ThrowIfNull(swarmIds);
@@ -73,35 +77,25 @@ public sealed class WorkGenerator
         _time = time ?? TimeProvider.System;
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _random = random ?? Random.Shared;
+        _loops = loops ?? LoopHealth.Detached(_time);
     }
 
     /// <summary>Items queued so far.</summary>
     public long Generated => Interlocked.Read(ref _generated);
 
     /// <summary>Tops the queues up every <see cref="WorkGeneratorOptions.Interval"/> until cancelled.</summary>
-    public async Task RunAsync(CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(_options.Interval, _time);
-        try
+    public Task RunAsync(CancellationToken cancellationToken) =>
+        BackgroundLoop.RunPeriodicAsync(_loops.Register(LoopNames.WorkGenerator, null, _options.Interval), _options.Interval, _time, async () =>
         {
-            do
+            try
             {
-                try
-                {
-                    await TopUpAsync().ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    _logger.LogWarning("Redis error while generating work: {Error}", RedisErrors.FirstClause(e));
-                }
+                await TopUpAsync().ConfigureAwait(false);
             }
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));
-        }
-        catch (OperationCanceledException)
-        {
-            // stopping
-        }
-    }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                _logger.LogWarning("Redis error while generating work: {Error}", RedisErrors.FirstClause(e));
+            }
+        }, _logger, cancellationToken, passAtOnce: true);
 
     /// <summary>One pass: every queue below the target gets the missing items; returns how many were queued.</summary>
     public async Task<int> TopUpAsync()

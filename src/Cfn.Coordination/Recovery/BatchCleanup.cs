@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -121,10 +122,14 @@ public sealed partial class BatchCleanup
             }
         }
 
+        // K1 of coordinators and the validators' own heartbeat keys (validators are cleaned like coordinators).
         var heartbeatKeys = new List<string>();
-        await foreach (var key in _cleanup.ScanAsync(Keys.HeartbeatPrefix + "*").ConfigureAwait(false))
+        foreach (var prefix in new[] { Keys.HeartbeatPrefix, Keys.ValidatorHeartbeatPrefix })
         {
-            heartbeatKeys.Add(key);
+            await foreach (var key in _cleanup.ScanAsync(prefix + "*").ConfigureAwait(false))
+            {
+                heartbeatKeys.Add(key);
+            }
         }
 
         for (var start = 0; start < heartbeatKeys.Count; start += MgetBatch)
@@ -133,10 +138,16 @@ public sealed partial class BatchCleanup
             var values = await database.StringGetAsync(batch.Select(k => (RedisKey)k).ToArray()).ConfigureAwait(false);
             for (var i = 0; i < batch.Count; i++)
             {
-                var id = batch[i][Keys.HeartbeatPrefix.Length..];
+                var id = Keys.HeartbeatOwner(batch[i])!;
                 var match = values[i].IsNull ? null : TimestampPattern().Match((string)values[i]!);
-                if (match is not { Success: true })
+                // A timestamp too long for a long (25 digits) is as unreadable as none: skipped, never thrown.
+                if (match is not { Success: true } || !long.TryParse(match.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var ts))
                 {
+                    if (match is { Success: true })
+                    {
+                        _metrics.MalformedValues.WithLabels("heartbeat").Inc();
+                    }
+
                     if (!lastBeat.ContainsKey(id))
                     {
                         say("WARN", $"Invalid or missing heartbeat for coordinator: {id}");
@@ -145,7 +156,6 @@ public sealed partial class BatchCleanup
                     continue;
                 }
 
-                var ts = long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
                 lastBeat[id] = lastBeat.TryGetValue(id, out var known) ? Math.Max(known, ts) : ts;
             }
         }
@@ -201,7 +211,8 @@ public sealed partial class BatchCleanup
         // One pass over the keyspace for all stale coordinators at once.
         var owned = stale.ToDictionary(id => id, id => new List<(RedisKey, string)>
         {
-            (Keys.Heartbeat(id), KeyOwnership.Heartbeat), (Keys.Signal(id), KeyOwnership.Signals), (Keys.Inbox(id), KeyOwnership.Signals),
+            (Keys.Heartbeat(id), KeyOwnership.Heartbeat), (Keys.ValidatorHeartbeat(id), KeyOwnership.Heartbeat),
+            (Keys.Signal(id), KeyOwnership.Signals), (Keys.Inbox(id), KeyOwnership.Signals),
             (Keys.Activity(id), KeyOwnership.Activity), (Keys.Unblock(id), KeyOwnership.Other),
         }, StringComparer.Ordinal);
         if (stale.Count > 0)
@@ -259,6 +270,13 @@ public sealed partial class BatchCleanup
                     {
                         Interlocked.Increment(ref errors);
                         say("ERROR", $"Failed to clean up coordinator {id}: {e.Message}");
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One coordinator's bad state must not end the run (nor the timeout handler's cleanup loop).
+                        Interlocked.Increment(ref errors);
+                        say("ERROR", $"Failed to clean up coordinator {id}: {e.Message}");
+                        _redis.Loops.RecordFailed(LoopNames.BatchCleanup, _logger, Keys.Heartbeat(id).ToString(), e);
                     }
                 }).ConfigureAwait(false);
             _metrics.CleanupKeysDeleted.Inc(deleted);

@@ -10,7 +10,8 @@ namespace Cfn.Coordination.Recovery;
 /// Removes one coordinator's state (SPEC §2.12, D14): its keys are found by exact prefixes and segment checks
 /// (<see cref="KeyOwnership"/>), then deleted in atomic batches that re-check the heartbeat first, so a coordinator
 /// that is alive is never cleaned unless the caller forces it. Afterwards <c>SCAN MATCH blocking:*{id}*</c> finds
-/// nothing of the coordinator (other IDs that contain it as a substring keep their keys).
+/// nothing of the coordinator (other IDs that contain it as a substring keep their keys). A validator is cleaned the
+/// same way; its heartbeat key <c>validator:heartbeat:{id}</c> is one of the fixed keys.
 /// </summary>
 public sealed class CoordinatorCleanup
 {
@@ -95,6 +96,7 @@ public sealed class CoordinatorCleanup
         var found = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             [(string)Keys.Heartbeat(coordinatorId)!] = KeyOwnership.Heartbeat,
+            [(string)Keys.ValidatorHeartbeat(coordinatorId)!] = KeyOwnership.Heartbeat, // a validator's (no K1)
             [(string)Keys.Signal(coordinatorId)!] = KeyOwnership.Signals,
             [(string)Keys.Inbox(coordinatorId)!] = KeyOwnership.Signals,
             [(string)Keys.Activity(coordinatorId)!] = KeyOwnership.Activity,
@@ -121,7 +123,7 @@ public sealed class CoordinatorCleanup
     {
         var categories = KeyOwnership.Categories.ToDictionary(c => c, _ => 0L, StringComparer.Ordinal);
         var first = true;
-        // The K1 key goes in the first batch, so the liveness check and its deletion are one atomic step.
+        // The heartbeat keys (K1, a validator's own) go in the first batch, so the liveness check and their deletion are one atomic step.
         var ordered = keys.OrderBy(k => k.Category == KeyOwnership.Heartbeat ? 0 : 1).ToList();
         for (var start = 0; start < Math.Max(1, ordered.Count); start += BatchSize)
         {

@@ -34,10 +34,12 @@ public sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions 
     {
         Ids.RequireName(coordinatorId, "coordinatorId");
         var database = redis.Database;
-        var values = await database.StringGetAsync([Keys.Heartbeat(coordinatorId), Keys.Activity(coordinatorId)]).ConfigureAwait(false);
+        // A coordinator's K1 or a validator's own heartbeat key, whichever exists (the ID does not say which it is).
+        var values = await database.StringGetAsync([Keys.Heartbeat(coordinatorId), Keys.ValidatorHeartbeat(coordinatorId), Keys.Activity(coordinatorId)])
+            .ConfigureAwait(false);
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
-        var heartbeatRaw = (string?)values[0];
-        var activityRaw = (string?)values[1];
+        var heartbeatRaw = (string?)values[0] ?? (string?)values[1];
+        var activityRaw = (string?)values[2];
         if (heartbeatRaw is null && activityRaw is null)
         {
             return null;
@@ -53,7 +55,7 @@ public sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions 
             var age = lastBeat > 0 ? now - lastBeat : now - (activity?.LastActivity ?? now);
             result = new TimeoutCheckResult(coordinatorId, true, "heartbeat",
                 heartbeatRaw is null
-                    ? string.Create(CultureInfo.InvariantCulture, $"No heartbeat (K1 missing); last activity {age / 1000}s ago")
+                    ? string.Create(CultureInfo.InvariantCulture, $"No heartbeat (heartbeat key missing); last activity {age / 1000}s ago")
                     : string.Create(CultureInfo.InvariantCulture, $"Heartbeat stale for {age / 1000}s (threshold: {stale / 1000}s)"),
                 age);
         }

@@ -320,7 +320,7 @@ public sealed class EscalationService
         {
             _metrics.Escalations.WithLabels("failed").Inc();
             _logger.LogError("Failed to escalate dead coordinator coordinator={DeadId} swarm={SwarmId} step={Step}: {Error}; it is resumed on a later pass",
-                deadId, swarmId, record.Step, e.Message);
+                deadId, swarmId, record.Step, RedisErrors.FirstClause(e));
             try
             {
                 // Give the lease up so that the next pass (of any handler) resumes at once instead of after the lease.

@@ -38,6 +38,12 @@ public static class KeyOwnership
             yield break;
         }
 
+        if (parts.Length == 3 && parts[0] == "validator" && parts[1] == "heartbeat")
+        {
+            yield return (parts[2], Heartbeat); // a validator's heartbeat
+            yield break;
+        }
+
         if (parts.Length == 4 && parts[0] == "swarm" && parts[2] == "blocking")
         {
             yield return (parts[3], Other); // K11 blocking state

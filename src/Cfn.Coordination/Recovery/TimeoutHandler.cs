@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Deadlocks;
 using Cfn.Coordination.Detection;
 using Cfn.Coordination.Metrics;
@@ -81,8 +82,9 @@ public sealed class TimeoutHandler : IAsyncDisposable
     public void Start()
     {
         Monitor.Start();
-        _loops.Add(EveryAsync(_options.StuckWaitGrace, CheckWaitsAsync, _stopping.Token));
-        _loops.Add(EveryAsync(_options.CleanupInterval, async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false), _stopping.Token));
+        _loops.Add(EveryAsync(LoopNames.StuckWaits, _options.StuckWaitGrace, CheckWaitsAsync, _stopping.Token));
+        _loops.Add(EveryAsync(LoopNames.BatchCleanup, _options.CleanupInterval,
+            async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false), _stopping.Token));
         _logger.LogInformation("Timeout handler started handler={HandlerId} heartbeatMonitoring={Monitoring} autoEscalation={Escalation}",
             HandlerId, _options.EnableHeartbeatMonitoring, _options.EnableAutoEscalation);
     }
@@ -95,28 +97,18 @@ public sealed class TimeoutHandler : IAsyncDisposable
         LastDeadlocks = await Deadlocks.DetectAsync(blocking.Select(b => (string)b!)).ConfigureAwait(false);
     }
 
-    private async Task EveryAsync(TimeSpan period, Func<Task> work, CancellationToken stopping)
-    {
-        using var timer = new PeriodicTimer(period, _redis.Time);
-        try
+    private Task EveryAsync(string loop, TimeSpan period, Func<Task> work, CancellationToken stopping) =>
+        BackgroundLoop.RunPeriodicAsync(_redis.Loops.Register(loop, null, period), period, _redis.Time, async () =>
         {
-            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            try
             {
-                try
-                {
-                    await work().ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
-                }
+                await work().ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException)
-        {
-            // stopping
-        }
-    }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
+            }
+        }, _logger, stopping);
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()

@@ -9,8 +9,24 @@ namespace Cfn.Coordination.Redis;
 /// </summary>
 public static class Keys
 {
-    /// <summary>K1 prefix: <c>blocking:heartbeat:{coordinatorId}</c>, JSON, TTL <c>HEARTBEAT_TTL_SECONDS</c>.</summary>
+    /// <summary>
+    /// K1 prefix: <c>blocking:heartbeat:{coordinatorId}</c>, JSON, TTL <c>HEARTBEAT_TTL_SECONDS</c>. Written by coordinators
+    /// only, so the runbook's <c>--scan --pattern "blocking:heartbeat:*" | wc -l</c> counts coordinators (SPEC §5 #2).
+    /// </summary>
     public const string HeartbeatPrefix = "blocking:heartbeat:";
+
+    /// <summary>
+    /// Validator heartbeat prefix: <c>validator:heartbeat:{validatorId}</c>, the same JSON and TTL as K1. Validators are
+    /// protocol participants (inbox, ACKs, registry) but not coordinators, so they stay out of the K1 count.
+    /// </summary>
+    public const string ValidatorHeartbeatPrefix = "validator:heartbeat:";
+
+    /// <summary>
+    /// The pseudo-swarm of validators: a registry member whose <see cref="Swarms"/> entry is this is a validator (it
+    /// heartbeats to <see cref="ValidatorHeartbeat"/>, and its replacement is a validator). The kind is never read from
+    /// the ID, which is free-form (a replacement validator is named <c>coordinator-{ms}-{random}</c>).
+    /// </summary>
+    public const string ValidatorSwarm = "validators";
 
     /// <summary>K2 prefix: <c>blocking:signal:{receiverId}</c>, JSON of a pending signal, present while the inbox is not empty.</summary>
     public const string SignalPrefix = "blocking:signal:";
@@ -49,7 +65,8 @@ public static class Keys
     public const string EpochPrefix = "coordinator:epoch:";
 
     /// <summary>
-    /// D6 registry: a sorted set of coordinator IDs scored by last heartbeat (Redis ms). Its name matches neither
+    /// D6 registry: a sorted set of the IDs of every participant that heartbeats — coordinators and validators, told
+    /// apart by <see cref="Swarms"/> — scored by last heartbeat (Redis ms). Its name matches neither
     /// <c>blocking:heartbeat:*</c> nor <c>blocking:*{id}*</c>, so the runbook's counts and post-cleanup checks ignore it.
     /// </summary>
     public static readonly RedisKey Registry = "blocking:coordinators";
@@ -60,9 +77,32 @@ public static class Keys
     /// <summary>Pub/sub channel prefix: <c>cfn:events:{coordinatorId}</c> wakes a coordinator (new signal, ACK, unblock).</summary>
     public const string EventsChannelPrefix = "cfn:events:";
 
-    /// <summary>K1 heartbeat key.</summary>
+    /// <summary>K1 heartbeat key (coordinators only).</summary>
     public static RedisKey Heartbeat(string coordinatorId) =>
         HeartbeatPrefix + Ids.RequireName(coordinatorId, "coordinatorId");
+
+    /// <summary>A validator's heartbeat key.</summary>
+    public static RedisKey ValidatorHeartbeat(string validatorId) =>
+        ValidatorHeartbeatPrefix + Ids.RequireName(validatorId, "validatorId");
+
+    /// <summary>
+    /// The heartbeat key a registry member writes, by its swarm (its <see cref="Swarms"/> entry): the validator key in
+    /// <see cref="ValidatorSwarm"/>, K1 otherwise (also when the swarm is unknown, e.g. a TS coordinator).
+    /// </summary>
+    public static RedisKey HeartbeatOf(string id, string? swarmId) =>
+        IsValidatorSwarm(swarmId) ? ValidatorHeartbeat(id) : Heartbeat(id);
+
+    /// <summary>True for the validators' pseudo-swarm.</summary>
+    public static bool IsValidatorSwarm(string? swarmId) => string.Equals(swarmId, ValidatorSwarm, StringComparison.Ordinal);
+
+    /// <summary>The ID in a heartbeat key of either family, or null when <paramref name="key"/> is neither.</summary>
+    public static string? HeartbeatOwner(string key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return key.StartsWith(HeartbeatPrefix, StringComparison.Ordinal) ? key[HeartbeatPrefix.Length..]
+            : key.StartsWith(ValidatorHeartbeatPrefix, StringComparison.Ordinal) ? key[ValidatorHeartbeatPrefix.Length..]
+            : null;
+    }
 
     /// <summary>K2 pending-signal view of a receiver.</summary>
     public static RedisKey Signal(string receiverId) =>
@@ -103,7 +143,10 @@ public static class Keys
     /// <summary>Warning state of coordinators with stale heartbeats (hash: id → <c>warnings|lastWarnAt|state</c>), shared by every monitor.</summary>
     public static readonly RedisKey Health = "coordinator:health";
 
-    /// <summary>Swarm of each registered coordinator (hash: id → swarmId), kept by the heartbeat script.</summary>
+    /// <summary>
+    /// Swarm of each registered coordinator (hash: id → swarmId), kept by the heartbeat script. It also says which
+    /// members are validators (<see cref="ValidatorSwarm"/>), and survives the heartbeat key's expiry.
+    /// </summary>
     public static readonly RedisKey Swarms = "coordinator:swarms";
 
     /// <summary>Deadlines of running waits (sorted set: id → Redis ms when its oldest wait times out), kept by the activity script.</summary>

@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Wakeups;
 using Microsoft.Extensions.Logging;
@@ -22,7 +23,8 @@ public sealed class RedisContext : IAsyncDisposable
         TimeProvider? time = null,
         ILoggerFactory? loggerFactory = null,
         bool ownsMultiplexer = false,
-        CircuitBreakerRegistry? breakers = null)
+        CircuitBreakerRegistry? breakers = null,
+        LoopHealth? loops = null)
     {
         ArgumentNullException.ThrowIfNull(multiplexer);
         ArgumentNullException.ThrowIfNull(options);
@@ -31,6 +33,7 @@ public sealed class RedisContext : IAsyncDisposable
         Options = options;
         Time = time ?? TimeProvider.System;
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        Loops = loops ?? LoopHealth.Detached(Time);
         _ownsMultiplexer = ownsMultiplexer;
         Breakers = breakers ?? new CircuitBreakerRegistry(Prometheus.Metrics.NewCustomRegistry(), timeProvider: Time, loggerFactory: LoggerFactory);
         // Only Redis's own failures count against the redis breaker (not, say, a WRONGTYPE reply).
@@ -43,7 +46,7 @@ public sealed class RedisContext : IAsyncDisposable
         // When the client reports the connection back, trials start at once instead of waiting out an 8 s delay.
         multiplexer.ConnectionRestored += OnConnectionRestored;
         Wakeups = new WakeHub(multiplexer, Database, options.AckFallbackPollInterval, Time,
-            LoggerFactory.CreateLogger("Cfn.Coordination.Wakeups"));
+            LoggerFactory.CreateLogger("Cfn.Coordination.Wakeups"), Loops);
     }
 
     /// <summary>Connects with a StackExchange.Redis configuration string (e.g. <c>127.0.0.1:6379,abortConnect=false</c>).</summary>
@@ -52,14 +55,15 @@ public sealed class RedisContext : IAsyncDisposable
         CoordinationOptions options,
         TimeProvider? time = null,
         ILoggerFactory? loggerFactory = null,
-        CircuitBreakerRegistry? breakers = null)
+        CircuitBreakerRegistry? breakers = null,
+        LoopHealth? loops = null)
     {
         var config = ConfigurationOptions.Parse(configuration);
         // Reconnect within about 2 s of Redis coming back (the client's default backs off to 10 s), so heartbeats
         // resume well inside any sensible stale threshold.
         config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
-        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true, breakers);
+        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true, breakers, loops);
     }
 
     /// <summary>The shared multiplexer.</summary>
@@ -78,6 +82,9 @@ public sealed class RedisContext : IAsyncDisposable
     public ILoggerFactory LoggerFactory { get; }
 
     internal WakeHub Wakeups { get; }
+
+    /// <summary>The process's background loops (shared by the contexts of a pool): readiness and <c>background_loop_*</c>.</summary>
+    public LoopHealth Loops { get; }
 
     /// <summary>The process's circuit breakers (<c>circuit_breaker_state</c>).</summary>
     public CircuitBreakerRegistry Breakers { get; }

@@ -49,7 +49,8 @@ public sealed class RedisPool : IAsyncDisposable
         CoordinationOptions options,
         TimeProvider? time = null,
         ILoggerFactory? loggerFactory = null,
-        CircuitBreakerRegistry? breakers = null)
+        CircuitBreakerRegistry? breakers = null,
+        Background.LoopHealth? loops = null)
     {
         if (size is < 1 or > 64)
         {
@@ -60,8 +61,9 @@ public sealed class RedisPool : IAsyncDisposable
         loggerFactory ??= NullLoggerFactory.Instance;
         // One registry for all, or each context would make its own and the process would have N "redis" breakers.
         breakers ??= new CircuitBreakerRegistry(Prometheus.Metrics.NewCustomRegistry(), timeProvider: time, loggerFactory: loggerFactory);
+        loops ??= Background.LoopHealth.Detached(time);
         var connecting = Enumerable.Range(0, size)
-            .Select(_ => RedisContext.ConnectAsync(configuration, options, time, loggerFactory, breakers))
+            .Select(_ => RedisContext.ConnectAsync(configuration, options, time, loggerFactory, breakers, loops))
             .ToList();
         try
         {

@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -18,6 +19,7 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
     private readonly IDatabase _database;
     private readonly string _processId;
     private readonly string _roles;
+    private readonly LoopHealth _loops;
     private readonly TimeSpan _period;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -25,7 +27,8 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
     private readonly HashSet<CircuitBreaker> _watched = [];
     private Task? _loop;
 
-    public BreakerStatePublisher(CircuitBreakerRegistry registry, IDatabase database, string processId, string roles, TimeSpan? period = null, ILogger? logger = null)
+    public BreakerStatePublisher(CircuitBreakerRegistry registry, IDatabase database, string processId, string roles, TimeSpan? period = null, ILogger? logger = null,
+        LoopHealth? loops = null)
     {
         ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(database);
@@ -35,6 +38,7 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         _roles = roles;
         _period = period ?? TimeSpan.FromSeconds(10);
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        _loops = loops ?? LoopHealth.Detached();
     }
 
     /// <summary>Publishes now, then on every transition and every period.</summary>
@@ -89,26 +93,34 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
 
     private async Task RunAsync(CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested)
+        var health = _loops.Register(LoopNames.BreakerStates, null, _period);
+        try
         {
-            try
+            while (!cancellationToken.IsCancellationRequested)
             {
-                await PublishAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                // The redis breaker reports the outage itself; the next period tries again.
-                _logger.LogDebug("Breaker states not published: {Error}", RedisErrors.FirstClause(e));
-            }
+                await health.RunPassAsync(async () =>
+                {
+                    try
+                    {
+                        await PublishAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        // The redis breaker reports the outage itself; the next period tries again.
+                        _logger.LogDebug("Breaker states not published: {Error}", RedisErrors.FirstClause(e));
+                    }
+                }, _logger, cancellationToken).ConfigureAwait(false);
 
-            try
-            {
                 await _changed.WaitAsync(_period, cancellationToken).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            health.Ended(cancellationToken.IsCancellationRequested, _logger);
         }
     }
 

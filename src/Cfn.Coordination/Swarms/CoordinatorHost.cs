@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
@@ -168,22 +169,40 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
     private async Task LoopAsync(CancellationToken stopping)
     {
-        while (!stopping.IsCancellationRequested)
+        var health = _redis.Loops.Register(LoopNames.CoordinatorHost, HostId, _options.HostReportInterval);
+        try
         {
-            try
+            var woken = true;
+            while (!stopping.IsCancellationRequested)
             {
-                await DrainCommandsAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                _logger.LogWarning("Host commands not read host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
-            }
+                var report = !woken;
+                await health.RunPassAsync(async () =>
+                {
+                    if (report)
+                    {
+                        await ReportAsync().ConfigureAwait(false);
+                    }
 
-            var woken = await _wake.WaitAsync(_options.HostReportInterval, stopping).ConfigureAwait(false);
-            if (!woken && !stopping.IsCancellationRequested)
-            {
-                await ReportAsync().ConfigureAwait(false);
+                    try
+                    {
+                        await DrainCommandsAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        _logger.LogWarning("Host commands not read host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
+                    }
+                }, _logger, stopping).ConfigureAwait(false);
+
+                woken = await _wake.WaitAsync(_options.HostReportInterval, stopping).ConfigureAwait(false);
             }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            health.Ended(stopping.IsCancellationRequested, _logger);
         }
     }
 

@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
@@ -36,6 +37,7 @@ public sealed class SwarmManager : IAsyncDisposable
     private readonly long _windowMs;
     private readonly SemaphoreSlim _passLock = new(1, 1);
     private readonly AsyncSignal _wake = new();
+    private readonly HashSet<string> _malformedSeen = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Action<RedisChannel, RedisValue> _onWake;
     private readonly Dictionary<string, long> _final = new(StringComparer.Ordinal);
@@ -201,6 +203,20 @@ public sealed class SwarmManager : IAsyncDisposable
         }
     }
 
+    /// <summary>An unreadable spawn request is skipped, logged and counted once (it is read again every pass until it expires).</summary>
+    private void SkipMalformedRequest(string key, string reason)
+    {
+        if (_malformedSeen.Count > 10_000)
+        {
+            _malformedSeen.Clear(); // bounded: at worst one more line per key
+        }
+
+        if (_malformedSeen.Add(key))
+        {
+            _redis.Loops.SkipRecord(LoopNames.SwarmManager, _logger, key, "malformed spawn request: " + reason);
+        }
+    }
+
     private async Task<SwarmManagerPass> PassAsync()
     {
         var localNow = _redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
@@ -210,7 +226,7 @@ public sealed class SwarmManager : IAsyncDisposable
             _final.Remove(old);
         }
 
-        var snapshot = await SwarmSnapshot.LoadAsync(_redis.Database, _windowMs, since, _final.ContainsKey).ConfigureAwait(false);
+        var snapshot = await SwarmSnapshot.LoadAsync(_redis.Database, _windowMs, since, _final.ContainsKey, SkipMalformedRequest).ConfigureAwait(false);
         InitializeSpawnSeries(snapshot);
         var freshSince = snapshot.NowMs - _staleMs;
         var fresh = snapshot.Members.Where(m => m.LastHeartbeat >= freshSince).ToDictionary(m => m.CoordinatorId, StringComparer.Ordinal);
@@ -224,7 +240,16 @@ public sealed class SwarmManager : IAsyncDisposable
                 // its escalation record may still wait for the outcome. Before _final, so a Redis error retries it.
                 if (request.Status is SpawnStatus.Ready or SpawnStatus.Failed)
                 {
-                    await SettleEscalationAsync(request, request.Status, request.Error, localNow).ConfigureAwait(false);
+                    try
+                    {
+                        await SettleEscalationAsync(request, request.Status, request.Error, localNow).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (LoopHealth.IsRecordFault(e))
+                    {
+                        // One request's bad escalation record must not stop the pass; it is tried again next pass.
+                        _redis.Loops.RecordFailed(LoopNames.SwarmManager, _logger, Keys.Spawn(request.NewCoordinatorId).ToString(), e);
+                        continue;
+                    }
                 }
 
                 _final[request.NewCoordinatorId] = request.Timestamp;
@@ -644,24 +669,34 @@ public sealed class SwarmManager : IAsyncDisposable
 
         _logger.LogInformation("Swarm manager started manager={ManagerId} intervalMs={IntervalMs} spawnTimeoutMs={SpawnTimeoutMs}",
             ManagerId, (long)_options.Interval.TotalMilliseconds, (long)_options.SpawnTimeout.TotalMilliseconds);
-        while (!stopping.IsCancellationRequested)
+        var health = _redis.Loops.Register(LoopNames.SwarmManager, null, _options.Interval);
+        try
         {
-            try
+            while (!stopping.IsCancellationRequested)
             {
-                await RunOnceAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                _logger.LogWarning("Redis error in swarm manager pass: {Error}", RedisErrors.FirstClause(e));
-            }
-#pragma warning disable CA1031 // one bad pass must not end the manager; the next one retries
-            catch (Exception e) when (!stopping.IsCancellationRequested)
-#pragma warning restore CA1031
-            {
-                _logger.LogError(e, "Swarm manager pass failed");
-            }
+                // One bad pass must not end the manager: the helper logs and counts it, the next one retries.
+                await health.RunPassAsync(async () =>
+                {
+                    try
+                    {
+                        await RunOnceAsync().ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        _logger.LogWarning("Redis error in swarm manager pass: {Error}", RedisErrors.FirstClause(e));
+                    }
+                }, _logger, stopping).ConfigureAwait(false);
 
-            await _wake.WaitAsync(_options.Interval, stopping).ConfigureAwait(false);
+                await _wake.WaitAsync(_options.Interval, stopping).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            health.Ended(stopping.IsCancellationRequested, _logger);
         }
     }
 

@@ -23,9 +23,11 @@ internal sealed record SwarmSnapshot(
 {
     /// <summary>
     /// Loads the state. <paramref name="windowMs"/>: registry entries older than this are left out;
-    /// <paramref name="skipRequest"/>: request IDs not to read (ones already seen in a final status).
+    /// <paramref name="skipRequest"/>: request IDs not to read (ones already seen in a final status);
+    /// <paramref name="malformed"/>: told the key and the reason of each spawn request that is skipped as unreadable.
     /// </summary>
-    public static async Task<SwarmSnapshot> LoadAsync(IDatabase database, long windowMs, long requestsSinceMs, Func<string, bool>? skipRequest = null)
+    public static async Task<SwarmSnapshot> LoadAsync(IDatabase database, long windowMs, long requestsSinceMs, Func<string, bool>? skipRequest = null,
+        Action<string, string>? malformed = null)
     {
         var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
         var registry = database.SortedSetRangeByScoreWithScoresAsync(Keys.Registry, now - windowMs);
@@ -58,11 +60,17 @@ internal sealed record SwarmSnapshot(
         }
 
         var requests = new List<SpawnRequest>(requestIds.Length);
-        foreach (var raw in await raws.ConfigureAwait(false))
+        var rawValues = await raws.ConfigureAwait(false);
+        for (var i = 0; i < rawValues.Length; i++)
         {
-            if (Json.TryDeserialize<SpawnRequest>(raw, out var request, out _) && Ids.IsValidName(request!.SwarmId) && Ids.IsValidName(request.NewCoordinatorId))
+            var raw = rawValues[i];
+            if (Json.TryDeserialize<SpawnRequest>(raw, out var request, out var error) && Ids.IsValidName(request!.SwarmId) && Ids.IsValidName(request.NewCoordinatorId))
             {
                 requests.Add(request);
+            }
+            else if (!raw.IsNull)
+            {
+                malformed?.Invoke(Keys.Spawn(requestIds[i]).ToString(), error ?? "swarmId or newCoordinatorId " + Ids.NameRule);
             }
         }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
@@ -96,6 +97,9 @@ public sealed class ValidatorWorker
         var registration = KeepRegisteredAsync(token);
         _logger.LogInformation("Validator started validatorId={ValidatorId} cache={Cache} cacheTtl={CacheTtl}",
             ValidatorId, _options.EnableCache, _options.CacheTtlSeconds);
+        // Wake-driven (it sleeps until a validation arrives), so only its stopping counts against readiness.
+        var health = _validator.Redis.Loops.Register(LoopNames.ValidatorWorker, ValidatorId, interval: null);
+        string? ended = null;
         try
         {
             while (!token.IsCancellationRequested)
@@ -104,7 +108,19 @@ public sealed class ValidatorWorker
                 {
                     await foreach (var received in _validator.Inbox.ReadAllAsync(token).ConfigureAwait(false))
                     {
-                        if (!await HandleAsync(received, token).ConfigureAwait(false))
+                        bool answered;
+                        try
+                        {
+                            answered = await HandleAsync(received, token).ConfigureAwait(false);
+                        }
+                        catch (Exception e) when (LoopHealth.IsRecordFault(e) && e is not (RedisException or SignalDeliveryException or CoordinatorSupersededException))
+                        {
+                            // One signal that throws is skipped (consumed with the next read), not retried forever.
+                            health.RecordFailed(_logger, $"{Keys.Inbox(ValidatorId)} {received.Signal.MessageId}", e);
+                            continue;
+                        }
+
+                        if (!answered)
                         {
                             break; // not answered: leave it unconsumed and read it again
                         }
@@ -122,6 +138,12 @@ public sealed class ValidatorWorker
                 {
                     _logger.LogWarning("Redis error in validator validatorId={ValidatorId}: {Error}", ValidatorId, RedisErrors.FirstClause(e));
                 }
+#pragma warning disable CA1031 // one bad pass must not end the validator: logged, counted, read again after the delay
+                catch (Exception e) when (!token.IsCancellationRequested)
+#pragma warning restore CA1031
+                {
+                    health.PassFailed(e, _logger);
+                }
 
                 try
                 {
@@ -133,8 +155,15 @@ public sealed class ValidatorWorker
                 }
             }
         }
+#pragma warning disable CA1031 // whatever ends the loop is reported: readiness names it
+        catch (Exception e) when (!token.IsCancellationRequested)
+#pragma warning restore CA1031
+        {
+            ended = $"{e.GetType().Name}: {e.Message}";
+        }
         finally
         {
+            health.Ended(token.IsCancellationRequested, _logger, ended);
             _validator.IsWorking = false;
             await registration.ConfigureAwait(false);
             if (!_validator.IsSuperseded)
@@ -352,21 +381,9 @@ public sealed class ValidatorWorker
         }
     }
 
-    private async Task KeepRegisteredAsync(CancellationToken cancellationToken)
-    {
-        using var timer = new PeriodicTimer(_options.RegistrationInterval, _validator.Redis.Time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
-            {
-                await TryRegisterAsync().ConfigureAwait(false);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // stopping
-        }
-    }
+    private Task KeepRegisteredAsync(CancellationToken cancellationToken) =>
+        BackgroundLoop.RunPeriodicAsync(_validator.Redis.Loops.Register(LoopNames.ValidatorRegistration, ValidatorId, _options.RegistrationInterval),
+            _options.RegistrationInterval, _validator.Redis.Time, TryRegisterAsync, _logger, cancellationToken);
 
     /// <summary>The Redis time (ms) a stream entry was added: the first part of its ID.</summary>
     private static long? EntryTime(string entryId)

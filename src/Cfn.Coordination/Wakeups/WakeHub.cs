@@ -1,3 +1,4 @@
+using Cfn.Coordination.Background;
 using System.Collections.Concurrent;
 using System.Globalization;
 using Cfn.Coordination.Identity;
@@ -55,14 +56,17 @@ internal sealed class WakeHub : IAsyncDisposable
     private Action<RedisChannel, RedisValue>? _onDeathNotice;
     private int _fullChecksOwed;
 
-    public WakeHub(IConnectionMultiplexer multiplexer, IDatabase database, TimeSpan fallbackInterval, TimeProvider time, ILogger logger)
+    public WakeHub(IConnectionMultiplexer multiplexer, IDatabase database, TimeSpan fallbackInterval, TimeProvider time, ILogger logger,
+        LoopHealth loops)
     {
         _multiplexer = multiplexer;
         _database = database;
         _logger = logger;
         _time = time;
         _multiplexer.ConnectionRestored += OnConnectionRestored;
-        _fallbackLoop = RunFallbackAsync(fallbackInterval, time, _stopping.Token);
+        // One hub per connection of the pool: the instance tells them apart in readiness.
+        var health = loops.Register(LoopNames.AckFallback, "hub-" + Interlocked.Increment(ref s_hubs), fallbackInterval);
+        _fallbackLoop = BackgroundLoop.RunPeriodicAsync(health, fallbackInterval, time, CheckFallbackAsync, logger, _stopping.Token);
     }
 
     /// <summary>Number of fallback MGETs sent (for tests and diagnostics).</summary>
@@ -218,26 +222,17 @@ internal sealed class WakeHub : IAsyncDisposable
         }
     }
 
-    private async Task RunFallbackAsync(TimeSpan interval, TimeProvider time, CancellationToken stopping)
+    private static int s_hubs;
+
+    private async Task CheckFallbackAsync()
     {
-        using var timer = new PeriodicTimer(interval, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
-            {
-                try
-                {
-                    await CheckAllWaitsAsync().ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is RedisException or TimeoutException)
-                {
-                    _logger.LogWarning("Redis error in the ACK fallback check: {Error}", e.Message);
-                }
-            }
+            await CheckAllWaitsAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            // stopping
+            _logger.LogWarning("Redis error in the ACK fallback check: {Error}", e.Message);
         }
     }
 

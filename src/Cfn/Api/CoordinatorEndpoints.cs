@@ -415,6 +415,7 @@ internal static class CoordinatorEndpoints
             runningWaits = waits.Count,
             heartbeat = new
             {
+                key = (string?)coordinator.HeartbeatKey, // K1 for a coordinator, validator:heartbeat:{id} for a validator
                 intervalMs = (long)coordinator.Redis.Options.HeartbeatInterval.TotalMilliseconds,
                 lastSentAt = heartbeats.LastSentAt,
                 sequence = heartbeats.Sequence,

@@ -99,7 +99,10 @@ internal static class StatusCommand
         Table(text, ["SWARM", "LIVE", "BLOCKING", "STALE"],
             swarms.Select(s => new[] { s.Key, Num(s.Value.Live), Num(s.Value.Blocking), Num(s.Value.Stale) }).ToList());
         text.AppendLine();
-        text.AppendLine(CultureInfo.InvariantCulture, $"COORDINATORS ({rows.Count})");
+        // Validators are registry members too (swarm `validators`, heartbeat key validator:heartbeat:{id}): counted apart,
+        // so the first number matches the runbook's `blocking:heartbeat:*` count (#2).
+        var validatorRows = rows.Count(r => Keys.IsValidatorSwarm(r[1]));
+        text.AppendLine(CultureInfo.InvariantCulture, $"COORDINATORS ({rows.Count - validatorRows}) AND VALIDATORS ({validatorRows})");
         Table(text, ["COORDINATOR", "SWARM", "HEARTBEAT AGE", "STATE", "WARNINGS", "ACTIVITY", "WAITING FOR", "SIGNAL"], rows);
         text.AppendLine();
 

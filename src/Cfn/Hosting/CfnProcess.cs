@@ -1,5 +1,6 @@
 using Cfn.Api;
 using Cfn.Coordination;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
@@ -57,9 +58,11 @@ internal sealed class CfnProcess
         LogConfiguration(log);
 
         var breakers = new CircuitBreakerRegistry(Prometheus.Metrics.DefaultRegistry, _config.Breakers, loggerFactory: loggers);
+        // One registry of background loops for the whole process (every pooled connection shares it): /health/ready reads it.
+        var loops = new LoopHealth(Prometheus.Metrics.DefaultRegistry);
         // REDIS_POOL_SIZE multiplexers (D2); each coordinator keeps the one it rented, so its commands stay in order.
         await using var pool = await RedisPool.ConnectAsync(_config.Redis.ToConfiguration(), _config.RedisPoolSize, _config.Coordination,
-            loggerFactory: loggers, breakers: breakers).ConfigureAwait(false);
+            loggerFactory: loggers, breakers: breakers, loops: loops).ConfigureAwait(false);
         var redis = pool.Primary;
         if (!await WaitForRedisAsync(redis, log, cancellationToken).ConfigureAwait(false))
         {
@@ -102,7 +105,7 @@ internal sealed class CfnProcess
 
         var processId = $"{HostId()}-{Environment.ProcessId}";
         await using var breakerStates = new BreakerStatePublisher(breakers, redis.Database, processId[..Math.Min(processId.Length, 64)], _plan.Roles,
-            logger: loggers.CreateLogger("Cfn.Coordination.Resilience.BreakerStates"));
+            logger: loggers.CreateLogger("Cfn.Coordination.Resilience.BreakerStates"), loops: loops);
         breakerStates.Start();
         try
         {
@@ -120,7 +123,7 @@ internal sealed class CfnProcess
             if (_plan.SwarmManager)
             {
                 manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
-                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry));
+                    $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
                 SwarmManagerEndpoints.Map(app, manager, admin);
                 ValidatorEndpoints.Map(app, performance, queue, admin);
                 manager.Start();
@@ -205,7 +208,7 @@ internal sealed class CfnProcess
                 }
 
                 // `cfn up` keeps its swarms busy so every endpoint and metric shows live data.
-                var generator = new WorkGenerator(queue, swarms, logger: loggers.CreateLogger("Cfn.Coordination.Loop.WorkGenerator"));
+                var generator = new WorkGenerator(queue, swarms, logger: loggers.CreateLogger("Cfn.Coordination.Loop.WorkGenerator"), loops: loops);
                 var generating = Task.Run(() => generator.RunAsync(generatorStop.Token), CancellationToken.None);
                 stops.Push(async () =>
                 {
@@ -275,8 +278,11 @@ internal sealed class CfnProcess
     /// <summary>The pod name (or host name), the default identity of a process (SPEC §3.6 COORDINATOR_ID).</summary>
     internal static string HostId() => Environment.MachineName.ToLowerInvariant();
 
-    /// <summary>The swarm validators heartbeat in (they are protocol participants, not members of a working swarm).</summary>
-    internal const string ValidatorSwarm = "validators";
+    /// <summary>
+    /// The swarm validators heartbeat in (they are protocol participants, not members of a working swarm); it is also what
+    /// makes a started instance a validator, with its own heartbeat key (<see cref="Keys.ValidatorSwarm"/>).
+    /// </summary>
+    internal const string ValidatorSwarm = Keys.ValidatorSwarm;
 
     /// <summary>
     /// Runs the work loop of a started coordinator and lists it in <paramref name="local"/> until it stops. The swarm
@@ -346,23 +352,8 @@ internal sealed class CfnProcess
     private void MapCommon(WebApplication app, RedisContext redis, LocalCoordinators local)
     {
         app.MapGet("/health/live", () => Results.Json(new { status = "ok" }));
-        app.MapGet("/health/ready", async () =>
-        {
-            // Ready: Redis answers and, for coordinators, the first heartbeat is written (SPEC §3.1 #16).
-            try
-            {
-                await redis.Database.PingAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is RedisException or TimeoutException)
-            {
-                return Results.Json(new { status = "not_ready", redis = RedisErrors.FirstClause(e) }, statusCode: StatusCodes.Status503ServiceUnavailable);
-            }
-
-            var waiting = local.All.Where(r => r.Coordinator.Heartbeats.Sequence == 0).Select(r => r.Coordinator.Id).ToList();
-            return waiting.Count == 0
-                ? Results.Json(new { status = "ready", redis = "connected", roles = _plan.Roles })
-                : Results.Json(new { status = "not_ready", redis = "connected", noHeartbeatYet = waiting }, statusCode: StatusCodes.Status503ServiceUnavailable);
-        });
+        ReadinessEndpoint.Map(app, redis, () => local.All.Where(r => r.Coordinator.Heartbeats.Sequence == 0).Select(r => r.Coordinator.Id).ToList(),
+            _plan.Roles);
         app.MapMetrics("/metrics");
         app.MapMetrics("/prometheus/metrics");
     }

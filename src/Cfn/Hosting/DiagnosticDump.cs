@@ -85,12 +85,14 @@ internal sealed class DiagnosticDump
 
         var coordinators = _coordinators();
         var blocking = 0;
-        lines.Add($"coordinators in this process: {coordinators.Count}");
+        var validators = coordinators.Count(c => c.IsValidator);
+        lines.Add($"coordinators in this process: {coordinators.Count - validators} validators: {validators}");
         foreach (var coordinator in coordinators.OrderBy(c => c.Id, StringComparer.Ordinal))
         {
             var record = coordinator.Activity.Snapshot();
             lines.Add($"  {coordinator.Id} swarm={coordinator.SwarmId} epoch={coordinator.Epoch} status={coordinator.Status} " +
-                      $"phase={coordinator.Phase ?? "none"} iteration={coordinator.Iteration} heartbeat.sequence={coordinator.Heartbeats.Sequence}" +
+                      $"phase={coordinator.Phase ?? "none"} iteration={coordinator.Iteration} heartbeat.sequence={coordinator.Heartbeats.Sequence} " +
+                      $"heartbeat.key={coordinator.HeartbeatKey}" +
                       (coordinator.IsSuperseded ? " SUPERSEDED" : ""));
             if (record.Status == "blocking")
             {

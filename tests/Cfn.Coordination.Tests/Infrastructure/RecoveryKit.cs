@@ -97,6 +97,7 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     public const int BatchCleanupTests = 12;
     public const int MalformedStateTests = 13;
     public const int SignalRetryTests = 10;
+    public const int LoopHealthTests = 24;
 
     /// <summary>The swarm manager tests (collection <c>swarms</c>, one test at a time); the Cfn.Tests swarm API tests use 2.</summary>
     public const int SwarmTests = 1;

@@ -11,6 +11,11 @@ public sealed class KeyOwnershipUnitTests
     [InlineData("blocking:heartbeat:c-10", "c-1", null)]
     [InlineData("blocking:heartbeat:c-1", "c-10", null)]
     [InlineData("blocking:heartbeat:xc-1", "c-1", null)]
+    // A validator's heartbeat
+    [InlineData("validator:heartbeat:v-1", "v-1", KeyOwnership.Heartbeat)]
+    [InlineData("validator:heartbeat:v-10", "v-1", null)]
+    [InlineData("validator:heartbeat:v-1:x", "v-1", null)]
+    [InlineData("validator:durations:v-1", "v-1", null)]
     // K2 and the inbox
     [InlineData("blocking:signal:c-1", "c-1", KeyOwnership.Signals)]
     [InlineData("blocking:signal:c-10", "c-1", null)]

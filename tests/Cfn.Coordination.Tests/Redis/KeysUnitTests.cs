@@ -17,6 +17,20 @@ public sealed class KeysUnitTests
     }
 
     [Fact]
+    public void ValidatorHeartbeat_OwnFamily_ChosenBySwarmNeverById()
+    {
+        Assert.Equal("validator:heartbeat:validator-1", (string?)Keys.ValidatorHeartbeat("validator-1"));
+        Assert.False(Keys.ValidatorHeartbeatPrefix.StartsWith("blocking:", StringComparison.Ordinal)); // outside runbook #2's and #85's patterns
+        Assert.Equal("validator:heartbeat:coordinator-9", (string?)Keys.HeartbeatOf("coordinator-9", "validators"));
+        Assert.Equal("blocking:heartbeat:validator-9", (string?)Keys.HeartbeatOf("validator-9", "swarm-1"));
+        Assert.Equal("blocking:heartbeat:validator-9", (string?)Keys.HeartbeatOf("validator-9", null));
+        Assert.Equal("v-1", Keys.HeartbeatOwner("validator:heartbeat:v-1"));
+        Assert.Equal("c-1", Keys.HeartbeatOwner("blocking:heartbeat:c-1"));
+        Assert.Null(Keys.HeartbeatOwner("blocking:signal:c-1"));
+        Assert.Throws<InvalidIdException>(() => Keys.ValidatorHeartbeat("bad id"));
+    }
+
+    [Fact]
     public void Signal_ValidId_IsK2()
     {
         Assert.Equal("blocking:signal:coordinator-1", (string?)Keys.Signal("coordinator-1"));

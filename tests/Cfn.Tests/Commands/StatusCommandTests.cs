@@ -20,6 +20,7 @@ public sealed class StatusCommandTests
         var metrics = new Cfn.Coordination.Metrics.CoordinationMetrics(Prometheus.Metrics.NewCustomRegistry());
         await using var parent = await Coordinator.StartAsync(redis, keys, "parent-1", "swarm-a", metrics, runHeartbeatLoop: false);
         await using var validator = await Coordinator.StartAsync(redis, keys, "validator-1", "swarm-a", metrics, runHeartbeatLoop: false);
+        await using var checker = await Coordinator.StartAsync(redis, keys, "checker-1", "validators", metrics, runHeartbeatLoop: false);
         using var cts = new CancellationTokenSource();
         var wait = parent.Waiter.WaitForAcksAsync(["validator-1"], "parent-1:validator-1:validation:1:x", TimeSpan.FromSeconds(30), cts.Token);
         while ((string?)await redis.Database.StringGetAsync("coordinator:activity:parent-1") is not { } raw || !raw.Contains("blocking", StringComparison.Ordinal))
@@ -56,6 +57,9 @@ public sealed class StatusCommandTests
         Assert.Equal(["blocking", "validator-1", "parent-1:validator-1:validation:1:x"], parentRow[5..]);
         Assert.Contains(lines, l => l.StartsWith("validator-1 ", StringComparison.Ordinal) && l.Contains(" idle", StringComparison.Ordinal));
         Assert.Contains("SPAWN REQUESTS (0)", text, StringComparison.Ordinal);
+        // "validator-1" runs in swarm-a, so it is a coordinator; "checker-1" is a validator: the kind is the swarm's, never the ID's.
+        Assert.Contains("COORDINATORS (2) AND VALIDATORS (1)", text, StringComparison.Ordinal);
+        Assert.Contains(lines, l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["checker-1", "validators", _, "live", ..]);
         // A stopped process's breakers are gone; a running one's are listed with their states.
         Assert.Contains("BREAKERS (2)", text, StringComparison.Ordinal);
         Assert.Contains(lines, l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is ["swarm-manager-5", "swarm-manager", "external:api.example.com", "open", _]);

@@ -35,9 +35,10 @@ public sealed class UpCommandTests
         var cli = $"redis-cli -h {host} -p {port}";
         var api = $"http://localhost:{http}";
 
-        // #2: one K1 key per live coordinator and validator, nothing else under the prefix.
+        // #2: one K1 key per live coordinator (2 x 3); the 3 validators heartbeat to keys of their own.
         var actual = int.Parse((await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:*\" | wc -l")).Trim(), CultureInfo.InvariantCulture);
-        Assert.Equal(9, actual);
+        Assert.Equal(6, actual);
+        Assert.Equal("3", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"validator:heartbeat:*\" | wc -l")).Trim());
 
         // #4 and #5: spawn requests are single-line JSON strings naming the new coordinator, its swarm and priority.
         var spawns = await CfnRun.ShellAsync(
@@ -140,13 +141,15 @@ public sealed class UpCommandTests
             Environment());
         await up.WaitForLineAsync(l => l == "ready", Startup);
         Assert.Contains(up.Lines, l => l == $"redis: {endpoint}");
-        Assert.Equal(4, await CountAsync(server, Db, "blocking:heartbeat:*"));
+        Assert.Equal(2, await CountAsync(server, Db, "blocking:heartbeat:*"));
+        Assert.Equal(2, await CountAsync(server, Db, "validator:heartbeat:*"));
         Assert.True(await db.SortedSetLengthAsync(Keys.Registry) >= 4);
 
         await up.SignalAsync("TERM");
         Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
 
         Assert.Equal(0, await CountAsync(server, Db, "blocking:heartbeat:*"));
+        Assert.Equal(0, await CountAsync(server, Db, "validator:heartbeat:*"));
         Assert.Equal(0, await CountAsync(server, Db, "blocking:ack:*"));
         Assert.Equal(0, await CountAsync(server, Db, "coordinator:activity:*"));
         Assert.Equal(0, await db.SortedSetLengthAsync(Keys.Registry));
@@ -186,8 +189,70 @@ public sealed class UpCommandTests
         // A dead validator is replaced by a validator (it answers the validations handed over to it), not by a coordinator loop.
         await up.WaitForLineAsync(l => l.Contains("Coordinator spawned", StringComparison.Ordinal) && l.Contains($"replaces={deadValidator}", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30));
-        await up.WaitForLineAsync(l => l.Contains("Validator started validatorId=coordinator-", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        var validatorStarted = await up.WaitForLineAsync(l => l.Contains("Validator started validatorId=coordinator-", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        // The replacement validator heartbeats to its own key, not K1, and nothing of the dead validator is left (#85).
+        var newValidator = validatorStarted.Split(' ').First(t => t.StartsWith("validatorId=", StringComparison.Ordinal))["validatorId=".Length..];
+        var cli = $"redis-cli -h {endpoint[..endpoint.LastIndexOf(':')]} -p {endpoint[(endpoint.LastIndexOf(':') + 1)..]}";
+        Assert.Equal($"validator:heartbeat:{newValidator}", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"validator:heartbeat:{newValidator}\"")).Trim());
+        Assert.Equal("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:{newValidator}\"")).Trim());
+        Assert.True(await RecoveryEventuallyAsync(async () => (await CfnRun.ShellAsync(
+                $"{cli} --scan --pattern \"blocking:*{deadValidator}*\"; {cli} --scan --pattern \"validator:heartbeat:{deadValidator}\"")).Trim() == ""),
+            $"keys of the dead validator {deadValidator} are left");
         Assert.Contains($"timeout_events_total{{coordinator_id=\"{dead}\",reason=\"heartbeat\"", metrics, StringComparison.Ordinal);
+
+        await up.SignalAsync("TERM");
+        Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task Up_DefaultShape_Runbook2HeartbeatKeysEqualRunningCoordinators_ValidatorsStillListedAndLive()
+    {
+        // The default `cfn up` (2 swarms x 3 coordinators, 3 validators), with the ConfigMap's value for #1.
+        var env = Environment();
+        env["SWARM_EXPECTED_COORDINATORS"] = "6";
+        var http = CfnRun.FreePort();
+        await using var up = CfnRun.Start(["up", "--http-port", $"{http}"], env);
+        await up.WaitForLineAsync(l => l == "ready", Startup);
+        var endpoint = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
+        var cli = $"redis-cli -h {endpoint[..endpoint.LastIndexOf(':')]} -p {endpoint[(endpoint.LastIndexOf(':') + 1)..]}";
+        var api = $"http://127.0.0.1:{http}";
+
+        // Runbook §5 step 1, #1 and #2 verbatim (host and port of this run), the `if` included: no warning.
+        var step1 = await CfnRun.ShellAsync(
+            $"ACTUAL=$({cli} --scan --pattern \"blocking:heartbeat:*\" | wc -l)\n" +
+            $"EXPECTED=$(curl -s {api}/api/swarms/status | jq .expectedCoordinators)\n" +
+            "if [ $ACTUAL -gt $((EXPECTED * 2)) ]; then\n  echo \"WARNING: Actual ($ACTUAL) exceeds expected ($EXPECTED) by 2x\"\nfi\n" +
+            "echo \"$ACTUAL $EXPECTED\"");
+        Assert.Equal("6 6", step1.Trim());
+
+        // The same count as the swarm manager's running coordinators, the validators' pseudo-swarm left out.
+        var actual = int.Parse((await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:*\" | wc -l")).Trim(), CultureInfo.InvariantCulture);
+        using var status = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/api/swarms/status"));
+        var swarms = status.RootElement.GetProperty("swarms").EnumerateArray().ToList();
+        var running = swarms.Where(s => s.GetProperty("swarmId").GetString() != "validators").Sum(s => s.GetProperty("coordinatorCount").GetInt32());
+        Assert.Equal(running, actual);
+        Assert.Equal(6, running);
+        var k1Owners = (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:*\""))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(k => k["blocking:heartbeat:".Length..]).Order(StringComparer.Ordinal);
+        Assert.Equal(swarms.Where(s => s.GetProperty("swarmId").GetString() != "validators")
+            .SelectMany(s => s.GetProperty("coordinators").EnumerateArray().Select(c => c.GetString()!)).Order(StringComparer.Ordinal), k1Owners);
+
+        // The validators are still monitored and listed: the pseudo-swarm, their own heartbeat keys, and they validate.
+        var validators = Assert.Single(swarms, s => s.GetProperty("swarmId").GetString() == "validators");
+        Assert.Equal("running", validators.GetProperty("status").GetString());
+        Assert.Equal(["validator-0", "validator-1", "validator-2"], validators.GetProperty("coordinators").EnumerateArray().Select(c => c.GetString()!));
+        Assert.Equal(["validator:heartbeat:validator-0", "validator:heartbeat:validator-1", "validator:heartbeat:validator-2"],
+            (await CfnRun.ShellAsync($"{cli} --scan --pattern \"validator:heartbeat:*\"")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal));
+        using (var state = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s \"{api}/api/coordinator/state?coordinatorId=validator-0\"")))
+        {
+            Assert.Equal("validator:heartbeat:validator-0", state.RootElement.GetProperty("heartbeat").GetProperty("key").GetString());
+        }
+
+        Assert.True(await RecoveryEventuallyAsync(async () =>
+        {
+            using var performance = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/api/validators/performance"));
+            return performance.RootElement.GetProperty("validators").EnumerateArray().Count(v => v.GetProperty("count").GetInt64() > 0) == 3;
+        }), "not every validator recorded a validation");
 
         await up.SignalAsync("TERM");
         Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
@@ -261,6 +326,23 @@ public sealed class UpCommandTests
         await redis.Multiplexer.CloseAsync(allowCommandsToComplete: false);
         await coordinator.DisposeAsync(); // its deletes fail on the closed connection: the keys stay, as after a crash
         await redis.DisposeAsync();
+    }
+
+    /// <summary>Polls <paramref name="condition"/> for up to 30 s.</summary>
+    private static async Task<bool> RecoveryEventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(200);
+        }
+
+        return true;
     }
 
     private static async Task<int> CountAsync(IServer server, int db, string pattern, bool inProgressOnly = false, IDatabase? database = null)

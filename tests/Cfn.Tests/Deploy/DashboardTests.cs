@@ -303,6 +303,8 @@ public sealed partial class DashboardTests
         _ = new RecoveryMetrics(registry);
         _ = new SwarmMetrics(registry);
         _ = new CircuitBreakerRegistry(registry);
+        // Every process runs background loops; a registered one has its error series at 0.
+        new Cfn.Coordination.Background.LoopHealth(registry).Register(Cfn.Coordination.Background.LoopNames.Heartbeat, "c", null).Dispose();
         using var stream = new MemoryStream();
         await registry.CollectAndExportAsTextAsync(stream);
         return ExpositionText.Parse(Encoding.UTF8.GetString(stream.ToArray())).ToDictionary(f => f.Key, f => f.Value.Type!);

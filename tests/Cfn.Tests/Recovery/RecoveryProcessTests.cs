@@ -162,6 +162,7 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
                 ["VALIDATION_FAILURE_RATE"] = "0",
                 ["VALIDATORS_PER_ITEM"] = "1",
                 ["VALIDATOR_STALE_THRESHOLD_MS"] = "1000",
+                ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = "250",
                 ["SWARM_MANAGER_INTERVAL_MS"] = "250",
                 ["SPAWN_TIMEOUT_MS"] = "15000",
                 ["COORDINATOR_HOST_CAPACITY"] = "4",

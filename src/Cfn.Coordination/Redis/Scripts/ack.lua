@@ -6,7 +6,8 @@
 -- Optional (signals from the inbox): KEYS[3] blocking:heartbeat:{sender}   KEYS[4] blocking:coordinators   ARGV[6] sender ID
 -- ('' for no check). A sender with neither a heartbeat key nor a registry entry is gone (stopped, or dead and cleaned
 -- up): no one waits for this ACK, and storing it would only recreate a blocking:*{sender}* key after the runbook's
--- cleanup (#85).
+-- cleanup (#85). A validator sender (a verdict) has no K1: its registry entry, written with its own heartbeat key
+-- validator:heartbeat:{id}, shows it is there; K1 is checked for TS coordinators, which do not write the registry.
 -- Optional, the ACKer's progress record (lib_activity.lua), written whether or not the ACK is stored:
 -- KEYS[5] coordinator:activity:{ackerId}   KEYS[6] coordinator:deadlines   ARGV[7..12] K7 JSON, TTL, time fields,
 -- ACKer ID, known deadline, starting timeout.

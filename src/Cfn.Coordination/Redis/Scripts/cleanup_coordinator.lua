@@ -4,16 +4,26 @@
 -- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] coordinator:deadlines   KEYS[4] coordinator:swarms
 -- KEYS[5] coordinator:stuck   KEYS[6] blocking:heartbeat:{id}   KEYS[7] validator:registry   KEYS[8..] the keys to delete
 -- ARGV[1] id   ARGV[2] '1' to force   ARGV[3] stale threshold (ms)   ARGV[4..] the category of each of KEYS[8..]
+-- The liveness check reads the registry, K1 and every key of category 'heartbeat' in the batch (a validator's
+-- validator:heartbeat:{id} among them), so either kind's fresh heartbeat refuses the cleanup.
 -- Returns {'fresh', ms since the heartbeat} or {'ok', category, count, category, count, ...}.
 if ARGV[2] ~= '1' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
-  local hb = redis.call('GET', KEYS[6])
-  if hb then
-    local ts = tonumber(string.match(hb, '"timestamp":(%d+)'))
-    if ts and ts > last then
-      last = ts
+  local function newer(key)
+    -- A key of another type is no heartbeat (and must not make the cleanup fail).
+    if redis.call('TYPE', key)['ok'] == 'string' then
+      local ts = tonumber(string.match(redis.call('GET', key), '"timestamp":(%d+)'))
+      if ts and ts > last then
+        last = ts
+      end
+    end
+  end
+  newer(KEYS[6])
+  for i = 8, #KEYS do
+    if ARGV[i - 4] == 'heartbeat' then
+      newer(KEYS[i])
     end
   end
   if last > 0 and now - last <= tonumber(ARGV[3]) then

@@ -1,6 +1,9 @@
 -- Judge one coordinator (SPEC §2.9 C# dead-detection contract, D5, D6). Atomic, so any number of monitors can run:
 -- warnings are spaced by the monitor interval whoever counts them, and exactly one caller gets 'dead'.
--- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] blocking:heartbeat:{id}   KEYS[4] coordinator:epoch:{id}
+-- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[4] coordinator:epoch:{id}
+-- KEYS[3] the member's heartbeat key: blocking:heartbeat:{id} (K1), or validator:heartbeat:{id} for a validator (the
+-- registry holds both kinds; the caller picks by coordinator:swarms). The registry score is written with either key
+-- and taken first, so the heartbeat key only adds writers that skip the registry (TS coordinators, hand-written K1).
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
 -- ARGV[6] escalation lease (ms): how long after a death its escalation may run before another monitor resumes it
@@ -42,22 +45,23 @@ if health then
     warnings, lastWarn, state = tonumber(w), tonumber(l), s
   end
 end
+if state == 'dead' and age > tonumber(ARGV[2]) then
+  -- Still registered after its death, and no heartbeat since: its escalation is running, or has not finished (its
+  -- handler died, or Redis failed mid-way). Judged before the outage grace below: a Redis outage must not undo a death
+  -- whose hand-over is half done. Within one lease of the death it is left to whoever confirmed it; after that the
+  -- caller resumes it (D17). The current epoch is the fence the death set.
+  local epoch = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+  if now - lastWarn < tonumber(ARGV[6]) then
+    return {'dead_escalating', warnings, age, epoch, lastWarn + tonumber(ARGV[6]), malformed}
+  end
+  return {'dead_already', warnings, age, epoch, 0, malformed}
+end
 if stale <= tonumber(ARGV[2]) then
   if warnings > 0 or state ~= 'healthy' then
     redis.call('HDEL', KEYS[2], ARGV[1])
     return {'recovered', warnings, age, 0, fresh_until, malformed}
   end
   return {'fresh', 0, age, 0, fresh_until, malformed}
-end
-if state == 'dead' then
-  -- Still registered after its death: its escalation is running, or has not finished (its handler died, or Redis failed
-  -- mid-way). Within one lease of the death it is left to whoever confirmed it; after that the caller resumes it (D17).
-  -- The current epoch is the fence the death set, unless the ID was restarted since.
-  local epoch = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
-  if now - lastWarn < tonumber(ARGV[6]) then
-    return {'dead_escalating', warnings, age, epoch, lastWarn + tonumber(ARGV[6]), malformed}
-  end
-  return {'dead_already', warnings, age, epoch, 0, malformed}
 end
 if warnings > 0 and now - lastWarn < spacing then
   return {'pending', warnings, age, 0, lastWarn + spacing, malformed}

@@ -1,0 +1,99 @@
+using System.Net;
+using System.Text.Json;
+using Cfn.Coordination;
+using Cfn.Coordination.Background;
+using Cfn.Coordination.Redis;
+using Cfn.Hosting;
+using Cfn.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Cfn.Tests.Hosting;
+
+/// <summary>
+/// <c>/health/ready</c> over real HTTP with a real Redis (database 25): 503 naming a periodic loop that completed no pass
+/// for three of its intervals and back to 200 once it passes again; 503 naming a loop that stopped without being asked to.
+/// </summary>
+public sealed class ReadinessEndpointTests
+{
+    private const int Db = 25;
+
+    [Fact]
+    public async Task Ready_StaleLoopThenRunningAgain_StoppedLoop_NamedIn503()
+    {
+        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        await using var redis = await RedisContext.ConnectAsync($"{endpoint},defaultDatabase={Db}", new CoordinationOptions());
+        await using var web = await TestWebApp.StartAsync(app => ReadinessEndpoint.Map(app, redis, () => [], "timeout-handler"));
+        var loops = redis.Loops;
+
+        // The real periodic loop helper, every 100 ms, whose third pass hangs until released (a Redis call that never returns).
+        using var release = new SemaphoreSlim(0);
+        using var stop = new CancellationTokenSource();
+        var period = TimeSpan.FromMilliseconds(100);
+        var handle = loops.Register(LoopNames.BatchCleanup, null, period);
+        var calls = 0;
+        var loop = BackgroundLoop.RunPeriodicAsync(handle, period, TimeProvider.System,
+            async () =>
+            {
+                if (Interlocked.Increment(ref calls) == 3)
+                {
+                    await release.WaitAsync();
+                }
+            }, NullLogger.Instance, stop.Token);
+
+        Assert.True(await EventuallyAsync(async () => (await web.Loopback.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK));
+        var stale = await UntilAsync(web, HttpStatusCode.ServiceUnavailable);
+        var failing = Assert.Single(stale.GetProperty("failingLoops").EnumerateArray());
+        Assert.Equal(("batch_cleanup", "stale"), (failing.GetProperty("name").GetString(), failing.GetProperty("state").GetString()));
+        Assert.True(failing.GetProperty("lastPassSecondsAgo").GetDouble() > 0.3);
+
+        release.Release(); // it runs again: ready again
+        var ready = await UntilAsync(web, HttpStatusCode.OK);
+        Assert.Equal("ready", ready.GetProperty("status").GetString());
+
+        // A wake-driven loop of one coordinator ends on its own: the readiness body names it and says why.
+        var pump = loops.Register(LoopNames.InboxPump, "coordinator-r", interval: null);
+        pump.Ended(asked: false, NullLogger.Instance, "InvalidOperationException: boom");
+        var stopped = await UntilAsync(web, HttpStatusCode.ServiceUnavailable);
+        var named = Assert.Single(stopped.GetProperty("failingLoops").EnumerateArray());
+        Assert.Equal(("inbox_pump/coordinator-r", "stopped", "InvalidOperationException: boom"),
+            (named.GetProperty("name").GetString(), named.GetProperty("state").GetString(), named.GetProperty("lastError").GetString()));
+
+        pump.Dispose(); // its owner stopped it: nothing fails any more
+        await UntilAsync(web, HttpStatusCode.OK);
+        await stop.CancelAsync();
+        await loop;
+    }
+
+    private static async Task<JsonElement> UntilAsync(TestWebApp web, HttpStatusCode wanted)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            var response = await web.Loopback.GetAsync("/health/ready");
+            if (response.StatusCode == wanted)
+            {
+                return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"/health/ready never answered {wanted}: {await response.Content.ReadAsStringAsync()}");
+            await Task.Delay(25);
+        }
+    }
+
+    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+
+            await Task.Delay(25);
+        }
+
+        return false;
+    }
+}
