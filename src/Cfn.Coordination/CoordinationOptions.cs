@@ -36,6 +36,16 @@ public sealed class CoordinationOptions
     [Range(1, 30 * 86_400, ErrorMessage = "IDEMPOTENCY_TTL_SECONDS is out of range ({1} to {2})")]
     public int IdempotencyTtlSeconds { get; set; } = 86_400;
 
+    /// <summary>
+    /// Most signals pending in one receiver's inbox (<c>SIGNAL_INBOX_MAX_LENGTH</c>, 10000). A send that would go beyond
+    /// it is refused before anything is written (<see cref="Signals.SignalDeliveryException"/> with reason
+    /// <c>inbox_full</c>), so a receiver that stops consuming cannot grow Redis without bound. Higher: more memory held
+    /// by a stuck receiver (about one signal JSON per entry); lower: senders refused sooner during a burst. Hand-over of a
+    /// dead coordinator's signals to its replacement ignores it (they were accepted once already).
+    /// </summary>
+    [Range(1, 10_000_000, ErrorMessage = "SIGNAL_INBOX_MAX_LENGTH is out of range ({1} to {2})")]
+    public int SignalInboxMaxLength { get; set; } = 10_000;
+
     /// <summary>K10 TTL of a new work item (3600).</summary>
     [Range(1, 30 * 86_400, ErrorMessage = "WorkTtlSeconds is out of range ({1} to {2})")]
     public int WorkTtlSeconds { get; set; } = 3600;
@@ -89,7 +99,7 @@ public sealed class CoordinationOptions
     /// <summary>
     /// Reads the protocol variables of SPEC §3.6 (<c>BLOCKING_TIMEOUT_MS</c>, <c>HEARTBEAT_INTERVAL_MS</c>,
     /// <c>HEARTBEAT_TTL_SECONDS</c>, <c>HEARTBEAT_DEBUG</c>, <c>ACK_TTL_SECONDS</c>, <c>SIGNAL_TTL_SECONDS</c>,
-    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, and the obsolete
+    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, and the obsolete
     /// <c>BLOCKING_TIMEOUT</c>) from <paramref name="environment"/> (the process environment when null), then validates.
     /// </summary>
     /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
@@ -104,6 +114,7 @@ public sealed class CoordinationOptions
         o.AckTtlSeconds = env.PositiveInt("ACK_TTL_SECONDS") ?? o.AckTtlSeconds;
         o.SignalTtlSeconds = env.PositiveInt("SIGNAL_TTL_SECONDS") ?? o.SignalTtlSeconds;
         o.IdempotencyTtlSeconds = env.PositiveInt("IDEMPOTENCY_TTL_SECONDS") ?? o.IdempotencyTtlSeconds;
+        o.SignalInboxMaxLength = env.PositiveInt("SIGNAL_INBOX_MAX_LENGTH") ?? o.SignalInboxMaxLength;
         o.AckFallbackPollInterval = env.Milliseconds("ACK_POLL_INTERVAL_MS") ?? o.AckFallbackPollInterval;
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
         o.Validate();

@@ -283,13 +283,10 @@ public sealed class Coordinator : IAsyncDisposable
         await database.SortedSetRemoveAsync(Keys.Registry, Id).ConfigureAwait(false);
         await database.SortedSetRemoveAsync(Keys.Deadlines, Id).ConfigureAwait(false);
         await database.HashDeleteAsync(Keys.Swarms, Id).ConfigureAwait(false);
-        var pending = await database.StreamLengthAsync(Keys.Inbox(Id)).ConfigureAwait(false);
-        if (pending == 0)
-        {
-            deleted += await database.KeyDeleteAsync([Keys.Inbox(Id), Keys.Signal(Id)]).ConfigureAwait(false);
-        }
-
-        return deleted;
+        // The emptiness check and the delete are one script: a signal appended between them would be deleted unread.
+        var inbox = (long)await database.ScriptEvaluateAsync(RedisScripts.DeleteInboxIfEmpty, [Keys.Inbox(Id), Keys.Signal(Id)])
+            .ConfigureAwait(false);
+        return deleted + Math.Max(0, inbox);
     }
 
     /// <inheritdoc/>

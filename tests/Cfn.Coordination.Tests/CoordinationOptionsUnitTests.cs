@@ -18,6 +18,14 @@ public sealed class CoordinationOptionsUnitTests
         Assert.Equal(86_400, o.IdempotencyTtlSeconds);
         Assert.Equal(TimeSpan.FromSeconds(1), o.AckFallbackPollInterval);
         Assert.False(o.HeartbeatDebug);
+        Assert.Equal(10_000, o.SignalInboxMaxLength);
+    }
+
+    [Fact]
+    public void FromEnvironment_SignalInboxMaxLength_SetsTheCap()
+    {
+        var o = CoordinationOptions.FromEnvironment(new Hashtable { ["SIGNAL_INBOX_MAX_LENGTH"] = "250" });
+        Assert.Equal(250, o.SignalInboxMaxLength);
     }
 
     [Fact]
@@ -48,6 +56,9 @@ public sealed class CoordinationOptionsUnitTests
     [InlineData("BLOCKING_TIMEOUT_MS", "soon")]
     [InlineData("HEARTBEAT_INTERVAL_MS", "-5")]
     [InlineData("HEARTBEAT_DEBUG", "yes please")]
+    [InlineData("SIGNAL_INBOX_MAX_LENGTH", "0")]
+    [InlineData("SIGNAL_INBOX_MAX_LENGTH", "many")]
+    [InlineData("SIGNAL_INBOX_MAX_LENGTH", "20000000")]
     public void FromEnvironment_BadValue_NamesTheVariable(string name, string value)
     {
         var e = Assert.Throws<ValidationException>(() => CoordinationOptions.FromEnvironment(new Hashtable { [name] = value }));

@@ -131,6 +131,22 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         Assert.InRange(ackTtl!.Value.TotalSeconds, 110, 123);
     }
 
+    [Fact]
+    public async Task SignalInboxMaxLength_2_ThirdPendingSignalRefusedAsInboxFull()
+    {
+        await using var h = FromEnvironment(server, ("SIGNAL_INBOX_MAX_LENGTH", "2"));
+        var sender = await h.StartAsync();
+        var receiver = await h.StartAsync();
+        await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+        await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 2);
+
+        var refused = await Assert.ThrowsAsync<SignalDeliveryException>(() => sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 3));
+
+        Assert.Equal(SignalDeliveryException.InboxFull, refused.Reason);
+        Assert.Contains("SIGNAL_INBOX_MAX_LENGTH is 2", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(2, await h.Database.StreamLengthAsync(Keys.Inbox(receiver.Id)));
+    }
+
     [Theory]
     [InlineData("200", true)]
     [InlineData("600000", false)]

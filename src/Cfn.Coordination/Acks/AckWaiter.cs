@@ -129,7 +129,14 @@ public sealed class AckWaiter
     /// same logs, metrics and outcomes. The wait is registered before the signal is written, so no ACK can come first.
     /// </summary>
     /// <exception cref="InvalidIdException">An ID, the type or the payload is invalid; nothing was written.</exception>
-    /// <exception cref="SignalDeliveryException">Redis failed; the wait ended with status error.</exception>
+    /// <remarks>
+    /// A receiver that was declared dead and escalated is replaced by its replacement, as in <see cref="SignalSender.SendAsync"/>:
+    /// the wait then awaits the replacement's ACK of the re-addressed signal (<see cref="SignalDeliveryResult.ReceiverId"/>,
+    /// <see cref="SignalDeliveryResult.MessageId"/>).
+    /// </remarks>
+    /// <exception cref="SignalDeliveryException">
+    /// Redis failed, the receiver's inbox is full or the receiver is dead with no replacement; the wait ended with status error.
+    /// </exception>
     /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
     public async Task<SendAndWaitResult> SendAndWaitAsync(
         string receiverId,
@@ -142,41 +149,55 @@ public sealed class AckWaiter
         var send = _coordinator.Signals.Prepare(receiverId, type, iteration, payload, null, null);
         SignalDeliveryResult? delivery = null;
         var wait = await WaitAsync([new Target(receiverId, send.MessageId)], send.MessageId, timeout, countFailures: true, cancellationToken,
-            async (awaited, unblockKey) =>
+            async (awaited, unblockKey, retarget) =>
             {
-                (delivery, var begun) = await SendAndBeginAsync(send, awaited, unblockKey).ConfigureAwait(false);
+                (delivery, var begun) = await SendAndBeginAsync(send, awaited, unblockKey, retarget).ConfigureAwait(false);
                 return begun;
             }).ConfigureAwait(false);
         return new SendAndWaitResult(delivery!, wait);
     }
 
+    /// <summary>
+    /// Runs <c>send_and_wait.lua</c>. When the receiver was escalated, nothing was written: the wait is moved to the
+    /// replacement (<paramref name="retarget"/>, before the re-addressed signal is written) and the send goes again.
+    /// </summary>
     private async Task<(SignalDeliveryResult Delivery, (long StartedAt, string?[]? Values) Begun)> SendAndBeginAsync(
-        PreparedSend send, AwaitedAck[] awaited, RedisKey unblockKey)
+        PreparedSend send, AwaitedAck[] awaited, RedisKey unblockKey, Func<Target, AwaitedAck[]> retarget)
     {
         var self = _coordinator.Id;
-        var write = _coordinator.Activity.Prepare();
-        RedisResult[] reply;
-        try
+        while (true)
         {
-            reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
-                RedisScripts.SendAndWait,
-                [.. SignalSender.SendKeys(send), Keys.Activity(self), Keys.Deadlines, awaited[0].Key, unblockKey],
-                [.. _coordinator.Signals.SendArguments(send), .. write.TrailingArguments(self)]).ConfigureAwait(false))!;
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            throw _coordinator.Signals.Failed(send, e);
-        }
+            var write = _coordinator.Activity.Prepare();
+            RedisResult[] reply;
+            try
+            {
+                reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+                    RedisScripts.SendAndWait,
+                    [.. SignalSender.SendKeys(send), Keys.Activity(self), Keys.Deadlines, awaited[0].Key, unblockKey],
+                    [.. _coordinator.Signals.SendArguments(send), .. write.TrailingArguments(self)]).ConfigureAwait(false))!;
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                throw _coordinator.Signals.Failed(send, e);
+            }
 
-        var delivery = _coordinator.Signals.Complete(send, reply); // throws when superseded
-        var now = (long)reply[2];
-        _coordinator.Activity.Written(now);
-        return (delivery, (now, [(string?)reply[3], (string?)reply[4]]));
+            if (await _coordinator.Signals.RedirectAsync(send, reply).ConfigureAwait(false) is { } redirected)
+            {
+                send = redirected;
+                awaited = retarget(new Target(send.ReceiverId, send.MessageId));
+                continue;
+            }
+
+            var delivery = _coordinator.Signals.Complete(send, reply); // throws when superseded
+            var now = (long)reply[2];
+            _coordinator.Activity.Written(now);
+            return (delivery, (now, [(string?)reply[3], (string?)reply[4]]));
+        }
     }
 
     private async Task<AckWaitResult> WaitAsync(
         List<Target> targets, string label, TimeSpan? timeout, bool countFailures, CancellationToken cancellationToken,
-        Func<AwaitedAck[], RedisKey, Task<(long StartedAt, string?[]? Values)>>? begin = null)
+        Func<AwaitedAck[], RedisKey, Func<Target, AwaitedAck[]>, Task<(long StartedAt, string?[]? Values)>>? begin = null)
     {
         var limit = timeout ?? Redis.Options.BlockingTimeout;
         if (limit <= TimeSpan.Zero || limit > MaxTimeout)
@@ -212,6 +233,19 @@ public sealed class AckWaiter
         using var onCancel = cancellationToken.UnsafeRegister(CancelSource, deadline);
         using var onSuperseded = _coordinator.SupersededToken.UnsafeRegister(CancelSource, deadline);
         var unblockKey = Keys.Unblock(self);
+
+        // SendAndWaitAsync's signal went to the receiver's replacement: this (single-target) wait now awaits it.
+        AwaitedAck[] Retarget(Target target)
+        {
+            targets[0] = target;
+            targetIds[0] = target.CoordinatorId;
+            signalId = label = target.SignalId;
+            _coordinator.Mailbox.Retarget(wait, target.SignalId);
+            _coordinator.Activity.RetargetWait(activityToken, target.SignalId, [target.CoordinatorId]);
+            wait.Missing = Awaited(targets);
+            return wait.Missing;
+        }
+
         try
         {
             var missing = targets;
@@ -223,7 +257,7 @@ public sealed class AckWaiter
             {
                 (startedAtRedis, firstRead) = begin is null
                     ? await TryBeginAsync(wait.Missing, unblockKey).ConfigureAwait(false)
-                    : await begin(wait.Missing, unblockKey).ConfigureAwait(false);
+                    : await begin(wait.Missing, unblockKey, Retarget).ConfigureAwait(false);
             }
             catch (Exception e) when (e is SignalDeliveryException or CoordinatorSupersededException)
             {

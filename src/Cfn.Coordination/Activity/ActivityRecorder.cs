@@ -160,6 +160,18 @@ public sealed class ActivityRecorder
         return wait;
     }
 
+    /// <summary>A wait whose signal was redirected to a replacement before anything was written: it now awaits other targets.</summary>
+    internal void RetargetWait(object token, string signalId, IReadOnlyList<string> targets)
+    {
+        lock (_gate)
+        {
+            var wait = (RunningWait)token;
+            wait.SignalId = signalId;
+            wait.WaitingFor = targets;
+            wait.Targets = targets;
+        }
+    }
+
     internal void UpdateWait(object token, IReadOnlyList<string> missing)
     {
         lock (_gate)
@@ -208,10 +220,10 @@ public sealed class ActivityRecorder
 
     private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
     {
-        public string SignalId { get; } = signalId;
+        public string SignalId { get; set; } = signalId;
 
-        /// <summary>Every target of the wait, as it started.</summary>
-        public IReadOnlyList<string> WaitingFor { get; } = targets;
+        /// <summary>Every target of the wait, as it started (or as a redirect to a replacement changed it).</summary>
+        public IReadOnlyList<string> WaitingFor { get; set; } = targets;
 
         /// <summary>Local time the wait began (for its elapsed time).</summary>
         public DateTimeOffset BegunAt { get; init; }

@@ -55,9 +55,9 @@ public sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recover
                 });
                 var result = (long)await database.ScriptEvaluateAsync(
                     RedisScripts.MoveSignal,
-                    [from, Keys.Inbox(newId), Keys.Signal(newId), Keys.Signal(deadId)],
+                    [from, Keys.Inbox(newId), Keys.Signal(newId), Keys.Signal(deadId), Keys.Idempotency(readdressed.MessageId)],
                     [(string?)entry.Id, Json.Serialize(readdressed), readdressed.MessageId, Keys.InboxGroup, redis.Options.SignalTtlSeconds,
-                        Keys.Events(newId).ToString()]).ConfigureAwait(false);
+                        Keys.Events(newId).ToString(), redis.Options.IdempotencyTtlSeconds]).ConfigureAwait(false);
                 moved += (int)result;
             }
         }

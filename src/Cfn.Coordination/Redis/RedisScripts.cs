@@ -30,6 +30,8 @@ internal static class RedisScripts
     public static readonly string WorkUntake = Load("work_untake.lua");
     public static readonly string ValidatorRecord = Load("validator_record.lua");
     public static readonly string ResendSignal = Load("lib_send.lua") + Load("resend_signal.lua");
+    public static readonly string DeliverSignal = Load("lib_send.lua") + Load("deliver_signal.lua");
+    public static readonly string DeleteInboxIfEmpty = Load("delete_inbox_if_empty.lua");
 
     /// <summary>A script that records progress: <c>lib_activity.lua</c> (its K7 write) goes first. (<c>lib_inbox.lua</c>, the
     /// consume step, goes first in the two inbox scripts the same way.)</summary>

@@ -123,6 +123,60 @@ public sealed class SignalInbox
         }
     }
 
+    /// <summary>
+    /// Puts a signal that reached this coordinator some other way than Redis (<c>POST /api/signals/receive</c>) into its
+    /// own durable inbox, through the send path (<c>deliver_signal.lua</c>): a duplicate message ID writes nothing, the
+    /// inbox cap applies, K2 shows it and the wake-up is published; <see cref="ReadAllAsync"/> then verifies and ACKs it
+    /// like any other. The signal is signed here (it was authenticated by its transport). The fence is this instance's
+    /// epoch: a superseded instance accepts nothing for the inbox its successor owns.
+    /// </summary>
+    /// <exception cref="ArgumentException">The signal is not addressed to this coordinator.</exception>
+    /// <exception cref="SignalDeliveryException">Redis failed, or the inbox is full; nothing was written.</exception>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
+    internal async Task<SignalDeliveryResult> EnqueueAsync(Signal signal)
+    {
+        ArgumentNullException.ThrowIfNull(signal);
+        var self = _coordinator.Id;
+        if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"receiverId must be this coordinator ({self})", nameof(signal));
+        }
+
+        var signed = SignalSignatures.Sign(Signing, signal);
+        var send = new PreparedSend(signed, Json.Serialize(signed), 0);
+        RedisResult[] reply;
+        try
+        {
+            reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+                RedisScripts.DeliverSignal,
+                SignalSender.SendKeys(signed, self),
+                SignalSender.SendArguments(Redis, send.Json, signed, _coordinator.Epoch)).ConfigureAwait(false))!;
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            throw _coordinator.Signals.Failed(send, e);
+        }
+
+        var key = (string)Keys.Signal(self)!;
+        switch ((long)reply[0])
+        {
+            case 1:
+                _logger.LogInformation(
+                    "Signal accepted into inbox messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} via=http",
+                    signed.MessageId, signed.SenderId, self, signed.Type, signed.Iteration);
+                return new SignalDeliveryResult(true, signed.MessageId, false, signed.Timestamp, key) { ReceiverId = self };
+            case 0:
+                _logger.LogWarning("Duplicate signal detected, skipping messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} via=http",
+                    signed.MessageId, signed.SenderId, self);
+                return new SignalDeliveryResult(true, signed.MessageId, true, signed.Timestamp, key) { ReceiverId = self };
+            case SignalSender.RefusedInboxFull:
+                throw _coordinator.Signals.InboxFull(signed, (long)reply[1]);
+            default:
+                // -1, and the escalation refusals, which the fence precedes: this instance's epoch is no longer current.
+                throw _coordinator.Superseded("signal receive", (long)reply[0] == -1 ? (string?)reply[1] : null);
+        }
+    }
+
     /// <summary>Marks a handed-out signal consumed: it leaves the inbox, and K2 shows the next pending one or disappears.</summary>
     public Task CompleteAsync(ReceivedSignal received)
     {

@@ -31,6 +31,12 @@ namespace Cfn.Coordination.Signals;
 /// heartbeat monitor's business (its escalation hands the inbox to a replacement). Stateless: make one per call if
 /// convenient.
 /// </para>
+/// <para>
+/// An attempt refused because the receiver's inbox is full writes nothing and is retried like a missed ACK (the count at
+/// the end is then <c>inbox_full</c>). A receiver declared dead and escalated is followed to its replacement (the signal
+/// is re-addressed, its message ID names the replacement, and later attempts send that one); one whose escalation failed
+/// ends the retry at once with status <see cref="SignalRetryStatus.ReceiverDead"/> (no K6 record).
+/// </para>
 /// </summary>
 public sealed class SignalRetrier
 {
@@ -88,6 +94,7 @@ public sealed class SignalRetrier
 
         string? entryId = null;
         string? lastError = null;
+        string? refusal = null;
         var status = SignalRetryStatus.Exhausted;
         var attempts = 0;
         for (var attempt = 1; attempt <= retries + 1; attempt++)
@@ -100,7 +107,9 @@ public sealed class SignalRetrier
             }
 
             var outcome = await AttemptAsync(signal, entryId, attempt, retries + 1, cancellationToken).ConfigureAwait(false);
-            entryId = outcome.EntryId ?? entryId;
+            // A redirect to the receiver's replacement re-addressed the signal: later attempts send that one.
+            entryId = ReferenceEquals(outcome.Signal, signal) ? outcome.EntryId ?? entryId : outcome.EntryId;
+            signal = outcome.Signal;
             if (outcome.Ack is not null)
             {
                 return new SignalRetryResult(true, signal.MessageId, signal.ReceiverId, signal.Type, signal.Iteration, attempt, retries,
@@ -108,14 +117,21 @@ public sealed class SignalRetrier
             }
 
             lastError = outcome.Error;
+            refusal = outcome.Refusal;
             if (outcome.Forced)
             {
                 status = SignalRetryStatus.Forced;
                 break;
             }
+
+            if (refusal is SignalDeliveryException.ReceiverDead or SignalDeliveryException.TooManyRedirects)
+            {
+                status = SignalRetryStatus.ReceiverDead;
+                break;
+            }
         }
 
-        await RecordFailureAsync(signal, entryId, attempts, lastError!, status).ConfigureAwait(false);
+        await RecordFailureAsync(signal, entryId, attempts, lastError!, status, refusal).ConfigureAwait(false);
         return new SignalRetryResult(false, signal.MessageId, signal.ReceiverId, signal.Type, signal.Iteration, attempts, retries,
             status, lastError, null);
     }
@@ -174,11 +190,31 @@ public sealed class SignalRetrier
         await WriteAttemptAsync(record.SignalId, attempt).ConfigureAwait(false);
         var outcome = await AttemptAsync(record.Signal, record.EntryId, attempt, attempt, cancellationToken).ConfigureAwait(false);
         var database = Redis.Database;
-        if (outcome.Ack is not null)
+        var redirected = !ReferenceEquals(outcome.Signal, record.Signal);
+        var receiverDead = outcome.Refusal is SignalDeliveryException.ReceiverDead or SignalDeliveryException.TooManyRedirects;
+        if (outcome.Ack is not null || redirected || receiverDead)
         {
+            // ACKed; or nobody will ever ACK it; or it now lives under the replacement's message ID (recorded below).
             await database.KeyDeleteAsync(Keys.RetryFailed(record.SignalId)).ConfigureAwait(false);
             await database.SortedSetRemoveAsync(Keys.RetryFailedIndex(_coordinator.Id), record.SignalId).ConfigureAwait(false);
+        }
+
+        if (outcome.Ack is not null)
+        {
             return true;
+        }
+
+        if (receiverDead)
+        {
+            Telemetry.SignalsFailed.WithLabels(_coordinator.Id, record.Signal.Type, SignalDeliveryException.ReceiverDead).Inc();
+            return false;
+        }
+
+        if (redirected)
+        {
+            await RecordFailureAsync(outcome.Signal, outcome.EntryId, attempt, outcome.Error ?? record.LastError, SignalRetryStatus.Exhausted,
+                outcome.Refusal, count: false).ConfigureAwait(false);
+            return false;
         }
 
         var updated = record with
@@ -193,22 +229,34 @@ public sealed class SignalRetrier
         return false;
     }
 
-    /// <summary>One attempt: deliver (or re-deliver, or re-wake), then wait for the ACK.</summary>
+    /// <summary>
+    /// One attempt: deliver (or re-deliver, or re-wake), then wait for the ACK. The outcome carries the signal as it was
+    /// last sent (re-addressed when its receiver had been replaced).
+    /// </summary>
     private async Task<AttemptOutcome> AttemptAsync(Signal signal, string? entryId, int attempt, int totalAttempts, CancellationToken cancellationToken)
     {
-        var receiver = signal.ReceiverId;
-        string? newEntry = null;
+        Delivery delivery;
         try
         {
-            newEntry = await DeliverAsync(signal, entryId).ConfigureAwait(false);
+            delivery = await DeliverAsync(signal, entryId).ConfigureAwait(false);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
             var error = "Redis error: " + RedisErrors.FirstClause(e);
             LogAttemptFailed(signal, attempt, totalAttempts, error);
-            return new AttemptOutcome(null, error, false, null);
+            return new AttemptOutcome(null, error, false, null, signal, null);
         }
 
+        signal = delivery.Signal;
+        var newEntry = delivery.EntryId;
+        if (delivery.Refused is { } refused)
+        {
+            // Not written: a full inbox may drain before the next attempt; a dead receiver without replacement will not.
+            LogAttemptFailed(signal, attempt, totalAttempts, refused.Message);
+            return new AttemptOutcome(null, refused.Message, false, null, signal, refused.Reason);
+        }
+
+        var receiver = signal.ReceiverId;
         // Not counted per attempt: the signal has failed only when every attempt is exhausted (RecordFailureAsync).
         var wait = await _coordinator.Waiter.WaitForRetryAttemptAsync(receiver, signal.MessageId, Options.AckTimeout, cancellationToken)
             .ConfigureAwait(false);
@@ -218,23 +266,23 @@ public sealed class SignalRetrier
                 _logger.LogInformation(
                     "Signal retry successful signalId={SignalId} receiverId={ReceiverId} attempt={Attempt} maxAttempts={MaxAttempts}",
                     signal.MessageId, receiver, attempt, totalAttempts);
-                return new AttemptOutcome(wait.Acks[receiver], null, false, newEntry);
+                return new AttemptOutcome(wait.Acks[receiver], null, false, newEntry, signal, null);
             case AckWaitStatus.Cancelled:
                 cancellationToken.ThrowIfCancellationRequested();
                 throw _coordinator.Superseded("signal retry", null);
             case AckWaitStatus.Forced:
                 const string forced = "Force unblock received while waiting for the ACK";
                 LogAttemptFailed(signal, attempt, totalAttempts, forced);
-                return new AttemptOutcome(null, forced, true, newEntry);
+                return new AttemptOutcome(null, forced, true, newEntry, signal, null);
             case AckWaitStatus.PeerDead:
                 const string dead = "Receiver is dead and nothing will ACK in its place";
                 LogAttemptFailed(signal, attempt, totalAttempts, dead);
-                return new AttemptOutcome(null, dead, false, newEntry);
+                return new AttemptOutcome(null, dead, false, newEntry, signal, null);
             default:
                 var error = string.Create(CultureInfo.InvariantCulture,
                     $"ACK not received within {(long)Options.AckTimeout.TotalMilliseconds}ms timeout");
                 LogAttemptFailed(signal, attempt, totalAttempts, error);
-                return new AttemptOutcome(null, error, false, newEntry);
+                return new AttemptOutcome(null, error, false, newEntry, signal, null);
         }
     }
 
@@ -243,36 +291,61 @@ public sealed class SignalRetrier
             "Signal retry attempt failed signalId={SignalId} receiverId={ReceiverId} attempt={Attempt} maxAttempts={MaxAttempts} error=\"{Error}\"",
             signal.MessageId, signal.ReceiverId, attempt, totalAttempts, error);
 
-    /// <summary>Runs <c>resend_signal.lua</c>; returns the inbox entry the signal now has, or null when it was already ACKed.</summary>
-    private async Task<string?> DeliverAsync(Signal signal, string? entryId)
+    /// <summary>
+    /// Runs <c>resend_signal.lua</c>, following a redirect to the receiver's replacement (the signal is re-addressed and
+    /// sent again). Returns the signal as sent and the inbox entry it now has (null when it was already ACKed), or the
+    /// refusal (inbox full, receiver dead) that kept it out; refusals are counted once, by <see cref="RecordFailureAsync"/>.
+    /// </summary>
+    private async Task<Delivery> DeliverAsync(Signal signal, string? entryId)
     {
-        var receiver = signal.ReceiverId;
-        var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
-            RedisScripts.ResendSignal,
-            [Keys.Idempotency(signal.MessageId), Keys.Inbox(receiver), Keys.Signal(receiver), Keys.Epoch(_coordinator.Id),
-                Keys.Ack(receiver, signal.MessageId)],
-            [Json.Serialize(signal), Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds, Keys.Events(receiver).ToString(),
-                signal.MessageId, Keys.InboxGroup, _coordinator.Epoch, entryId ?? string.Empty, Options.MaxInboxSearch])
-            .ConfigureAwait(false))!;
-        var code = (long)reply[0];
-        var entry = (string?)reply[1];
-        switch (code)
+        var senders = _coordinator.Signals;
+        for (var hops = 0; ; hops++)
         {
-            case < 0:
-                throw _coordinator.Superseded("signal retry", entry);
-            case 1 or 2:
-                Telemetry.SignalsSent.WithLabels(_coordinator.Id, signal.Type).Inc();
-                _logger.LogInformation(
-                    "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl} redelivery={Redelivery}",
-                    signal.MessageId, signal.SenderId, receiver, signal.Type, signal.Iteration, (string)Keys.Signal(receiver)!,
-                    Redis.Options.SignalTtlSeconds, code == 2);
-                return entry;
-            case 3:
-                _logger.LogInformation("Signal still pending in the receiver's inbox, receiver woken again messageId={MessageId} receiverId={ReceiverId}",
-                    signal.MessageId, receiver);
-                return entry;
-            default:
-                return null; // already ACKed: the wait returns at once
+            var receiver = signal.ReceiverId;
+            var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+                RedisScripts.ResendSignal,
+                [.. SignalSender.SendKeys(signal, _coordinator.Id), Keys.Ack(receiver, signal.MessageId)],
+                [.. SignalSender.SendArguments(Redis, Json.Serialize(signal), signal, _coordinator.Epoch), entryId ?? string.Empty,
+                    Options.MaxInboxSearch])
+                .ConfigureAwait(false))!;
+            var code = (long)reply[0];
+            var entry = (string?)reply[1];
+            switch (code)
+            {
+                case SignalSender.RefusedInboxFull:
+                    return new Delivery(signal, null, senders.InboxFull(signal, (long)reply[1], count: false));
+                case SignalSender.RefusedReceiverDead:
+                    return new Delivery(signal, null, senders.ReceiverDead(signal, entry, count: false));
+                case SignalSender.Redirected:
+                    if (hops >= SignalSender.MaxRedirects)
+                    {
+                        return new Delivery(signal, null, senders.TooManyRedirects(signal, entry, count: false));
+                    }
+
+                    if (await senders.ReaddressAsync(signal, entry).ConfigureAwait(false) is not { } next)
+                    {
+                        return new Delivery(signal, null, senders.ReceiverDead(signal, entry, count: false));
+                    }
+
+                    signal = next;
+                    entryId = null; // an entry of the old receiver's inbox means nothing in the replacement's
+                    continue;
+                case < 0:
+                    throw _coordinator.Superseded("signal retry", entry);
+                case 1 or 2:
+                    Telemetry.SignalsSent.WithLabels(_coordinator.Id, signal.Type).Inc();
+                    _logger.LogInformation(
+                        "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl} redelivery={Redelivery}",
+                        signal.MessageId, signal.SenderId, receiver, signal.Type, signal.Iteration, (string)Keys.Signal(receiver)!,
+                        Redis.Options.SignalTtlSeconds, code == 2);
+                    return new Delivery(signal, entry, null);
+                case 3:
+                    _logger.LogInformation("Signal still pending in the receiver's inbox, receiver woken again messageId={MessageId} receiverId={ReceiverId}",
+                        signal.MessageId, receiver);
+                    return new Delivery(signal, entry, null);
+                default:
+                    return new Delivery(signal, null, null); // already ACKed: the wait returns at once
+            }
         }
     }
 
@@ -299,10 +372,24 @@ public sealed class SignalRetrier
     }
 
     /// <summary>After the last attempt: ERROR log, K6 plus its index entry, and the failure metric.</summary>
-    private async Task RecordFailureAsync(Signal signal, string? entryId, int attempts, string lastError, string status)
+    private async Task RecordFailureAsync(
+        Signal signal, string? entryId, int attempts, string lastError, string status, string? refusal, bool count = true)
     {
-        var reason = status == SignalRetryStatus.Forced ? "forced" : "ack_timeout";
-        Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, reason).Inc();
+        // One count per signal: the last attempt's refusal when the receiver's side refused it, else what ended the retry.
+        var reason = status == SignalRetryStatus.Forced ? "forced" : refusal ?? "ack_timeout";
+        if (count)
+        {
+            Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, reason).Inc();
+        }
+
+        if (status == SignalRetryStatus.ReceiverDead)
+        {
+            // Nobody will ever ACK it: no K6 record for retry-failed to re-send.
+            _logger.LogError("Signal retry stopped: receiver dead with no replacement signalId={SignalId} receiverId={ReceiverId} attempts={Attempts} lastError=\"{LastError}\"",
+                signal.MessageId, signal.ReceiverId, attempts, lastError);
+            return;
+        }
+
         if (status == SignalRetryStatus.Forced)
         {
             _logger.LogWarning("Signal retry stopped by force unblock signalId={SignalId} receiverId={ReceiverId} attempts={Attempts}",
@@ -405,5 +492,9 @@ public sealed class SignalRetrier
         return signal;
     }
 
-    private sealed record AttemptOutcome(SignalAck? Ack, string? Error, bool Forced, string? EntryId);
+    /// <summary>How one attempt ended; <paramref name="Refusal"/> is a <see cref="SignalDeliveryException.Reason"/> when nothing was written.</summary>
+    private sealed record AttemptOutcome(SignalAck? Ack, string? Error, bool Forced, string? EntryId, Signal Signal, string? Refusal);
+
+    /// <summary>What <c>resend_signal.lua</c> did with the signal (as finally addressed).</summary>
+    private sealed record Delivery(Signal Signal, string? EntryId, SignalDeliveryException? Refused);
 }

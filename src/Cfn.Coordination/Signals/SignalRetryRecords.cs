@@ -67,12 +67,18 @@ public static class SignalRetryStatus
 
     /// <summary>An operator force-unblocked the coordinator during a wait; no further attempt (K6 written).</summary>
     public const string Forced = "forced";
+
+    /// <summary>
+    /// The receiver was declared dead and no replacement is coming (or every replacement followed was dead too): nobody
+    /// will ACK, so no further attempt and no K6 record.
+    /// </summary>
+    public const string ReceiverDead = "receiver_dead";
 }
 
 /// <summary>The outcome of <see cref="SignalRetrier.SendWithRetryAsync"/>.</summary>
 /// <param name="Success">True when the receiver ACKed.</param>
-/// <param name="SignalId">The message ID, the same on every attempt.</param>
-/// <param name="ReceiverId">The receiver.</param>
+/// <param name="SignalId">The message ID, the same on every attempt (a redirect to a dead receiver's replacement changes its receiver segment).</param>
+/// <param name="ReceiverId">The receiver (the replacement, when the signal was redirected to one).</param>
 /// <param name="SignalType">The signal's type.</param>
 /// <param name="Iteration">The signal's iteration.</param>
 /// <param name="Attempts">Attempts made (the first send included).</param>

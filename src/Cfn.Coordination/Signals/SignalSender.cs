@@ -13,6 +13,13 @@ namespace Cfn.Coordination.Signals;
 /// Sends signals (SPEC §2.1, §2.8, D4). One script per send: the idempotency record is taken with <c>SET NX</c>, and
 /// only then is the signal appended to the receiver's durable inbox, shown at K2 and announced on the receiver's
 /// channel. A retry with the same idempotency key has the same message ID and is reported as a duplicate.
+/// <para>
+/// The same script refuses, before writing anything, a send to a receiver whose inbox already holds
+/// <c>SIGNAL_INBOX_MAX_LENGTH</c> pending signals, and a send to a receiver that was declared dead and escalated (its K8
+/// record's fencing token is still its current epoch): the signal is then re-addressed to the replacement the record
+/// names and sent again (at most <see cref="MaxRedirects"/> times); the result's <see cref="SignalDeliveryResult.ReceiverId"/>
+/// and <see cref="SignalDeliveryResult.MessageId"/> say where it went. A receiver whose escalation failed gets nothing.
+/// </para>
 /// </summary>
 public sealed class SignalSender
 {
@@ -45,7 +52,10 @@ public sealed class SignalSender
     /// <param name="receiverEpoch">Optional: the signal is void for receiver instances newer than this epoch.</param>
     /// <exception cref="InvalidIdException">An ID, the type or the idempotency key is invalid; nothing was written.</exception>
     /// <exception cref="ArgumentException">The payload is too large; nothing was written.</exception>
-    /// <exception cref="SignalDeliveryException">Redis failed.</exception>
+    /// <exception cref="SignalDeliveryException">
+    /// Redis failed, the receiver's inbox is full, or the receiver was declared dead with no replacement coming
+    /// (<see cref="SignalDeliveryException.Reason"/> says which); nothing was written by the refused attempt.
+    /// </exception>
     /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
     public async Task<SignalDeliveryResult> SendAsync(
         string receiverId,
@@ -58,26 +68,35 @@ public sealed class SignalSender
         var send = Prepare(receiverId, type, iteration, payload, idempotencyKey, receiverEpoch);
         // The sender's progress record goes with the delivery (one round trip).
         var activity = _coordinator.Activity.Prepare();
-        RedisResult[] reply;
-        try
+        while (true)
         {
-            reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
-                RedisScripts.SendSignal,
-                [.. SendKeys(send), Keys.Activity(send.SenderId), Keys.Deadlines],
-                [.. SendArguments(send), .. activity.TrailingArguments(send.SenderId)]).ConfigureAwait(false))!;
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException)
-        {
-            throw Failed(send, e);
-        }
+            RedisResult[] reply;
+            try
+            {
+                reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+                    RedisScripts.SendSignal,
+                    [.. SendKeys(send), Keys.Activity(send.SenderId), Keys.Deadlines],
+                    [.. SendArguments(send), .. activity.TrailingArguments(send.SenderId)]).ConfigureAwait(false))!;
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                throw Failed(send, e);
+            }
 
-        var result = Complete(send, reply);
-        if (!result.IsDuplicate)
-        {
-            _coordinator.Activity.Written((long)reply[2]);
-        }
+            if (await RedirectAsync(send, reply).ConfigureAwait(false) is { } redirected)
+            {
+                send = redirected;
+                continue;
+            }
 
-        return result;
+            var result = Complete(send, reply);
+            if (!result.IsDuplicate)
+            {
+                _coordinator.Activity.Written((long)reply[2]);
+            }
+
+            return result;
+        }
     }
 
     /// <summary>
@@ -134,17 +153,143 @@ public sealed class SignalSender
                 $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
         }
 
-        return new PreparedSend(senderId, receiverId, normalizedType, iteration, messageId, timestamp, Json.Serialize(signal));
+        return new PreparedSend(signal, Json.Serialize(signal), 0);
     }
 
-    /// <summary>KEYS[1..4] of <c>lib_send.lua</c>'s scripts.</summary>
-    internal static RedisKey[] SendKeys(PreparedSend send) =>
-        [Keys.Idempotency(send.MessageId), Keys.Inbox(send.ReceiverId), Keys.Signal(send.ReceiverId), Keys.Epoch(send.SenderId)];
+    /// <summary>KEYS[1..6] of <c>lib_send.lua</c>'s scripts: the signal's keys, the sender's fence, the receiver's escalation record and epoch.</summary>
+    internal static RedisKey[] SendKeys(PreparedSend send) => SendKeys(send.Signal, send.SenderId);
 
-    /// <summary>ARGV[1..7] of <c>lib_send.lua</c>'s scripts.</summary>
-    internal RedisValue[] SendArguments(PreparedSend send) =>
-        [send.Json, Redis.Options.SignalTtlSeconds, Redis.Options.IdempotencyTtlSeconds,
-            Keys.Events(send.ReceiverId).ToString(), send.MessageId, Keys.InboxGroup, _coordinator.Epoch];
+    /// <summary>KEYS[1..6] of <c>lib_send.lua</c>'s scripts for <paramref name="signal"/>, fenced by <paramref name="fencedId"/>'s epoch.</summary>
+    internal static RedisKey[] SendKeys(Signal signal, string fencedId) =>
+        [Keys.Idempotency(signal.MessageId), Keys.Inbox(signal.ReceiverId), Keys.Signal(signal.ReceiverId), Keys.Epoch(fencedId),
+            Keys.Escalation(signal.ReceiverId), Keys.Epoch(signal.ReceiverId)];
+
+    /// <summary>ARGV[1..8] of <c>lib_send.lua</c>'s scripts.</summary>
+    internal RedisValue[] SendArguments(PreparedSend send) => SendArguments(Redis, send.Json, send.Signal, _coordinator.Epoch);
+
+    /// <summary>ARGV[1..8] of <c>lib_send.lua</c>'s scripts for <paramref name="signal"/> stored as <paramref name="json"/>, fenced by <paramref name="epoch"/>.</summary>
+    internal static RedisValue[] SendArguments(RedisContext redis, string json, Signal signal, long epoch) =>
+        [json, redis.Options.SignalTtlSeconds, redis.Options.IdempotencyTtlSeconds,
+            Keys.Events(signal.ReceiverId).ToString(), signal.MessageId, Keys.InboxGroup, epoch, redis.Options.SignalInboxMaxLength];
+
+    /// <summary>Most replacements one send follows (a replacement declared dead in turn is followed again).</summary>
+    internal const int MaxRedirects = 3;
+
+    /// <summary>
+    /// Reads a send script's refusals of the receiver's side. Returns the send re-addressed to the receiver's replacement
+    /// when the script said the receiver was escalated (<c>-3</c>), null when it was not refused that way; throws
+    /// <see cref="SignalDeliveryException"/> when the inbox is full (<c>-2</c>), the receiver is dead with no
+    /// replacement (<c>-4</c>), or the redirects do not end.
+    /// </summary>
+    internal async Task<PreparedSend?> RedirectAsync(PreparedSend send, RedisResult[] reply)
+    {
+        switch ((long)reply[0])
+        {
+            case RefusedInboxFull:
+                throw InboxFull(send.Signal, (long)reply[1]);
+            case RefusedReceiverDead:
+                throw ReceiverDead(send.Signal, (string?)reply[1]);
+            case Redirected:
+                if (send.Hops >= MaxRedirects)
+                {
+                    throw TooManyRedirects(send.Signal, (string?)reply[1]);
+                }
+
+                var next = await ReaddressAsync(send.Signal, (string?)reply[1]).ConfigureAwait(false)
+                    ?? throw ReceiverDead(send.Signal, (string?)reply[1]);
+                return new PreparedSend(next, Json.Serialize(next), send.Hops + 1);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>lib_send.lua: the receiver's inbox holds SIGNAL_INBOX_MAX_LENGTH signals.</summary>
+    internal const long RefusedInboxFull = -2;
+
+    /// <summary>lib_send.lua: the receiver was escalated; the reply names its replacement.</summary>
+    internal const long Redirected = -3;
+
+    /// <summary>lib_send.lua: the receiver is dead and no replacement is coming.</summary>
+    internal const long RefusedReceiverDead = -4;
+
+    /// <summary>
+    /// <paramref name="signal"/> addressed to <paramref name="replacementId"/> instead (SPEC decision 5): its receiver,
+    /// the receiver segment of its message ID (the same ID a hand-over gives it, so the two copies are one message),
+    /// a receiver epoch of the replacement when the signal carried one, and both signatures. Logs the redirect. Null when
+    /// the record names no usable replacement (nobody will read the signal).
+    /// </summary>
+    internal async Task<Signal?> ReaddressAsync(Signal signal, string? replacementId)
+    {
+        if (!Ids.IsValidName(replacementId) || string.Equals(replacementId, signal.ReceiverId, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var segments = signal.MessageId.Split(':');
+        segments[1] = replacementId!;
+        long? epoch = null;
+        if (signal.ReceiverEpoch is not null)
+        {
+            // Meant for the receiver's current instance: for the replacement, that is its current (or first) instance.
+            epoch = (long?)await Redis.Database.StringGetAsync(Keys.Epoch(replacementId!)).ConfigureAwait(false) ?? 1;
+        }
+
+        var next = SignalSignatures.Sign(Signing, signal with
+        {
+            ReceiverId = replacementId!,
+            MessageId = string.Join(':', segments),
+            ReceiverEpoch = epoch,
+        });
+        _logger.LogInformation("Signal redirected to replacement from={From} to={To} messageId={MessageId} previousMessageId={PreviousMessageId}",
+            signal.ReceiverId, replacementId, next.MessageId, signal.MessageId);
+        return next;
+    }
+
+    /// <summary>Counted and logged: the receiver's inbox is full.</summary>
+    internal SignalDeliveryException InboxFull(Signal signal, long pending, bool count = true)
+    {
+        var max = Redis.Options.SignalInboxMaxLength;
+        if (count)
+        {
+            Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, SignalDeliveryException.InboxFull).Inc();
+        }
+
+        _logger.LogWarning("Signal refused: receiver inbox full receiver={ReceiverId} pending={Pending} max={Max} messageId={MessageId}",
+            signal.ReceiverId, pending, max, signal.MessageId);
+        return new SignalDeliveryException(
+            string.Create(CultureInfo.InvariantCulture,
+                $"Signal delivery failed: the inbox of receiver {signal.ReceiverId} is full ({pending} signals pending; SIGNAL_INBOX_MAX_LENGTH is {max})"),
+            SignalDeliveryException.InboxFull, signal.ReceiverId);
+    }
+
+    /// <summary>Counted and logged: the receiver was declared dead and no replacement is coming.</summary>
+    internal SignalDeliveryException ReceiverDead(Signal signal, string? replacementId, bool count = true)
+    {
+        if (count)
+        {
+            Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, SignalDeliveryException.ReceiverDead).Inc();
+        }
+
+        _logger.LogError("Signal refused: receiver dead with no replacement receiver={ReceiverId} replacement={Replacement} messageId={MessageId}",
+            signal.ReceiverId, string.IsNullOrEmpty(replacementId) ? "none" : replacementId, signal.MessageId);
+        return new SignalDeliveryException(
+            $"Signal delivery failed: receiver {signal.ReceiverId} was declared dead and no replacement is coming (its escalation failed)",
+            SignalDeliveryException.ReceiverDead, signal.ReceiverId);
+    }
+
+    internal SignalDeliveryException TooManyRedirects(Signal signal, string? replacementId, bool count = true)
+    {
+        if (count)
+        {
+            Telemetry.SignalsFailed.WithLabels(_coordinator.Id, signal.Type, SignalDeliveryException.TooManyRedirects).Inc();
+        }
+
+        _logger.LogError("Signal refused: too many redirects receiver={ReceiverId} replacement={Replacement} messageId={MessageId} max={Max}",
+            signal.ReceiverId, replacementId, signal.MessageId, MaxRedirects);
+        return new SignalDeliveryException(
+            $"Signal delivery failed: receiver {signal.ReceiverId} was declared dead and so was every replacement followed ({MaxRedirects} redirects at most)",
+            SignalDeliveryException.TooManyRedirects, signal.ReceiverId);
+    }
 
     /// <summary>A send that Redis failed: counted, logged, and the exception to throw.</summary>
     internal SignalDeliveryException Failed(PreparedSend send, Exception e)
@@ -169,16 +314,40 @@ public sealed class SignalSender
             _logger.LogWarning(
                 "Duplicate signal detected, skipping messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key}",
                 send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!);
-            return new SignalDeliveryResult(true, send.MessageId, true, send.Timestamp, key!);
+            return new SignalDeliveryResult(true, send.MessageId, true, send.Timestamp, key!)
+            {
+                ReceiverId = send.ReceiverId,
+                Redirected = send.Hops > 0,
+            };
         }
 
         Telemetry.SignalsSent.WithLabels(send.SenderId, send.Type).Inc();
         _logger.LogInformation(
             "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl}",
             send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!, Redis.Options.SignalTtlSeconds);
-        return new SignalDeliveryResult(true, send.MessageId, false, send.Timestamp, key!);
+        return new SignalDeliveryResult(true, send.MessageId, false, send.Timestamp, key!)
+        {
+            ReceiverId = send.ReceiverId,
+            Redirected = send.Hops > 0,
+        };
     }
 }
 
-/// <summary>A validated, signed signal not yet written: what a send script needs, and what its result reports.</summary>
-internal sealed record PreparedSend(string SenderId, string ReceiverId, string Type, int Iteration, string MessageId, long Timestamp, string Json);
+/// <summary>
+/// A validated, signed signal not yet written: what a send script needs, and what its result reports. <paramref name="Hops"/>
+/// counts the redirects to replacements followed so far.
+/// </summary>
+internal sealed record PreparedSend(Signal Signal, string Json, int Hops)
+{
+    public string SenderId => Signal.SenderId;
+
+    public string ReceiverId => Signal.ReceiverId;
+
+    public string Type => Signal.Type;
+
+    public int Iteration => Signal.Iteration;
+
+    public string MessageId => Signal.MessageId;
+
+    public long Timestamp => Signal.Timestamp;
+}

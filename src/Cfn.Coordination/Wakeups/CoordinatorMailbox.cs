@@ -70,6 +70,20 @@ internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
         }
     }
 
+    /// <summary>
+    /// A wait whose signal was redirected to a replacement now awaits <paramref name="signalId"/> only; it is indexed
+    /// under it before the redirected signal is written, so no ACK wake-up can come first.
+    /// </summary>
+    public void Retarget(PendingWait wait, string signalId)
+    {
+        lock (_gate)
+        {
+            Remove(wait);
+            wait.SetSignalIds(signalId);
+            Add(wait);
+        }
+    }
+
     /// <summary>Handles a channel message other than an ACK: <c>signal {messageId}</c> or <c>unblock</c>.</summary>
     public void Deliver(string message)
     {

@@ -18,7 +18,7 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
 
     public string CoordinatorId { get; } = coordinatorId;
 
-    public string SignalId { get; } = signalId;
+    public string SignalId { get; private set; } = signalId;
 
     /// <summary>
     /// Every signal ID whose ACK wakes this wait (<see cref="SignalId"/> first, no duplicates); grows when the wait
@@ -59,6 +59,16 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
 
     /// <summary>Takes every ACK offered since the last call (newest first), or null when none was.</summary>
     public OfferedAck? TakeOffered() => Interlocked.Exchange(ref _offered, null);
+
+    /// <summary>
+    /// Replaces the awaited signal IDs by one (the caller, <see cref="CoordinatorMailbox.Retarget"/>, holds the mailbox's
+    /// lock with the wait out of its index).
+    /// </summary>
+    internal void SetSignalIds(string id)
+    {
+        SignalId = id;
+        Volatile.Write(ref _signalIds, [id]);
+    }
 
     /// <summary>Adds a signal ID (the caller holds the mailbox's lock); false when it was there already.</summary>
     internal bool AddSignalId(string id)

@@ -27,9 +27,6 @@ internal sealed class CoordinatorApiOptions
     /// <summary>Settings of <c>/api/signals/retry</c> and <c>/api/signals/retry-failed</c>.</summary>
     public SignalRetryOptions Retry { get; init; } = new();
 
-    /// <summary>Called with every new signal accepted by <c>/api/signals/receive</c> (after its ACK); replays are not passed on.</summary>
-    public Func<Coordinator, Signal, SignalAck, Task>? OnHttpSignal { get; init; }
-
     /// <summary>Oldest (or furthest in the future) <c>X-CFN-Timestamp</c> accepted by <c>/api/signals/receive</c> (5 min).</summary>
     public TimeSpan ReceiveMaxSkew { get; init; } = TimeSpan.FromMinutes(5);
 }
@@ -39,7 +36,8 @@ internal sealed class CoordinatorApiOptions
 /// (<c>cfn up</c>): every endpoint takes an optional query parameter <c>coordinatorId</c> (400 <c>INVALID_ID</c> when
 /// it breaks the ID rule, 404 <c>COORDINATOR_NOT_FOUND</c> when this process does not host it) and otherwise uses the
 /// process's primary coordinator. Reads are open; send, retry and retry-failed are admin endpoints (D12);
-/// <c>/api/signals/receive</c> is authenticated by an HMAC of the body instead (see <see cref="SignReceive"/>).
+/// <c>/api/signals/receive</c> is authenticated by an HMAC of the receiver, the path and the body instead (see
+/// <see cref="SignReceive"/>).
 /// </summary>
 internal static class CoordinatorEndpoints
 {
@@ -52,20 +50,29 @@ internal static class CoordinatorEndpoints
     private const string SignaturePrefix = "sha256=";
     private const int MaxWorkFences = 1000;
 
+    /// <summary>The path of the HTTP delivery endpoint; it is part of what <see cref="SignReceive"/> signs.</summary>
+    public const string ReceivePath = "/api/signals/receive";
+
     /// <summary>
     /// The value of <see cref="SignatureHeader"/> for a <c>/api/signals/receive</c> request:
     /// <c>sha256=</c> + lowercase hex HMAC-SHA256, keyed with the shared <c>BLOCKING_COORDINATION_SECRET</c> (its UTF-8
-    /// bytes, as for ACKs), over the UTF-8 string <c>{X-CFN-Timestamp}.{raw request body}</c>. The receiver refuses
-    /// (401) a missing or malformed header, a signature that matches neither the current nor the new secret (checked
-    /// in constant time), and a timestamp more than <see cref="CoordinatorApiOptions.ReceiveMaxSkew"/> (5 min) away
-    /// from its clock. A replay inside that window is answered with the cached ACK, since the signal's message ID
+    /// bytes, as for ACKs), over the UTF-8 string <c>{X-CFN-Timestamp}.{receiverId}.{request path}.{raw request body}</c>,
+    /// where <c>receiverId</c> is the coordinator the request delivers to (the <c>coordinatorId</c> query parameter, or
+    /// the process's primary coordinator) and the path is <see cref="ReceivePath"/> as the server sees it, so a captured
+    /// request cannot be replayed to another coordinator or endpoint. The receiver refuses (401) a missing or malformed
+    /// header, a signature that matches neither the current nor the new secret (checked in constant time), and a
+    /// timestamp more than <see cref="CoordinatorApiOptions.ReceiveMaxSkew"/> (5 min) away from its clock. A replay
+    /// inside that window is a duplicate (nothing written), since the signal's message ID
     /// (<c>{senderId}:{receiverId}:{type}:{iteration}:{timestamp}</c> unless the body names one) repeats.
     /// </summary>
-    public static string SignReceive(SigningKeys keys, long timestampMs, string body)
+    public static string SignReceive(SigningKeys keys, long timestampMs, string receiverId, string body, string path = ReceivePath)
     {
         ArgumentNullException.ThrowIfNull(keys);
-        return SignaturePrefix + keys.Sign(timestampMs.ToString(CultureInfo.InvariantCulture) + "." + body);
+        return SignaturePrefix + keys.Sign(ReceiveMessage(timestampMs.ToString(CultureInfo.InvariantCulture), receiverId, path, body));
     }
+
+    private static string ReceiveMessage(string timestamp, string receiverId, string path, string body) =>
+        timestamp + "." + receiverId + "." + path + "." + body;
 
     /// <summary>Maps the endpoints.</summary>
     /// <param name="app">The web application.</param>
@@ -145,7 +152,7 @@ internal static class CoordinatorEndpoints
             }).ConfigureAwait(false);
         }).AddEndpointFilter(admin);
 
-        app.MapPost("/api/signals/receive", async (HttpContext http) =>
+        app.MapPost(ReceivePath, async (HttpContext http) =>
         {
             if (Resolve(http, resolve, out var coordinator) is { } notFound)
             {
@@ -204,6 +211,16 @@ internal static class CoordinatorEndpoints
         {
             return Results.Json(new { error = e.Message, code = "SUPERSEDED" }, statusCode: StatusCodes.Status409Conflict);
         }
+        catch (SignalDeliveryException e) when (e.Reason == SignalDeliveryException.InboxFull)
+        {
+            return Results.Json(new { error = e.Message, code = "INBOX_FULL", receiverId = e.ReceiverId, rule = "SIGNAL_INBOX_MAX_LENGTH" },
+                statusCode: StatusCodes.Status429TooManyRequests);
+        }
+        catch (SignalDeliveryException e) when (e.Reason is SignalDeliveryException.ReceiverDead or SignalDeliveryException.TooManyRedirects)
+        {
+            return Results.Json(new { error = e.Message, code = "RECEIVER_DEAD", receiverId = e.ReceiverId },
+                statusCode: StatusCodes.Status410Gone);
+        }
         catch (Exception e) when (e is SignalDeliveryException or RedisException or TimeoutException)
         {
             return Results.Json(new { error = "Redis error: " + RedisErrors.FirstClause(e), code = "REDIS_ERROR" },
@@ -257,7 +274,10 @@ internal static class CoordinatorEndpoints
         return (new SignalRequest(receiverId!, type, iteration ?? coordinator.Iteration, payload, maxRetries), null);
     }
 
-    /// <summary>§3.1 #13: a signal delivered over HTTP, authenticated by HMAC, ACKed as usual.</summary>
+    /// <summary>
+    /// §3.1 #13: a signal delivered over HTTP, authenticated by HMAC, and put into the receiver's durable inbox (idempotency
+    /// by message ID, the inbox cap, K2, the wake-up); the receiver's inbox reader ACKs it as usual. 202 when accepted.
+    /// </summary>
     private static async Task<IResult> ReceiveAsync(HttpContext http, Coordinator coordinator, CoordinatorApiOptions options)
     {
         var headers = http.Request.Headers;
@@ -287,13 +307,15 @@ internal static class CoordinatorEndpoints
             return JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
         }
 
-        if (!coordinator.SigningKeys.Verify(timestampText + "." + text, signature[SignaturePrefix.Length..]))
+        var path = http.Request.PathBase.Add(http.Request.Path).Value ?? ReceivePath;
+        if (!coordinator.SigningKeys.Verify(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
         {
             coordinator.Metrics.AckVerificationFailures.WithLabels(coordinator.Id, "http_signature").Inc();
             var logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Api.Signals");
             logger.LogWarning("Invalid signal signature on /api/signals/receive receiver={ReceiverId} remote={Remote}",
                 coordinator.Id, http.Connection.RemoteIpAddress);
-            return Unauthorized(SignatureHeader, $"{SignatureHeader} does not match the body (HMAC-SHA256 of \"{{timestamp}}.{{body}}\" with the shared secret)");
+            return Unauthorized(SignatureHeader,
+                $"{SignatureHeader} does not match the request (HMAC-SHA256 of \"{{timestamp}}.{{receiverId}}.{{path}}.{{body}}\" with the shared secret)");
         }
 
         if (!JsonBody.TryParseObject(text, out var body, out var error) ||
@@ -334,7 +356,7 @@ internal static class CoordinatorEndpoints
             return JsonBody.Invalid("messageId", $"messageId {Ids.SignalRule}, and must start with {prefix}", "INVALID_ID");
         }
 
-        var signal = new Signal
+        var delivery = await coordinator.Inbox.EnqueueAsync(new Signal
         {
             Timestamp = timestamp,
             SenderId = senderId!,
@@ -343,22 +365,9 @@ internal static class CoordinatorEndpoints
             Type = type,
             Payload = payload,
             MessageId = messageId,
-        };
-        // A replay finds the ACK already there; AcknowledgeAsync then returns it ("Signal already processed, returning cached ACK").
-        var replay = await coordinator.Acks.GetAckAsync(messageId).ConfigureAwait(false) is not null;
-        var ack = await coordinator.Acks.AcknowledgeAsync(signal).ConfigureAwait(false);
-        if (!replay)
-        {
-            coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Signals").LogInformation(
-                "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} via=http",
-                messageId, signal.SenderId, coordinator.Id, type, signal.Iteration);
-            if (options.OnHttpSignal is { } handler)
-            {
-                await handler(coordinator, signal, ack).ConfigureAwait(false);
-            }
-        }
-
-        return Results.Json(new { accepted = true, duplicate = replay, messageId, ack });
+        }).ConfigureAwait(false);
+        return Results.Json(new { accepted = true, duplicate = delivery.IsDuplicate, messageId, receiverId = coordinator.Id, key = delivery.Key },
+            statusCode: StatusCodes.Status202Accepted);
     }
 
     private static IResult Unauthorized(string header, string error) =>

@@ -90,6 +90,7 @@ internal sealed record CfnConfiguration
             ["ACK_TTL_SECONDS"] = $"{c.AckTtlSeconds}",
             ["SIGNAL_TTL_SECONDS"] = $"{c.SignalTtlSeconds}",
             ["IDEMPOTENCY_TTL_SECONDS"] = $"{c.IdempotencyTtlSeconds}",
+            ["SIGNAL_INBOX_MAX_LENGTH"] = $"{c.SignalInboxMaxLength}",
             ["ACK_POLL_INTERVAL_MS"] = Ms(c.AckFallbackPollInterval),
             ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
             ["HEARTBEAT_STALE_THRESHOLD_MS"] = Ms(r.HeartbeatStaleThreshold),

@@ -29,6 +29,8 @@ public sealed class CoordinatorApiTests
     private const int Db = 14;
     private const string Secret = "coordinator-api-secret-0123456789abcdef0123456789";
     private const string AdminToken = "admin-token-for-api-tests";
+    private const int InboxCap = 20;
+    private static readonly JsonSerializerOptions WebJson = new(JsonSerializerDefaults.Web);
 
     /// <summary>One test's world: a Redis pool, two coordinators (primary and peer), a timeout handler and the web app.</summary>
     private sealed class World : IAsyncDisposable
@@ -41,7 +43,6 @@ public sealed class CoordinatorApiTests
         public required ILoggerFactory Loggers { get; init; }
         public required SigningKeys Keys { get; init; }
         public required TimeoutHandler Handler { get; init; }
-        public required List<Signal> ReceivedList { get; init; }
 
         public IDatabase Db => Pool.Primary.Database;
 
@@ -62,7 +63,7 @@ public sealed class CoordinatorApiTests
 
             var events = new RecentEvents();
             var loggers = LoggerFactory.Create(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(events));
-            var options = new CoordinationOptions { MaxPayloadBytes = 1024 };
+            var options = new CoordinationOptions { MaxPayloadBytes = 1024, SignalInboxMaxLength = InboxCap };
             var pool = await RedisPool.ConnectAsync($"{endpoint},defaultDatabase={DbIndex}", 2, options, loggerFactory: loggers);
             var keys = new SigningKeys(Secret);
             var metrics = new CoordinationMetrics(Prometheus.Metrics.NewCustomRegistry());
@@ -71,7 +72,6 @@ public sealed class CoordinatorApiTests
             var handler = new TimeoutHandler(pool.Primary, keys, new RecoveryOptions(), metrics,
                 new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), "timeout-handler-test");
             var hosted = new Dictionary<string, Coordinator>(StringComparer.Ordinal) { [primary.Id] = primary, [peer.Id] = peer };
-            var received = new List<Signal>();
             var api = new CoordinatorApiOptions
             {
                 Config = new Dictionary<string, string?>
@@ -82,15 +82,6 @@ public sealed class CoordinatorApiTests
                 },
                 Extra = c => new { loop = "running", coordinator = c.Id },
                 Retry = new SignalRetryOptions { AckTimeout = TimeSpan.FromMilliseconds(150), Backoff = [TimeSpan.FromMilliseconds(10)] },
-                OnHttpSignal = (_, signal, _) =>
-                {
-                    lock (received)
-                    {
-                        received.Add(signal);
-                    }
-
-                    return Task.CompletedTask;
-                },
             };
             var access = new AdminAccess(AdminToken);
             var web = await TestWebApp.StartAsync(app =>
@@ -101,21 +92,8 @@ public sealed class CoordinatorApiTests
             var world = new World
             {
                 Pool = pool, Primary = primary, Peer = peer, Web = web, Events = events, Loggers = loggers, Keys = keys, Handler = handler,
-                ReceivedList = received,
             };
             return world;
-        }
-
-        /// <summary>Signals handed to the in-process callback of /api/signals/receive.</summary>
-        public IReadOnlyList<Signal> Received
-        {
-            get
-            {
-                lock (ReceivedList)
-                {
-                    return [.. ReceivedList];
-                }
-            }
         }
 
         public async ValueTask DisposeAsync()
@@ -440,30 +418,40 @@ public sealed class CoordinatorApiTests
         }
     }
 
+    private static (string, string)[] ReceiveHeaders(SigningKeys keys, long timestamp, string receiverId, string body,
+        string path = CoordinatorEndpoints.ReceivePath) =>
+        [(CoordinatorEndpoints.TimestampHeader, timestamp.ToString(CultureInfo.InvariantCulture)),
+            (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(keys, timestamp, receiverId, body, path))];
+
+    private static async Task<List<Signal>> InboxAsync(World world, string id) =>
+        [.. (await world.Db.StreamRangeAsync(Keys.Inbox(id))).Select(e => JsonSerializer.Deserialize<Signal>((string)e["signal"]!, WebJson)!)];
+
     [Fact]
-    public async Task Receive_HmacSigned_AckedReplayCachedBadOrMissingSignatureRefused()
+    public async Task Receive_HmacSigned_AppendedToTheInboxAndAckedByItsReader_ReplayIsADuplicate_BadSignaturesRefused()
     {
         await using var world = await World.StartAsync();
-        var sender = Id("http-sender");
+        var sender = world.Peer.Id; // a live coordinator: the ACK of a gone sender is not stored
+        var receiver = world.Primary.Id;
         var body = $"{{\"signalType\":\"completion\",\"senderId\":\"{sender}\",\"iteration\":3,\"payload\":{{\"phase\":\"loop-3\"}}}}";
         var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         var ts = timestamp.ToString(CultureInfo.InvariantCulture);
-        var signature = CoordinatorEndpoints.SignReceive(world.Keys, timestamp, body);
-        var messageId = $"{sender}:{world.Primary.Id}:completion:3:{ts}";
+        var good = ReceiveHeaders(world.Keys, timestamp, receiver, body);
+        var signature = good[1].Item2;
+        var messageId = $"{sender}:{receiver}:completion:3:{ts}";
         var keysBefore = (long)await world.Db.ExecuteAsync("DBSIZE");
 
-        // Refused: no signature, a bad one, a missing timestamp, an old one (properly signed). Nothing is written.
+        // Refused: no signature, a bad one, another secret, no timestamp, an old one (properly signed), one signed for
+        // another receiver, one signed for another path. Nothing is written.
         var refusals = new (string Header, (string, string)[] Headers)[]
         {
             (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts)]),
             (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts),
                 (CoordinatorEndpoints.SignatureHeader, signature[..^1] + (signature[^1] == '0' ? '1' : '0'))]),
-            (CoordinatorEndpoints.SignatureHeader, [(CoordinatorEndpoints.TimestampHeader, ts),
-                (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(new SigningKeys(Secret + "-other"), timestamp, body))]),
+            (CoordinatorEndpoints.SignatureHeader, ReceiveHeaders(new SigningKeys(Secret + "-other"), timestamp, receiver, body)),
             (CoordinatorEndpoints.TimestampHeader, [(CoordinatorEndpoints.SignatureHeader, signature)]),
-            (CoordinatorEndpoints.TimestampHeader, [
-                (CoordinatorEndpoints.TimestampHeader, (timestamp - 600_000).ToString(CultureInfo.InvariantCulture)),
-                (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(world.Keys, timestamp - 600_000, body))]),
+            (CoordinatorEndpoints.TimestampHeader, ReceiveHeaders(world.Keys, timestamp - 600_000, receiver, body)),
+            (CoordinatorEndpoints.SignatureHeader, ReceiveHeaders(world.Keys, timestamp, world.Peer.Id, body)),
+            (CoordinatorEndpoints.SignatureHeader, ReceiveHeaders(world.Keys, timestamp, receiver, body, "/api/signals/send")),
         };
         foreach (var (header, headers) in refusals)
         {
@@ -473,37 +461,138 @@ public sealed class CoordinatorApiTests
             Assert.Contains(header, error.GetProperty("error").GetString(), StringComparison.Ordinal);
         }
 
+        // A request captured on its way to the primary, replayed to the peer (same process, other coordinator).
+        var (replayedStatus, _) = await SendAsync(world.External, HttpMethod.Post, $"/api/signals/receive?coordinatorId={world.Peer.Id}",
+            body, null, good);
+        Assert.Equal(HttpStatusCode.Unauthorized, replayedStatus);
         Assert.Equal(keysBefore, (long)await world.Db.ExecuteAsync("DBSIZE"));
-        Assert.Empty(world.Received);
 
-        var good = new[] { (CoordinatorEndpoints.TimestampHeader, ts), (CoordinatorEndpoints.SignatureHeader, signature) };
         var (okStatus, accepted) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, good);
 
-        Assert.Equal(HttpStatusCode.OK, okStatus);
+        Assert.Equal(HttpStatusCode.Accepted, okStatus);
+        Assert.True(accepted.GetProperty("accepted").GetBoolean());
         Assert.False(accepted.GetProperty("duplicate").GetBoolean());
         Assert.Equal(messageId, accepted.GetProperty("messageId").GetString());
-        using (var ack = JsonDocument.Parse((string)(await world.Db.StringGetAsync(Keys.Ack(world.Primary.Id, messageId)))!))
+        Assert.Equal(receiver, accepted.GetProperty("receiverId").GetString());
+        var stored = Assert.Single(await InboxAsync(world, receiver));
+        Assert.Equal(messageId, stored.MessageId);
+        Assert.Equal(sender, stored.SenderId);
+        Assert.True(SignalSignatures.Verify(world.Keys, stored));
+        Assert.True(await world.Db.KeyExistsAsync(Keys.Signal(receiver)));
+
+        // The replay inside the skew window is a duplicate: nothing is written twice.
+        var (replayStatus, replay) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, good);
+        Assert.Equal(HttpStatusCode.Accepted, replayStatus);
+        Assert.True(replay.GetProperty("duplicate").GetBoolean());
+        Assert.Single(await InboxAsync(world, receiver));
+
+        // The receiver's own inbox reader hands it out and ACKs it as usual.
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        ReceivedSignal? received = null;
+        await foreach (var r in world.Primary.Inbox.ReadAllAsync(cancel.Token))
         {
-            Assert.Equal(world.Primary.Id, ack.RootElement.GetProperty("coordinatorId").GetString());
-            Assert.Equal("loop-3", ack.RootElement.GetProperty("metadata").GetProperty("phase").GetString());
+            received = r;
+            await world.Primary.Inbox.CompleteAsync(r);
+            break;
         }
 
-        Assert.True(await world.Primary.Acks.IsAcknowledgedAsync(world.Primary.Id, messageId, verify: true));
-        var handed = Assert.Single(world.Received);
-        Assert.Equal(sender, handed.SenderId);
+        Assert.Equal(messageId, received!.Signal.MessageId);
+        Assert.Equal("loop-3", received.Signal.Payload!.Value.GetProperty("phase").GetString());
+        Assert.True(await world.Primary.Acks.IsAcknowledgedAsync(receiver, messageId, verify: true));
+        Assert.Equal(0, await world.Db.StreamLengthAsync(Keys.Inbox(receiver)));
+    }
 
-        var (replayStatus, replay) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null, good);
-        Assert.Equal(HttpStatusCode.OK, replayStatus);
-        Assert.True(replay.GetProperty("duplicate").GetBoolean());
-        Assert.Equal(accepted.GetProperty("ack").GetProperty("signature").GetString(), replay.GetProperty("ack").GetProperty("signature").GetString());
-        Assert.Single(world.Received);
-        Assert.Contains(world.Events.Errors, e => e.Message.Contains("Signal already processed, returning cached ACK", StringComparison.Ordinal));
+    [Theory]
+    [InlineData("""{"signalType":"completion","senderId":"bad sender","iteration":3}""", "senderId")]
+    [InlineData("""{"signalType":"completion","iteration":3}""", "senderId")]
+    [InlineData("""{"signalType":"shout","senderId":"s-1","iteration":3}""", "signalType")]
+    [InlineData("""{"signalType":"completion","senderId":"s-1","iteration":-1}""", "iteration")]
+    [InlineData("""{"signalType":"completion","senderId":"s-1","iteration":3,"messageId":"other:x:completion:3:1"}""", "messageId")]
+    [InlineData("""not json""", "body")]
+    public async Task Receive_BadField_400NamingTheFieldAndNothingWritten(string body, string field)
+    {
+        await using var world = await World.StartAsync();
+        var keysBefore = (long)await world.Db.ExecuteAsync("DBSIZE");
 
-        var badBody = $"{{\"signalType\":\"completion\",\"senderId\":\"bad sender\",\"iteration\":3}}";
-        var (badStatus, badError) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", badBody, null,
-            (CoordinatorEndpoints.TimestampHeader, ts), (CoordinatorEndpoints.SignatureHeader, CoordinatorEndpoints.SignReceive(world.Keys, timestamp, badBody)));
-        Assert.Equal(HttpStatusCode.BadRequest, badStatus);
-        Assert.Equal("senderId", badError.GetProperty("field").GetString());
+        var (status, error) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null,
+            ReceiveHeaders(world.Keys, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), world.Primary.Id, body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal(field, error.GetProperty("field").GetString());
+        Assert.Contains(field, error.GetProperty("error").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(keysBefore, (long)await world.Db.ExecuteAsync("DBSIZE"));
+    }
+
+    [Fact]
+    public async Task Receive_OversizedPayload_400NamingPayloadAndNothingWritten()
+    {
+        await using var world = await World.StartAsync();
+        var keysBefore = (long)await world.Db.ExecuteAsync("DBSIZE");
+        var body = $"{{\"signalType\":\"completion\",\"senderId\":\"s-1\",\"iteration\":1,\"payload\":{{\"blob\":\"{new string('x', 2000)}\"}}}}";
+
+        var (status, error) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null,
+            ReceiveHeaders(world.Keys, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), world.Primary.Id, body));
+
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Equal("payload", error.GetProperty("field").GetString());
+        Assert.Contains("maximum size", error.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(keysBefore, (long)await world.Db.ExecuteAsync("DBSIZE"));
+    }
+
+    [Fact]
+    public async Task Receive_InboxFull_429NamingReceiverAndRuleAndNothingWritten()
+    {
+        await using var world = await World.StartAsync();
+        var receiver = world.Primary.Id;
+        for (var i = 0; i < InboxCap; i++)
+        {
+            await world.Peer.Signals.SendAsync(receiver, SignalTypes.StatusUpdate, i);
+        }
+
+        var body = """{"signalType":"completion","senderId":"s-1","iteration":1}""";
+        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        var (status, error) = await SendAsync(world.External, HttpMethod.Post, "/api/signals/receive", body, null,
+            ReceiveHeaders(world.Keys, timestamp, receiver, body));
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, status);
+        Assert.Equal("INBOX_FULL", error.GetProperty("code").GetString());
+        Assert.Equal(receiver, error.GetProperty("receiverId").GetString());
+        Assert.Equal("SIGNAL_INBOX_MAX_LENGTH", error.GetProperty("rule").GetString());
+        Assert.Contains(receiver, error.GetProperty("error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(InboxCap, await world.Db.StreamLengthAsync(Keys.Inbox(receiver)));
+        Assert.False(await world.Db.KeyExistsAsync(Keys.Idempotency($"s-1:{receiver}:completion:1:{timestamp}")));
+    }
+
+    [Fact]
+    public async Task Send_ReceiverEscalated_RedirectedAndResponseNamesTheReplacement_EscalationFailed_410()
+    {
+        await using var world = await World.StartAsync();
+        var dead = world.Peer.Id;
+        var replacement = Id("replacement");
+        var fence = await world.Db.StringIncrementAsync(Keys.Epoch(dead));
+        await world.Db.StringSetAsync(Keys.Escalation(dead),
+            $"{{\"deadCoordinatorId\":\"{dead}\",\"swarmId\":\"swarm-api\",\"timestamp\":1,\"status\":\"replacement_requested\",\"newCoordinatorId\":\"{replacement}\",\"fencingToken\":{fence}}}",
+            TimeSpan.FromHours(1));
+        var body = $"{{\"receiverId\":\"{dead}\",\"signalType\":\"completion\",\"iteration\":1}}";
+
+        var (status, sent) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send", body);
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(replacement, sent.GetProperty("receiverId").GetString());
+        Assert.True(sent.GetProperty("redirected").GetBoolean());
+        Assert.StartsWith($"{world.Primary.Id}:{replacement}:", sent.GetProperty("messageId").GetString(), StringComparison.Ordinal);
+        Assert.Equal(1, await world.Db.StreamLengthAsync(Keys.Inbox(replacement)));
+
+        await world.Db.StringSetAsync(Keys.Escalation(dead),
+            $"{{\"deadCoordinatorId\":\"{dead}\",\"swarmId\":\"swarm-api\",\"timestamp\":1,\"status\":\"failed\",\"newCoordinatorId\":\"{replacement}\",\"fencingToken\":{fence}}}",
+            TimeSpan.FromHours(1));
+        var (goneStatus, gone) = await SendAsync(world.Loopback, HttpMethod.Post, "/api/signals/send", body);
+
+        Assert.Equal(HttpStatusCode.Gone, goneStatus);
+        Assert.Equal("RECEIVER_DEAD", gone.GetProperty("code").GetString());
+        Assert.Equal(dead, gone.GetProperty("receiverId").GetString());
+        Assert.Equal(1, await world.Db.StreamLengthAsync(Keys.Inbox(replacement)));
     }
 
     [Fact]
