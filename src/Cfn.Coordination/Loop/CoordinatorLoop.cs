@@ -45,6 +45,12 @@ public sealed class CoordinatorLoop
     private readonly Random _random;
     private readonly Lock _randomGate = new();
     private readonly ConcurrentDictionary<string, ItemValidation> _pending = new(StringComparer.Ordinal);
+
+    // Verdicts for items not (yet) in hand, newest last: a replacement's inbox can hold verdicts for the items handed to
+    // it before its loop has adopted them (D16). Bounded; taken when the item's validation starts.
+    private readonly LinkedList<(string WorkId, string SenderId, ValidationCompletion Completion)> _early = new();
+    private readonly Lock _earlyGate = new();
+    private const int MaxEarlyVerdicts = 256;
     private readonly Queue<string> _adoptedRecently = new();
     private long _adopted;
     private readonly Lock _stateGate = new();
@@ -529,7 +535,28 @@ public sealed class CoordinatorLoop
                 queued.WorkId, _coordinator.Id, validation.Slots.Count, toSend.Count);
         }
 
-        _pending[queued.WorkId] = validation;
+        List<(string SenderId, ValidationCompletion Completion)> early;
+        lock (_earlyGate)
+        {
+            _pending[queued.WorkId] = validation;
+            early = _early.Where(e => e.WorkId == queued.WorkId).Select(e => (e.SenderId, e.Completion)).ToList();
+            for (var node = _early.First; node is not null;)
+            {
+                var next = node.Next;
+                if (node.Value.WorkId == queued.WorkId)
+                {
+                    _early.Remove(node);
+                }
+
+                node = next;
+            }
+        }
+
+        foreach (var (senderId, completion) in early)
+        {
+            await validation.TryAddVerdictAsync(senderId, completion).ConfigureAwait(false);
+        }
+
         try
         {
             var payload = JsonSerializer.SerializeToElement(new ValidationRequest
@@ -851,8 +878,25 @@ public sealed class CoordinatorLoop
         var signal = received.Signal;
         if (signal.Type == SignalTypes.Completion && TryReadCompletion(signal.Payload, out var completion))
         {
-            if (_pending.TryGetValue(completion!.WorkId, out var validation) &&
-                await validation.TryAddVerdictAsync(signal.SenderId, completion).ConfigureAwait(false))
+            ItemValidation? validation;
+            lock (_earlyGate)
+            {
+                if (!_pending.TryGetValue(completion!.WorkId, out validation))
+                {
+                    // Not in hand: possibly an item handed to this coordinator that its loop has not adopted yet. Kept
+                    // for when its validation starts; dropped (oldest first) beyond the bound.
+                    _early.AddLast((completion.WorkId, signal.SenderId, completion));
+                    if (_early.Count > MaxEarlyVerdicts)
+                    {
+                        _early.RemoveFirst();
+                    }
+
+                    _logger.LogInformation("Verdict for an item not in hand kept workId={WorkId} validatorId={ValidatorId}", completion.WorkId, signal.SenderId);
+                    return;
+                }
+            }
+
+            if (await validation.TryAddVerdictAsync(signal.SenderId, completion).ConfigureAwait(false))
             {
                 return;
             }
