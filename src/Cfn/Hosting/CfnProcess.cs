@@ -297,7 +297,7 @@ internal sealed class CfnProcess
             {
                 var state = loop.State;
                 return [$"work current={state.CurrentWorkId ?? "none"} completed={state.ItemsCompleted} failed={state.ItemsFailed} " +
-                        $"released={state.ItemsReleased} validatorTimeouts={state.ValidatorTimeouts} lastError={state.LastError ?? "none"}"];
+                        $"released={state.ItemsReleased} adopted={state.ItemsAdopted} validatorTimeouts={state.ValidatorTimeouts} lastError={state.LastError ?? "none"}"];
             },
             snapshot: () => loop.State,
             onStopped: local.Remove,
