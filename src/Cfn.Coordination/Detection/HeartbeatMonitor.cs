@@ -229,6 +229,12 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             }
         }
 
+        // Escalations whose handler died: resumed from their recorded step once their lease ran out (D17).
+        if (_options.EnableAutoEscalation && _escalation is not null)
+        {
+            await _escalation.ResumeStalledAsync(MonitorId).ConfigureAwait(false);
+        }
+
         // The oldest coordinator that is still fresh becomes due when its heartbeat crosses the threshold.
         var oldestFresh = await database.SortedSetRangeByScoreWithScoresAsync(Keys.Registry, now - threshold, double.PositiveInfinity,
             Exclude.Start, Order.Ascending, 0, 1).ConfigureAwait(false);

@@ -64,6 +64,44 @@ public sealed class EscalationService
     public SpawnRequests Spawns => _spawns;
 
     /// <summary>
+    /// Resumes every escalation that started more than one lease ago and still has steps left, when its handler is gone
+    /// (its lease ran out): found in <see cref="Keys.Escalating"/>, so it works even when the dead ID has been restarted
+    /// meanwhile (the resumed escalation then gives back what it had moved). Returns how many were taken over.
+    /// </summary>
+    public async Task<int> ResumeStalledAsync(string handlerId)
+    {
+        var database = _redis.Database;
+        var now = await RedisTime.NowMsAsync(database).ConfigureAwait(false);
+        var stalled = await database.SortedSetRangeByScoreAsync(Keys.Escalating, double.NegativeInfinity,
+            now - _options.EscalationLease.TotalMilliseconds, Exclude.None, Order.Ascending, 0, 100).ConfigureAwait(false);
+        var resumed = 0;
+        foreach (var member in stalled)
+        {
+            var deadId = (string?)member;
+            var raw = Ids.IsValidName(deadId) ? (string?)await database.StringGetAsync(Keys.Escalation(deadId!)).ConfigureAwait(false) : null;
+            if (raw is null || !Json.TryDeserialize<EscalationRecord>(raw, out var record, out _) || record!.Step == EscalationSteps.Cleaned)
+            {
+                await database.SortedSetRemoveAsync(Keys.Escalating, member).ConfigureAwait(false); // done, expired or unreadable
+                continue;
+            }
+
+            if (record.LeaseUntil > now)
+            {
+                continue; // its handler is alive and renewing
+            }
+
+            var result = await EscalateAsync(record.DeadCoordinatorId, record.SwarmId, record.FencingToken, record.LastHeartbeat, handlerId, resume: true)
+                .ConfigureAwait(false);
+            if (result.Outcome != EscalationOutcome.AlreadyEscalated)
+            {
+                resumed++;
+            }
+        }
+
+        return resumed;
+    }
+
+    /// <summary>
     /// The escalations that are not over (for <c>cfn status</c>): of coordinators declared dead and still registered (their
     /// escalation's steps are not done), and of replacements requested in the last <paramref name="sinceMs"/> whose record is
     /// not final. Found through the health hash and the spawn index, never by scanning; one MGET.
@@ -157,6 +195,7 @@ public sealed class EscalationService
 
         if (ReferenceEquals(record, fresh))
         {
+            await database.SortedSetAddAsync(Keys.Escalating, deadId, now).ConfigureAwait(false);
             _logger.LogWarning("Escalating dead coordinator coordinator={DeadId} swarm={SwarmId}", deadId, swarmId);
             _logger.LogInformation("Escalation record created coordinator={DeadId} key={Key}", deadId, (string?)key);
         }
@@ -267,6 +306,7 @@ public sealed class EscalationService
                                     LeaseUntil = 0,
                                 }
                                 : null).ConfigureAwait(false);
+                            await _redis.Database.SortedSetRemoveAsync(Keys.Escalating, deadId).ConfigureAwait(false);
                             _metrics.Escalations.WithLabels("superseded").Inc();
                             return new EscalationResult(EscalationOutcome.Superseded, deadId, null, work, 0, null);
                         }
@@ -318,6 +358,7 @@ public sealed class EscalationService
                 }
             }
 
+            await _redis.Database.SortedSetRemoveAsync(Keys.Escalating, deadId).ConfigureAwait(false);
             _metrics.Escalations.WithLabels("escalated").Inc();
             _logger.LogInformation(
                 "Dead coordinator escalation complete deadCoordinator={DeadId} newCoordinator={NewId} swarm={SwarmId} workItemsTransferred={Work} signalsHandedOver={Signals}",
@@ -373,6 +414,7 @@ public sealed class EscalationService
             Error = replacementRequested ? record.Error : "coordinator restarted under its ID before its replacement was requested",
             UpdatedAt = await RedisTime.NowMsAsync(_redis.Database).ConfigureAwait(false),
         }, ttl: null).ConfigureAwait(false);
+        await _redis.Database.SortedSetRemoveAsync(Keys.Escalating, deadId).ConfigureAwait(false);
         _metrics.Escalations.WithLabels("superseded").Inc();
         return new EscalationResult(EscalationOutcome.Superseded, deadId, replacementRequested ? newId : null, work, signals, null);
     }

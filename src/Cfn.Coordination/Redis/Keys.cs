@@ -202,6 +202,13 @@ public static class Keys
     public static RedisKey WorkOwner(string swarmId, string workId) =>
         "coordinator:work-owner:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(workId, "workId");
 
+    /// <summary>
+    /// Escalations whose steps are not done (sorted set: dead coordinator ID → Redis ms when its escalation started). Every
+    /// monitor pass resumes those older than one lease whose handler is gone (D17), whatever became of the dead ID since
+    /// (it may already run again under a new epoch, so its registration cannot be relied on).
+    /// </summary>
+    public static readonly RedisKey Escalating = "coordinator:escalating";
+
     /// <summary>The epoch counter of a coordinator ID.</summary>
     public static RedisKey Epoch(string coordinatorId) =>
         EpochPrefix + Ids.RequireName(coordinatorId, "coordinatorId");
