@@ -240,7 +240,21 @@ public sealed class EscalationService
 
         if (existing.FencingToken < fresh.FencingToken)
         {
-            // An earlier incident of the same ID: this one is new.
+            // An earlier incident of the same ID (it ran again, then died again): this one is new. If the earlier one
+            // stopped half-way before its replacement was requested, what it had moved would be stranded: it goes back first.
+            if (existing.Step != EscalationSteps.Cleaned && existing.LeaseUntil <= now &&
+                EscalationSteps.All.ToList().IndexOf(existing.Step) < EscalationSteps.All.ToList().IndexOf(EscalationSteps.SpawnRequested))
+            {
+                _logger.LogWarning("Earlier escalation of coordinator={DeadId} stopped at step={Step}: giving back what it moved to {NewId}",
+                    existing.DeadCoordinatorId, existing.Step, existing.NewCoordinatorId);
+                await _work.RequeueAllAsync(existing.SwarmId, existing.NewCoordinatorId, "escalation_superseded").ConfigureAwait(false);
+                await _signals.MoveAllAsync(existing.NewCoordinatorId, existing.DeadCoordinatorId).ConfigureAwait(false);
+            }
+            else if (existing.Step != EscalationSteps.Cleaned && existing.LeaseUntil > now)
+            {
+                return (null, null, null); // the earlier one is still running: the next pass takes this incident
+            }
+
             return await SwapAsync(key, raw, fresh, ttl).ConfigureAwait(false) ? (fresh, json, null) : (null, null, null);
         }
 

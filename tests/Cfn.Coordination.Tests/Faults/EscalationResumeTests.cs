@@ -73,6 +73,70 @@ public sealed class EscalationResumeTests(ITestOutputHelper output)
         Assert.Empty(await inspect.GetServer(inspect.GetEndPoints()[0]).KeysAsync(0, $"blocking:*{dead.Id}*").ToListAsync());
     }
 
+    [Fact]
+    public async Task HandlerGoneMidEscalation_DeadIdRestartedMeanwhile_ResumedEscalationGivesTheWorkBackAndLeavesTheNewInstanceAlone()
+    {
+        await using var redis = await PrivateRedisServer.StartAsync();
+        await using var inspect = await redis.ConnectAsync();
+        var database = inspect.GetDatabase();
+        var swarm = TestIds.New("swarm");
+        var options = new RecoveryOptions
+        {
+            HeartbeatStaleThreshold = TimeSpan.FromMilliseconds(600),
+            MonitorInterval = TimeSpan.FromMilliseconds(150),
+            MaxWarnings = 3,
+            EscalationLease = TimeSpan.FromMilliseconds(1500),
+            EscalationStepDelay = TimeSpan.FromMilliseconds(1000),
+        };
+        var deadId = TestIds.New("dead");
+        await using var fleet = await FaultWorld.ConnectAsync(redis.Endpoint, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
+        var dead = await fleet.StartAsync(deadId, swarm, heartbeatLoop: false);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True((await dead.Work.CreateAsync($"w{i}", JsonDocument.Parse("{\"input\":1}").RootElement)).Succeeded);
+        }
+
+        await dead.AbandonAsync();
+
+        // The first handler gets as far as moving the work, then disappears (its connection and its loops go).
+        await using var first = await FaultWorld.ConnectAsync(redis.Endpoint);
+        first.NewHandler(options, "handler-gone").Start();
+        await WaitForAsync(() => first.Messages.Any(m => m.Contains($"Escalation step coordinator={deadId} step=work_transferred", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(20), "the work_transferred step");
+        await first.Redis.Multiplexer.CloseAsync(allowCommandsToComplete: false); // its next step cannot reach Redis
+        var newId = JsonDocument.Parse((string)database.StringGet(Keys.Escalation(deadId))!).RootElement.GetProperty("newCoordinatorId").GetString()!;
+        Assert.Equal(3, await database.SetLengthAsync(Keys.Owned(swarm, newId)));
+
+        // The dead ID runs again (a pod restarted under its name) before anybody resumes the escalation.
+        var restarted = await fleet.StartAsync(deadId, swarm, heartbeatLoop: true);
+        await using var second = await FaultWorld.ConnectAsync(redis.Endpoint);
+        options.EscalationStepDelay = TimeSpan.Zero;
+        second.NewHandler(options, "handler-next").Start();
+
+        await WaitForAsync(() => (string?)database.StringGet(Keys.Escalation(deadId)) is { } raw && raw.Contains("\"step\":\"cleaned\"", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30), "the resumed escalation's end");
+        foreach (var line in first.Messages.Select(m => "first: " + m).Concat(second.Messages.Select(m => "second: " + m)).Where(m => m.Contains(deadId, StringComparison.Ordinal)))
+        {
+            output.WriteLine(line);
+        }
+
+        var record = JsonDocument.Parse((string)database.StringGet(Keys.Escalation(deadId))!).RootElement;
+        Assert.Equal("failed", record.GetProperty("status").GetString());
+        Assert.Contains(second.Messages, m => m.Contains($"Escalation stopped: coordinator={deadId} was restarted", StringComparison.Ordinal));
+        // What had moved to the replacement that will never be requested is back at the front of the queue, released.
+        Assert.Equal(3, await database.ListLengthAsync(Keys.SwarmQueue(swarm)));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Contains("\"status\":\"released\"", (string?)await database.StringGetAsync(Keys.Work(swarm, newId, $"w{i}")), StringComparison.Ordinal);
+        }
+
+        Assert.Empty(await database.SortedSetRangeByRankAsync(Keys.SpawnIndex));
+        Assert.Empty(await database.SortedSetRangeByRankAsync(Keys.Escalating));
+        // The new instance is untouched: registered, heartbeating, not superseded.
+        Assert.True(await database.KeyExistsAsync(Keys.Heartbeat(deadId)));
+        Assert.False(restarted.IsSuperseded);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
