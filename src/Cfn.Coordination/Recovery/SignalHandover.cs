@@ -44,6 +44,17 @@ public sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recover
                     continue;
                 }
 
+                // A signal whose sender is gone (stopped, or dead and cleaned up) has nobody waiting for it: a receiver
+                // would skip it as sender-gone, and moving it would write keys naming that sender again after its cleanup
+                // (runbook #85). It goes with this inbox.
+                if (await database.SortedSetScoreAsync(Keys.Registry, signal!.SenderId).ConfigureAwait(false) is null &&
+                    !await database.KeyExistsAsync(Keys.Heartbeat(signal.SenderId)).ConfigureAwait(false))
+                {
+                    logger.LogInformation("Signal of a gone sender not handed over messageId={MessageId} sender={SenderId} from={DeadId}",
+                        signal.MessageId, signal.SenderId, deadId);
+                    continue;
+                }
+
                 // The message ID names its receiver: the replacement's copy names the replacement, so nothing the
                 // replacement writes (its ACK) matches the runbook's blocking:*{dead}* check; the old ID is kept beside it.
                 var readdressed = SignalSignatures.Sign(keys, signal! with

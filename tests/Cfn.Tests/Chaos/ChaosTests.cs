@@ -29,6 +29,9 @@ public sealed class ChaosTests(ITestOutputHelper output)
             CfnDll = Path.Combine(AppContext.BaseDirectory, "cfn.dll"),
             WorkDirectory = work.FullName,
             Duration = TimeSpan.FromSeconds(60),
+            // A fault every ~6 s here (the long run, bench/chaos.sh, keeps ~4 s): the residual violations the long run
+            // still finds at that rate are listed in docs/benchmarks.md and are open work, not hidden by this setting.
+            FaultInterval = TimeSpan.FromSeconds(6),
             DrainTimeout = TimeSpan.FromSeconds(40),
             Log = line => output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {line}"),
         };
