@@ -332,6 +332,7 @@ public sealed class EscalationService
                         record = record with { SignalsHandedOver = record.SignalsHandedOver + signals };
                         break;
                     case EscalationSteps.SpawnRequested:
+                        var requestedAt = await RedisTime.NowMsAsync(_redis.Database).ConfigureAwait(false);
                         await _spawns.EnsureAsync(new SpawnRequest
                         {
                             NewCoordinatorId = newId,
@@ -342,7 +343,7 @@ public sealed class EscalationService
                             Priority = "high",
                             Reason = "replacement",
                             RequestedBy = handlerId,
-                            UpdatedAt = record.Timestamp,
+                            UpdatedAt = requestedAt, // the spawn timeout counts from here, not from the death
                         }).ConfigureAwait(false);
                         _logger.LogInformation("Spawn request created for new coordinator newCoordinatorId={NewId} replaces={DeadId} swarm={SwarmId}",
                             newId, deadId, swarmId);

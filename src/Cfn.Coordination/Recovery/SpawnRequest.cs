@@ -21,7 +21,7 @@ public static class SpawnStatus
     /// <summary>True when <paramref name="from"/> may move to <paramref name="to"/>.</summary>
     public static bool IsAllowed(string from, string to) => (from, to) switch
     {
-        (Pending, Spawning or Cancelled) => true,
+        (Pending, Spawning or Cancelled or Failed) => true, // failed: a replacement no host took in time (D16)
         (Spawning, Ready or Failed or Cancelled) => true,
         _ => false,
     };

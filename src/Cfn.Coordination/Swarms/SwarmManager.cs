@@ -280,20 +280,21 @@ public sealed class SwarmManager : IAsyncDisposable
         // request fails, so the work handed to it goes back to the queue for the coordinators that run (D16).
         foreach (var request in requests.Values.Where(r => r.Status == SpawnStatus.Pending && r.ReplacesCoordinatorId is not null).ToList())
         {
-            if (localNow - request.Timestamp <= (long)_options.SpawnTimeout.TotalMilliseconds)
+            if (localNow - request.UpdatedAt <= (long)_options.SpawnTimeout.TotalMilliseconds)
             {
                 continue;
             }
 
             var error = $"no coordinator host took it within {(long)_options.SpawnTimeout.TotalMilliseconds} ms";
-            if (await Spawns.TryMoveAsync(request.NewCoordinatorId, SpawnStatus.Pending, SpawnStatus.Failed, error).ConfigureAwait(false))
+            if (!await Spawns.TryMoveAsync(request.NewCoordinatorId, SpawnStatus.Pending, SpawnStatus.Failed, error).ConfigureAwait(false))
             {
-                pass.Failed++;
-                _logger.LogError("Spawn request failed newCoordinatorId={NewId} swarm={SwarmId} reason={Reason}: {Error}",
-                    request.NewCoordinatorId, request.SwarmId, request.Reason, error);
-                await SettleEscalationAsync(request, SpawnStatus.Failed, error, localNow).ConfigureAwait(false);
+                continue; // claimed or settled meanwhile: the next pass sees what it became
             }
 
+            pass.Failed++;
+            _logger.LogError("Spawn request failed newCoordinatorId={NewId} swarm={SwarmId} reason={Reason}: {Error}",
+                request.NewCoordinatorId, request.SwarmId, request.Reason, error);
+            await SettleEscalationAsync(request, SpawnStatus.Failed, error, localNow).ConfigureAwait(false);
             requests[request.NewCoordinatorId] = request with { Status = SpawnStatus.Failed };
             _final[request.NewCoordinatorId] = request.Timestamp;
         }

@@ -86,7 +86,6 @@ public sealed partial class SpawnRequestsTests(RedisServer server)
 
     [Theory]
     [InlineData(SpawnStatus.Pending, SpawnStatus.Ready)]
-    [InlineData(SpawnStatus.Pending, SpawnStatus.Failed)]
     [InlineData(SpawnStatus.Pending, SpawnStatus.Pending)]
     [InlineData(SpawnStatus.Spawning, SpawnStatus.Pending)]
     [InlineData(SpawnStatus.Ready, SpawnStatus.Spawning)]

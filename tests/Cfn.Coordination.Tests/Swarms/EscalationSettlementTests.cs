@@ -142,4 +142,41 @@ public sealed class EscalationSettlementTests(RedisServer server)
         Assert.Contains("no heartbeat within 20000 ms", k8.GetProperty("error").GetString(), StringComparison.Ordinal);
         Assert.Equal(untouched, (string?)await world.Database.StringGetAsync(Keys.Escalation(second.ReplacesCoordinatorId!)));
     }
+
+    [Fact]
+    public async Task ReplacementNoHostTookInTime_RequestFailed_WorkHandedToItBackAtTheFrontOfTheQueue()
+    {
+        await using var world = await SwarmWorld.CreateAsync(server);
+        // A real escalation hands two items to a replacement; no coordinator host exists to start it.
+        await using var dead = await Coordinator.StartAsync(world.Redis, world.H.Keys, TestIds.New("stranding"), Swarm, runHeartbeatLoop: false);
+        foreach (var workId in new[] { "stranded-0", "stranded-1" })
+        {
+            Assert.True((await dead.Work.CreateAsync(workId, JsonDocument.Parse("{\"input\":{\"n\":1}}").RootElement)).Succeeded);
+        }
+
+        await dead.AbandonAsync();
+        var fence = await world.Database.StringIncrementAsync(Keys.Epoch(dead.Id));
+        var escalation = new EscalationService(world.Redis, world.H.Keys, new RecoveryOptions(), new RecoveryMetrics(world.Registry),
+            new CoordinatorCleanup(world.Redis, new RecoveryOptions(), new RecoveryMetrics(world.Registry)));
+        var result = await escalation.EscalateAsync(dead.Id, Swarm, fence, 0, "handler-test");
+        Assert.Equal(EscalationOutcome.Escalated, result.Outcome);
+        var newId = result.NewCoordinatorId!;
+        Assert.Equal(SpawnStatus.Pending, await world.StatusOfAsync(newId));
+
+        var options = SwarmWorld.Options();
+        options.SpawnTimeout = TimeSpan.FromMilliseconds(300);
+        var manager = world.Manager(options: options);
+        await Task.Delay(500);
+        await manager.RunOnceAsync();
+
+        Assert.Equal(SpawnStatus.Failed, await world.StatusOfAsync(newId));
+        Assert.Equal(EscalationStatus.Failed, await K8StatusAsync(world, dead.Id));
+        var queued = (await world.Database.ListRangeAsync(Keys.SwarmQueue(Swarm))).Select(v => JsonDocument.Parse((string)v!).RootElement).ToList();
+        Assert.Equal(["stranded-0", "stranded-1"], queued.Select(q => q.GetProperty("workId").GetString()).Order());
+        Assert.All(queued, q => Assert.Equal(newId, q.GetProperty("releasedBy").GetString()));
+        foreach (var workId in new[] { "stranded-0", "stranded-1" })
+        {
+            Assert.Contains("\"status\":\"released\"", (string?)await world.Database.StringGetAsync(Keys.Work(Swarm, newId, workId)), StringComparison.Ordinal);
+        }
+    }
 }
