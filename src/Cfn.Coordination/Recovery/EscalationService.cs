@@ -243,7 +243,7 @@ public sealed class EscalationService
             // An earlier incident of the same ID (it ran again, then died again): this one is new. If the earlier one
             // stopped half-way before its replacement was requested, what it had moved would be stranded: it goes back first.
             if (existing.Step != EscalationSteps.Cleaned && existing.LeaseUntil <= now &&
-                EscalationSteps.All.ToList().IndexOf(existing.Step) < EscalationSteps.All.ToList().IndexOf(EscalationSteps.SpawnRequested))
+                EscalationSteps.Order(existing.Step) < EscalationSteps.Order(EscalationSteps.SpawnRequested))
             {
                 _logger.LogWarning("Earlier escalation of coordinator={DeadId} stopped at step={Step}: giving back what it moved to {NewId}",
                     existing.DeadCoordinatorId, existing.Step, existing.NewCoordinatorId);
@@ -410,7 +410,7 @@ public sealed class EscalationService
     {
         var deadId = record.DeadCoordinatorId;
         var newId = record.NewCoordinatorId;
-        var replacementRequested = EscalationSteps.All.ToList().IndexOf(step) > EscalationSteps.All.ToList().IndexOf(EscalationSteps.SpawnRequested);
+        var replacementRequested = EscalationSteps.Order(step) > EscalationSteps.Order(EscalationSteps.SpawnRequested);
         _logger.LogWarning(
             "Escalation stopped: coordinator={DeadId} was restarted under its ID (epoch {Epoch}, death fenced {Fence}) before step={Step}; {What}",
             deadId, current, record.FencingToken, step,

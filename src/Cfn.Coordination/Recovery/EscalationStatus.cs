@@ -50,10 +50,13 @@ public static class EscalationSteps
     /// <summary>Every step, in order.</summary>
     public static readonly IReadOnlyList<string> All = [Locked, WorkTransferred, SignalsHandedOver, SpawnRequested, Notified, Cleaned];
 
+    /// <summary>The position of <paramref name="step"/> in <see cref="All"/> (-1 when null or unknown).</summary>
+    public static int Order(string? step) => step is null ? -1 : All.ToList().IndexOf(step);
+
     /// <summary>The step after <paramref name="step"/> (null after the last; an unknown step starts again from the first).</summary>
     public static string? Next(string? step)
     {
-        var index = step is null ? -1 : All.ToList().IndexOf(step);
+        var index = Order(step);
         return index + 1 < All.Count ? All[index + 1] : null;
     }
 }
