@@ -223,32 +223,33 @@ public static class ChaosRunner
         var lastProgress = TimeSpan.Zero;
         while (true)
         {
-            var (done, queued, open) = await ProgressAsync(redis, accepted);
+            var (done, queued, open, escalating) = await ProgressAsync(redis, accepted);
             if (done > lastDone)
             {
                 lastDone = done;
                 lastProgress = sinceQuiesce.Elapsed;
             }
 
-            var drained = done == accepted.Count && queued == 0;
+            // Escalations still running count as not drained: a dead coordinator's state goes in its last step (D17).
+            var drained = done == accepted.Count && queued == 0 && escalating == 0;
             var stalled = sinceQuiesce.Elapsed - lastProgress >= stall && sinceQuiesce.Elapsed >= options.DrainTimeout;
             if ((drained && sinceQuiesce.Elapsed >= settle) || stalled || sinceQuiesce.Elapsed >= options.DrainTimeout * 3)
             {
-                options.Log($"chaos: drain {(drained ? "complete" : stalled ? "stalled" : "timed out")} after {sinceQuiesce.Elapsed.TotalSeconds:0} s: {done}/{accepted.Count} completed, {queued} queued, {open}");
+                options.Log($"chaos: drain {(drained ? "complete" : stalled ? "stalled" : "timed out")} after {sinceQuiesce.Elapsed.TotalSeconds:0} s: {done}/{accepted.Count} completed, {queued} queued, {escalating} escalations unfinished, {open}");
                 return;
             }
 
             if (sinceQuiesce.Elapsed - lastLog >= TimeSpan.FromSeconds(5))
             {
                 lastLog = sinceQuiesce.Elapsed;
-                options.Log($"chaos: draining: {done}/{accepted.Count} completed, {queued} queued, {open}");
+                options.Log($"chaos: draining: {done}/{accepted.Count} completed, {queued} queued, {escalating} escalations unfinished, {open}");
             }
 
             await Task.Delay(500);
         }
     }
 
-    private static async Task<(int Done, long Queued, string Open)> ProgressAsync(IConnectionMultiplexer redis, HashSet<string> accepted)
+    private static async Task<(int Done, long Queued, string Open, long Escalating)> ProgressAsync(IConnectionMultiplexer redis, HashSet<string> accepted)
     {
         try
         {
@@ -287,11 +288,12 @@ public static class ChaosRunner
                 queued += await database.ListLengthAsync(key);
             }
 
-            return (done.Count(accepted.Contains), queued, open.Count == 0 ? "none open" : string.Join(' ', open.Select(o => $"{o.Key}={o.Value}")));
+            var escalating = await database.SortedSetLengthAsync("coordinator:escalating");
+            return (done.Count(accepted.Contains), queued, open.Count == 0 ? "none open" : string.Join(' ', open.Select(o => $"{o.Key}={o.Value}")), escalating);
         }
         catch (Exception e) when (e is RedisException or TimeoutException or System.Text.Json.JsonException or KeyNotFoundException)
         {
-            return (0, -1, "redis read failed: " + e.Message);
+            return (0, -1, "redis read failed: " + e.Message, -1);
         }
     }
 }

@@ -137,7 +137,8 @@ public sealed class Coordinator : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(keys);
         Ids.RequireName(coordinatorId, "coordinatorId");
         Ids.RequireName(swarmId, "swarmId");
-        var epoch = await RedisErrors.WhileLoadingAsync(() => redis.Database.StringIncrementAsync(Keys.Epoch(coordinatorId)), redis.Time,
+        var epoch = (long)await RedisErrors.WhileLoadingAsync(() => redis.Database.ScriptEvaluateAsync(RedisScripts.EpochClaim,
+                [Keys.Epoch(coordinatorId), Keys.Registry, Keys.Swarms], [coordinatorId, swarmId]), redis.Time,
             TimeSpan.FromSeconds(60)).ConfigureAwait(false);
         var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch);
         coordinator.Metrics.Initialize(coordinatorId);

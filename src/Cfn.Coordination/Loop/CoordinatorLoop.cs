@@ -229,6 +229,16 @@ public sealed class CoordinatorLoop
         }
         finally
         {
+            // Nothing is in hand now, so whatever is still in this ID's taken list was taken and never recorded (a take
+            // whose reply was lost as the process stopped): it goes back to the queue now, not when the ID next starts,
+            // which a replacement that stops gracefully never does. A newer instance under this ID that is recording the
+            // same item meanwhile is safe: the item's work-owner marker makes the second taker skip it.
+            await RequeueTakenAsync().ConfigureAwait(false);
+            if (!_coordinator.IsSuperseded)
+            {
+                await RequeueOwnedAsync().ConfigureAwait(false);
+            }
+
             health.Ended(token.IsCancellationRequested, _logger, ended);
             await pumpStop.CancelAsync().ConfigureAwait(false);
             await pump.ConfigureAwait(false);
@@ -326,7 +336,9 @@ public sealed class CoordinatorLoop
                 if (item is null && _coordinator.IsSuperseded)
                 {
                     // Refused because this instance was superseded: the item is not done, so it goes back to the queue.
-                    await _queue.UntakeAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
+                    var returned = await _queue.UntakeAsync(_coordinator.SwarmId, _coordinator.Id, queued).ConfigureAwait(false);
+                    _logger.LogWarning("Work item given back by a superseded coordinator workId={WorkId} coordinator={CoordinatorId} requeued={Requeued}",
+                        queued.WorkId, _coordinator.Id, returned);
                     return;
                 }
 
@@ -400,13 +412,32 @@ public sealed class CoordinatorLoop
         }
     }
 
+    /// <summary>
+    /// A stopping instance gives back what is still listed as its own and it will not finish: items transferred to it
+    /// and never adopted (a replacement stopped right after its start). Nobody else would: a graceful stop removes its
+    /// heartbeat, so it is never declared dead and its work never transferred (D16). A superseded instance does not:
+    /// its items belong to whoever replaced it.
+    /// </summary>
+    private async Task RequeueOwnedAsync()
+    {
+        try
+        {
+            var transfer = new Recovery.WorkTransfer(_coordinator.Redis, new Recovery.RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), _logger);
+            await transfer.RequeueAllAsync(_coordinator.SwarmId, _coordinator.Id, "owner_stopped").ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        {
+            _logger.LogWarning("Could not give back owned work coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
+        }
+    }
+
     private async Task RequeueTakenAsync()
     {
         try
         {
             await _queue.RequeueTakenAsync(_coordinator.SwarmId, _coordinator.Id).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
         {
             _logger.LogWarning("Could not put taken work back coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
         }

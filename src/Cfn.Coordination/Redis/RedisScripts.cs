@@ -15,6 +15,7 @@ internal static class RedisScripts
     public static readonly string InboxNext = Load("lib_inbox.lua") + Load("inbox_next.lua");
     public static readonly string Ack = WithActivity("ack.lua");
     public static readonly string Heartbeat = Load("heartbeat.lua");
+    public static readonly string EpochClaim = Load("epoch_claim.lua");
     public static readonly string Activity = WithActivity("activity.lua");
     public static readonly string WaitBegin = WithActivity("wait_begin.lua");
     public static readonly string WorkCas = Load("lib_stamp.lua") + Load("work_cas.lua");

@@ -240,6 +240,14 @@ internal sealed class CfnProcess
             await WaitForStopAsync(app, cancellationToken).ConfigureAwait(false);
             log.LogInformation("cfn stopping roles={Roles}", _plan.Roles);
         }
+        catch (CoordinatorSupersededException e) when (_plan.Up is null)
+        {
+            // Superseded while starting (declared dead, or restarted elsewhere, before the start finished): like
+            // superseded later, the process restarts as a new instance rather than crash.
+            log.LogError("Coordinator {CoordinatorId} of this process was superseded while starting; exiting with code {ExitCode} to restart as a new instance",
+                e.CoordinatorId, SupersededExitCode);
+            Interlocked.Exchange(ref _exitCode, SupersededExitCode);
+        }
         finally
         {
             using var budget = new CancellationTokenSource(StopBudget);

@@ -1,0 +1,14 @@
+-- A starting instance takes the next fencing epoch of its ID and shows itself alive in the same step (D6). Done apart,
+-- a monitor could judge the ID's previous (dead) instance between the two and fence the new one before its first
+-- heartbeat: a process that just started would find itself superseded. With the registry score written here the
+-- monitor sees a fresh ID, and a dead verdict can only come before the claim (then this epoch is above its fence).
+-- KEYS[1] coordinator:epoch:{id}   KEYS[2] blocking:coordinators   KEYS[3] coordinator:swarms
+-- ARGV[1] id   ARGV[2] swarm id
+-- Returns the new epoch.
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 604800)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return epoch
