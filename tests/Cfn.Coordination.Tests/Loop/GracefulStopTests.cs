@@ -58,6 +58,9 @@ public sealed class GracefulStopTests(RedisServer server)
         Assert.True(await RecoveryKit.EventuallyAsync(async () => (await other.Work.GetAsync("item-g"))?.Status == WorkStatus.Completed,
             TimeSpan.FromSeconds(20)), "the requeued item was not completed by another coordinator");
         Assert.Equal("coordinator-g", (await other.Work.GetAsync("item-g"))!.TransferredFrom);
+        // The line follows the completed write: wait for it, then check there is exactly one.
+        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Work item complete workId=item-g").Count > 0),
+            TimeSpan.FromSeconds(10)), "no completion line");
         Assert.Single(RecoveryKit.Lines(h, "Work item complete workId=item-g"));
         Assert.Equal(0, await world.Queue.LengthAsync("swarm-g"));
         gate.TrySetResult();
