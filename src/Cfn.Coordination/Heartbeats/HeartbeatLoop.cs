@@ -78,16 +78,18 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         using var trial = lease;
         try
         {
-            var now = (long)await _redis.Database.ScriptEvaluateAsync(
+            var reply = await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
                 [_coordinator.HeartbeatKey, Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
                 [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields, _coordinator.SwarmId])
                 .ConfigureAwait(false);
-            if (now < 0)
+            if (RedisScripts.IsFenced(reply, out var currentEpoch))
             {
-                _coordinator.MarkSuperseded("heartbeat");
+                _coordinator.MarkSuperseded("heartbeat", currentEpoch);
                 return false;
             }
+
+            var now = (long)reply;
 
             trial.RecordSuccess();
             LastSentAt = now;

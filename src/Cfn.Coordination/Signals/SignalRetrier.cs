@@ -308,6 +308,11 @@ public sealed class SignalRetrier
                 [.. SignalSender.SendArguments(Redis, Json.Serialize(signal), signal, _coordinator.Epoch), entryId ?? string.Empty,
                     Options.MaxInboxSearch])
                 .ConfigureAwait(false))!;
+            if (RedisScripts.IsFenced(reply, out var currentEpoch))
+            {
+                throw _coordinator.Superseded("signal retry", currentEpoch);
+            }
+
             var code = (long)reply[0];
             var entry = (string?)reply[1];
             switch (code)
@@ -330,8 +335,6 @@ public sealed class SignalRetrier
                     signal = next;
                     entryId = null; // an entry of the old receiver's inbox means nothing in the replacement's
                     continue;
-                case < 0:
-                    throw _coordinator.Superseded("signal retry", entry);
                 case 1 or 2:
                     Telemetry.SignalsSent.WithLabels(_coordinator.Id, signal.Type).Inc();
                     _logger.LogInformation(

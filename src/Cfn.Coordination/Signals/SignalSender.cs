@@ -183,6 +183,11 @@ public sealed class SignalSender
     /// </summary>
     internal async Task<PreparedSend?> RedirectAsync(PreparedSend send, RedisResult[] reply)
     {
+        if (RedisScripts.IsFenced(reply, out _))
+        {
+            return null; // Complete says superseded
+        }
+
         switch ((long)reply[0])
         {
             case RefusedInboxFull:
@@ -304,9 +309,9 @@ public sealed class SignalSender
     internal SignalDeliveryResult Complete(PreparedSend send, RedisResult[] reply)
     {
         var key = Keys.Signal(send.ReceiverId);
-        if ((long)reply[0] < 0)
+        if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
-            throw _coordinator.Superseded("signal send", (string?)reply[1]);
+            throw _coordinator.Superseded("signal send", currentEpoch);
         }
 
         if ((long)reply[0] == 0)
