@@ -10,6 +10,7 @@ namespace Cfn.Coordination.Tests.Redis;
 /// script answers in one shape, so whichever write finds an instance superseded reports the epoch that replaced it;
 /// and a signal handed over from a dead inbox leaves that inbox's K2 view truthful.
 /// </summary>
+/// <remarks>Each test runs on database <see cref="DedicatedDatabase.ScriptLibraryTests"/>: other tests sweep database 0.</remarks>
 [Collection(RedisCollection.Name)]
 public sealed class ScriptLibraryTests(RedisServer server)
 {
@@ -17,7 +18,8 @@ public sealed class ScriptLibraryTests(RedisServer server)
     public async Task EveryFencedWrite_NewerEpochExists_SupersededNamingTheCurrentEpochNothingWritten()
     {
         await using var h = Harness.Create(server);
-        var receiver = await h.StartAsync();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, DedicatedDatabase.ScriptLibraryTests);
+        var receiver = await db.StartAsync(h, TestIds.New("recv"), "swarm-s");
         var writes = new (string Name, Func<Coordinator, Task> Write)[]
         {
             ("activity", c => c.Activity.RecordAsync()),
@@ -27,32 +29,33 @@ public sealed class ScriptLibraryTests(RedisServer server)
 
         foreach (var (name, write) in writes)
         {
-            var stale = await h.StartAsync();
-            var current = await h.Database.StringIncrementAsync(Keys.Epoch(stale.Id)); // a newer instance of the ID started
-            var keysBefore = await CountKeysAsync(h, stale.Id);
+            var stale = await db.StartAsync(h, TestIds.New("stale"), "swarm-s");
+            var current = await db.Database.StringIncrementAsync(Keys.Epoch(stale.Id)); // a newer instance of the ID started
+            var keysBefore = await CountKeysAsync(db, stale.Id);
 
             var superseded = await Assert.ThrowsAsync<CoordinatorSupersededException>(() => write(stale));
 
             Assert.Contains($"(current epoch {current})", superseded.Message, StringComparison.Ordinal);
             Assert.True(stale.IsSuperseded, name);
-            Assert.Equal(keysBefore, await CountKeysAsync(h, stale.Id));
+            Assert.Equal(keysBefore, await CountKeysAsync(db, stale.Id));
         }
 
-        Assert.False(await h.Database.KeyExistsAsync(Keys.Inbox(receiver.Id)));
+        Assert.False(await db.Database.KeyExistsAsync(Keys.Inbox(receiver.Id)));
     }
 
     [Fact]
     public async Task Heartbeat_NewerEpochExists_MarksSupersededWithTheCurrentEpochAndWritesNothing()
     {
         await using var h = Harness.Create(server);
-        var stale = await h.StartAsync();
-        var lastBeat = (string?)await h.Database.StringGetAsync(stale.HeartbeatKey);
-        var current = await h.Database.StringIncrementAsync(Keys.Epoch(stale.Id));
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, DedicatedDatabase.ScriptLibraryTests);
+        var stale = await db.StartAsync(h, TestIds.New("stale"), "swarm-s");
+        var lastBeat = (string?)await db.Database.StringGetAsync(stale.HeartbeatKey);
+        var current = await db.Database.StringIncrementAsync(Keys.Epoch(stale.Id));
 
         Assert.False(await stale.Heartbeats.BeatAsync());
 
         Assert.True(stale.IsSuperseded);
-        Assert.Equal(lastBeat, (string?)await h.Database.StringGetAsync(stale.HeartbeatKey));
+        Assert.Equal(lastBeat, (string?)await db.Database.StringGetAsync(stale.HeartbeatKey));
         Assert.Contains(h.Messages, m => m.Contains("Coordinator superseded", StringComparison.Ordinal) &&
                                          m.Contains($"currentEpoch={current} ", StringComparison.Ordinal));
     }
@@ -61,33 +64,35 @@ public sealed class ScriptLibraryTests(RedisServer server)
     public async Task MoveSignal_NewestOfTwoHandedOver_DeadViewShowsTheOneStillThere()
     {
         await using var h = Harness.Create(server);
-        var sender = await h.StartAsync();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, DedicatedDatabase.ScriptLibraryTests);
+        var database = db.Database;
+        var sender = await db.StartAsync(h, TestIds.New("sender"), "swarm-s");
         var dead = TestIds.New("dead");
         var replacement = TestIds.New("repl");
         var first = await sender.Signals.SendAsync(dead, SignalTypes.Validation, 1, idempotencyKey: "one");
         var second = await sender.Signals.SendAsync(dead, SignalTypes.Validation, 1, idempotencyKey: "two");
-        var entries = await h.Database.StreamRangeAsync(Keys.Inbox(dead));
+        var entries = await database.StreamRangeAsync(Keys.Inbox(dead));
         Assert.Equal(2, entries.Length);
-        Assert.Contains(second.MessageId, (string?)await h.Database.StringGetAsync(Keys.Signal(dead)), StringComparison.Ordinal);
+        Assert.Contains(second.MessageId, (string?)await database.StringGetAsync(Keys.Signal(dead)), StringComparison.Ordinal);
 
         // The hand-over moves the newest first and stops there (its handler died, say): the dead inbox keeps the older.
         var moved = "{\"messageId\":\"moved\"}";
-        var result = (long)await h.Database.ScriptEvaluateAsync(RedisScripts.MoveSignal,
+        var result = (long)await database.ScriptEvaluateAsync(RedisScripts.MoveSignal,
             [Keys.Inbox(dead), Keys.Inbox(replacement), Keys.Signal(replacement), Keys.Signal(dead), Keys.Idempotency("moved-id")],
             [entries[1].Id, moved, "moved-id", Keys.InboxGroup, 600, Keys.Events(replacement).ToString(), 600]);
 
         Assert.Equal(1, result);
-        Assert.Equal(1, await h.Database.StreamLengthAsync(Keys.Inbox(dead)));
-        var view = (string?)await h.Database.StringGetAsync(Keys.Signal(dead));
+        Assert.Equal(1, await database.StreamLengthAsync(Keys.Inbox(dead)));
+        var view = (string?)await database.StringGetAsync(Keys.Signal(dead));
         Assert.Contains(first.MessageId, view, StringComparison.Ordinal); // before, K2 kept showing the moved signal
-        Assert.Equal(moved, (string?)await h.Database.StringGetAsync(Keys.Signal(replacement)));
-        Assert.Equal(1, await h.Database.StreamLengthAsync(Keys.Inbox(replacement)));
+        Assert.Equal(moved, (string?)await database.StringGetAsync(Keys.Signal(replacement)));
+        Assert.Equal(1, await database.StreamLengthAsync(Keys.Inbox(replacement)));
     }
 
-    private static async Task<int> CountKeysAsync(Harness h, string id)
+    private async Task<int> CountKeysAsync(DedicatedDatabase db, string id)
     {
         var count = 0;
-        await foreach (var _ in h.Server.Server.KeysAsync(h.Database.Database, $"*{id}*"))
+        await foreach (var _ in server.Server.KeysAsync(db.Index, $"*{id}*"))
         {
             count++;
         }
