@@ -171,6 +171,8 @@ internal sealed class CfnProcess
         // The framework's own chatter stays out of the operator's greps unless it is a problem.
         logging.AddFilter("Microsoft", LogLevel.Warning);
         logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        // A failing readiness check is the 503 body's business (and the probe asks every few seconds): no ERROR line per probe.
+        logging.AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None);
         if (format == "json")
         {
             logging.AddJsonConsole(o =>
