@@ -116,7 +116,7 @@ internal sealed class CfnProcess
     }
 
     /// <summary>The host may hand a failed start back wrapped; superseded is the coordinator's own exception either way.</summary>
-    private static CoordinatorSupersededException? Superseded(Exception e) => e switch
+    internal static CoordinatorSupersededException? Superseded(Exception e) => e switch
     {
         CoordinatorSupersededException superseded => superseded,
         AggregateException aggregate => aggregate.Flatten().InnerExceptions.OfType<CoordinatorSupersededException>().FirstOrDefault(),
