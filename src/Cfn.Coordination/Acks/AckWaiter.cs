@@ -176,7 +176,7 @@ public sealed class AckWaiter
                     [.. SignalSender.SendKeys(send), Keys.Activity(self), Keys.Deadlines, awaited[0].Key, unblockKey],
                     [.. _coordinator.Signals.SendArguments(send), .. write.TrailingArguments(self)]).ConfigureAwait(false))!;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 throw _coordinator.Signals.Failed(send, e);
             }
@@ -519,7 +519,7 @@ public sealed class AckWaiter
             var (still, unblockedAt) = await ReadMissingAsync(missing, ReadKeys(awaited, unblockKey), acks, rejected).ConfigureAwait(false);
             return (still, unblockedAt >= startedAtRedis && still.Count > 0);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Redis error while reading ACKs signalId={SignalId}: {Error}", label, e.Message);
             return (missing, false);
@@ -571,7 +571,7 @@ public sealed class AckWaiter
             _coordinator.Activity.Written(now);
             return (now, [.. reply.Skip(1).Select(r => (string?)r)]);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Redis error while recording activity coordinator={CoordinatorId}: {Error}", self, e.Message);
             return (Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), null);

@@ -114,7 +114,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             _logger.LogError("Heartbeat monitor pass failed on an error reply: {Error}", e.Message);
             return new MonitorPass(0, 0, [], 0, RedisAvailable: true, 0);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             trial.RecordFailure(e);
             _redisLost = true;

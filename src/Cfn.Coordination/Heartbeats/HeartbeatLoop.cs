@@ -107,7 +107,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
 
             return true;
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             trial.RecordFailure(e);
             var reason = Classify(e);

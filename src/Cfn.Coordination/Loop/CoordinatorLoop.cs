@@ -194,7 +194,7 @@ public sealed class CoordinatorLoop
                 {
                     break;
                 }
-                catch (Exception e) when (e is RedisException or TimeoutException or SignalDeliveryException)
+                catch (Exception e) when (RedisErrors.IsTransient(e) || e is SignalDeliveryException)
                 {
                     NoteError("Redis error in coordinator loop: " + RedisErrors.FirstClause(e));
                     _logger.LogWarning("Redis error in coordinator loop coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
@@ -386,7 +386,7 @@ public sealed class CoordinatorLoop
         {
             await GiveBackAsync(queued, validation?.Item ?? item).ConfigureAwait(false);
         }
-        catch (Exception e) when (item is not null && e is RedisException or TimeoutException or SignalDeliveryException)
+        catch (Exception e) when (item is not null && (RedisErrors.IsTransient(e) || e is SignalDeliveryException))
         {
             // Redis trouble mid-item: give it back rather than leave it owned until its TTL.
             NoteError($"work item interrupted workId={queued.WorkId}: {RedisErrors.FirstClause(e)}");
@@ -396,7 +396,7 @@ public sealed class CoordinatorLoop
             {
                 await GiveBackAsync(queued, validation?.Item ?? item).ConfigureAwait(false);
             }
-            catch (Exception again) when (again is RedisException or TimeoutException)
+            catch (Exception again) when (RedisErrors.IsTransient(again))
             {
                 _logger.LogWarning("Work item left owned workId={WorkId} coordinator={CoordinatorId}: {Error}",
                     queued.WorkId, _coordinator.Id, RedisErrors.FirstClause(again));
@@ -425,7 +425,7 @@ public sealed class CoordinatorLoop
             var transfer = new Recovery.WorkTransfer(_coordinator.Redis, new Recovery.RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), _logger);
             await transfer.RequeueAllAsync(_coordinator.SwarmId, _coordinator.Id, "owner_stopped").ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             _logger.LogWarning("Could not give back owned work coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
         }
@@ -437,7 +437,7 @@ public sealed class CoordinatorLoop
         {
             await _queue.RequeueTakenAsync(_coordinator.SwarmId, _coordinator.Id).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             _logger.LogWarning("Could not put taken work back coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
         }
@@ -774,7 +774,7 @@ public sealed class CoordinatorLoop
             {
                 await _performance.RecordAsync(validator, waitedMs, timedOut: true).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Validator timeout not recorded validatorId={ValidatorId}: {Error}", validator, e.Message);
             }
@@ -886,7 +886,7 @@ public sealed class CoordinatorLoop
             {
                 return;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Redis error while reading the inbox coordinator={CoordinatorId}: {Error}", _coordinator.Id, RedisErrors.FirstClause(e));
             }

@@ -258,7 +258,7 @@ internal sealed class ItemValidation
 
             _logger.LogWarning("Validation progress not recorded workId={WorkId} outcome={Outcome}", Item.WorkId, written.Label);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Validation progress not recorded workId={WorkId}: {Error}", Item.WorkId, RedisErrors.FirstClause(e));
         }

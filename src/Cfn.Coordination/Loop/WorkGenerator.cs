@@ -91,7 +91,7 @@ public sealed class WorkGenerator
             {
                 await TopUpAsync().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Redis error while generating work: {Error}", RedisErrors.FirstClause(e));
             }

@@ -252,7 +252,7 @@ public sealed class WorkQueue : IAsyncDisposable
                     return item;
                 }
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Redis error while taking work swarm={SwarmId}: {Error}", swarmId, RedisErrors.FirstClause(e));
             }

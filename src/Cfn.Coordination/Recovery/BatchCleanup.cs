@@ -71,7 +71,7 @@ public sealed partial class BatchCleanup
         {
             await database.PingAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             var (host, port) = SplitEndpoint(endpoint ?? _redis.Multiplexer.GetEndPoints().FirstOrDefault()?.ToString() ?? "unknown");
             var reason = RedisErrors.FirstClause(e);
@@ -266,7 +266,7 @@ public sealed partial class BatchCleanup
                         say("INFO", $"Cleaning up stale coordinator: {id}");
                         say("INFO", $"Deleted {result.KeysDeleted} keys for coordinator {id}");
                     }
-                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    catch (Exception e) when (RedisErrors.IsTransient(e))
                     {
                         Interlocked.Increment(ref errors);
                         say("ERROR", $"Failed to clean up coordinator {id}: {e.Message}");

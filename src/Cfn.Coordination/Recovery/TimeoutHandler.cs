@@ -105,7 +105,7 @@ public sealed class TimeoutHandler : IAsyncDisposable
             {
                 await work().ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
             }

@@ -17,6 +17,13 @@ public static class RedisTime
 /// <summary>Redis errors as one short line.</summary>
 public static class RedisErrors
 {
+    /// <summary>
+    /// True for the failures of a Redis call that the caller logs and survives (the next pass, retry or check runs as
+    /// usual): any <see cref="RedisException"/> (connection lost, timeout, an error reply) and a <see cref="TimeoutException"/>.
+    /// Everything else is a bug and goes to the caller's per-pass handler instead.
+    /// </summary>
+    public static bool IsTransient(Exception exception) => exception is RedisException or TimeoutException;
+
     /// <summary>True for Redis's <c>LOADING</c> reply: the server is up but still reading its data (AOF/RDB) after a restart.</summary>
     public static bool IsLoading(Exception exception) =>
         exception is RedisServerException && exception.Message.StartsWith("LOADING", StringComparison.Ordinal);

@@ -100,7 +100,7 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         {
             await PublishAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             // The redis breaker reports the outage itself; the next period tries again.
             _logger.LogDebug("Breaker states not published: {Error}", RedisErrors.FirstClause(e));
@@ -116,7 +116,7 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
             await _database.KeyDeleteAsync(Keys.Breakers(_processId)).ConfigureAwait(false);
             await _database.SortedSetRemoveAsync(Keys.BreakerIndex, _processId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             // expires on its own
         }

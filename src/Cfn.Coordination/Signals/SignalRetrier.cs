@@ -240,7 +240,7 @@ public sealed class SignalRetrier
         {
             delivery = await DeliverAsync(signal, entryId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             var error = "Redis error: " + RedisErrors.FirstClause(e);
             LogAttemptFailed(signal, attempt, totalAttempts, error);
@@ -366,7 +366,7 @@ public sealed class SignalRetrier
             await Redis.Database.StringSetAsync(Keys.RetryAttempt(signalId, attempt), Json.Serialize(record),
                 TimeSpan.FromSeconds(Options.AttemptTtlSeconds)).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             // A monitoring record must not stop the retry itself; the attempt reports the outage.
             _logger.LogWarning("Redis error while recording retry attempt signalId={SignalId} attempt={Attempt}: {Error}",
@@ -436,7 +436,7 @@ public sealed class SignalRetrier
             await transaction.ExecuteAsync().ConfigureAwait(false);
             await Task.WhenAll(writes).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogError("Redis error while recording failed signal signalId={SignalId}: {Error}", signal.MessageId, RedisErrors.FirstClause(e));
         }

@@ -78,7 +78,7 @@ public sealed class SignalSender
                     [.. SendKeys(send), Keys.Activity(send.SenderId), Keys.Deadlines],
                     [.. SendArguments(send), .. activity.TrailingArguments(send.SenderId)]).ConfigureAwait(false))!;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 throw Failed(send, e);
             }

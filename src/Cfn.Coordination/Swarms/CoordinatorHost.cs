@@ -161,7 +161,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
             _ = transaction.SortedSetAddAsync(Keys.Hosts, HostId, now);
             await transaction.ExecuteAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             // The next report (or change) writes it again; the managers see a stale host meanwhile.
             _logger.LogWarning("Host record not written host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
@@ -184,7 +184,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         {
             await DrainCommandsAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Host commands not read host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
         }
@@ -290,7 +290,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
             _logger.LogError("Coordinator start failed host={HostId} coordinator={CoordinatorId} requestFailed={Failed}: {Error}",
                 HostId, coordinatorId, failed, error);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogError("Coordinator start failed host={HostId} coordinator={CoordinatorId}: {Error}; the request times out instead ({RedisError})",
                 HostId, coordinatorId, error, RedisErrors.FirstClause(e));
@@ -338,7 +338,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
                 }
             }
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             _logger.LogWarning("Host stop could not drain its commands host={HostId}: {Error}", HostId, e.Message);
         }
@@ -363,7 +363,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
             await database.KeyDeleteAsync(Keys.Host(HostId)).ConfigureAwait(false);
             await database.SortedSetRemoveAsync(Keys.Hosts, HostId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             _logger.LogWarning("Host record left to expire host={HostId}: {Error}", HostId, e.Message);
         }

@@ -674,7 +674,7 @@ public sealed class SwarmManager : IAsyncDisposable
         {
             await RunOnceAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Redis error in swarm manager pass: {Error}", RedisErrors.FirstClause(e));
         }
@@ -686,7 +686,7 @@ public sealed class SwarmManager : IAsyncDisposable
         {
             await _redis.Multiplexer.GetSubscriber().SubscribeAsync(Keys.SwarmManagerChannel, _onWake).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Swarm manager could not subscribe, passes run every {IntervalMs} ms only: {Error}",
                 (long)_options.Interval.TotalMilliseconds, RedisErrors.FirstClause(e));
@@ -711,7 +711,7 @@ public sealed class SwarmManager : IAsyncDisposable
             await _redis.Multiplexer.GetSubscriber().UnsubscribeAsync(Keys.SwarmManagerChannel, _onWake).ConfigureAwait(false);
             await _redis.Database.LockReleaseAsync(Keys.SwarmManagerLease, ManagerId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             _logger.LogWarning("Swarm manager lease left to expire manager={ManagerId}: {Error}", ManagerId, e.Message);
         }

@@ -134,7 +134,7 @@ public sealed class ValidatorWorker
                 {
                     break; // a newer instance of this validator answers from now on
                 }
-                catch (Exception e) when (e is RedisException or TimeoutException or SignalDeliveryException)
+                catch (Exception e) when (RedisErrors.IsTransient(e) || e is SignalDeliveryException)
                 {
                     _logger.LogWarning("Redis error in validator validatorId={ValidatorId}: {Error}", ValidatorId, RedisErrors.FirstClause(e));
                 }
@@ -172,7 +172,7 @@ public sealed class ValidatorWorker
                 {
                     await _registry.UnregisterAsync(ValidatorId).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+                catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
                 {
                     _logger.LogWarning("Redis error while leaving the validator registry validatorId={ValidatorId}: {Error}", ValidatorId, e.Message);
                 }
@@ -250,7 +250,7 @@ public sealed class ValidatorWorker
             {
                 await _performance.RecordAsync(ValidatorId, durationMs).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Validator duration not recorded validatorId={ValidatorId}: {Error}", ValidatorId, e.Message);
             }
@@ -283,7 +283,7 @@ public sealed class ValidatorWorker
                     return (new ValidationVerdict(hit.Verdict == Verdicts.Pass, hit.Reason), true);
                 }
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Validation cache unavailable, validating workId={WorkId}: {Error}", request.WorkId, e.Message);
             }
@@ -315,7 +315,7 @@ public sealed class ValidatorWorker
                 await database.StringSetAsync(store, Json.Serialize(new CachedVerdict(verdict.Wire, verdict.Reason)),
                     TimeSpan.FromSeconds(_options.CacheTtlSeconds)).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Validation verdict not cached workId={WorkId}: {Error}", request.WorkId, e.Message);
             }
@@ -375,7 +375,7 @@ public sealed class ValidatorWorker
         {
             await _registry.RegisterAsync(ValidatorId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Validator registration failed validatorId={ValidatorId}: {Error}", ValidatorId, e.Message);
         }

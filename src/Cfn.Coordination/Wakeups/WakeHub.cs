@@ -230,7 +230,7 @@ internal sealed class WakeHub : IAsyncDisposable
         {
             await CheckAllWaitsAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _logger.LogWarning("Redis error in the ACK fallback check: {Error}", e.Message);
         }
@@ -418,7 +418,7 @@ internal sealed class WakeHub : IAsyncDisposable
                 wait.Post(fate);
             }
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             // The fallback check reads the K8 record of a peer that left the registry.
             _logger.LogWarning("Redis error while confirming a dead coordinator notice coordinator={CoordinatorId}: {Error}", peer, e.Message);
@@ -530,7 +530,7 @@ internal sealed class WakeHub : IAsyncDisposable
                 // This handler only: the multiplexer may be shared with other listeners of the same pattern.
                 await _multiplexer.GetSubscriber().UnsubscribeAsync(Keys.SwarmDeadPattern, _onDeathNotice).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+            catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
             {
                 _logger.LogDebug("Could not unsubscribe from the death notices: {Error}", e.Message);
             }

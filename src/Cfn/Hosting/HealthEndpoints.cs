@@ -115,7 +115,7 @@ internal static class HealthEndpoints
                 await source.Redis.Database.PingAsync().ConfigureAwait(false);
                 return HealthCheckResult.Healthy("connected");
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 return HealthCheckResult.Unhealthy(RedisErrors.FirstClause(e));
             }

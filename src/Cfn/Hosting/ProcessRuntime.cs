@@ -165,7 +165,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         {
             BudgetUsedUp();
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             Log.LogWarning("Redis error while stopping: {Error}", RedisErrors.FirstClause(e));
         }
@@ -236,7 +236,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
                 await Pool.Primary.Database.PingAsync().ConfigureAwait(false);
                 return true;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 Log.LogError("Redis connection failed host={Host} port={Port} db={Db} error={Error}",
                     Config.Redis.Host, Config.Redis.Port, Config.Redis.Database, RedisErrors.FirstClause(e));
