@@ -188,6 +188,7 @@ public sealed class ActivityRecorder
         }
     }
 
+    /// <summary>The activity record as it would be written now: status and, when blocking, whom the oldest wait waits for.</summary>
     internal ActivityRecord Snapshot()
     {
         lock (_gate)

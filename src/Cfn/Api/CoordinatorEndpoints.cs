@@ -4,12 +4,11 @@ using System.Text.Json;
 using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Identity;
-using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
-using Cfn.Coordination.Work;
 using Cfn.Hosting;
 using StackExchange.Redis;
 
@@ -48,7 +47,6 @@ internal static class CoordinatorEndpoints
     public const string SignatureHeader = "X-CFN-Signature";
 
     private const string SignaturePrefix = "sha256=";
-    private const int MaxWorkFences = 1000;
 
     /// <summary>The path of the HTTP delivery endpoint; it is part of what <see cref="SignReceive"/> signs.</summary>
     public const string ReceivePath = "/api/signals/receive";
@@ -233,7 +231,7 @@ internal static class CoordinatorEndpoints
     /// <summary>Reads and validates <c>{receiverId, signalType, iteration, payload?, maxRetries?}</c>; nothing is written on error.</summary>
     private static async Task<(SignalRequest? Request, IResult? Error)> ReadSignalRequestAsync(HttpContext http, Coordinator coordinator, bool retry)
     {
-        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
+        var maxPayload = coordinator.Options.MaxPayloadBytes;
         var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
         if (text is null)
         {
@@ -293,14 +291,14 @@ internal static class CoordinatorEndpoints
             return Unauthorized(SignatureHeader, $"{SignatureHeader} is missing or not sha256=<64 hex characters>");
         }
 
-        var now = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var now = coordinator.Time.GetUtcNow().ToUnixTimeMilliseconds();
         if (Math.Abs(now - timestamp) > options.ReceiveMaxSkew.TotalMilliseconds)
         {
             return Unauthorized(TimestampHeader,
                 $"{TimestampHeader} is more than {(long)options.ReceiveMaxSkew.TotalSeconds}s away from the receiver's clock (Signal timestamp too old)");
         }
 
-        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
+        var maxPayload = coordinator.Options.MaxPayloadBytes;
         var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
         if (text is null)
         {
@@ -308,10 +306,10 @@ internal static class CoordinatorEndpoints
         }
 
         var path = http.Request.PathBase.Add(http.Request.Path).Value ?? ReceivePath;
-        if (!coordinator.SigningKeys.Verify(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
+        if (!coordinator.VerifySignature(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
         {
             coordinator.Metrics.AckVerificationFailures.WithLabels(coordinator.Id, "http_signature").Inc();
-            var logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Api.Signals");
+            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cfn.Api.Signals");
             logger.LogWarning("Invalid signal signature on /api/signals/receive receiver={ReceiverId} remote={Remote}",
                 coordinator.Id, http.Connection.RemoteIpAddress);
             return Unauthorized(SignatureHeader,
@@ -376,8 +374,8 @@ internal static class CoordinatorEndpoints
     /// <summary>§3.1 #7: the coordinator's state, with recent errors and timeouts as text (the runbook greps it).</summary>
     private static object State(Coordinator coordinator, RecentEvents events, CoordinatorApiOptions options)
     {
-        var waits = coordinator.Activity.GetRunningWaits();
-        var oldest = waits.Count == 0 ? null : waits.MinBy(w => w.StartedAt);
+        var state = CoordinationInspector.Describe(coordinator);
+        var oldest = state.OldestWait;
         object? extra;
         try
         {
@@ -390,18 +388,17 @@ internal static class CoordinatorEndpoints
             extra = new { error = "state callback failed: " + e.Message };
         }
 
-        var heartbeats = coordinator.Heartbeats;
         return new
         {
-            coordinatorId = coordinator.Id,
-            swarmId = coordinator.SwarmId,
-            instanceId = coordinator.InstanceId,
-            epoch = coordinator.Epoch,
-            status = coordinator.Status,
-            phase = coordinator.Phase,
-            iteration = coordinator.Iteration,
-            superseded = coordinator.IsSuperseded,
-            lastActivity = coordinator.Activity.LastActivity,
+            coordinatorId = state.CoordinatorId,
+            swarmId = state.SwarmId,
+            instanceId = state.InstanceId,
+            epoch = state.Epoch,
+            status = state.Status,
+            phase = state.Phase,
+            iteration = state.Iteration,
+            superseded = state.Superseded,
+            lastActivity = state.LastActivity,
             blocking = oldest is null ? null : new
             {
                 signalId = oldest.SignalId,
@@ -412,21 +409,21 @@ internal static class CoordinatorEndpoints
                 timeoutMs = oldest.TimeoutMs,
                 elapsedMs = oldest.ElapsedMs,
             },
-            runningWaits = waits.Count,
+            runningWaits = state.RunningWaits,
             heartbeat = new
             {
-                key = (string?)coordinator.HeartbeatKey, // K1 for a coordinator, validator:heartbeat:{id} for a validator
-                intervalMs = (long)coordinator.Redis.Options.HeartbeatInterval.TotalMilliseconds,
-                lastSentAt = heartbeats.LastSentAt,
-                sequence = heartbeats.Sequence,
-                lastError = heartbeats.LastError,
+                key = state.Heartbeat.Key, // a coordinator's heartbeat key, or the validator heartbeat key for a validator
+                intervalMs = state.Heartbeat.IntervalMs,
+                lastSentAt = state.Heartbeat.LastSentAt,
+                sequence = state.Heartbeat.Sequence,
+                lastError = state.Heartbeat.LastError,
             },
-            circuitBreakers = coordinator.Redis.Breakers.All.ToDictionary(b => b.Name, b => b.State.ToLabel(), StringComparer.Ordinal),
+            circuitBreakers = state.Breakers,
             recentErrors = events.Errors,
             recentTimeouts = events.Timeouts,
             config = Redact(options.Config),
             work = extra,
-            timestamp = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+            timestamp = state.Now,
         };
     }
 
@@ -447,91 +444,45 @@ internal static class CoordinatorEndpoints
     /// <summary>§3.1 #15: escalation locks naming the coordinator, the batch cleanup lock, its work fences and its epoch.</summary>
     private static async Task<object> LocksAsync(Coordinator coordinator)
     {
-        var redis = coordinator.Redis;
-        var database = redis.Database;
-        var id = coordinator.Id;
-        var currentEpoch = (long?)await database.StringGetAsync(Keys.Epoch(id)).ConfigureAwait(false);
-
-        var escalations = new List<object>();
-        await AddEscalationAsync(database, id, "declared_dead", escalations).ConfigureAwait(false);
-        var spawnRaw = (string?)await database.StringGetAsync(Keys.Spawn(id)).ConfigureAwait(false);
-        if (Json.TryDeserialize<SpawnRequest>(spawnRaw, out var spawn, out _) && Ids.IsValidName(spawn!.ReplacesCoordinatorId))
-        {
-            await AddEscalationAsync(database, spawn.ReplacesCoordinatorId!, "replacement", escalations).ConfigureAwait(false);
-        }
-
-        var cleanupToken = (string?)await database.StringGetAsync(Keys.CleanupLock).ConfigureAwait(false);
-        var cleanupTtl = await database.KeyTimeToLiveAsync(Keys.CleanupLock).ConfigureAwait(false);
-
-        // An operator read: SCAN of this coordinator's own exact work pattern (D3 allows SCAN in operator tools).
-        var fences = new List<object>();
-        var pattern = Keys.WorkPatternOf(coordinator.SwarmId, id);
-        foreach (var server in redis.Multiplexer.GetServers().Where(s => !s.IsReplica && s.IsConnected))
-        {
-            await foreach (var key in server.KeysAsync(database.Database, pattern, pageSize: 1000).ConfigureAwait(false))
-            {
-                if (fences.Count >= MaxWorkFences)
-                {
-                    break;
-                }
-
-                var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-                var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
-                fences.Add(Json.TryDeserialize<WorkItem>(raw, out var item, out var error)
-                    ? (object)new
-                    {
-                        key = (string)key!,
-                        workId = item!.WorkId,
-                        owner = item.AssignedTo,
-                        ownerEpoch = item.OwnerEpoch,
-                        epoch = item.Epoch,
-                        status = item.Status,
-                        ttlMs = (long?)ttl?.TotalMilliseconds,
-                    }
-                    : new { key = (string)key!, error = error ?? "unreadable" });
-            }
-        }
-
+        var locks = await CoordinationInspector.ReadLocksAsync(coordinator).ConfigureAwait(false);
         return new
         {
-            coordinatorId = id,
-            epoch = coordinator.Epoch,
-            currentEpoch,
-            superseded = coordinator.IsSuperseded || (currentEpoch is { } e && e != coordinator.Epoch),
-            escalations,
+            coordinatorId = locks.CoordinatorId,
+            epoch = locks.Epoch,
+            currentEpoch = locks.CurrentEpoch,
+            superseded = locks.Superseded,
+            escalations = locks.Escalations.Select(e => e.Record is { } record
+                ? (object)new
+                {
+                    key = e.Key,
+                    role = e.Role,
+                    deadCoordinatorId = record.DeadCoordinatorId,
+                    newCoordinatorId = record.NewCoordinatorId,
+                    status = record.Status,
+                    fencingToken = record.FencingToken,
+                    timestamp = record.Timestamp,
+                    ttlMs = e.TtlMs,
+                }
+                : new { key = e.Key, role = e.Role, error = e.Error }).ToList(),
             cleanupLock = new
             {
-                key = (string)Keys.CleanupLock!,
-                held = cleanupToken is not null,
-                token = cleanupToken,
-                ttlMs = (long?)cleanupTtl?.TotalMilliseconds,
+                key = locks.CleanupLock.Key,
+                held = locks.CleanupLock.Held,
+                token = locks.CleanupLock.Token,
+                ttlMs = locks.CleanupLock.TtlMs,
             },
-            workFences = fences,
+            workFences = locks.WorkFences.Select(f => f.Item is { } item
+                ? (object)new
+                {
+                    key = f.Key,
+                    workId = item.WorkId,
+                    owner = item.AssignedTo,
+                    ownerEpoch = item.OwnerEpoch,
+                    epoch = item.Epoch,
+                    status = item.Status,
+                    ttlMs = f.TtlMs,
+                }
+                : new { key = f.Key, error = f.Error }).ToList(),
         };
-    }
-
-    private static async Task AddEscalationAsync(IDatabase database, string deadId, string role, List<object> into)
-    {
-        var key = Keys.Escalation(deadId);
-        var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-        if (raw is null)
-        {
-            return;
-        }
-
-        var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
-        into.Add(Json.TryDeserialize<EscalationRecord>(raw, out var record, out var error)
-            ? (object)new
-            {
-                key = (string)key!,
-                role,
-                deadCoordinatorId = record!.DeadCoordinatorId,
-                newCoordinatorId = record.NewCoordinatorId,
-                status = record.Status,
-                fencingToken = record.FencingToken,
-                timestamp = record.Timestamp,
-                ttlMs = (long?)ttl?.TotalMilliseconds,
-            }
-            : new { key = (string)key!, role, error = error ?? "unreadable" });
     }
 }

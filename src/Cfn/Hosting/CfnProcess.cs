@@ -224,7 +224,7 @@ internal sealed class CfnProcess
                 });
             }
 
-            var dump = new DiagnosticDump(() => local.Coordinators, redis.Database, _plan.Roles,
+            var dump = new DiagnosticDump(() => local.Coordinators, redis, _plan.Roles,
                 c => local.Find(c.Id)?.Describe() ?? []);
             using var sigquit = dump.HandleSigQuit(Console.Out);
 
