@@ -114,7 +114,7 @@ internal sealed class CfnProcess
                 // The process ID tells two handlers on one machine apart (they hold escalation leases under this name, D17).
                 var handler = new TimeoutHandler(redis, keys, _config.Recovery, metrics, new RecoveryMetrics(Prometheus.Metrics.DefaultRegistry),
                     $"timeout-handler-{HostId()}-{Environment.ProcessId}");
-                TimeoutHandlerEndpoints.Map(app, handler, admin);
+                app.MapTimeoutHandlerApi(handler, admin);
                 handler.Start();
                 stops.Push(async () => await handler.DisposeAsync().ConfigureAwait(false));
             }
@@ -124,8 +124,9 @@ internal sealed class CfnProcess
             {
                 manager = new SwarmManager(redis, _config.Swarms, _config.Recovery, new SwarmMetrics(Prometheus.Metrics.DefaultRegistry),
                     $"swarm-manager-{HostId()}", _config.ExpectedCoordinators);
-                SwarmManagerEndpoints.Map(app, manager, admin);
-                ValidatorEndpoints.Map(app, performance, queue, admin);
+                app.MapSwarmManagerApi(manager, admin);
+                app.MapWorkIntakeApi(queue, admin);
+                app.MapValidatorApi(performance);
                 manager.Start();
                 stops.Push(async () => await manager.DisposeAsync().ConfigureAwait(false));
             }
@@ -177,7 +178,7 @@ internal sealed class CfnProcess
                 await replacements.StartAsync().ConfigureAwait(false);
                 stops.Push(async () => await replacements.DisposeAsync().ConfigureAwait(false));
 
-                CoordinatorEndpoints.Map(app, id => local.Resolve(id)?.Coordinator, pool, events, new CoordinatorApiOptions
+                app.MapCoordinatorApi(id => local.Resolve(id)?.Coordinator, pool, events, new CoordinatorApiOptions
                 {
                     Config = _config.Redacted().ToDictionary(kv => kv.Key, kv => (string?)kv.Value),
                     Extra = c => local.Find(c.Id)?.Snapshot(),
