@@ -134,11 +134,17 @@ internal static class CoordinatorEndpoints
             return Results.Json(new { retried = summary.Retried, succeeded = summary.Succeeded, failed = summary.Failed });
         }).AddEndpointFilter(admin).AddEndpointFilter(coordinators);
 
-        signals.MapPost(ReceivePath[SignalsPrefix.Length..], async (HttpContext http) => await ReceiveAsync(http, http.Coordinator(), options).ConfigureAwait(false))
+        // Block-bodied handlers returning a value: an expression body would bind as a RequestDelegate and drop the result.
+        signals.MapPost(ReceivePath[SignalsPrefix.Length..], async (HttpContext http) =>
+        {
+            return await ReceiveAsync(http, http.Coordinator(), options).ConfigureAwait(false);
+        })
             .AddEndpointFilter(coordinators);
 
         app.MapApiGroup("/api/locks").MapGet("/status", async (HttpContext http) =>
-            Results.Json(await LocksAsync(http.Coordinator()).ConfigureAwait(false)))
+        {
+            return Results.Json(await LocksAsync(http.Coordinator()).ConfigureAwait(false));
+        })
             .AddEndpointFilter(coordinators);
     }
 
