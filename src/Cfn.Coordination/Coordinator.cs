@@ -120,6 +120,12 @@ public sealed class Coordinator : IAsyncDisposable
 
     internal SigningKeys SigningKeys { get; }
 
+    /// <summary>
+    /// The swarm validators run in: they are protocol participants, not members of a working swarm, and an instance started
+    /// in this swarm is a validator, with a heartbeat key of its own.
+    /// </summary>
+    public const string ValidatorSwarmId = Keys.ValidatorSwarm;
+
     /// <summary>The options this coordinator runs with (payload limit, heartbeat interval, timeouts).</summary>
     public CoordinationOptions Options => _redis.Options;
 

@@ -21,6 +21,12 @@ public sealed class CoordinationInspector
     /// <summary>At most this many blocking coordinators are read by <see cref="ReadBlockingActivityAsync"/> by default.</summary>
     public const int DefaultMaxBlocking = 500;
 
+    /// <summary>The <c>redis-cli --scan --pattern</c> pattern of every coordinator's heartbeat key (an operator's hint).</summary>
+    public static string HeartbeatKeyPattern => Keys.HeartbeatPrefix + "*";
+
+    /// <summary>The <c>redis-cli --scan --pattern</c> pattern of every coordinator's activity record (an operator's hint).</summary>
+    public static string ActivityKeyPattern => Keys.ActivityPrefix + "*";
+
     private readonly RedisContext _redis;
     private readonly RecoveryOptions _options;
     private readonly ILogger _logger;

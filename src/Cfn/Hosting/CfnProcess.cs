@@ -289,9 +289,9 @@ internal sealed class CfnProcess
 
     /// <summary>
     /// The swarm validators heartbeat in (they are protocol participants, not members of a working swarm); it is also what
-    /// makes a started instance a validator, with its own heartbeat key (<see cref="Keys.ValidatorSwarm"/>).
+    /// makes a started instance a validator, with its own heartbeat key (<see cref="Coordinator.ValidatorSwarmId"/>).
     /// </summary>
-    internal const string ValidatorSwarm = Keys.ValidatorSwarm;
+    internal const string ValidatorSwarm = Coordinator.ValidatorSwarmId;
 
     /// <summary>
     /// Runs the work loop of a started coordinator and lists it in <paramref name="local"/> until it stops. The swarm
