@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Security.Cryptography;
-using Cfn.Coordination.Security;
 using Cfn.Coordination.Inspection;
+using Cfn.Coordination.Security;
 using Cfn.Hosting;
 
 namespace Cfn.Commands;
