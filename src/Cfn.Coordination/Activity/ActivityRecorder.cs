@@ -42,16 +42,14 @@ public sealed class ActivityRecorder
     public async Task<long> RecordAsync()
     {
         var write = Prepare();
-        var reply = await _database.ScriptEvaluateAsync(
+        var now = (long)await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
             [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
             write.Arguments(_coordinator.Epoch, _coordinator.Id)).ConfigureAwait(false);
-        if (RedisScripts.IsFenced(reply, out var currentEpoch))
+        if (now < 0)
         {
-            throw _coordinator.Superseded("activity", currentEpoch);
+            throw _coordinator.Superseded("activity", null);
         }
-
-        var now = (long)reply;
 
         Written(now);
         return now;
