@@ -53,12 +53,15 @@ internal sealed class C_Throughput : IRow
             var cpuSelf = ProcessCpu.Self();
             var cpuRedis = ProcessCpu.Seconds(redisPid);
             await ctx.ResetStatsAsync();
+            // Every allocation of this process in the window (both sides of each cycle run here), divided by the cycles.
+            var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             var clock = Stopwatch.StartNew();
             Volatile.Write(ref measuring, true);
             await Task.Delay(window);
             Volatile.Write(ref measuring, false);
             var elapsed = clock.Elapsed.TotalSeconds;
             var counted = Interlocked.Read(ref cycles);
+            var allocatedPerCycle = counted == 0 ? 0 : (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / (double)counted;
             var calls = await ctx.CommandCallsAsync();
             var selfPct = (ProcessCpu.Self() - cpuSelf) / elapsed * 100;
             var redisPct = ProcessCpu.Seconds(redisPid) - cpuRedis is { } r ? r / elapsed * 100 : (double?)null;
@@ -78,6 +81,7 @@ internal sealed class C_Throughput : IRow
                 ["cycles"] = counted,
                 ["cycles_per_s"] = Stats.Round(perSecond, 1),
                 ["cycle_latency"] = cycle,
+                ["allocated_bytes_per_cycle"] = Math.Round(allocatedPerCycle),
                 ["redis_commands_per_cycle"] = counted == 0 ? null : Stats.Round(calls.Values.Sum() / (double)counted, 2),
                 ["redis_commands_by_name"] = new JsonObject(calls.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
                 ["bench_cpu_pct_of_one_core"] = Stats.Round(selfPct, 1),
@@ -87,7 +91,7 @@ internal sealed class C_Throughput : IRow
             var cpu = $"CPU: bench {Stats.F(selfPct)} %, redis {(redisPct is { } q ? Stats.F(q) + " %" : "n/a")} (of one core)";
             lines.Add(new TableLine("c", "full cycles per second (send → inbox → ACK → verified wait)",
                 $"{pairs:N0} concurrent pairs, {window.TotalSeconds:0.#} s",
-                $"{perSecond:N0} cycles/s ({(counted == 0 ? 0 : calls.Values.Sum() / (double)counted):0.0} Redis commands per cycle); cycle p50 {Stats.F(Stats.Get(cycle, "p50_ms"))} ms, p99 {Stats.F(Stats.Get(cycle, "p99_ms"))} ms; {cpu}",
+                $"{perSecond:N0} cycles/s ({(counted == 0 ? 0 : calls.Values.Sum() / (double)counted):0.0} Redis commands per cycle); cycle p50 {Stats.F(Stats.Get(cycle, "p50_ms"))} ms, p99 {Stats.F(Stats.Get(cycle, "p99_ms"))} ms; {allocatedPerCycle / 1024:0.0} KB allocated per cycle (both sides); {cpu}",
                 $"cycle p50 ×{Stats.F(Stats.Get(cycle, "p50_ms") / ctx.Floor.PingP50Ms)}",
                 pairs == 100 ? "513/s at 100 pairs" : "—", pairs == 100 ? "≥ 10,000/s at 100 pairs" : "—",
                 pairs == 100 ? perSecond >= 10_000 : null));

@@ -90,9 +90,9 @@ public sealed class AckService
             activity is null ? [key, Keys.Epoch(self)] : [key, Keys.Epoch(self), Keys.Heartbeat(senderId), Keys.Registry, Keys.Activity(self), Keys.Deadlines],
             activity is { } write ? [.. arguments, .. write.TrailingArguments(self)] : arguments)
             .ConfigureAwait(false))!;
-        if ((long)reply[0] < 0)
+        if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
-            throw _coordinator.Superseded("ACK", (string?)reply[1]);
+            throw _coordinator.Superseded("ACK", currentEpoch);
         }
 
         if (activity is not null)

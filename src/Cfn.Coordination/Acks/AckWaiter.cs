@@ -560,12 +560,13 @@ public sealed class AckWaiter
         {
             var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(RedisScripts.WaitBegin, keys, write.Arguments(_coordinator.Epoch, self))
                 .ConfigureAwait(false))!;
-            var now = (long)reply[0];
-            if (now < 0)
+            if (RedisScripts.IsFenced(reply, out var currentEpoch))
             {
-                _coordinator.MarkSuperseded("activity");
+                _coordinator.MarkSuperseded("activity", currentEpoch);
                 return (Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), null);
             }
+
+            var now = (long)reply[0];
 
             _coordinator.Activity.Written(now);
             return (now, [.. reply.Skip(1).Select(r => (string?)r)]);

@@ -42,14 +42,16 @@ public sealed class ActivityRecorder
     public async Task<long> RecordAsync()
     {
         var write = Prepare();
-        var now = (long)await _database.ScriptEvaluateAsync(
+        var reply = await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
             [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
             write.Arguments(_coordinator.Epoch, _coordinator.Id)).ConfigureAwait(false);
-        if (now < 0)
+        if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
-            throw _coordinator.Superseded("activity", null);
+            throw _coordinator.Superseded("activity", currentEpoch);
         }
+
+        var now = (long)reply;
 
         Written(now);
         return now;

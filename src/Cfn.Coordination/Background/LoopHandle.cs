@@ -36,6 +36,18 @@ public sealed class LoopHandle : IDisposable
     /// <summary>The interval, or null for a loop that sleeps on wake-ups.</summary>
     public TimeSpan? Interval { get; }
 
+    /// <summary>When the last pass completed, or null before the first.</summary>
+    public DateTimeOffset? LastPassAt
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _passes == 0 ? null : _lastPass;
+            }
+        }
+    }
+
     /// <summary>Passes completed so far.</summary>
     public long Passes
     {

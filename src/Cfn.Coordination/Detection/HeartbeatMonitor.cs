@@ -30,8 +30,7 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
     private readonly EscalationService? _escalation;
     private readonly Func<bool> _redisCircuitOpen;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stopping = new();
-    private Task? _loop;
+    private readonly BackgroundLoop _loop;
     private readonly HashSet<string> _malformedSeen = new(StringComparer.Ordinal);
     private int _disposed;
     private volatile bool _redisLost;
@@ -57,6 +56,11 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         _redisCircuitOpen = redisCircuitOpen ?? (() => false);
         _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Detection.HeartbeatMonitor");
         redis.Multiplexer.ConnectionFailed += OnConnectionFailed;
+        _loop = new BackgroundLoop(redis.Loops, LoopNames.HeartbeatMonitor, null, options.MonitorInterval, ScheduledPassAsync, _logger, redis.Time)
+        {
+            Schedule = LoopSchedule.AfterPass,
+            PassAtStart = true,
+        };
     }
 
     /// <summary>This monitor's name (recorded as <c>detectedBy</c>).</summary>
@@ -79,11 +83,11 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
             "Heartbeat monitoring started monitor={MonitorId} staleThresholdMs={Threshold} monitorIntervalMs={Interval} maxWarnings={MaxWarnings} deathAfterMs={DeathAfter}",
             MonitorId, (long)_options.HeartbeatStaleThreshold.TotalMilliseconds, (long)_options.MonitorInterval.TotalMilliseconds,
             _options.MaxWarnings, (long)_options.DeathAfter.TotalMilliseconds);
-        _loop ??= RunAsync(_stopping.Token);
+        _loop.Start();
     }
 
     /// <summary>True while the loop runs.</summary>
-    public bool IsRunning => _loop is { IsCompleted: false };
+    public bool IsRunning => _loop.IsRunning;
 
     /// <summary>One pass: judge every due coordinator, handle deaths, and say when the next one can become due.</summary>
     public async Task<MonitorPass> RunOnceAsync()
@@ -388,49 +392,20 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         return record.SwarmId;
     }
 
-    private async Task RunAsync(CancellationToken stopping)
+    /// <summary>One pass of the loop; the next one comes when a coordinator can next become due (at most one interval).</summary>
+    private async Task ScheduledPassAsync(LoopPass loop)
     {
-        var time = _redis.Time;
-        var health = _redis.Loops.Register(LoopNames.HeartbeatMonitor, null, _options.MonitorInterval);
-        try
+        // Set before the pass so a pass that throws is tried again after the interval.
+        loop.NextDelay = _options.MonitorInterval;
+        var pass = await RunOnceAsync().ConfigureAwait(false);
+        if (!pass.RedisAvailable)
         {
-            await RunPassesAsync(health, time, stopping).ConfigureAwait(false);
+            loop.NextDelay = TimeSpan.FromMilliseconds(Math.Min(1000, _options.MonitorInterval.TotalMilliseconds));
         }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        else if (pass.NextDueMs > 0)
         {
-            // stopping
-        }
-        finally
-        {
-            health.Ended(stopping.IsCancellationRequested, _logger);
-        }
-    }
-
-    private async Task RunPassesAsync(LoopHandle health, TimeProvider time, CancellationToken stopping)
-    {
-        while (!stopping.IsCancellationRequested)
-        {
-            var sleep = _options.MonitorInterval;
-            var pass = new MonitorPass(0, 0, [], 0, RedisAvailable: true, 0); // a pass that threw: try again after the interval
-            await health.RunPassAsync(async () => pass = await RunOnceAsync().ConfigureAwait(false), _logger, stopping).ConfigureAwait(false);
-            if (!pass.RedisAvailable)
-            {
-                sleep = TimeSpan.FromMilliseconds(Math.Min(1000, _options.MonitorInterval.TotalMilliseconds));
-            }
-            else if (pass.NextDueMs > 0)
-            {
-                var untilDue = TimeSpan.FromMilliseconds(pass.NextDueMs - time.GetUtcNow().ToUnixTimeMilliseconds());
-                sleep = untilDue < MinimumSleep ? MinimumSleep : untilDue > sleep ? sleep : untilDue;
-            }
-
-            try
-            {
-                await Task.Delay(sleep, time, stopping).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            var untilDue = TimeSpan.FromMilliseconds(pass.NextDueMs - _redis.Time.GetUtcNow().ToUnixTimeMilliseconds());
+            loop.NextDelay = untilDue < MinimumSleep ? MinimumSleep : untilDue > _options.MonitorInterval ? _options.MonitorInterval : untilDue;
         }
     }
 
@@ -445,12 +420,6 @@ public sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         _redis.Multiplexer.ConnectionFailed -= OnConnectionFailed;
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
-        {
-            await _loop.ConfigureAwait(false);
-        }
-
-        _stopping.Dispose();
+        await _loop.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -19,8 +19,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
     private readonly RedisContext _redis;
     private readonly CoordinationMetrics _metrics;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stopping = new();
-    private Task? _loop;
+    private readonly BackgroundLoop _loop;
     private long _sequence;
 
     internal HeartbeatLoop(Coordinator coordinator, RedisContext redis, CoordinationMetrics metrics, ILogger logger)
@@ -29,6 +28,11 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         _redis = redis;
         _metrics = metrics;
         _logger = logger;
+        _loop = new BackgroundLoop(redis.Loops, LoopNames.Heartbeat, coordinator.Id, redis.Options.HeartbeatInterval, _ => BeatAsync(), logger, redis.Time)
+        {
+            // A superseded instance stops beating on purpose: its successor owns the ID.
+            EndWhen = () => _coordinator.IsSuperseded,
+        };
     }
 
     /// <summary>Sequence number of the last heartbeat attempted.</summary>
@@ -44,7 +48,7 @@ public sealed class HeartbeatLoop : IAsyncDisposable
     internal string? StatusOverride { get; set; }
 
     /// <summary>Starts the periodic loop (the first beat is sent at once by <see cref="Coordinator.StartAsync"/>).</summary>
-    internal void Start() => _loop ??= RunAsync(_stopping.Token);
+    internal void Start() => _loop.Start();
 
     /// <summary>Sends one heartbeat now. Returns false (after counting and logging) when it failed.</summary>
     public async Task<bool> BeatAsync()
@@ -78,16 +82,18 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         using var trial = lease;
         try
         {
-            var now = (long)await _redis.Database.ScriptEvaluateAsync(
+            var reply = await _redis.Database.ScriptEvaluateAsync(
                 RedisScripts.Heartbeat,
                 [_coordinator.HeartbeatKey, Keys.Registry, Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Swarms],
                 [json, options.HeartbeatTtlSeconds, _coordinator.Id, options.ActivityTtlSeconds, _coordinator.Epoch, stampFields, _coordinator.SwarmId])
                 .ConfigureAwait(false);
-            if (now < 0)
+            if (RedisScripts.IsFenced(reply, out var currentEpoch))
             {
-                _coordinator.MarkSuperseded("heartbeat");
+                _coordinator.MarkSuperseded("heartbeat", currentEpoch);
                 return false;
             }
+
+            var now = (long)reply;
 
             trial.RecordSuccess();
             LastSentAt = now;
@@ -121,49 +127,6 @@ public sealed class HeartbeatLoop : IAsyncDisposable
         _ => "error",
     };
 
-    private async Task RunAsync(CancellationToken stopping)
-    {
-        var interval = _redis.Options.HeartbeatInterval;
-        var health = _redis.Loops.Register(LoopNames.Heartbeat, _coordinator.Id, interval);
-        string? reason = null;
-        try
-        {
-            using var timer = new PeriodicTimer(interval, _redis.Time);
-            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
-            {
-                await health.RunPassAsync(BeatAsync, _logger, stopping).ConfigureAwait(false);
-                if (_coordinator.IsSuperseded)
-                {
-                    return;
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            // stopped
-        }
-#pragma warning disable CA1031 // only the timer itself can get here; readiness reports the loop stopped
-        catch (Exception e)
-#pragma warning restore CA1031
-        {
-            reason = $"{e.GetType().Name}: {e.Message}";
-        }
-        finally
-        {
-            // A superseded instance stops beating on purpose: its successor owns the ID.
-            health.Ended(stopping.IsCancellationRequested || _coordinator.IsSuperseded, _logger, reason);
-        }
-    }
-
     /// <summary>Stops the loop; no further heartbeats are written.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
-        {
-            await _loop.ConfigureAwait(false);
-        }
-
-        _stopping.Dispose();
-    }
+    public ValueTask DisposeAsync() => _loop.DisposeAsync();
 }

@@ -8,7 +8,7 @@ namespace Cfn.Coordination.Loop;
 /// Settings of a coordinator's work loop. Each documents the environment variable that sets it; a bad value is a
 /// <see cref="ValidationException"/> naming the variable.
 /// </summary>
-public sealed class LoopOptions
+public sealed record LoopOptions
 {
     /// <summary>Validators asked per work item (<c>VALIDATORS_PER_ITEM</c>, 2; fewer when fewer are live).</summary>
     public int ValidatorsPerItem { get; set; } = 2;

@@ -85,7 +85,7 @@ public sealed class WorkGenerator
 
     /// <summary>Tops the queues up every <see cref="WorkGeneratorOptions.Interval"/> until cancelled.</summary>
     public Task RunAsync(CancellationToken cancellationToken) =>
-        BackgroundLoop.RunPeriodicAsync(_loops.Register(LoopNames.WorkGenerator, null, _options.Interval), _options.Interval, _time, async () =>
+        new BackgroundLoop(_loops, LoopNames.WorkGenerator, null, _options.Interval, async _ =>
         {
             try
             {
@@ -95,7 +95,7 @@ public sealed class WorkGenerator
             {
                 _logger.LogWarning("Redis error while generating work: {Error}", RedisErrors.FirstClause(e));
             }
-        }, _logger, cancellationToken, passAtOnce: true);
+        }, _logger, _time) { PassAtStart = true }.RunAsync(cancellationToken);
 
     /// <summary>One pass: every queue below the target gets the missing items; returns how many were queued.</summary>
     public async Task<int> TopUpAsync()

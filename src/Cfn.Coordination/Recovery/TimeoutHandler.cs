@@ -19,8 +19,8 @@ public sealed class TimeoutHandler : IAsyncDisposable
     private readonly RedisContext _redis;
     private readonly RecoveryOptions _options;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stopping = new();
-    private readonly List<Task> _loops = [];
+    private readonly BackgroundLoop _stuckWaits;
+    private readonly BackgroundLoop _batchCleanup;
 
     /// <summary>Creates the handler and its parts.</summary>
     public TimeoutHandler(
@@ -46,6 +46,8 @@ public sealed class TimeoutHandler : IAsyncDisposable
         BatchCleanup = new BatchCleanup(redis, options, recoveryMetrics, Cleanup);
         Unblocker = new ForceUnblocker(redis);
         TimeoutCheck = new CoordinatorTimeoutCheck(redis, options);
+        _stuckWaits = Every(LoopNames.StuckWaits, options.StuckWaitGrace, CheckWaitsAsync);
+        _batchCleanup = Every(LoopNames.BatchCleanup, options.CleanupInterval, async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false));
     }
 
     /// <summary>This handler's name.</summary>
@@ -82,9 +84,8 @@ public sealed class TimeoutHandler : IAsyncDisposable
     public void Start()
     {
         Monitor.Start();
-        _loops.Add(EveryAsync(LoopNames.StuckWaits, _options.StuckWaitGrace, CheckWaitsAsync, _stopping.Token));
-        _loops.Add(EveryAsync(LoopNames.BatchCleanup, _options.CleanupInterval,
-            async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false), _stopping.Token));
+        _stuckWaits.Start();
+        _batchCleanup.Start();
         _logger.LogInformation("Timeout handler started handler={HandlerId} heartbeatMonitoring={Monitoring} autoEscalation={Escalation}",
             HandlerId, _options.EnableHeartbeatMonitoring, _options.EnableAutoEscalation);
     }
@@ -97,8 +98,8 @@ public sealed class TimeoutHandler : IAsyncDisposable
         LastDeadlocks = await Deadlocks.DetectAsync(blocking.Select(b => (string)b!)).ConfigureAwait(false);
     }
 
-    private Task EveryAsync(string loop, TimeSpan period, Func<Task> work, CancellationToken stopping) =>
-        BackgroundLoop.RunPeriodicAsync(_redis.Loops.Register(loop, null, period), period, _redis.Time, async () =>
+    private BackgroundLoop Every(string loop, TimeSpan period, Func<Task> work) =>
+        new(_redis.Loops, loop, null, period, async _ =>
         {
             try
             {
@@ -108,14 +109,12 @@ public sealed class TimeoutHandler : IAsyncDisposable
             {
                 _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
             }
-        }, _logger, stopping);
+        }, _logger, _redis.Time);
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        await Task.WhenAll(_stuckWaits.DisposeAsync().AsTask(), _batchCleanup.DisposeAsync().AsTask()).ConfigureAwait(false);
         await Monitor.DisposeAsync().ConfigureAwait(false);
-        _stopping.Dispose();
     }
 }

@@ -9,34 +9,71 @@ namespace Cfn.Coordination.Redis;
 /// </summary>
 internal static class RedisScripts
 {
-    public static readonly string SendSignal = WithActivity("lib_send.lua") + Load("send_signal.lua");
-    public static readonly string SendAndWait = WithActivity("lib_send.lua") + Load("send_and_wait.lua");
-    public static readonly string ConsumeSignal = Load("lib_inbox.lua") + Load("consume_signal.lua");
-    public static readonly string InboxNext = Load("lib_inbox.lua") + Load("inbox_next.lua");
-    public static readonly string Ack = WithActivity("ack.lua");
-    public static readonly string Heartbeat = Load("heartbeat.lua");
-    public static readonly string EpochClaim = Load("epoch_claim.lua");
-    public static readonly string Activity = WithActivity("activity.lua");
-    public static readonly string WaitBegin = WithActivity("wait_begin.lua");
-    public static readonly string WorkCas = Load("lib_stamp.lua") + Load("work_cas.lua");
-    public static readonly string WorkRequeue = Load("lib_stamp.lua") + Load("work_requeue.lua");
-    public static readonly string MonitorCheck = Load("monitor_check.lua");
-    public static readonly string CleanupCoordinator = Load("cleanup_coordinator.lua");
-    public static readonly string MoveSignal = Load("move_signal.lua");
-    public static readonly string CompareAndSet = Load("compare_and_set.lua");
-    public static readonly string HashCompareAndSet = Load("hash_compare_and_set.lua");
-    public static readonly string CompareAndDelete = Load("compare_and_delete.lua");
-    public static readonly string WorkEnqueue = Load("work_enqueue.lua");
-    public static readonly string WorkRequeueTaken = Load("work_requeue_taken.lua");
-    public static readonly string WorkUntake = Load("work_untake.lua");
-    public static readonly string ValidatorRecord = Load("validator_record.lua");
-    public static readonly string ResendSignal = Load("lib_send.lua") + Load("resend_signal.lua");
-    public static readonly string DeliverSignal = Load("lib_send.lua") + Load("deliver_signal.lua");
-    public static readonly string DeleteInboxIfEmpty = Load("delete_inbox_if_empty.lua");
+    public static readonly string SendSignal = Sending("send_signal.lua", activity: true);
+    public static readonly string SendAndWait = Sending("send_and_wait.lua", activity: true);
+    public static readonly string ResendSignal = Sending("resend_signal.lua", activity: false);
+    public static readonly string DeliverSignal = Sending("deliver_signal.lua", activity: false);
+    public static readonly string ConsumeSignal = Compose("lib_inbox.lua", "consume_signal.lua");
+    public static readonly string InboxNext = Compose("lib_inbox.lua", "inbox_next.lua");
+    public static readonly string MoveSignal = Compose("lib_inbox.lua", "move_signal.lua");
+    public static readonly string Ack = Compose("lib_activity.lua", "ack.lua");
+    public static readonly string Heartbeat = Compose("heartbeat.lua");
+    public static readonly string EpochClaim = Compose("epoch_claim.lua");
+    public static readonly string Activity = Compose("lib_activity.lua", "activity.lua");
+    public static readonly string WaitBegin = Compose("lib_activity.lua", "wait_begin.lua");
+    public static readonly string WorkCas = Compose("work_cas.lua");
+    public static readonly string WorkRequeue = Compose("work_requeue.lua");
+    public static readonly string MonitorCheck = Compose("monitor_check.lua");
+    public static readonly string CleanupCoordinator = Compose("cleanup_coordinator.lua");
+    public static readonly string CompareAndSet = Compose("compare_and_set.lua");
+    public static readonly string HashCompareAndSet = Compose("hash_compare_and_set.lua");
+    public static readonly string CompareAndDelete = Compose("compare_and_delete.lua");
+    public static readonly string WorkEnqueue = Compose("work_enqueue.lua");
+    public static readonly string WorkRequeueTaken = Compose("work_requeue_taken.lua");
+    public static readonly string WorkUntake = Compose("work_untake.lua");
+    public static readonly string ValidatorRecord = Compose("validator_record.lua");
+    public static readonly string DeleteInboxIfEmpty = Compose("delete_inbox_if_empty.lua");
 
-    /// <summary>A script that records progress: <c>lib_activity.lua</c> (its K7 write) goes first. (<c>lib_inbox.lua</c>, the
-    /// consume step, goes first in the two inbox scripts the same way.)</summary>
-    private static string WithActivity(string name) => Load("lib_activity.lua") + Load(name);
+    /// <summary>
+    /// A script with the libraries it uses in front: <c>lib_common.lua</c> (Redis time, time stamping, the epoch fence)
+    /// always, then the named ones, then the script itself. Lua's local functions must be defined before their use.
+    /// </summary>
+    private static string Compose(params string[] names) => Load("lib_common.lua") + string.Concat(names.Select(Load));
+
+    /// <summary>A send script: the inbox functions, the send checks (<c>lib_send.lua</c>), and the K7 write when it records progress.</summary>
+    private static string Sending(string name, bool activity) =>
+        activity ? Compose("lib_inbox.lua", "lib_activity.lua", "lib_send.lua", name) : Compose("lib_inbox.lua", "lib_send.lua", name);
+
+    /// <summary>
+    /// Whether a script refused its writer at the epoch fence: every fenced script replies <c>{'fenced', currentEpoch}</c>
+    /// (<c>lib_common.lua</c>'s <c>fence</c>), whatever its other replies look like.
+    /// </summary>
+    public static bool IsFenced(RedisResult reply, out string? currentEpoch)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        if (reply.Resp2Type == ResultType.Array && reply.Length == 2 && reply[0].Resp2Type == ResultType.BulkString && (string?)reply[0] == "fenced")
+        {
+            currentEpoch = (string?)reply[1];
+            return true;
+        }
+
+        currentEpoch = null;
+        return false;
+    }
+
+    /// <summary>The same for a script whose replies are all arrays.</summary>
+    public static bool IsFenced(RedisResult[] reply, out string? currentEpoch)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        if (reply.Length == 2 && reply[0].Resp2Type == ResultType.BulkString && (string?)reply[0] == "fenced")
+        {
+            currentEpoch = (string?)reply[1];
+            return true;
+        }
+
+        currentEpoch = null;
+        return false;
+    }
 
     private static string Load(string name)
     {

@@ -22,10 +22,8 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
     private readonly LoopHealth _loops;
     private readonly TimeSpan _period;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _stopping = new();
-    private readonly SemaphoreSlim _changed = new(0);
     private readonly HashSet<CircuitBreaker> _watched = [];
-    private Task? _loop;
+    private readonly BackgroundLoop _loop;
 
     public BreakerStatePublisher(CircuitBreakerRegistry registry, IDatabase database, string processId, string roles, TimeSpan? period = null, ILogger? logger = null,
         LoopHealth? loops = null)
@@ -39,10 +37,15 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         _period = period ?? TimeSpan.FromSeconds(10);
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _loops = loops ?? LoopHealth.Detached();
+        _loop = new BackgroundLoop(_loops, LoopNames.BreakerStates, null, _period, _ => PublishOnceAsync(), _logger)
+        {
+            Schedule = LoopSchedule.AfterPass,
+            PassAtStart = true,
+        };
     }
 
     /// <summary>Publishes now, then on every transition and every period.</summary>
-    public void Start() => _loop ??= RunAsync(_stopping.Token);
+    public void Start() => _loop.Start();
 
     /// <summary>Writes the current states once.</summary>
     public async Task PublishAsync()
@@ -52,7 +55,7 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         {
             foreach (var breaker in breakers.Where(_watched.Add))
             {
-                breaker.StateChanged += (_, _) => _changed.Release();
+                breaker.StateChanged += (_, _) => _loop.Wake();
             }
         }
 
@@ -91,47 +94,23 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         return [.. reports.OrderBy(r => r.ProcessId, StringComparer.Ordinal)];
     }
 
-    private async Task RunAsync(CancellationToken cancellationToken)
+    private async Task PublishOnceAsync()
     {
-        var health = _loops.Register(LoopNames.BreakerStates, null, _period);
         try
         {
-            while (!cancellationToken.IsCancellationRequested)
-            {
-                await health.RunPassAsync(async () =>
-                {
-                    try
-                    {
-                        await PublishAsync().ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is RedisException or TimeoutException)
-                    {
-                        // The redis breaker reports the outage itself; the next period tries again.
-                        _logger.LogDebug("Breaker states not published: {Error}", RedisErrors.FirstClause(e));
-                    }
-                }, _logger, cancellationToken).ConfigureAwait(false);
-
-                await _changed.WaitAsync(_period, cancellationToken).ConfigureAwait(false);
-            }
+            await PublishAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            // stopping
-        }
-        finally
-        {
-            health.Ended(cancellationToken.IsCancellationRequested, _logger);
+            // The redis breaker reports the outage itself; the next period tries again.
+            _logger.LogDebug("Breaker states not published: {Error}", RedisErrors.FirstClause(e));
         }
     }
 
+    /// <summary>Stops the loop and removes this process's report.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
-        {
-            await _loop.ConfigureAwait(false);
-        }
-
+        await _loop.DisposeAsync().ConfigureAwait(false);
         try
         {
             await _database.KeyDeleteAsync(Keys.Breakers(_processId)).ConfigureAwait(false);
@@ -141,8 +120,5 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
         {
             // expires on its own
         }
-
-        _stopping.Dispose();
-        _changed.Dispose();
     }
 }

@@ -157,6 +157,11 @@ public sealed class SignalInbox
             throw _coordinator.Signals.Failed(send, e);
         }
 
+        if (RedisScripts.IsFenced(reply, out var currentEpoch))
+        {
+            throw _coordinator.Superseded("signal receive", currentEpoch);
+        }
+
         var key = (string)Keys.Signal(self)!;
         switch ((long)reply[0])
         {
@@ -172,8 +177,9 @@ public sealed class SignalInbox
             case SignalSender.RefusedInboxFull:
                 throw _coordinator.Signals.InboxFull(signed, (long)reply[1]);
             default:
-                // -1, and the escalation refusals, which the fence precedes: this instance's epoch is no longer current.
-                throw _coordinator.Superseded("signal receive", (long)reply[0] == -1 ? (string?)reply[1] : null);
+                // The escalation refusals: the receiver's own fence passed, yet its record says it was declared dead, so
+                // this instance is no longer the current one.
+                throw _coordinator.Superseded("signal receive", null);
         }
     }
 

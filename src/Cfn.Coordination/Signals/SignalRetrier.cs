@@ -308,6 +308,11 @@ public sealed class SignalRetrier
                 [.. SignalSender.SendArguments(Redis, Json.Serialize(signal), signal, _coordinator.Epoch), entryId ?? string.Empty,
                     Options.MaxInboxSearch])
                 .ConfigureAwait(false))!;
+            if (RedisScripts.IsFenced(reply, out var currentEpoch))
+            {
+                throw _coordinator.Superseded("signal retry", currentEpoch);
+            }
+
             var code = (long)reply[0];
             var entry = (string?)reply[1];
             switch (code)
@@ -330,8 +335,6 @@ public sealed class SignalRetrier
                     signal = next;
                     entryId = null; // an entry of the old receiver's inbox means nothing in the replacement's
                     continue;
-                case < 0:
-                    throw _coordinator.Superseded("signal retry", entry);
                 case 1 or 2:
                     Telemetry.SignalsSent.WithLabels(_coordinator.Id, signal.Type).Inc();
                     _logger.LogInformation(
@@ -440,57 +443,8 @@ public sealed class SignalRetrier
     }
 
     /// <summary>Validates like <see cref="SignalSender.SendAsync"/> and builds the signed signal every attempt re-sends.</summary>
-    private Signal Build(string receiverId, string signalType, int iteration, JsonElement? payload, string? idempotencyKey)
-    {
-        var senderId = _coordinator.Id;
-        var type = SignalTypes.Normalize(signalType);
-        try
-        {
-            Ids.RequireName(receiverId, "receiverId");
-            if (type is null)
-            {
-                throw new InvalidIdException("signalType", "must be one of " + string.Join(", ", SignalTypes.All), signalType);
-            }
-
-            if (idempotencyKey is not null)
-            {
-                Ids.RequireName(idempotencyKey, "idempotencyKey");
-            }
-
-            if (iteration < 0)
-            {
-                throw new ArgumentOutOfRangeException(nameof(iteration), iteration, "iteration must be 0 or more");
-            }
-        }
-        catch (ArgumentException)
-        {
-            Telemetry.SignalsFailed.WithLabels(senderId, type ?? "unknown", "validation").Inc();
-            throw;
-        }
-
-        var timestamp = _coordinator.NextSignalTimestamp();
-        var messageId = string.Create(CultureInfo.InvariantCulture,
-            $"{senderId}:{receiverId}:{type}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
-        var signal = SignalSignatures.Sign(_coordinator.SigningKeys, new Signal
-        {
-            Timestamp = timestamp,
-            SenderId = senderId,
-            ReceiverId = receiverId,
-            Iteration = iteration,
-            Type = type,
-            Payload = payload is { ValueKind: JsonValueKind.Undefined } ? null : payload,
-            MessageId = messageId,
-        });
-        var payloadBytes = signal.Payload is { } p ? Encoding.UTF8.GetByteCount(p.GetRawText()) : 0;
-        if (payloadBytes > Redis.Options.MaxPayloadBytes)
-        {
-            Telemetry.SignalsFailed.WithLabels(senderId, type, "validation").Inc();
-            throw new ArgumentException(
-                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
-        }
-
-        return signal;
-    }
+    private Signal Build(string receiverId, string signalType, int iteration, JsonElement? payload, string? idempotencyKey) =>
+        SignalBuilder.Build(_coordinator, receiverId, signalType, iteration, payload, idempotencyKey, receiverEpoch: null, typeField: "signalType");
 
     /// <summary>How one attempt ended; <paramref name="Refusal"/> is a <see cref="SignalDeliveryException.Reason"/> when nothing was written.</summary>
     private sealed record AttemptOutcome(SignalAck? Ack, string? Error, bool Forced, string? EntryId, Signal Signal, string? Refusal);

@@ -105,54 +105,7 @@ public sealed class SignalSender
     /// </summary>
     internal PreparedSend Prepare(string receiverId, string type, int iteration, JsonElement? payload, string? idempotencyKey, long? receiverEpoch)
     {
-        var senderId = _coordinator.Id;
-        var normalizedType = SignalTypes.Normalize(type);
-        try
-        {
-            Ids.RequireName(receiverId, "receiverId");
-            if (normalizedType is null)
-            {
-                throw new InvalidIdException("type", "must be one of " + string.Join(", ", SignalTypes.All), type);
-            }
-
-            if (idempotencyKey is not null)
-            {
-                Ids.RequireName(idempotencyKey, "idempotencyKey");
-            }
-
-            if (iteration < 0)
-            {
-                throw new ArgumentOutOfRangeException(nameof(iteration), iteration, "iteration must be 0 or more");
-            }
-        }
-        catch (ArgumentException)
-        {
-            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType ?? "unknown", "validation").Inc();
-            throw;
-        }
-
-        var timestamp = _coordinator.NextSignalTimestamp();
-        var messageId = string.Create(CultureInfo.InvariantCulture,
-            $"{senderId}:{receiverId}:{normalizedType}:{iteration}:{idempotencyKey ?? timestamp.ToString(CultureInfo.InvariantCulture)}");
-        var signal = SignalSignatures.Sign(Signing, new Signal
-        {
-            Timestamp = timestamp,
-            SenderId = senderId,
-            ReceiverId = receiverId,
-            Iteration = iteration,
-            Type = normalizedType,
-            Payload = payload is { ValueKind: JsonValueKind.Undefined } ? null : payload,
-            MessageId = messageId,
-            ReceiverEpoch = receiverEpoch,
-        });
-        var payloadBytes = signal.Payload is { } p ? System.Text.Encoding.UTF8.GetByteCount(p.GetRawText()) : 0;
-        if (payloadBytes > Redis.Options.MaxPayloadBytes)
-        {
-            Telemetry.SignalsFailed.WithLabels(senderId, normalizedType, "validation").Inc();
-            throw new ArgumentException(
-                $"payload exceeds maximum size of {Redis.Options.MaxPayloadBytes} bytes (got {payloadBytes})", nameof(payload));
-        }
-
+        var signal = SignalBuilder.Build(_coordinator, receiverId, type, iteration, payload, idempotencyKey, receiverEpoch, typeField: "type");
         return new PreparedSend(signal, Json.Serialize(signal), 0);
     }
 
@@ -183,6 +136,11 @@ public sealed class SignalSender
     /// </summary>
     internal async Task<PreparedSend?> RedirectAsync(PreparedSend send, RedisResult[] reply)
     {
+        if (RedisScripts.IsFenced(reply, out _))
+        {
+            return null; // Complete says superseded
+        }
+
         switch ((long)reply[0])
         {
             case RefusedInboxFull:
@@ -304,9 +262,9 @@ public sealed class SignalSender
     internal SignalDeliveryResult Complete(PreparedSend send, RedisResult[] reply)
     {
         var key = Keys.Signal(send.ReceiverId);
-        if ((long)reply[0] < 0)
+        if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
-            throw _coordinator.Superseded("signal send", (string?)reply[1]);
+            throw _coordinator.Superseded("signal send", currentEpoch);
         }
 
         if ((long)reply[0] == 0)

@@ -30,11 +30,10 @@ public sealed class CoordinatorHost : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly HashSet<Task> _work = [];
-    private readonly AsyncSignal _wake = new();
     private readonly SemaphoreSlim _reportLock = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Action<RedisChannel, RedisValue> _onWake;
-    private Task? _loop;
+    private readonly BackgroundLoop _loop;
     private int _disposed;
 
     /// <summary>Creates a host; <see cref="StartAsync"/> registers it.</summary>
@@ -50,7 +49,13 @@ public sealed class CoordinatorHost : IAsyncDisposable
         _options.Validate();
         _spawns = new SpawnRequests(redis.Database, redis.Time, _options.SpawnTtlSeconds);
         _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Swarms.CoordinatorHost");
-        _onWake = (_, _) => _wake.Set();
+        _onWake = (_, _) => _loop!.Wake();
+        _loop = new BackgroundLoop(redis.Loops, LoopNames.CoordinatorHost, HostId, _options.HostReportInterval, PassAsync, _logger, redis.Time)
+        {
+            // StartAsync has just written the record: the first pass only reads the commands.
+            Schedule = LoopSchedule.AfterPass,
+            PassAtStart = true,
+        };
     }
 
     /// <summary>This host's ID.</summary>
@@ -77,7 +82,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
         await _redis.Multiplexer.GetSubscriber().SubscribeAsync(Keys.HostChannel(HostId), _onWake).ConfigureAwait(false);
         await ReportAsync().ConfigureAwait(false);
-        _loop ??= LoopAsync(_stopping.Token);
+        _loop.Start();
         _logger.LogInformation("Coordinator host started host={HostId} capacity={Capacity}", HostId, Capacity);
     }
 
@@ -167,42 +172,21 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
     }
 
-    private async Task LoopAsync(CancellationToken stopping)
+    /// <summary>On a wake-up the pass reads the commands; when the report interval passed it also rewrites the record.</summary>
+    private async Task PassAsync(LoopPass pass)
     {
-        var health = _redis.Loops.Register(LoopNames.CoordinatorHost, HostId, _options.HostReportInterval);
+        if (!pass.Woken)
+        {
+            await ReportAsync().ConfigureAwait(false);
+        }
+
         try
         {
-            var woken = true;
-            while (!stopping.IsCancellationRequested)
-            {
-                var report = !woken;
-                await health.RunPassAsync(async () =>
-                {
-                    if (report)
-                    {
-                        await ReportAsync().ConfigureAwait(false);
-                    }
-
-                    try
-                    {
-                        await DrainCommandsAsync().ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is RedisException or TimeoutException)
-                    {
-                        _logger.LogWarning("Host commands not read host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
-                    }
-                }, _logger, stopping).ConfigureAwait(false);
-
-                woken = await _wake.WaitAsync(_options.HostReportInterval, stopping).ConfigureAwait(false);
-            }
+            await DrainCommandsAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
-            // stopping
-        }
-        finally
-        {
-            health.Ended(stopping.IsCancellationRequested, _logger);
+            _logger.LogWarning("Host commands not read host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
         }
     }
 
@@ -340,11 +324,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
-        {
-            await _loop.ConfigureAwait(false);
-        }
-
+        await _loop.DisposeAsync().ConfigureAwait(false);
         var database = _redis.Database;
         try
         {
@@ -390,7 +370,6 @@ public sealed class CoordinatorHost : IAsyncDisposable
 
         _logger.LogInformation("Coordinator host stopped host={HostId} coordinatorsStopped={Count}", HostId, entries.Length);
         _stopping.Dispose();
-        _wake.Dispose();
         _reportLock.Dispose();
     }
 

@@ -36,9 +36,7 @@ public sealed class SwarmManager : IAsyncDisposable
     private readonly long _staleMs;
     private readonly long _windowMs;
     private readonly SemaphoreSlim _passLock = new(1, 1);
-    private readonly AsyncSignal _wake = new();
     private readonly HashSet<string> _malformedSeen = new(StringComparer.Ordinal);
-    private readonly CancellationTokenSource _stopping = new();
     private readonly Action<RedisChannel, RedisValue> _onWake;
     private readonly Dictionary<string, long> _final = new(StringComparer.Ordinal);
     private readonly HashSet<string> _noRoomLogged = new(StringComparer.Ordinal);
@@ -50,7 +48,8 @@ public sealed class SwarmManager : IAsyncDisposable
     private readonly Dictionary<string, int> _lastTargets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _shortSince = new(StringComparer.Ordinal);
     private readonly WorkTransfer _work;
-    private Task? _loop;
+    private readonly BackgroundLoop _loop;
+    private bool _subscribed;
     private bool _holdsLease;
     private int _disposed;
 
@@ -85,8 +84,14 @@ public sealed class SwarmManager : IAsyncDisposable
         Spawning = new SpawningControl(redis);
         Spawns = new SpawnRequests(redis.Database, redis.Time, options.SpawnTtlSeconds);
         Status = new SwarmStatusReader(redis.Database, recovery.HeartbeatStaleThreshold, expectedCoordinators, options.SpawnTtlSeconds, redis.Time);
-        _onWake = (_, _) => _wake.Set();
+        _onWake = (_, _) => _loop!.Wake();
         _work = new WorkTransfer(redis, recoveryMetrics ?? new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), _logger);
+        _loop = new BackgroundLoop(redis.Loops, LoopNames.SwarmManager, null, options.Interval, _ => LoopPassAsync(), _logger, redis.Time)
+        {
+            // A pass on every wake-up (a spawn request, a scale), and at least every interval.
+            Schedule = LoopSchedule.AfterPass,
+            PassAtStart = true,
+        };
     }
 
     /// <summary>This manager's name (logs, <c>requestedBy</c>, the lease).</summary>
@@ -105,7 +110,7 @@ public sealed class SwarmManager : IAsyncDisposable
     public void Start()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        _loop ??= LoopAsync(_stopping.Token);
+        _loop.Start();
     }
 
     /// <summary>
@@ -656,7 +661,26 @@ public sealed class SwarmManager : IAsyncDisposable
     private Task<SwarmSnapshot> LoadAsync(long windowMs) =>
         SwarmSnapshot.LoadAsync(_redis.Database, windowMs, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds() - (_options.SpawnTtlSeconds * 1000L));
 
-    private async Task LoopAsync(CancellationToken stopping)
+    private async Task LoopPassAsync()
+    {
+        if (!_subscribed)
+        {
+            _subscribed = true;
+            await SubscribeAsync().ConfigureAwait(false);
+        }
+
+        // One bad pass must not end the manager: the loop logs and counts it, the next one retries.
+        try
+        {
+            await RunOnceAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            _logger.LogWarning("Redis error in swarm manager pass: {Error}", RedisErrors.FirstClause(e));
+        }
+    }
+
+    private async Task SubscribeAsync()
     {
         try
         {
@@ -670,35 +694,6 @@ public sealed class SwarmManager : IAsyncDisposable
 
         _logger.LogInformation("Swarm manager started manager={ManagerId} intervalMs={IntervalMs} spawnTimeoutMs={SpawnTimeoutMs}",
             ManagerId, (long)_options.Interval.TotalMilliseconds, (long)_options.SpawnTimeout.TotalMilliseconds);
-        var health = _redis.Loops.Register(LoopNames.SwarmManager, null, _options.Interval);
-        try
-        {
-            while (!stopping.IsCancellationRequested)
-            {
-                // One bad pass must not end the manager: the helper logs and counts it, the next one retries.
-                await health.RunPassAsync(async () =>
-                {
-                    try
-                    {
-                        await RunOnceAsync().ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is RedisException or TimeoutException)
-                    {
-                        _logger.LogWarning("Redis error in swarm manager pass: {Error}", RedisErrors.FirstClause(e));
-                    }
-                }, _logger, stopping).ConfigureAwait(false);
-
-                await _wake.WaitAsync(_options.Interval, stopping).ConfigureAwait(false);
-            }
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-            // stopping
-        }
-        finally
-        {
-            health.Ended(stopping.IsCancellationRequested, _logger);
-        }
     }
 
     /// <summary>Stops the loop and gives the reconcile lease back.</summary>
@@ -709,11 +704,7 @@ public sealed class SwarmManager : IAsyncDisposable
             return;
         }
 
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_loop is not null)
-        {
-            await _loop.ConfigureAwait(false);
-        }
+        await _loop.DisposeAsync().ConfigureAwait(false);
 
         try
         {
@@ -725,8 +716,6 @@ public sealed class SwarmManager : IAsyncDisposable
             _logger.LogWarning("Swarm manager lease left to expire manager={ManagerId}: {Error}", ManagerId, e.Message);
         }
 
-        _stopping.Dispose();
-        _wake.Dispose();
         _passLock.Dispose();
     }
 }

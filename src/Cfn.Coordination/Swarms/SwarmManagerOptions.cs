@@ -3,8 +3,11 @@ using System.ComponentModel.DataAnnotations;
 
 namespace Cfn.Coordination.Swarms;
 
-/// <summary>Settings of the swarm manager and of coordinator hosts (SPEC §3.6 extras). Each names the variable that sets it.</summary>
-public sealed class SwarmManagerOptions
+/// <summary>
+/// Settings of the swarm manager and of coordinator hosts (SPEC §3.6 extras). Each names the variable that sets it. Bound
+/// once per process and shared; a variant is a copy made with <c>with</c>, so a new setting is never dropped by a copy.
+/// </summary>
+public sealed record SwarmManagerOptions
 {
     /// <summary>Coordinators one host may run (<c>COORDINATOR_HOST_CAPACITY</c>, 8).</summary>
     [Range(1, 100_000, ErrorMessage = "COORDINATOR_HOST_CAPACITY must be between {1} and {2}")]

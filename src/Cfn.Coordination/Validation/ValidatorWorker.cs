@@ -382,8 +382,8 @@ public sealed class ValidatorWorker
     }
 
     private Task KeepRegisteredAsync(CancellationToken cancellationToken) =>
-        BackgroundLoop.RunPeriodicAsync(_validator.Redis.Loops.Register(LoopNames.ValidatorRegistration, ValidatorId, _options.RegistrationInterval),
-            _options.RegistrationInterval, _validator.Redis.Time, TryRegisterAsync, _logger, cancellationToken);
+        new BackgroundLoop(_validator.Redis.Loops, LoopNames.ValidatorRegistration, ValidatorId, _options.RegistrationInterval,
+            _ => TryRegisterAsync(), _logger, _validator.Redis.Time).RunAsync(cancellationToken);
 
     /// <summary>The Redis time (ms) a stream entry was added: the first part of its ID.</summary>
     private static long? EntryTime(string entryId)

@@ -51,8 +51,7 @@ internal sealed class WakeHub : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, KnownFate> _fates = new(StringComparer.Ordinal);
-    private readonly CancellationTokenSource _stopping = new();
-    private readonly Task _fallbackLoop;
+    private readonly BackgroundLoop _fallbackLoop;
     private Action<RedisChannel, RedisValue>? _onDeathNotice;
     private int _fullChecksOwed;
 
@@ -65,8 +64,9 @@ internal sealed class WakeHub : IAsyncDisposable
         _time = time;
         _multiplexer.ConnectionRestored += OnConnectionRestored;
         // One hub per connection of the pool: the instance tells them apart in readiness.
-        var health = loops.Register(LoopNames.AckFallback, "hub-" + Interlocked.Increment(ref s_hubs), fallbackInterval);
-        _fallbackLoop = BackgroundLoop.RunPeriodicAsync(health, fallbackInterval, time, CheckFallbackAsync, logger, _stopping.Token);
+        _fallbackLoop = new BackgroundLoop(loops, LoopNames.AckFallback, "hub-" + Interlocked.Increment(ref s_hubs), fallbackInterval,
+            _ => CheckFallbackAsync(), logger, time);
+        _fallbackLoop.Start();
     }
 
     /// <summary>Number of fallback MGETs sent (for tests and diagnostics).</summary>
@@ -536,9 +536,7 @@ internal sealed class WakeHub : IAsyncDisposable
             }
         }
 
-        await _stopping.CancelAsync().ConfigureAwait(false);
-        await _fallbackLoop.ConfigureAwait(false);
-        _stopping.Dispose();
+        await _fallbackLoop.DisposeAsync().ConfigureAwait(false);
         _subscriptionLock.Dispose();
     }
 

@@ -117,6 +117,9 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     /// <summary>Waits on peers that die (D18): the heartbeat monitor there judges only the test's own coordinators.</summary>
     public const int PeerDeathTests = 20;
 
+    /// <summary>Script library tests that read inbox views other tests' sweeps of database 0 may remove.</summary>
+    public const int ScriptLibraryTests = 21;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

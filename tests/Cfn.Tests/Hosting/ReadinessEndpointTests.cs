@@ -5,13 +5,15 @@ using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Cfn.Hosting;
 using Cfn.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Cfn.Tests.Hosting;
 
 /// <summary>
 /// <c>/health/ready</c> over real HTTP with a real Redis (database 25): 503 naming a periodic loop that completed no pass
-/// for three of its intervals and back to 200 once it passes again; 503 naming a loop that stopped without being asked to.
+/// for three of its intervals and back to 200 once it passes again; 503 naming a loop that stopped without being asked to;
+/// the exact bodies of <c>/health/live</c> and <c>/health/ready</c> as the runbook shows them.
 /// </summary>
 public sealed class ReadinessEndpointTests
 {
@@ -23,7 +25,7 @@ public sealed class ReadinessEndpointTests
         var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
             ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
         await using var redis = await RedisContext.ConnectAsync($"{endpoint},defaultDatabase={Db}", new CoordinationOptions());
-        await using var web = await TestWebApp.StartAsync(app => ReadinessEndpoint.Map(app, redis, () => [], "timeout-handler"));
+        await using var web = await StartAsync(new Source(redis, "timeout-handler"));
         var loops = redis.Loops;
 
         // The real periodic loop helper, every 100 ms, whose third pass hangs until released (a Redis call that never returns).
@@ -63,6 +65,53 @@ public sealed class ReadinessEndpointTests
         await UntilAsync(web, HttpStatusCode.OK);
         await stop.CancelAsync();
         await loop;
+    }
+
+    [Fact]
+    public async Task Live_AndReady_ExactBodiesAndHeaders()
+    {
+        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        await using var redis = await RedisContext.ConnectAsync($"{endpoint},defaultDatabase={Db}", new CoordinationOptions());
+        var source = new Source(redis, "coordinator");
+        await using var web = await StartAsync(source);
+
+        var live = await web.Loopback.GetAsync("/health/live");
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        Assert.Equal("""{"status":"ok"}""", await live.Content.ReadAsStringAsync());
+        Assert.Equal("application/json; charset=utf-8", live.Content.Headers.ContentType?.ToString());
+        Assert.Empty(live.Headers.CacheControl?.ToString() ?? "");
+
+        var ready = await web.Loopback.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal("""{"status":"ready","redis":"connected","roles":"coordinator"}""", await ready.Content.ReadAsStringAsync());
+        Assert.Equal("application/json; charset=utf-8", ready.Content.Headers.ContentType?.ToString());
+
+        // A coordinator without its first heartbeat: named, and the loops' field is null as before.
+        source.Waiting = ["coordinator-w"];
+        var waiting = await web.Loopback.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, waiting.StatusCode);
+        Assert.Equal("""{"status":"not_ready","redis":"connected","noHeartbeatYet":["coordinator-w"],"failingLoops":null}""",
+            await waiting.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>A web app with only the health endpoints, reading <paramref name="source"/>, on a free loopback port.</summary>
+    private static async Task<TestWebApp> StartAsync(Source source) =>
+        await TestWebApp.StartAsync(app => HealthEndpoints.Map(app), services =>
+        {
+            services.AddSingleton<IReadinessSource>(source);
+            services.AddReadinessChecks();
+        });
+
+    private sealed class Source(RedisContext redis, string roles) : IReadinessSource
+    {
+        public RedisContext Redis => redis;
+
+        public string Roles => roles;
+
+        public IReadOnlyList<string> Waiting { get; set; } = [];
+
+        public IReadOnlyList<string> NoHeartbeatYet() => Waiting;
     }
 
     private static async Task<JsonElement> UntilAsync(TestWebApp web, HttpStatusCode wanted)

@@ -4,6 +4,7 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace Cfn.Tests.Infrastructure;
@@ -30,10 +31,15 @@ public sealed class TestWebApp : IAsyncDisposable
     public HttpClient? External { get; }
 
     /// <summary>Builds the app, lets <paramref name="map"/> add endpoints, and starts it on free ports.</summary>
-    public static async Task<TestWebApp> StartAsync(Action<WebApplication> map, bool listenExternally = false)
+    public static Task<TestWebApp> StartAsync(Action<WebApplication> map, bool listenExternally = false) => StartAsync(map, _ => { }, listenExternally);
+
+    /// <summary>As <see cref="StartAsync(Action{WebApplication}, bool)"/>, with <paramref name="services"/> registered first.</summary>
+    public static async Task<TestWebApp> StartAsync(Action<WebApplication> map, Action<IServiceCollection> services, bool listenExternally = false)
     {
         ArgumentNullException.ThrowIfNull(map);
+        ArgumentNullException.ThrowIfNull(services);
         var builder = WebApplication.CreateSlimBuilder();
+        services(builder.Services);
         builder.Logging.ClearProviders();
         var port = FreePort(IPAddress.Loopback);
         var urls = new List<string> { $"http://127.0.0.1:{port}" };

@@ -12,14 +12,12 @@
 -- KEYS[5] coordinator:activity:{ackerId}   KEYS[6] coordinator:deadlines   ARGV[7..12] K7 JSON, TTL, time fields,
 -- ACKer ID, known deadline, starting timeout.
 -- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, {2, ARGV[1], time} when not stored because
--- the sender is gone, or {-1, currentEpoch, 0} when the ACKer was superseded.
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  redis.call('SET', KEYS[2], ARGV[5]) -- Redis lost its data: not a newer instance
-elseif epoch ~= ARGV[5] then
-  return {-1, epoch, 0}
+-- the sender is gone, or {'fenced', currentEpoch} when the ACKer was superseded.
+local fenced = fence(KEYS[2], ARGV[5])
+if fenced then
+  return fenced
 end
-local now = redis_now_ms()
+local now = now_ms()
 if KEYS[5] then
   record_activity(KEYS[5], KEYS[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], now)
 end

@@ -4,13 +4,11 @@
 -- ARGV[1] K7 JSON without its time fields   ARGV[2] TTL (s)   ARGV[3] comma-separated names of the fields that get the Redis time
 -- ARGV[4] the writer's epoch   ARGV[5] coordinator id
 -- ARGV[6] earliest known wait deadline (Redis ms, 0 = none)   ARGV[7] timeout (ms) of a wait starting now (0 = none)
--- Returns the time written in ms, or -1 when the writer was superseded.
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  redis.call('SET', KEYS[2], ARGV[4]) -- Redis lost its data: not a newer instance
-elseif epoch ~= ARGV[4] then
-  return -1
+-- Returns the time written in ms, or {'fenced', currentEpoch} when the writer was superseded.
+local fenced = fence(KEYS[2], ARGV[4])
+if fenced then
+  return fenced
 end
-local now = redis_now_ms()
+local now = now_ms()
 record_activity(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now)
 return now

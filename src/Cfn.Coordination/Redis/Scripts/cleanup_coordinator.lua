@@ -8,8 +8,7 @@
 -- validator:heartbeat:{id} among them), so either kind's fresh heartbeat refuses the cleanup.
 -- Returns {'fresh', ms since the heartbeat} or {'ok', category, count, category, count, ...}.
 if ARGV[2] ~= '1' then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   local last = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
   local function newer(key)
     -- A key of another type is no heartbeat (and must not make the cleanup fail).

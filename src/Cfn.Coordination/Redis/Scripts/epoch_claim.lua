@@ -7,8 +7,7 @@
 -- Returns the new epoch.
 local epoch = redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 604800)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 return epoch

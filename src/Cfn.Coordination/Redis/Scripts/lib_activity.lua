@@ -3,15 +3,10 @@
 -- round trip per event (issue 6 row c).
 -- Writes the activity record K7 with its time fields set to `now` (Redis clock, D5) and keeps the coordinator's
 -- earliest wait deadline in the deadlines index (the stuck-wait check reads only that).
--- json: K7 without its time fields; stamp: comma-separated names of the fields that get `now`;
+-- json: K7 without its time fields; fields: comma-separated names of the fields that get `now`;
 -- known: earliest known wait deadline (Redis ms, 0 = none); starting: timeout (ms) of a wait starting now (0 = none).
-local function record_activity(activity_key, deadlines_key, json, ttl, stamp, id, known, starting, now)
-  local head = ''
-  for name in string.gmatch(stamp, '[^,]+') do
-    head = head .. '"' .. name .. '":' .. string.format('%d', now) .. ','
-  end
-  local record = json == '{}' and ('{' .. string.sub(head, 1, -2) .. '}') or ('{' .. head .. string.sub(json, 2))
-  redis.call('SET', activity_key, record, 'EX', ttl)
+local function record_activity(activity_key, deadlines_key, json, ttl, fields, id, known, starting, now)
+  redis.call('SET', activity_key, stamp(json, fields, now), 'EX', ttl)
   local deadline = tonumber(known)
   local timeout = tonumber(starting)
   if timeout > 0 and (deadline == 0 or now + timeout < deadline) then
@@ -22,10 +17,5 @@ local function record_activity(activity_key, deadlines_key, json, ttl, stamp, id
   else
     redis.call('ZREM', deadlines_key, id)
   end
-end
-
-local function redis_now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 

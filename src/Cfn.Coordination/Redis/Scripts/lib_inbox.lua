@@ -1,4 +1,5 @@
--- Shared by consume_signal.lua and inbox_next.lua: RedisScripts prepends it.
+-- Shared by every script that adds to or takes from an inbox (consume_signal, inbox_next, move_signal and, through
+-- lib_send.lua, the four send scripts): RedisScripts prepends it.
 -- Marks one inbox entry consumed (SPEC §2.2, D4): acknowledge it in the consumer group, remove it from the stream, and
 -- keep K2 truthful: deleted when nothing is left, otherwise showing the newest signal still pending.
 -- Returns the number of signals still pending.
@@ -20,3 +21,16 @@ local function consume_entry(inbox, view, id, group, ttl)
   return left
 end
 
+
+-- Appends one signal to a receiver's durable inbox (creating the stream and its consumer group on first use), shows it
+-- in the K2 view and announces it on the receiver's channel. Returns the stream entry ID.
+local function append_entry(inbox, view, group, message_id, json, ttl, channel)
+  if redis.call('EXISTS', inbox) == 0 then
+    redis.call('XGROUP', 'CREATE', inbox, group, '0', 'MKSTREAM')
+  end
+  local id = redis.call('XADD', inbox, '*', 'messageId', message_id, 'signal', json)
+  redis.call('EXPIRE', inbox, ttl)
+  redis.call('SET', view, json, 'EX', ttl)
+  redis.call('PUBLISH', channel, 'signal ' .. message_id)
+  return id
+end

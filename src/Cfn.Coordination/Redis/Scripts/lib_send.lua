@@ -1,4 +1,5 @@
--- Shared by send_signal.lua, send_and_wait.lua, resend_signal.lua and deliver_signal.lua: RedisScripts prepends it.
+-- Shared by send_signal.lua, send_and_wait.lua, resend_signal.lua and deliver_signal.lua: RedisScripts prepends it
+-- (after lib_inbox.lua, whose append_entry it uses).
 -- Delivering a signal (SPEC §2.1, D4). Scripts are not rolled back on error, so every check comes before the first
 -- write: a failed or refused send must not leave an idempotency record behind that would make its retry look like a
 -- duplicate.
@@ -8,19 +9,17 @@
 -- ARGV[1] signal JSON   ARGV[2] signal TTL (s)   ARGV[3] idempotency TTL (s)   ARGV[4] receiver channel
 -- ARGV[5] messageId     ARGV[6] consumer group   ARGV[7] the sender's epoch     ARGV[8] most signals pending per inbox
 -- Refusals (nothing written), as the first two reply elements:
---   {-1, currentEpoch}      the sender was superseded (a newer instance, or a replacement after it was declared dead)
+--   {'fenced', currentEpoch} the sender was superseded (a newer instance, or a replacement after it was declared dead)
 --   {-2, pendingSignals}    the receiver's inbox holds ARGV[8] signals already (SIGNAL_INBOX_MAX_LENGTH)
 --   {-3, replacementId}     the receiver was declared dead and escalated: send to its replacement instead
 --   {-4, replacementId|''}  the receiver was declared dead and no replacement is coming (escalation failed)
 
 -- The checks of the sender and of the keys' types. Returns nil and the inbox's type when the send may go on, or the
--- reply to return: {-1, currentEpoch}, or an error reply when the receiver's keys hold another type.
+-- reply to return: {'fenced', currentEpoch}, or an error reply when the receiver's keys hold another type.
 local function check_send()
-  local epoch = redis.call('GET', KEYS[4])
-  if not epoch then
-    redis.call('SET', KEYS[4], ARGV[7]) -- Redis lost its data: not a newer instance
-  elseif epoch ~= ARGV[7] then
-    return {-1, epoch}
+  local fenced = fence(KEYS[4], ARGV[7])
+  if fenced then
+    return fenced
   end
   local inbox_type = redis.call('TYPE', KEYS[2])['ok']
   local view_type = redis.call('TYPE', KEYS[3])['ok']
@@ -73,14 +72,7 @@ end
 -- Appends the signal to the receiver's durable inbox, shows it in the K2 view and announces it on the receiver's
 -- channel. Returns the stream entry ID.
 local function append_signal()
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[6], '0', 'MKSTREAM')
-  end
-  local id = redis.call('XADD', KEYS[2], '*', 'messageId', ARGV[5], 'signal', ARGV[1])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
-  redis.call('PUBLISH', ARGV[4], 'signal ' .. ARGV[5])
-  return id
+  return append_entry(KEYS[2], KEYS[3], ARGV[6], ARGV[5], ARGV[1], ARGV[2], ARGV[4])
 end
 
 -- One send: the checks, then the idempotency record, and only then the signal. Returns {1, streamEntryId} when

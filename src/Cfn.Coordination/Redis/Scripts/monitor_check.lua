@@ -10,8 +10,7 @@
 -- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead and dead_already), Redis ms when this coordinator
 -- next needs looking at (0 = never), 1 when its heartbeat key holds no readable heartbeat}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
 -- dead_escalating | dead_already.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then
   redis.call('HDEL', KEYS[2], ARGV[1])

@@ -11,7 +11,7 @@
 -- KEYS[1..6] as deliver_signal   KEYS[7] blocking:ack:{receiverId}:{messageId}
 -- ARGV[1..8] as deliver_signal   ARGV[9] inbox entry of an earlier attempt, or ''
 -- ARGV[10] most inbox entries searched for the messageId when ARGV[9] is ''
--- Returns {code, entryId}, or a refusal of lib_send.lua ({-1..-4, …}; nothing is written).
+-- Returns {code, entryId}, or a refusal of lib_send.lua ({'fenced', epoch} or {-2..-4, …}; nothing is written).
 local refused, inbox_type = check_send()
 if refused then
   return refused

@@ -5,11 +5,11 @@
 -- KEYS[9] blocking:ack:{receiverId}:{messageId}   KEYS[10] blocking:unblock:{senderId}
 -- ARGV[9..14] K7 JSON, TTL, time fields, sender ID, known deadline, starting timeout.
 -- Returns {1 or 0 (duplicate), streamEntryId or '', Redis time in ms, the ACK or false, the marker or false}, or a
--- refusal of lib_send.lua ({-1..-4, …}; nothing written).
+-- refusal of lib_send.lua ({'fenced', epoch} or {-2..-4, …}; nothing written).
 local sent = deliver_signal()
-if sent.err or sent[1] < 0 then
+if sent.err or sent[1] == 'fenced' or sent[1] < 0 then
   return sent
 end
-local now = redis_now_ms()
+local now = now_ms()
 record_activity(KEYS[7], KEYS[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
 return {sent[1], sent[2], now, redis.call('GET', KEYS[9]), redis.call('GET', KEYS[10])}

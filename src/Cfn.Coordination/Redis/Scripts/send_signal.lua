@@ -6,6 +6,6 @@ local sent = deliver_signal()
 if sent.err or sent[1] ~= 1 then
   return sent
 end
-local now = redis_now_ms()
+local now = now_ms()
 record_activity(KEYS[7], KEYS[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
 return {1, sent[2], now}

@@ -8,8 +8,7 @@
 -- ARGV[5] rolling window ms   ARGV[6] most entries kept per validator   ARGV[7] unique member suffix
 -- Returns the recorded duration (ms), or -1 for a registration only. Both sets are trimmed to the window and expire
 -- one window after their last write, so nothing grows without bound.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local window = tonumber(ARGV[5])
 if ARGV[4] ~= '1' then
   redis.call('ZADD', KEYS[2], now, ARGV[1])

@@ -3,14 +3,12 @@
 -- KEYS[1] coordinator:activity:{id}   KEYS[2] coordinator:epoch:{id}   KEYS[3] coordinator:deadlines
 -- KEYS[4..] the keys to read (the missing ACKs, then blocking:unblock:{id})
 -- ARGV[1..7] as activity.lua
--- Returns {time written in ms, value or false per key to read}, or {-1} when the writer was superseded (nothing read).
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  redis.call('SET', KEYS[2], ARGV[4]) -- Redis lost its data: not a newer instance
-elseif epoch ~= ARGV[4] then
-  return {-1}
+-- Returns {time written in ms, value or false per key to read}, or {'fenced', currentEpoch} when the writer was superseded (nothing read).
+local fenced = fence(KEYS[2], ARGV[4])
+if fenced then
+  return fenced
 end
-local now = redis_now_ms()
+local now = now_ms()
 record_activity(KEYS[1], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6], ARGV[7], now)
 local reply = {now}
 for i = 4, #KEYS do

@@ -10,12 +10,9 @@
 -- ARGV[7] the work ID (member of the owner indexes)   ARGV[8] the owner of KEYS[2]
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
 -- | {'owned_elsewhere', ownerId} (a create of a work ID whose record is under another coordinator's key)
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  -- Redis lost its data (restart without persistence): that is not a newer instance.
-  redis.call('SET', KEYS[3], ARGV[3])
-elseif epoch ~= ARGV[3] then
-  return {'fenced', epoch}
+local fenced = fence(KEYS[3], ARGV[3])
+if fenced then
+  return fenced
 end
 local json = stamp(ARGV[2], ARGV[5], now_ms())
 -- The owner index lists exactly the unfinished items of an owner, so adoption and hand-over never scan the keyspace.

@@ -1,0 +1,56 @@
+using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace Cfn.Coordination.Tests.Detection;
+
+/// <summary>
+/// A process restarting under the ID of a dead instance races the monitor's verdict on that instance. The new instance
+/// takes its epoch and shows itself alive in one script (<c>epoch_claim.lua</c>), so a verdict that comes after the
+/// claim, before the first heartbeat, finds a fresh ID and fences nothing; before this, the claim was a bare INCR and
+/// such a verdict fenced the new process (the 10-minute chaos run saw it crash or be counted as a false death).
+/// </summary>
+[Collection(RedisCollection.Name)]
+public sealed class RestartRaceTests(RedisServer server)
+{
+    [Fact]
+    public async Task EpochClaim_VerdictOnPreviousInstanceDue_NextPassFindsTheIdFreshAndFencesNothing()
+    {
+        await using var h = Harness.Create(server);
+        var options = RecoveryKit.FastOptions();
+        await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), TestIds.New("handler"));
+        var swarm = TestIds.New("swarm");
+        var previous = await h.StartAsync(swarmId: swarm);
+        var id = previous.Id;
+        await previous.AbandonAsync();
+        try
+        {
+            // Passes until the previous instance holds all its warnings but the last: the next due pass would declare it dead.
+            Assert.True(await RecoveryKit.EventuallyAsync(async () =>
+            {
+                var pass = await handler.Monitor.RunOnceAsync();
+                Assert.DoesNotContain(pass.Deaths, d => d.CoordinatorId == id);
+                var state = (string?)await h.Database.HashGetAsync(Keys.Health, id);
+                return state is not null && state.StartsWith($"{options.MaxWarnings - 1}|", StringComparison.Ordinal);
+            }, TimeSpan.FromSeconds(10)), "the crashed instance never reached its last warning but one");
+
+            // A new instance claims its epoch (the first step of Coordinator.StartAsync); the monitor's next pass comes
+            // after the warning spacing and before the new instance's first heartbeat.
+            var claimed = (long)await h.Database.ScriptEvaluateAsync(RedisScripts.EpochClaim, [Keys.Epoch(id), Keys.Registry, Keys.Swarms], [id, swarm]);
+            Assert.Equal(previous.Epoch + 1, claimed);
+            await Task.Delay(options.MonitorInterval * 2); // past the spacing, so the pass judges rather than waits
+            var next = await handler.Monitor.RunOnceAsync();
+
+            Assert.DoesNotContain(next.Deaths, d => d.CoordinatorId == id);
+            Assert.Equal(claimed, (long)await h.Database.StringGetAsync(Keys.Epoch(id))); // no fence above the new epoch
+            Assert.False(await h.Database.HashExistsAsync(Keys.Health, id)); // judged recovered: warnings cleared
+            Assert.Equal(swarm, (string?)await h.Database.HashGetAsync(Keys.Swarms, id));
+        }
+        finally
+        {
+            await h.Database.SortedSetRemoveAsync(Keys.Registry, id);
+            await h.Database.HashDeleteAsync(Keys.Swarms, id);
+        }
+    }
+}
