@@ -1,5 +1,5 @@
 // cfn benchmarks (issue 6): every row of the table beside the Redis round-trip floor (PING) measured in the same run.
-// Usage: dotnet Cfn.Bench.dll --redis HOST:PORT [--db N] [--quick] [--out FILE] [--table FILE] [--rows a,b,…]
+// Usage: dotnet Cfn.Bench.dll --redis HOST:PORT [--db N] [--quick] [--alloc-types] [--out FILE] [--table FILE] [--rows a,b,…]
 // `bash bench/run.sh [--quick]` starts a private redis-server (no persistence) and passes --redis. The database must be
 // empty: the bench flushes it between rows. Full mode rewrites the table in docs/benchmarks.md; quick mode writes a
 // table only when --table is given.
@@ -10,7 +10,7 @@ using Cfn.Bench;
 using Cfn.Bench.Rows;
 
 IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup()];
-string[] flags = ["--quick"];
+string[] flags = ["--quick", "--alloc-types"];
 string[] valued = ["--redis", "--out", "--table", "--db", "--rows"];
 for (var i = 0; i < args.Length; i++)
 {
@@ -20,7 +20,7 @@ for (var i = 0; i < args.Length; i++)
     }
     else if (!flags.Contains(args[i]))
     {
-        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --out FILE, --table FILE, --rows a,b,…)");
+        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --alloc-types, --out FILE, --table FILE, --rows a,b,…)");
     }
 }
 
@@ -53,6 +53,9 @@ if (size > 0)
     return Fail($"database {database} holds {size} keys; the bench flushes its database between rows, so it needs an empty one (bash bench/run.sh starts a private redis-server)");
 }
 
+// --alloc-types: after the run, the types that allocated most (sampled; see AllocationSampler).
+using var allocations = args.Contains("--alloc-types") ? new AllocationSampler() : null;
+allocations?.Start();
 var total = Stopwatch.StartNew();
 ctx.Floor = await Floor.MeasureAsync(ctx);
 Console.WriteLine($"floor: PING p50 {ctx.Floor.PingP50Ms} ms, p99 {ctx.Floor.PingP99Ms} ms");
@@ -73,6 +76,16 @@ foreach (var row in rows)
 }
 
 result["total_seconds"] = Math.Round(total.Elapsed.TotalSeconds, 1);
+if (allocations is not null)
+{
+    allocations.Stop();
+    Console.WriteLine("allocated bytes by type (sampled, whole run):");
+    foreach (var (type, share) in allocations.Top(25))
+    {
+        Console.WriteLine($"  {share,6:P1}  {type}");
+    }
+}
+
 await Report.WriteJsonAsync(outPath, result);
 Console.WriteLine($"wrote {outPath} ({total.Elapsed.TotalSeconds:0.0} s)");
 if (tablePath is not null)

@@ -74,9 +74,7 @@ public sealed class AckService
             ?? throw new InvalidIdException("signalType", "must be one of " + string.Join(", ", SignalTypes.All), signalType);
         var self = _coordinator.Id;
         var started = Redis.Time.GetTimestamp();
-        _logger.LogInformation(
-            "Received signal, sending immediate ACK signalId={SignalId} signalType={SignalType} source={Source} coordinatorId={CoordinatorId}",
-            signalId, signalType, senderId, self);
+        _logger.SendingImmediateAck(signalId, signalType, senderId, self);
 
         var ack = NewAck(signalId, signalType, phase, Ids.IsValidSignalId(handedOverFrom) ? handedOverFrom : null);
         var key = Keys.Ack(self, signalId);
@@ -132,9 +130,7 @@ public sealed class AckService
 
         var latencyMs = Math.Max(0, redisNow - sentAtMs);
         Telemetry.SignalLatency.WithLabels(self, signalType).Observe(latencyMs / 1000.0);
-        _logger.LogInformation(
-            "ACK sent successfully signalId={SignalId} coordinatorId={CoordinatorId} iteration={Iteration} ackKey={AckKey} ttl={Ttl} duration={DurationMs} signalLatencyMs={LatencyMs}",
-            signalId, self, ack.Iteration, (string)key!, Redis.Options.AckTtlSeconds,
+        _logger.AckSent(signalId, self, ack.Iteration, (string)key!, Redis.Options.AckTtlSeconds,
             (long)Redis.Time.GetElapsedTime(started).TotalMilliseconds, latencyMs);
         return ack;
     }

@@ -217,8 +217,10 @@ public sealed class AckWaiter
         var status = AckWaitStatus.Error;
         ExceptionDispatchInfo? failure = null;
 
-        _logger.LogInformation("Waiting for ACKs signalId={SignalId} coordinators={Coordinators} timeout={TimeoutMs}",
-            label, string.Join(',', targetIds), (long)limit.TotalMilliseconds);
+        if (_logger.IsEnabled(LogLevel.Information))
+        {
+            _logger.WaitingForAcks(label, string.Join(',', targetIds), (long)limit.TotalMilliseconds);
+        }
         var observer = _coordinator.WaitObserver;
         var info = observer is null ? null : new AckWaitInfo(_coordinator, label, targetIds, limit);
         Notify(observer, info, null);
@@ -401,9 +403,7 @@ public sealed class AckWaiter
                 break;
         }
 
-        _logger.LogInformation(
-            "ACK wait complete signalId={SignalId} received={Received} total={Total} duration={DurationMs} status={Status}",
-            label, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
+        _logger.AckWaitComplete(label, acks.Count, targets.Count, (long)duration.TotalMilliseconds, result.StatusLabel);
         Notify(observer, info, result);
         failure?.Throw();
         // The end of the wait reaches K7 without the caller waiting for it (one round trip less on the release path,

@@ -48,7 +48,11 @@ public static class Ids
 
     /// <summary>True when <paramref name="value"/> is a valid coordinator, swarm, agent or work ID.</summary>
     public static bool IsValidName(string? value) =>
-        value is { Length: > 0 and <= MaxNameLength } && value.All(IsSegmentChar);
+        value is { Length: > 0 and <= MaxNameLength } && !value.AsSpan().ContainsAnyExcept(SegmentChars);
+
+    /// <summary>[A-Za-z0-9_-]: checked on every key built, so vectorised and allocation-free (not LINQ over a string).</summary>
+    private static readonly System.Buffers.SearchValues<char> SegmentChars =
+        System.Buffers.SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
 
     /// <summary>True when <paramref name="value"/> is a valid signal or message ID.</summary>
     public static bool IsValidSignalId(string? value)

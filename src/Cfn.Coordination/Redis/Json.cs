@@ -15,6 +15,8 @@ internal static class Json
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         WriteIndented = false,
         NumberHandling = JsonNumberHandling.Strict,
+        // Generated code first (JsonContext); reflection only for a type it does not list.
+        TypeInfoResolver = JsonTypeInfoResolver.Combine(JsonContext.Default, new DefaultJsonTypeInfoResolver()),
     };
 
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
@@ -54,7 +56,7 @@ internal static class Json
 
     private static readonly JsonSerializerOptions StampOptions = new(Options)
     {
-        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { SkipNowMarkers } },
+        TypeInfoResolver = JsonTypeInfoResolver.Combine(JsonContext.Default, new DefaultJsonTypeInfoResolver()).WithAddedModifier(SkipNowMarkers),
     };
 
     /// <summary>
@@ -64,12 +66,19 @@ internal static class Json
     /// </summary>
     public static (string Json, string StampFields) SerializeForStamp<T>(T value)
     {
-        var info = StampOptions.GetTypeInfo(typeof(T));
-        var stamped = info.Properties
-            .Where(p => p.PropertyType == typeof(long) || p.PropertyType == typeof(long?))
-            .Where(p => p.Get?.Invoke(value!) is long v && v == NowMarker)
-            .Select(p => p.Name);
-        return (JsonSerializer.Serialize(value, StampOptions), string.Join(',', stamped));
+        // Runs for every activity, heartbeat and work write: a plain loop, no LINQ, and the typed metadata.
+        var info = (JsonTypeInfo<T>)StampOptions.GetTypeInfo(typeof(T));
+        string? stamped = null;
+        foreach (var property in info.Properties)
+        {
+            if ((property.PropertyType == typeof(long) || property.PropertyType == typeof(long?)) &&
+                property.Get?.Invoke(value!) is long v && v == NowMarker)
+            {
+                stamped = stamped is null ? property.Name : stamped + "," + property.Name;
+            }
+        }
+
+        return (JsonSerializer.Serialize(value, info), stamped ?? string.Empty);
     }
 
     private static void SkipNowMarkers(JsonTypeInfo info)

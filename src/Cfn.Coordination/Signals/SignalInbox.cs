@@ -264,9 +264,7 @@ public sealed class SignalInbox
             return null;
         }
 
-        _logger.LogInformation(
-            "Signal received messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} redelivery={Redelivery}",
-            signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
+        _logger.SignalReceived(signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
         var senderGone = new StrongBox<bool>();
         // The ACK script also records this coordinator's progress (K7).
         var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt, senderGone).ConfigureAwait(false);

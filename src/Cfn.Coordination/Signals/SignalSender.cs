@@ -280,9 +280,7 @@ public sealed class SignalSender
         }
 
         Telemetry.SignalsSent.WithLabels(send.SenderId, send.Type).Inc();
-        _logger.LogInformation(
-            "Signal sent successfully messageId={MessageId} senderId={SenderId} receiverId={ReceiverId} type={Type} iteration={Iteration} key={Key} ttl={Ttl}",
-            send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!, Redis.Options.SignalTtlSeconds);
+        _logger.SignalSent(send.MessageId, send.SenderId, send.ReceiverId, send.Type, send.Iteration, (string)key!, Redis.Options.SignalTtlSeconds);
         return new SignalDeliveryResult(true, send.MessageId, false, send.Timestamp, key!)
         {
             ReceiverId = send.ReceiverId,
