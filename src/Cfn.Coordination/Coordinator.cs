@@ -121,6 +121,25 @@ public sealed class Coordinator : IAsyncDisposable
     internal SigningKeys SigningKeys { get; }
 
     /// <summary>
+    /// The swarm validators run in: they are protocol participants, not members of a working swarm, and an instance started
+    /// in this swarm is a validator, with a heartbeat key of its own.
+    /// </summary>
+    public const string ValidatorSwarmId = Keys.ValidatorSwarm;
+
+    /// <summary>The options this coordinator runs with (payload limit, heartbeat interval, timeouts).</summary>
+    public CoordinationOptions Options => _redis.Options;
+
+    /// <summary>The clock this coordinator stamps and judges time by (the system clock unless a test gives its own).</summary>
+    public TimeProvider Time => _redis.Time;
+
+    /// <summary>
+    /// True when <paramref name="signature"/> (lowercase hex) is the HMAC-SHA256 of <paramref name="message"/> under the
+    /// shared secret, current or new, compared in constant time; for transports that authenticate a request themselves
+    /// (<c>POST /api/signals/receive</c>). Never throws: a malformed signature is simply invalid.
+    /// </summary>
+    public bool VerifySignature(string message, string? signature) => SigningKeys.Verify(message, signature);
+
+    /// <summary>
     /// Starts a coordinator instance: a new epoch, its wake-up channel, the first heartbeat and activity record, and
     /// (unless <paramref name="runHeartbeatLoop"/> is false) the periodic heartbeat.
     /// </summary>

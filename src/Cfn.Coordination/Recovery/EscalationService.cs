@@ -101,47 +101,6 @@ public sealed class EscalationService
         return resumed;
     }
 
-    /// <summary>
-    /// The escalations that are not over (for <c>cfn status</c>): of coordinators declared dead and still registered (their
-    /// escalation's steps are not done), and of replacements requested in the last <paramref name="sinceMs"/> whose record is
-    /// not final. Found through the health hash and the spawn index, never by scanning; one MGET.
-    /// </summary>
-    public static async Task<IReadOnlyList<EscalationRecord>> OpenAsync(IDatabase database, SpawnRequests spawns, long sinceMs)
-    {
-        ArgumentNullException.ThrowIfNull(database);
-        ArgumentNullException.ThrowIfNull(spawns);
-        var dead = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var entry in await database.HashGetAllAsync(Keys.Health).ConfigureAwait(false))
-        {
-            if (((string?)entry.Value)?.EndsWith("|dead", StringComparison.Ordinal) == true && Ids.IsValidName(entry.Name))
-            {
-                dead.Add(entry.Name!);
-            }
-        }
-
-        foreach (var newId in await spawns.ListAsync(sinceMs).ConfigureAwait(false))
-        {
-            if (await spawns.GetAsync(newId).ConfigureAwait(false) is { ReplacesCoordinatorId: { } replaced } && Ids.IsValidName(replaced))
-            {
-                dead.Add(replaced);
-            }
-        }
-
-        var ids = dead.Order(StringComparer.Ordinal).ToList();
-        var values = ids.Count == 0 ? [] : await database.StringGetAsync(ids.Select(id => Keys.Escalation(id)).ToArray()).ConfigureAwait(false);
-        var open = new List<EscalationRecord>();
-        for (var i = 0; i < ids.Count; i++)
-        {
-            if (Json.TryDeserialize<EscalationRecord>((string?)values[i], out var record, out _) &&
-                (record!.Step != EscalationSteps.Cleaned || !EscalationStatus.IsFinal(record.Status)))
-            {
-                open.Add(record);
-            }
-        }
-
-        return open;
-    }
-
     /// <summary>Work hand-over and requeue (the swarm manager requeues a failed replacement's work with it).</summary>
     public WorkTransfer Work => _work;
 

@@ -133,7 +133,7 @@ public sealed class SignalInbox
     /// <exception cref="ArgumentException">The signal is not addressed to this coordinator.</exception>
     /// <exception cref="SignalDeliveryException">Redis failed, or the inbox is full; nothing was written.</exception>
     /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
-    internal async Task<SignalDeliveryResult> EnqueueAsync(Signal signal)
+    public async Task<SignalDeliveryResult> EnqueueAsync(Signal signal)
     {
         ArgumentNullException.ThrowIfNull(signal);
         var self = _coordinator.Id;

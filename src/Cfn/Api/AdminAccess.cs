@@ -30,17 +30,3 @@ internal sealed class AdminAccess(string? token) : IEndpointFilter
         return ValueTask.FromResult<object?>(ApiErrors.Unauthorized());
     }
 }
-
-/// <summary>Errors as JSON <c>{error, code}</c> (SPEC §3.1).</summary>
-internal static class ApiErrors
-{
-    public static IResult BadRequest(string error, string code = "VALIDATION_ERROR") =>
-        Results.Json(new { error, code }, statusCode: StatusCodes.Status400BadRequest);
-
-    public static IResult NotFound(string error, string code) =>
-        Results.Json(new { error, code }, statusCode: StatusCodes.Status404NotFound);
-
-    public static IResult Unauthorized() =>
-        Results.Json(new { error = "Admin endpoint: call from loopback or send Authorization: Bearer $CFN_ADMIN_TOKEN", code = "UNAUTHORIZED" },
-            statusCode: StatusCodes.Status401Unauthorized);
-}

@@ -4,14 +4,12 @@ using System.Text.Json;
 using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Identity;
-using Cfn.Coordination.Recovery;
+using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
-using Cfn.Coordination.Work;
 using Cfn.Hosting;
-using StackExchange.Redis;
 
 namespace Cfn.Api;
 
@@ -32,10 +30,8 @@ internal sealed class CoordinatorApiOptions
 }
 
 /// <summary>
-/// The coordinator's endpoints (SPEC §3.1 #5, #7, #10–#13, #15). A process may host one coordinator or many
-/// (<c>cfn up</c>): every endpoint takes an optional query parameter <c>coordinatorId</c> (400 <c>INVALID_ID</c> when
-/// it breaks the ID rule, 404 <c>COORDINATOR_NOT_FOUND</c> when this process does not host it) and otherwise uses the
-/// process's primary coordinator. Reads are open; send, retry and retry-failed are admin endpoints (D12);
+/// The coordinator's endpoints (SPEC §3.1 #5, #7, #10–#13, #15), each for the coordinator <see cref="CoordinatorFilter"/>
+/// finds from the optional <c>coordinatorId</c> query parameter. Reads are open; send, retry and retry-failed are admin endpoints (D12);
 /// <c>/api/signals/receive</c> is authenticated by an HMAC of the receiver, the path and the body instead (see
 /// <see cref="SignReceive"/>).
 /// </summary>
@@ -48,10 +44,11 @@ internal static class CoordinatorEndpoints
     public const string SignatureHeader = "X-CFN-Signature";
 
     private const string SignaturePrefix = "sha256=";
-    private const int MaxWorkFences = 1000;
+
+    private const string SignalsPrefix = "/api/signals";
 
     /// <summary>The path of the HTTP delivery endpoint; it is part of what <see cref="SignReceive"/> signs.</summary>
-    public const string ReceivePath = "/api/signals/receive";
+    public const string ReceivePath = SignalsPrefix + "/receive";
 
     /// <summary>
     /// The value of <see cref="SignatureHeader"/> for a <c>/api/signals/receive</c> request:
@@ -74,15 +71,18 @@ internal static class CoordinatorEndpoints
     private static string ReceiveMessage(string timestamp, string receiverId, string path, string body) =>
         timestamp + "." + receiverId + "." + path + "." + body;
 
-    /// <summary>Maps the endpoints.</summary>
+    /// <summary>
+    /// Maps the coordinator's endpoints: <c>/api/coordinator/state</c>, <c>/api/signals/*</c>, <c>/api/locks/status</c>
+    /// (each for the coordinator <see cref="CoordinatorFilter"/> finds) and <c>/api/redis/pool-stats</c>.
+    /// </summary>
     /// <param name="app">The web application.</param>
     /// <param name="resolve">Finds a hosted coordinator by ID; null asks for the primary one. Returns null when unknown.</param>
     /// <param name="pool">The process's Redis pool (pool stats).</param>
     /// <param name="events">Recent warnings, errors and timeouts (state).</param>
-    /// <param name="options">Configuration view, extra state, retry settings, the HTTP-signal callback.</param>
-    /// <param name="admin">The D12 filter of mutating endpoints.</param>
-    public static void Map(
-        WebApplication app,
+    /// <param name="options">Configuration view, extra state, retry settings.</param>
+    /// <param name="admin">The filter of mutating endpoints (SPEC D12).</param>
+    public static void MapCoordinatorApi(
+        this IEndpointRouteBuilder app,
         Func<string?, Coordinator?> resolve,
         RedisPool pool,
         RecentEvents events,
@@ -94,138 +94,58 @@ internal static class CoordinatorEndpoints
         ArgumentNullException.ThrowIfNull(pool);
         ArgumentNullException.ThrowIfNull(events);
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(admin);
+        var coordinators = new CoordinatorFilter(resolve);
 
-        app.MapGet("/api/redis/pool-stats", () => Results.Json(pool.Stats()));
+        app.MapApiGroup("/api/redis").MapGet("/pool-stats", () => Results.Json(pool.Stats()));
 
-        app.MapGet("/api/coordinator/state", (HttpContext http) =>
-            Resolve(http, resolve, out var coordinator) ?? Results.Json(State(coordinator!, events, options)));
+        app.MapApiGroup("/api/coordinator").MapGet("/state", (HttpContext http) => Results.Json(State(http.Coordinator(), events, options)))
+            .AddEndpointFilter(coordinators);
 
-        app.MapPost("/api/signals/send", async (HttpContext http) =>
+        // The admin check runs before the coordinator lookup (as it always has), so an unauthorized caller learns nothing
+        // about which IDs this process hosts.
+        var signals = app.MapApiGroup("/api/signals");
+        signals.MapPost("/send", async (HttpContext http) =>
         {
-            if (Resolve(http, resolve, out var coordinator) is { } notFound)
-            {
-                return notFound;
-            }
+            var coordinator = http.Coordinator();
+            var (request, error) = await ReadSignalRequestAsync(http, coordinator, retry: false).ConfigureAwait(false);
+            return error ?? Results.Json(await coordinator.Signals
+                .SendAsync(request!.ReceiverId, request.SignalType, request.Iteration, request.Payload).ConfigureAwait(false));
+        }).AddEndpointFilter(admin).AddEndpointFilter(coordinators);
 
-            var (request, error) = await ReadSignalRequestAsync(http, coordinator!, retry: false).ConfigureAwait(false);
+        signals.MapPost("/retry", async (HttpContext http) =>
+        {
+            var coordinator = http.Coordinator();
+            var (request, error) = await ReadSignalRequestAsync(http, coordinator, retry: true).ConfigureAwait(false);
             if (error is not null)
             {
                 return error;
             }
 
-            return await Guard(async () => Results.Json(await coordinator!.Signals
-                .SendAsync(request!.ReceiverId, request.SignalType, request.Iteration, request.Payload).ConfigureAwait(false)))
-                .ConfigureAwait(false);
-        }).AddEndpointFilter(admin);
+            var retrier = new SignalRetrier(coordinator, options.Retry);
+            return Results.Json(await retrier.SendWithRetryAsync(request!.ReceiverId, request.SignalType,
+                request.Iteration, request.Payload, request.MaxRetries, cancellationToken: http.RequestAborted).ConfigureAwait(false));
+        }).AddEndpointFilter(admin).AddEndpointFilter(coordinators);
 
-        app.MapPost("/api/signals/retry", async (HttpContext http) =>
+        signals.MapPost("/retry-failed", async (HttpContext http) =>
         {
-            if (Resolve(http, resolve, out var coordinator) is { } notFound)
-            {
-                return notFound;
-            }
+            var retrier = new SignalRetrier(http.Coordinator(), options.Retry);
+            var summary = await retrier.RetryFailedAsync(http.RequestAborted).ConfigureAwait(false);
+            return Results.Json(new { retried = summary.Retried, succeeded = summary.Succeeded, failed = summary.Failed });
+        }).AddEndpointFilter(admin).AddEndpointFilter(coordinators);
 
-            var (request, error) = await ReadSignalRequestAsync(http, coordinator!, retry: true).ConfigureAwait(false);
-            if (error is not null)
-            {
-                return error;
-            }
+        // Block-bodied handlers returning a value: an expression body would bind as a RequestDelegate and drop the result.
+        signals.MapPost(ReceivePath[SignalsPrefix.Length..], async (HttpContext http) =>
+        {
+            return await ReceiveAsync(http, http.Coordinator(), options).ConfigureAwait(false);
+        })
+            .AddEndpointFilter(coordinators);
 
-            var retrier = new SignalRetrier(coordinator!, options.Retry);
-            return await Guard(async () => Results.Json(await retrier.SendWithRetryAsync(request!.ReceiverId, request.SignalType,
-                request.Iteration, request.Payload, request.MaxRetries, cancellationToken: http.RequestAborted).ConfigureAwait(false)))
-                .ConfigureAwait(false);
-        }).AddEndpointFilter(admin);
-
-        app.MapPost("/api/signals/retry-failed", async (HttpContext http) =>
+        app.MapApiGroup("/api/locks").MapGet("/status", async (HttpContext http) =>
         {
-            if (Resolve(http, resolve, out var coordinator) is { } notFound)
-            {
-                return notFound;
-            }
-
-            var retrier = new SignalRetrier(coordinator!, options.Retry);
-            return await Guard(async () =>
-            {
-                var summary = await retrier.RetryFailedAsync(http.RequestAborted).ConfigureAwait(false);
-                return Results.Json(new { retried = summary.Retried, succeeded = summary.Succeeded, failed = summary.Failed });
-            }).ConfigureAwait(false);
-        }).AddEndpointFilter(admin);
-
-        app.MapPost(ReceivePath, async (HttpContext http) =>
-        {
-            if (Resolve(http, resolve, out var coordinator) is { } notFound)
-            {
-                return notFound;
-            }
-
-            return await Guard(() => ReceiveAsync(http, coordinator!, options)).ConfigureAwait(false);
-        });
-
-        app.MapGet("/api/locks/status", async (HttpContext http) =>
-        {
-            if (Resolve(http, resolve, out var coordinator) is { } notFound)
-            {
-                return notFound;
-            }
-
-            return await Guard(async () => Results.Json(await LocksAsync(coordinator!).ConfigureAwait(false))).ConfigureAwait(false);
-        });
-    }
-
-    /// <summary>Null when the coordinator was found; otherwise the 400 or 404 to answer.</summary>
-    private static IResult? Resolve(HttpContext http, Func<string?, Coordinator?> resolve, out Coordinator? coordinator)
-    {
-        coordinator = null;
-        var id = http.Request.Query["coordinatorId"].ToString();
-        if (id.Length > 0 && !Ids.IsValidName(id))
-        {
-            return JsonBody.InvalidId("coordinatorId", Ids.NameRule);
-        }
-
-        coordinator = resolve(id.Length > 0 ? id : null);
-        return coordinator is null
-            ? ApiErrors.NotFound(id.Length > 0 ? $"Coordinator {id} is not hosted by this process" : "This process hosts no coordinator",
-                "COORDINATOR_NOT_FOUND")
-            : null;
-    }
-
-    /// <summary>Maps the library's refusals to HTTP: bad input 400, Redis down 503, superseded 409.</summary>
-    private static async Task<IResult> Guard(Func<Task<IResult>> action)
-    {
-        try
-        {
-            return await action().ConfigureAwait(false);
-        }
-        catch (InvalidIdException e)
-        {
-            var field = e.Field == "type" ? "signalType" : e.Field;
-            return JsonBody.InvalidId(field, e.Rule);
-        }
-        catch (ArgumentException e)
-        {
-            var field = e.ParamName ?? "body";
-            return JsonBody.Invalid(field, e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal));
-        }
-        catch (CoordinatorSupersededException e)
-        {
-            return Results.Json(new { error = e.Message, code = "SUPERSEDED" }, statusCode: StatusCodes.Status409Conflict);
-        }
-        catch (SignalDeliveryException e) when (e.Reason == SignalDeliveryException.InboxFull)
-        {
-            return Results.Json(new { error = e.Message, code = "INBOX_FULL", receiverId = e.ReceiverId, rule = "SIGNAL_INBOX_MAX_LENGTH" },
-                statusCode: StatusCodes.Status429TooManyRequests);
-        }
-        catch (SignalDeliveryException e) when (e.Reason is SignalDeliveryException.ReceiverDead or SignalDeliveryException.TooManyRedirects)
-        {
-            return Results.Json(new { error = e.Message, code = "RECEIVER_DEAD", receiverId = e.ReceiverId },
-                statusCode: StatusCodes.Status410Gone);
-        }
-        catch (Exception e) when (e is SignalDeliveryException or RedisException or TimeoutException)
-        {
-            return Results.Json(new { error = "Redis error: " + RedisErrors.FirstClause(e), code = "REDIS_ERROR" },
-                statusCode: StatusCodes.Status503ServiceUnavailable);
-        }
+            return Results.Json(await LocksAsync(http.Coordinator()).ConfigureAwait(false));
+        })
+            .AddEndpointFilter(coordinators);
     }
 
     private sealed record SignalRequest(string ReceiverId, string SignalType, int Iteration, JsonElement? Payload, int? MaxRetries);
@@ -233,11 +153,11 @@ internal static class CoordinatorEndpoints
     /// <summary>Reads and validates <c>{receiverId, signalType, iteration, payload?, maxRetries?}</c>; nothing is written on error.</summary>
     private static async Task<(SignalRequest? Request, IResult? Error)> ReadSignalRequestAsync(HttpContext http, Coordinator coordinator, bool retry)
     {
-        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
-        var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
+        var maxPayload = coordinator.Options.MaxPayloadBytes;
+        var text = await RequestBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
         if (text is null)
         {
-            return (null, JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
+            return (null, ApiErrors.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
         }
 
         if (!JsonBody.TryParseObject(text, out var body, out var error) ||
@@ -251,24 +171,24 @@ internal static class CoordinatorEndpoints
 
         if (!Ids.IsValidName(receiverId))
         {
-            return (null, JsonBody.InvalidId("receiverId", Ids.NameRule));
+            return (null, ApiErrors.InvalidId("receiverId", Ids.NameRule));
         }
 
         var type = SignalTypes.Normalize(signalType);
         if (type is null)
         {
-            return (null, JsonBody.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All)));
+            return (null, ApiErrors.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All)));
         }
 
         JsonElement? payload = body.TryGetProperty("payload", out var p) && p.ValueKind != JsonValueKind.Null ? p : null;
         if (payload is { } given && Encoding.UTF8.GetByteCount(given.GetRawText()) > maxPayload)
         {
-            return (null, JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
+            return (null, ApiErrors.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes"));
         }
 
         if (!retry && body.TryGetProperty("maxRetries", out _))
         {
-            return (null, JsonBody.Invalid("maxRetries", "maxRetries belongs to /api/signals/retry"));
+            return (null, ApiErrors.Invalid("maxRetries", "maxRetries belongs to /api/signals/retry"));
         }
 
         return (new SignalRequest(receiverId!, type, iteration ?? coordinator.Iteration, payload, maxRetries), null);
@@ -285,36 +205,36 @@ internal static class CoordinatorEndpoints
         var signature = headers[SignatureHeader].ToString();
         if (!long.TryParse(timestampText, NumberStyles.None, CultureInfo.InvariantCulture, out var timestamp))
         {
-            return Unauthorized(TimestampHeader, $"{TimestampHeader} is missing or not Unix milliseconds");
+            return ApiErrors.Unauthorized(TimestampHeader, $"{TimestampHeader} is missing or not Unix milliseconds");
         }
 
         if (!signature.StartsWith(SignaturePrefix, StringComparison.Ordinal) || signature.Length != SignaturePrefix.Length + Hmac.HexLength)
         {
-            return Unauthorized(SignatureHeader, $"{SignatureHeader} is missing or not sha256=<64 hex characters>");
+            return ApiErrors.Unauthorized(SignatureHeader, $"{SignatureHeader} is missing or not sha256=<64 hex characters>");
         }
 
-        var now = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        var now = coordinator.Time.GetUtcNow().ToUnixTimeMilliseconds();
         if (Math.Abs(now - timestamp) > options.ReceiveMaxSkew.TotalMilliseconds)
         {
-            return Unauthorized(TimestampHeader,
+            return ApiErrors.Unauthorized(TimestampHeader,
                 $"{TimestampHeader} is more than {(long)options.ReceiveMaxSkew.TotalSeconds}s away from the receiver's clock (Signal timestamp too old)");
         }
 
-        var maxPayload = coordinator.Redis.Options.MaxPayloadBytes;
-        var text = await JsonBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
+        var maxPayload = coordinator.Options.MaxPayloadBytes;
+        var text = await RequestBody.ReadTextAsync(http.Request, maxPayload + 4096, http.RequestAborted).ConfigureAwait(false);
         if (text is null)
         {
-            return JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
+            return ApiErrors.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
         }
 
         var path = http.Request.PathBase.Add(http.Request.Path).Value ?? ReceivePath;
-        if (!coordinator.SigningKeys.Verify(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
+        if (!coordinator.VerifySignature(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
         {
             coordinator.Metrics.AckVerificationFailures.WithLabels(coordinator.Id, "http_signature").Inc();
-            var logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Api.Signals");
+            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cfn.Api.Signals");
             logger.LogWarning("Invalid signal signature on /api/signals/receive receiver={ReceiverId} remote={Remote}",
                 coordinator.Id, http.Connection.RemoteIpAddress);
-            return Unauthorized(SignatureHeader,
+            return ApiErrors.Unauthorized(SignatureHeader,
                 $"{SignatureHeader} does not match the request (HMAC-SHA256 of \"{{timestamp}}.{{receiverId}}.{{path}}.{{body}}\" with the shared secret)");
         }
 
@@ -329,31 +249,31 @@ internal static class CoordinatorEndpoints
 
         if (!Ids.IsValidName(senderId))
         {
-            return JsonBody.InvalidId("senderId", Ids.NameRule);
+            return ApiErrors.InvalidId("senderId", Ids.NameRule);
         }
 
         var type = SignalTypes.Normalize(signalType);
         if (type is null)
         {
-            return JsonBody.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All));
+            return ApiErrors.Invalid("signalType", "signalType must be one of " + string.Join(", ", SignalTypes.All));
         }
 
         if (iteration is null)
         {
-            return JsonBody.Invalid("iteration", "iteration must be an integer from 0 to 2147483647");
+            return ApiErrors.Invalid("iteration", "iteration must be an integer from 0 to 2147483647");
         }
 
         JsonElement? payload = body.TryGetProperty("payload", out var p) && p.ValueKind != JsonValueKind.Null ? p : null;
         if (payload is { } given && Encoding.UTF8.GetByteCount(given.GetRawText()) > maxPayload)
         {
-            return JsonBody.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
+            return ApiErrors.Invalid("payload", $"payload exceeds maximum size of {maxPayload} bytes");
         }
 
         var prefix = $"{senderId}:{coordinator.Id}:";
         var messageId = givenMessageId ?? string.Create(CultureInfo.InvariantCulture, $"{prefix}{type}:{iteration}:{timestamp}");
         if (!Ids.IsValidSignalId(messageId) || !messageId.StartsWith(prefix, StringComparison.Ordinal))
         {
-            return JsonBody.Invalid("messageId", $"messageId {Ids.SignalRule}, and must start with {prefix}", "INVALID_ID");
+            return ApiErrors.Invalid("messageId", $"messageId {Ids.SignalRule}, and must start with {prefix}", "INVALID_ID");
         }
 
         var delivery = await coordinator.Inbox.EnqueueAsync(new Signal
@@ -370,14 +290,11 @@ internal static class CoordinatorEndpoints
             statusCode: StatusCodes.Status202Accepted);
     }
 
-    private static IResult Unauthorized(string header, string error) =>
-        Results.Json(new { error, code = "UNAUTHORIZED", header }, statusCode: StatusCodes.Status401Unauthorized);
-
     /// <summary>§3.1 #7: the coordinator's state, with recent errors and timeouts as text (the runbook greps it).</summary>
     private static object State(Coordinator coordinator, RecentEvents events, CoordinatorApiOptions options)
     {
-        var waits = coordinator.Activity.GetRunningWaits();
-        var oldest = waits.Count == 0 ? null : waits.MinBy(w => w.StartedAt);
+        var state = CoordinationInspector.Describe(coordinator);
+        var oldest = state.OldestWait;
         object? extra;
         try
         {
@@ -390,18 +307,17 @@ internal static class CoordinatorEndpoints
             extra = new { error = "state callback failed: " + e.Message };
         }
 
-        var heartbeats = coordinator.Heartbeats;
         return new
         {
-            coordinatorId = coordinator.Id,
-            swarmId = coordinator.SwarmId,
-            instanceId = coordinator.InstanceId,
-            epoch = coordinator.Epoch,
-            status = coordinator.Status,
-            phase = coordinator.Phase,
-            iteration = coordinator.Iteration,
-            superseded = coordinator.IsSuperseded,
-            lastActivity = coordinator.Activity.LastActivity,
+            coordinatorId = state.CoordinatorId,
+            swarmId = state.SwarmId,
+            instanceId = state.InstanceId,
+            epoch = state.Epoch,
+            status = state.Status,
+            phase = state.Phase,
+            iteration = state.Iteration,
+            superseded = state.Superseded,
+            lastActivity = state.LastActivity,
             blocking = oldest is null ? null : new
             {
                 signalId = oldest.SignalId,
@@ -412,21 +328,21 @@ internal static class CoordinatorEndpoints
                 timeoutMs = oldest.TimeoutMs,
                 elapsedMs = oldest.ElapsedMs,
             },
-            runningWaits = waits.Count,
+            runningWaits = state.RunningWaits,
             heartbeat = new
             {
-                key = (string?)coordinator.HeartbeatKey, // K1 for a coordinator, validator:heartbeat:{id} for a validator
-                intervalMs = (long)coordinator.Redis.Options.HeartbeatInterval.TotalMilliseconds,
-                lastSentAt = heartbeats.LastSentAt,
-                sequence = heartbeats.Sequence,
-                lastError = heartbeats.LastError,
+                key = state.Heartbeat.Key, // a coordinator's heartbeat key, or the validator heartbeat key for a validator
+                intervalMs = state.Heartbeat.IntervalMs,
+                lastSentAt = state.Heartbeat.LastSentAt,
+                sequence = state.Heartbeat.Sequence,
+                lastError = state.Heartbeat.LastError,
             },
-            circuitBreakers = coordinator.Redis.Breakers.All.ToDictionary(b => b.Name, b => b.State.ToLabel(), StringComparer.Ordinal),
+            circuitBreakers = state.Breakers,
             recentErrors = events.Errors,
             recentTimeouts = events.Timeouts,
             config = Redact(options.Config),
             work = extra,
-            timestamp = coordinator.Redis.Time.GetUtcNow().ToUnixTimeMilliseconds(),
+            timestamp = state.Now,
         };
     }
 
@@ -447,91 +363,45 @@ internal static class CoordinatorEndpoints
     /// <summary>§3.1 #15: escalation locks naming the coordinator, the batch cleanup lock, its work fences and its epoch.</summary>
     private static async Task<object> LocksAsync(Coordinator coordinator)
     {
-        var redis = coordinator.Redis;
-        var database = redis.Database;
-        var id = coordinator.Id;
-        var currentEpoch = (long?)await database.StringGetAsync(Keys.Epoch(id)).ConfigureAwait(false);
-
-        var escalations = new List<object>();
-        await AddEscalationAsync(database, id, "declared_dead", escalations).ConfigureAwait(false);
-        var spawnRaw = (string?)await database.StringGetAsync(Keys.Spawn(id)).ConfigureAwait(false);
-        if (Json.TryDeserialize<SpawnRequest>(spawnRaw, out var spawn, out _) && Ids.IsValidName(spawn!.ReplacesCoordinatorId))
-        {
-            await AddEscalationAsync(database, spawn.ReplacesCoordinatorId!, "replacement", escalations).ConfigureAwait(false);
-        }
-
-        var cleanupToken = (string?)await database.StringGetAsync(Keys.CleanupLock).ConfigureAwait(false);
-        var cleanupTtl = await database.KeyTimeToLiveAsync(Keys.CleanupLock).ConfigureAwait(false);
-
-        // An operator read: SCAN of this coordinator's own exact work pattern (D3 allows SCAN in operator tools).
-        var fences = new List<object>();
-        var pattern = Keys.WorkPatternOf(coordinator.SwarmId, id);
-        foreach (var server in redis.Multiplexer.GetServers().Where(s => !s.IsReplica && s.IsConnected))
-        {
-            await foreach (var key in server.KeysAsync(database.Database, pattern, pageSize: 1000).ConfigureAwait(false))
-            {
-                if (fences.Count >= MaxWorkFences)
-                {
-                    break;
-                }
-
-                var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-                var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
-                fences.Add(Json.TryDeserialize<WorkItem>(raw, out var item, out var error)
-                    ? (object)new
-                    {
-                        key = (string)key!,
-                        workId = item!.WorkId,
-                        owner = item.AssignedTo,
-                        ownerEpoch = item.OwnerEpoch,
-                        epoch = item.Epoch,
-                        status = item.Status,
-                        ttlMs = (long?)ttl?.TotalMilliseconds,
-                    }
-                    : new { key = (string)key!, error = error ?? "unreadable" });
-            }
-        }
-
+        var locks = await CoordinationInspector.ReadLocksAsync(coordinator).ConfigureAwait(false);
         return new
         {
-            coordinatorId = id,
-            epoch = coordinator.Epoch,
-            currentEpoch,
-            superseded = coordinator.IsSuperseded || (currentEpoch is { } e && e != coordinator.Epoch),
-            escalations,
+            coordinatorId = locks.CoordinatorId,
+            epoch = locks.Epoch,
+            currentEpoch = locks.CurrentEpoch,
+            superseded = locks.Superseded,
+            escalations = locks.Escalations.Select(e => e.Record is { } record
+                ? (object)new
+                {
+                    key = e.Key,
+                    role = e.Role,
+                    deadCoordinatorId = record.DeadCoordinatorId,
+                    newCoordinatorId = record.NewCoordinatorId,
+                    status = record.Status,
+                    fencingToken = record.FencingToken,
+                    timestamp = record.Timestamp,
+                    ttlMs = e.TtlMs,
+                }
+                : new { key = e.Key, role = e.Role, error = e.Error }).ToList(),
             cleanupLock = new
             {
-                key = (string)Keys.CleanupLock!,
-                held = cleanupToken is not null,
-                token = cleanupToken,
-                ttlMs = (long?)cleanupTtl?.TotalMilliseconds,
+                key = locks.CleanupLock.Key,
+                held = locks.CleanupLock.Held,
+                token = locks.CleanupLock.Token,
+                ttlMs = locks.CleanupLock.TtlMs,
             },
-            workFences = fences,
+            workFences = locks.WorkFences.Select(f => f.Item is { } item
+                ? (object)new
+                {
+                    key = f.Key,
+                    workId = item.WorkId,
+                    owner = item.AssignedTo,
+                    ownerEpoch = item.OwnerEpoch,
+                    epoch = item.Epoch,
+                    status = item.Status,
+                    ttlMs = f.TtlMs,
+                }
+                : new { key = f.Key, error = f.Error }).ToList(),
         };
-    }
-
-    private static async Task AddEscalationAsync(IDatabase database, string deadId, string role, List<object> into)
-    {
-        var key = Keys.Escalation(deadId);
-        var raw = (string?)await database.StringGetAsync(key).ConfigureAwait(false);
-        if (raw is null)
-        {
-            return;
-        }
-
-        var ttl = await database.KeyTimeToLiveAsync(key).ConfigureAwait(false);
-        into.Add(Json.TryDeserialize<EscalationRecord>(raw, out var record, out var error)
-            ? (object)new
-            {
-                key = (string)key!,
-                role,
-                deadCoordinatorId = record!.DeadCoordinatorId,
-                newCoordinatorId = record.NewCoordinatorId,
-                status = record.Status,
-                fencingToken = record.FencingToken,
-                timestamp = record.Timestamp,
-                ttlMs = (long?)ttl?.TotalMilliseconds,
-            }
-            : new { key = (string)key!, role, error = error ?? "unreadable" });
     }
 }

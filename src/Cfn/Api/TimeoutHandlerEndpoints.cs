@@ -6,30 +6,43 @@ namespace Cfn.Api;
 /// <summary>The timeout handler's endpoints (SPEC §3.1 #6, #8 and the playbook's unblock and deadlock reads).</summary>
 internal static class TimeoutHandlerEndpoints
 {
-    public static void Map(WebApplication app, TimeoutHandler handler, AdminAccess admin)
+    /// <summary>A force-check request names one coordinator; a larger body is refused.</summary>
+    private const int MaxForceCheckBodyBytes = 4096;
+
+    /// <summary>
+    /// Maps <c>/api/timeouts/force-unblock-all</c>, <c>/api/timeouts/force-check</c>,
+    /// <c>/api/coordinators/{coordinatorId}/unblock</c>, <c>/api/coordinators/{coordinatorId}/cleanup</c> (admin) and
+    /// <c>/api/deadlocks</c> (open).
+    /// </summary>
+    public static void MapTimeoutHandlerApi(this IEndpointRouteBuilder app, TimeoutHandler handler, AdminAccess admin)
     {
-        app.MapPost("/api/timeouts/force-unblock-all", async () =>
+        ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentNullException.ThrowIfNull(admin);
+        var timeouts = app.MapApiGroup("/api/timeouts");
+        timeouts.MapPost("/force-unblock-all", async () =>
         {
             var unblocked = await handler.Unblocker.UnblockAllAsync().ConfigureAwait(false);
             return Results.Json(new { unblocked = unblocked.Count, coordinators = unblocked });
         }).AddEndpointFilter(admin);
 
-        app.MapPost("/api/coordinators/{coordinatorId}/unblock", async (string coordinatorId) =>
+        var coordinators = app.MapApiGroup("/api/coordinators");
+        coordinators.MapPost("/{coordinatorId}/unblock", async (string coordinatorId) =>
         {
             if (!Ids.IsValidName(coordinatorId))
             {
-                return ApiErrors.BadRequest($"Invalid coordinatorId: {Ids.NameRule}", "INVALID_ID");
+                return ApiErrors.InvalidId("coordinatorId", Ids.NameRule);
             }
 
             var wasBlocking = await handler.Unblocker.UnblockAsync(coordinatorId).ConfigureAwait(false);
             return Results.Json(new { coordinatorId, unblocked = wasBlocking });
         }).AddEndpointFilter(admin);
 
-        app.MapPost("/api/coordinators/{coordinatorId}/cleanup", async (string coordinatorId) =>
+        coordinators.MapPost("/{coordinatorId}/cleanup", async (string coordinatorId) =>
         {
             if (!Ids.IsValidName(coordinatorId))
             {
-                return ApiErrors.BadRequest($"Invalid coordinatorId: {Ids.NameRule}", "INVALID_ID");
+                return ApiErrors.InvalidId("coordinatorId", Ids.NameRule);
             }
 
             // The runbook's manual cleanup is forced (no liveness check; a fresh heartbeat is logged at WARN).
@@ -38,12 +51,12 @@ internal static class TimeoutHandlerEndpoints
         }).AddEndpointFilter(admin);
 
         // SPEC §3.1 #14: the playbook's checkCoordinatorTimeout for one coordinator, now (read-only; see CoordinatorTimeoutCheck).
-        app.MapPost("/api/timeouts/force-check", async (HttpContext http) =>
+        timeouts.MapPost("/force-check", async (HttpContext http) =>
         {
-            var text = await JsonBody.ReadTextAsync(http.Request, 4096, http.RequestAborted).ConfigureAwait(false);
+            var text = await RequestBody.ReadTextAsync(http.Request, MaxForceCheckBodyBytes, http.RequestAborted).ConfigureAwait(false);
             if (text is null)
             {
-                return JsonBody.Invalid("body", "the request body must be at most 4096 bytes");
+                return ApiErrors.Invalid("body", $"the request body must be at most {MaxForceCheckBodyBytes} bytes");
             }
 
             if (!JsonBody.TryParseObject(text, out var body, out var error) ||
@@ -54,7 +67,7 @@ internal static class TimeoutHandlerEndpoints
 
             if (!Ids.IsValidName(coordinatorId))
             {
-                return JsonBody.InvalidId("coordinatorId", Ids.NameRule);
+                return ApiErrors.InvalidId("coordinatorId", Ids.NameRule);
             }
 
             var result = await handler.TimeoutCheck.CheckAsync(coordinatorId!).ConfigureAwait(false);
@@ -63,7 +76,7 @@ internal static class TimeoutHandlerEndpoints
                 : Results.Json(new { coordinatorId, timedOut = result.TimedOut, reason = result.Reason, kind = result.Kind, durationMs = result.DurationMs });
         }).AddEndpointFilter(admin);
 
-        app.MapGet("/api/deadlocks", async () =>
+        app.MapApiGroup("/api/deadlocks").MapGet("", async () =>
         {
             await handler.CheckWaitsAsync().ConfigureAwait(false);
             return Results.Json(handler.LastDeadlocks);

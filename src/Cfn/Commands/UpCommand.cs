@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Security.Cryptography;
+using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Security;
 using Cfn.Hosting;
 
@@ -132,8 +133,8 @@ internal static class UpCommand
         Console.Out.WriteLine($"http: {h}");
         Console.Out.WriteLine("try:");
         Console.Out.WriteLine($"  curl -s {h}/api/swarms/status | jq '.swarms[] | {{swarmId, coordinatorCount}}'");
-        Console.Out.WriteLine($"  {cli} --scan --pattern \"blocking:heartbeat:*\"");
-        Console.Out.WriteLine($"  {cli} --scan --pattern \"coordinator:activity:*\" | while read key; do {cli} get $key | jq -c '{{coordinatorId, status, waitingFor}}'; done");
+        Console.Out.WriteLine($"  {cli} --scan --pattern \"{CoordinationInspector.HeartbeatKeyPattern}\"");
+        Console.Out.WriteLine($"  {cli} --scan --pattern \"{CoordinationInspector.ActivityKeyPattern}\" | while read key; do {cli} get $key | jq -c '{{coordinatorId, status, waitingFor}}'; done");
         Console.Out.WriteLine($"  curl -s {h}/api/validators/performance | jq .");
         Console.Out.WriteLine($"  curl -s {h}/metrics | grep ^blocking_");
         Console.Out.WriteLine($"  curl -s -X POST {h}/api/timeouts/force-unblock-all");

@@ -54,7 +54,7 @@ internal sealed class CfnProcess
 
         MapEndpoints(app, process, events);
         var local = process.Local;
-        var dump = new DiagnosticDump(() => local.Coordinators, process.Redis.Database, _plan.Roles,
+        var dump = new DiagnosticDump(() => local.Coordinators, process.Redis, _plan.Roles,
             c => local.Find(c.Id)?.Describe() ?? []);
         using var sigquit = dump.HandleSigQuit(Console.Out);
         try
@@ -91,19 +91,20 @@ internal sealed class CfnProcess
     {
         if (_plan.TimeoutHandler)
         {
-            TimeoutHandlerEndpoints.Map(app, app.Services.GetRequiredService<TimeoutHandlerRole>().Handler, process.Admin);
+            app.MapTimeoutHandlerApi(app.Services.GetRequiredService<TimeoutHandlerRole>().Handler, process.Admin);
         }
 
         if (_plan.SwarmManager)
         {
-            SwarmManagerEndpoints.Map(app, app.Services.GetRequiredService<SwarmManagerRole>().Manager, process.Admin);
-            ValidatorEndpoints.Map(app, process.Performance, process.Queue, process.Admin);
+            app.MapSwarmManagerApi(app.Services.GetRequiredService<SwarmManagerRole>().Manager, process.Admin);
+            app.MapWorkIntakeApi(process.Queue, process.Admin);
+            app.MapValidatorApi(process.Performance);
         }
 
         if (_plan.Coordinator)
         {
             var local = process.Local;
-            CoordinatorEndpoints.Map(app, id => local.Resolve(id)?.Coordinator, process.Pool, events, new CoordinatorApiOptions
+            app.MapCoordinatorApi(id => local.Resolve(id)?.Coordinator, process.Pool, events, new CoordinatorApiOptions
             {
                 Config = _config.Redacted().ToDictionary(kv => kv.Key, kv => (string?)kv.Value),
                 Extra = c => local.Find(c.Id)?.Snapshot(),

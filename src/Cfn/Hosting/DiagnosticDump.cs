@@ -2,8 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Cfn.Coordination;
-using Cfn.Coordination.Activity;
 using Cfn.Coordination.Deadlocks;
+using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Redis;
 using StackExchange.Redis;
 
@@ -23,19 +23,19 @@ internal sealed class DiagnosticDump
 
     private readonly Func<IReadOnlyCollection<Coordinator>> _coordinators;
     private readonly Func<Coordinator, IEnumerable<string>>? _describe;
-    private readonly IDatabase? _database;
+    private readonly CoordinationInspector? _inspector;
     private readonly string _roles;
     private readonly DateTimeOffset _startedAt = DateTimeOffset.UtcNow;
 
     /// <param name="coordinators">The coordinators (and validators) this process runs now.</param>
-    /// <param name="database">Where the wait-for graph is read; null when the process has no Redis.</param>
+    /// <param name="redis">Where the wait-for graph is read; null when the process has no Redis.</param>
     /// <param name="roles">The roles this process runs, for the header.</param>
     /// <param name="describe">Extra lines about one coordinator (its work loop), indented by the dump.</param>
-    public DiagnosticDump(Func<IReadOnlyCollection<Coordinator>> coordinators, IDatabase? database, string roles,
+    public DiagnosticDump(Func<IReadOnlyCollection<Coordinator>> coordinators, RedisContext? redis, string roles,
         Func<Coordinator, IEnumerable<string>>? describe = null)
     {
         _coordinators = coordinators;
-        _database = database;
+        _inspector = redis is null ? null : new CoordinationInspector(redis);
         _roles = roles;
         _describe = describe;
     }
@@ -89,7 +89,7 @@ internal sealed class DiagnosticDump
         lines.Add($"coordinators in this process: {coordinators.Count - validators} validators: {validators}");
         foreach (var coordinator in coordinators.OrderBy(c => c.Id, StringComparer.Ordinal))
         {
-            var record = coordinator.Activity.Snapshot();
+            var record = CoordinationInspector.CurrentActivity(coordinator);
             lines.Add($"  {coordinator.Id} swarm={coordinator.SwarmId} epoch={coordinator.Epoch} status={coordinator.Status} " +
                       $"phase={coordinator.Phase ?? "none"} iteration={coordinator.Iteration} heartbeat.sequence={coordinator.Heartbeats.Sequence} " +
                       $"heartbeat.key={coordinator.HeartbeatKey}" +
@@ -120,10 +120,10 @@ internal sealed class DiagnosticDump
         return string.Concat(lines.Select(l => l + "\n"));
     }
 
-    /// <summary>The wait-for graph of every blocking coordinator (K7 of the members of <c>coordinator:deadlines</c>) and its cycles.</summary>
+    /// <summary>The wait-for graph of every blocking coordinator (the read model's blocking activity) and its cycles.</summary>
     private async Task AddGraphAsync(List<string> lines)
     {
-        if (_database is null)
+        if (_inspector is null)
         {
             lines.Add("wait-for graph: no Redis in this process");
             return;
@@ -131,18 +131,7 @@ internal sealed class DiagnosticDump
 
         try
         {
-            var members = await _database.SortedSetRangeByRankAsync(Keys.Deadlines, 0, MaxGraphCoordinators - 1).ConfigureAwait(false);
-            var ids = members.Select(m => (string)m!).Where(Coordination.Identity.Ids.IsValidName).ToList();
-            var values = ids.Count == 0 ? [] : await _database.StringGetAsync([.. ids.Select(Keys.Activity)]).ConfigureAwait(false);
-            var records = new List<ActivityRecord>();
-            for (var i = 0; i < values.Length; i++)
-            {
-                if (Json.TryDeserialize<ActivityRecord>(values[i].ToString(), out var record, out _) && record is not null)
-                {
-                    records.Add(record with { CoordinatorId = ids[i] });
-                }
-            }
-
+            var records = await _inspector.ReadBlockingActivityAsync(MaxGraphCoordinators).ConfigureAwait(false);
             var graph = WaitForGraph.FromActivity(records);
             lines.Add($"wait-for graph (Redis, blocking coordinators): nodes={graph.NodeCount} edges={graph.EdgeCount}");
             foreach (var record in records.Where(WaitForGraph.IsBlocking).OrderBy(r => r.CoordinatorId, StringComparer.Ordinal).Take(60))

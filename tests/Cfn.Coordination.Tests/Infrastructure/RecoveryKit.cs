@@ -99,6 +99,9 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     public const int SignalRetryTests = 10;
     public const int LoopHealthTests = 24;
 
+    /// <summary>The operators' read model: the registry, health hash and deadlines index it reads are global keys.</summary>
+    public const int InspectionTests = 27;
+
     /// <summary>The swarm manager tests (collection <c>swarms</c>, one test at a time); the Cfn.Tests swarm API tests use 2.</summary>
     public const int SwarmTests = 1;
 

@@ -86,8 +86,8 @@ public sealed class CoordinatorApiTests
             var access = new AdminAccess(AdminToken);
             var web = await TestWebApp.StartAsync(app =>
             {
-                CoordinatorEndpoints.Map(app, id => id is null ? primary : hosted.GetValueOrDefault(id), pool, events, api, access);
-                TimeoutHandlerEndpoints.Map(app, handler, access);
+                app.MapCoordinatorApi(id => id is null ? primary : hosted.GetValueOrDefault(id), pool, events, api, access);
+                app.MapTimeoutHandlerApi(handler, access);
             }, listenExternally: true);
             var world = new World
             {

@@ -204,7 +204,7 @@ public sealed class SwarmManagerApiTests
             await multiplexer.GetDatabase(Db).ExecuteAsync("FLUSHDB");
             var world = new World(multiplexer, new RedisContext(multiplexer, new CoordinationOptions(), database: Db));
             var manager = world.NewManager();
-            world.Web = await TestWebApp.StartAsync(app => SwarmManagerEndpoints.Map(app, manager, new AdminAccess(AdminToken)), listenExternally: true);
+            world.Web = await TestWebApp.StartAsync(app => app.MapSwarmManagerApi(manager, new AdminAccess(AdminToken)), listenExternally: true);
             return world;
         }
 

@@ -31,7 +31,7 @@ public sealed class TimeoutHandlerEndpointsTests
         var keys = new SigningKeys("timeout-handler-endpoints-secret-0123456789abcdef");
         var metrics = new CoordinationMetrics(Prometheus.Metrics.NewCustomRegistry());
         await using var handler = new TimeoutHandler(redis, keys, new RecoveryOptions(), metrics, new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry()), "th-test");
-        await using var web = await TestWebApp.StartAsync(app => TimeoutHandlerEndpoints.Map(app, handler, new AdminAccess(Token)), listenExternally: true);
+        await using var web = await TestWebApp.StartAsync(app => app.MapTimeoutHandlerApi(handler, new AdminAccess(Token)), listenExternally: true);
 
         await using var a = await Coordinator.StartAsync(redis, keys, "coordinator-a", "swarm-t", metrics, runHeartbeatLoop: false);
         await using var b = await Coordinator.StartAsync(redis, keys, "coordinator-b", "swarm-t", metrics, runHeartbeatLoop: false);

@@ -47,7 +47,11 @@ public sealed class ValidatorApiTests
             await performance.RecordAsync(slow, 400_000);
             await performance.RecordAsync(slow, 350_000, timedOut: true);
             await performance.RecordAsync(fast, 1_200);
-            await using var web = await TestWebApp.StartAsync(app => ValidatorEndpoints.Map(app, performance, queue, new AdminAccess(Token)));
+            await using var web = await TestWebApp.StartAsync(app =>
+            {
+                app.MapValidatorApi(performance);
+                app.MapWorkIntakeApi(queue, new AdminAccess(Token));
+            });
 
             var response = await web.Loopback.GetAsync("/api/validators/performance");
             var json = await response.Content.ReadAsStringAsync();
@@ -84,7 +88,11 @@ public sealed class ValidatorApiTests
         var swarm = "swarm-api-" + Guid.NewGuid().ToString("N")[..8];
         try
         {
-            await using var web = await TestWebApp.StartAsync(app => ValidatorEndpoints.Map(app, new ValidatorPerformance(redis), queue, new AdminAccess(Token)));
+            await using var web = await TestWebApp.StartAsync(app =>
+            {
+                app.MapValidatorApi(new ValidatorPerformance(redis));
+                app.MapWorkIntakeApi(queue, new AdminAccess(Token));
+            });
             var http = web.Loopback;
 
             var ok = await http.PostAsync($"/api/swarms/{swarm}/work", Body("""{"workId":"w-1","input":{"a":1}}"""));
@@ -139,7 +147,12 @@ public sealed class ValidatorApiTests
         try
         {
             await using var web = await TestWebApp.StartAsync(
-                app => ValidatorEndpoints.Map(app, new ValidatorPerformance(redis), queue, new AdminAccess(Token)), listenExternally: true);
+                app =>
+                {
+                    app.MapValidatorApi(new ValidatorPerformance(redis));
+                    app.MapWorkIntakeApi(queue, new AdminAccess(Token));
+                },
+                listenExternally: true);
             var external = web.External!;
 
             var refused = await external.PostAsync($"/api/swarms/{swarm}/work", Body("""{"input":1}"""));

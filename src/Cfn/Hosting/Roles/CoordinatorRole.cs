@@ -61,6 +61,6 @@ internal sealed class CoordinatorRole(ProcessRuntime process) : RoleService(proc
     {
         Process.Hooks.Attach(c);
         // A dead validator's replacement is a validator (it answers the validations handed over to it).
-        return c.SwarmId == Keys.ValidatorSwarm ? Process.StartValidator(c, onSuperseded) : Process.StartLoop(c, onSuperseded);
+        return c.SwarmId == Coordinator.ValidatorSwarmId ? Process.StartValidator(c, onSuperseded) : Process.StartLoop(c, onSuperseded);
     }
 }

@@ -15,7 +15,7 @@ internal sealed class ValidatorRole(ProcessRuntime process) : RoleService(proces
         {
             // A validator replica is named after its pod (Deployment `validator`, SPEC §5 #23); in `cfn up`, validator-N.
             var id = plan.Up is not null ? $"validator-{i}" : plan.Coordinator ? "validator-" + ProcessRuntime.HostId() : process.Config.CoordinatorId ?? ProcessRuntime.HostId();
-            var validator = await Coordinator.StartAsync(process.Pool.Rent(), process.Keys, id, Keys.ValidatorSwarm, process.Metrics).ConfigureAwait(false);
+            var validator = await Coordinator.StartAsync(process.Pool.Rent(), process.Keys, id, Coordinator.ValidatorSwarmId, process.Metrics).ConfigureAwait(false);
             process.Hooks.Attach(validator);
             process.StartValidator(validator, plan.Up is null ? process.StopProcessSuperseded : runtime => _ = runtime.DisposeAsync().AsTask());
         }
