@@ -260,7 +260,7 @@ public sealed class Coordinator : IAsyncDisposable
             var deleted = await DeleteOwnKeysAsync().ConfigureAwait(false);
             _logger.LogInformation("Coordinator stopped coordinator={CoordinatorId} keysDeleted={KeysDeleted}", Id, deleted);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
             // A stop during an outage must still stop; the keys expire, and the monitor cleans up what is left.
             _logger.LogWarning("Redis error while stopping coordinator={CoordinatorId}; its keys are left to expire: {Error}", Id, e.Message);

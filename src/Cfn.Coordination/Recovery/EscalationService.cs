@@ -339,7 +339,7 @@ public sealed class EscalationService
                 deadId, newId, swarmId, record.WorkItemsTransferred, record.SignalsHandedOver);
             return new EscalationResult(EscalationOutcome.Escalated, deadId, newId, work, signals, cleanup);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             _metrics.Escalations.WithLabels("failed").Inc();
             _logger.LogError("Failed to escalate dead coordinator coordinator={DeadId} swarm={SwarmId} step={Step}: {Error}; it is resumed on a later pass",
@@ -349,7 +349,7 @@ public sealed class EscalationService
                 // Give the lease up so that the next pass (of any handler) resumes at once instead of after the lease.
                 await SwapAsync(key, raw, record with { LeaseUntil = 0, Error = e.Message }, ttl: null).ConfigureAwait(false);
             }
-            catch (Exception inner) when (inner is RedisException or TimeoutException)
+            catch (Exception inner) when (RedisErrors.IsTransient(inner))
             {
                 _logger.LogWarning("Could not release the escalation lease coordinator={DeadId}: {Error}", deadId, inner.Message);
             }

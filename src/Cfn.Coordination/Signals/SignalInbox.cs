@@ -66,7 +66,7 @@ public sealed class SignalInbox
             {
                 entries = []; // nothing was ever sent: the first send creates the stream and its group
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 _logger.LogWarning("Redis error while reading inbox receiver={ReceiverId}: {Error}", _coordinator.Id, e.Message);
                 await _coordinator.Mailbox.InboxWake.WaitAsync(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
@@ -152,7 +152,7 @@ public sealed class SignalInbox
                 SignalSender.SendKeys(signed, self),
                 SignalSender.SendArguments(Redis, send.Json, signed, _coordinator.Epoch)).ConfigureAwait(false))!;
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             throw _coordinator.Signals.Failed(send, e);
         }

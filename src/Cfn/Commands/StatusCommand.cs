@@ -38,7 +38,7 @@ internal static class StatusCommand
                 await Console.Out.WriteAsync(await RenderAsync(redis, RecoveryOptions.FromEnvironment()).ConfigureAwait(false)).ConfigureAwait(false);
                 return 0;
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (RedisErrors.IsTransient(e))
             {
                 await Console.Error.WriteLineAsync($"Redis connection failed (host: {settings.Host}, port: {settings.Port}): {RedisErrors.FirstClause(e)}")
                     .ConfigureAwait(false);

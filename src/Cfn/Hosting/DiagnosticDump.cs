@@ -150,7 +150,7 @@ internal sealed class DiagnosticDump
                 lines.Add($"deadlock detected: {cycle.Describe()}");
             }
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (RedisErrors.IsTransient(e))
         {
             lines.Add("wait-for graph: Redis unavailable (" + RedisErrors.FirstClause(e) + ")");
         }
