@@ -27,9 +27,11 @@ command -v dotnet >/dev/null || { echo "the .NET SDK is required (dotnet on PATH
 REDIS_PID=""
 cleanup() { [[ -n "$REDIS_PID" ]] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null; }
 trap cleanup EXIT
+# 64 databases: the test classes that need a world of their own each own one index, unique across both test
+# projects, which run at the same time (0 is shared; grep the tests for `Db =` before taking one).
 for _ in $(seq 1 20); do
   PORT=$((20000 + RANDOM % 40000))
-  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --databases 32 \
+  redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --databases 64 \
     --dir "$ARTIFACTS" --logfile "$ARTIFACTS/redis.log" &
   REDIS_PID=$!
   for _ in $(seq 1 50); do

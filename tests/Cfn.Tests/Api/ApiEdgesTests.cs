@@ -19,11 +19,11 @@ namespace Cfn.Tests.Api;
 /// <summary>
 /// What every API route group shares, over real HTTP on loopback (and a non-loopback address for the admin check): one
 /// error shape <c>{error, code, field}</c>, the coordinator filter, and the bounded body reader. Every role's endpoints
-/// are mapped on one app, against the test Redis (database 5, flushed at the start of each test).
+/// are mapped on one app, against the test Redis (database 32, flushed at the start of each test).
 /// </summary>
 public sealed class ApiEdgesTests
 {
-    private const int Db = 5;
+    private const int Db = 32;
     private const string AdminToken = "admin-token-for-edge-tests";
     private const int MaxPayloadBytes = 1024;
 

@@ -109,7 +109,7 @@ public sealed class MetricsExportTests
     [Fact]
     public async Task Serve_EachRoleExportsTheFamiliesItOwns()
     {
-        const int db = 7;
+        const int db = 34;
         var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
             ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");

@@ -14,7 +14,7 @@ namespace Cfn.Tests.Hosting;
 /// </summary>
 public sealed class GracefulStopTests
 {
-    private const int Db = 6;
+    private const int Db = 33;
     private const string Secret = "graceful-stop-secret-0123456789abcdef0123456789ab";
 
     [Fact]
