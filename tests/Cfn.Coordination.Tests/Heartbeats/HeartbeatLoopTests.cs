@@ -232,11 +232,11 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     [Fact]
     public async Task BeatAsync_RedisServerStopped_ReturnsFalseCountsFailureAndLogsWarn()
     {
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         var ok = await c.Heartbeats.BeatAsync();
 
         Assert.False(ok);
@@ -257,11 +257,11 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     public async Task StopAsync_RedisServerStopped_DoesNotThrow()
     {
         // A SIGTERM while Redis is unreachable: the keys cannot be removed, but the stop itself must not fail.
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         var thrown = await Record.ExceptionAsync(() => c.StopAsync());
 
         Assert.Null(thrown);
@@ -272,11 +272,11 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     {
         // SPEC §5 #53: coordinators must survive a Redis restart (reconnect, resume heartbeats, not crash). A restarted
         // Redis without persistence has lost coordinator:epoch:{id}; nobody newer took over, so this is not supersession.
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         Assert.False(await c.Heartbeats.BeatAsync());
         await redis.RestartAsync();
         var resumed = false;
@@ -524,90 +524,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    /// <summary>A private redis-server child process (no persistence) that a test may stop and restart.</summary>
-    private sealed class PrivateRedis : IAsyncDisposable
-    {
-        private readonly string _dir;
-        private System.Diagnostics.Process? _process;
-
-        private PrivateRedis(int port, string dir)
-        {
-            Port = port;
-            _dir = dir;
-        }
-
-        public int Port { get; }
-
-        public static async Task<PrivateRedis> StartAsync()
-        {
-            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-            listener.Start();
-            var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-            listener.Stop();
-            var dir = Directory.CreateTempSubdirectory("cfn-private-redis-").FullName;
-            var redis = new PrivateRedis(port, dir);
-            await redis.RestartAsync();
-            return redis;
-        }
-
-        public async Task RestartAsync()
-        {
-            var start = new System.Diagnostics.ProcessStartInfo("redis-server")
-            {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            foreach (var arg in new[] { "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir, "--logfile", Path.Combine(_dir, "redis.log") })
-            {
-                start.ArgumentList.Add(arg);
-            }
-
-            _process = System.Diagnostics.Process.Start(start)!;
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while (true)
-            {
-                try
-                {
-                    using var client = new System.Net.Sockets.TcpClient();
-                    await client.ConnectAsync(System.Net.IPAddress.Loopback, Port);
-                    return;
-                }
-                catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline && !_process.HasExited)
-                {
-                    await Task.Delay(50);
-                }
-            }
-        }
-
-        public void Stop()
-        {
-            if (_process is { HasExited: false })
-            {
-                _process.Kill();
-                _process.WaitForExit();
-            }
-
-            _process?.Dispose();
-            _process = null;
-        }
-
-        public ValueTask DisposeAsync()
-        {
-            Stop();
-            try
-            {
-                Directory.Delete(_dir, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-
-            return ValueTask.CompletedTask;
-        }
-    }
-
-    /// <summary>A RedisContext, metrics and captured logs on a <see cref="PrivateRedis"/>, with short client timeouts.</summary>
+    /// <summary>A RedisContext, metrics and captured logs on a <see cref="PrivateRedisServer"/>, with short client timeouts.</summary>
     private sealed class PrivateWorld : IAsyncDisposable
     {
         private readonly List<Coordinator> _coordinators = [];
@@ -627,7 +544,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
 
         public Cfn.Coordination.Metrics.CoordinationMetrics Metrics { get; }
 
-        public static async Task<PrivateWorld> CreateAsync(PrivateRedis redis)
+        public static async Task<PrivateWorld> CreateAsync(PrivateRedisServer redis)
         {
             var logs = new Microsoft.Extensions.Logging.Testing.FakeLogCollector();
             var loggerFactory = LoggerFactory.Create(b =>

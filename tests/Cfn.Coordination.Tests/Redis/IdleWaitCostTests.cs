@@ -137,26 +137,7 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
         return waits;
     }
 
-    private async Task<Dictionary<string, long>> CommandCallsAsync()
-    {
-        var info = (string?)await _server.Server.ExecuteAsync("INFO", "commandstats") ?? "";
-        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            // cmdstat_mget:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0
-            if (!line.StartsWith("cmdstat_", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            var colon = line.IndexOf(':', StringComparison.Ordinal);
-            var name = line["cmdstat_".Length..colon];
-            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith("calls=", StringComparison.Ordinal));
-            calls[name] = long.Parse(field["calls=".Length..], CultureInfo.InvariantCulture);
-        }
-
-        return calls;
-    }
+    private Task<Dictionary<string, long>> CommandCallsAsync() => Cfn.Bench.CommandStats.CallsAsync(_server.Server);
 
     private static string Describe(Dictionary<string, long> stats) =>
         string.Join(", ", stats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
