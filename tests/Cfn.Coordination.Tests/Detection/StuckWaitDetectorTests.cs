@@ -98,7 +98,7 @@ public sealed class StuckWaitDetectorTests(RedisServer server)
 
             Assert.DoesNotContain(await detector.CheckAsync(), s => s.CoordinatorId == c.Id);
 
-            var reported = await RecoveryKit.EventuallyAsync(
+            var reported = await EventuallyAsync(
                 async () => (await detector.CheckAsync()).Any(s => s.CoordinatorId == c.Id), TimeSpan.FromSeconds(8), 100);
             Assert.True(reported, "the wait was never reported after the grace");
             Assert.True(await RedisKit.NowAsync(h.Database) - (now - 100) >= 1500, "reported before the grace had passed");

@@ -43,7 +43,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
         var first = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
-        await Task.Delay(20);
+        await RedisClockPastAsync(h, first.GetProperty("timestamp").GetInt64());
 
         Assert.True(await c.Heartbeats.BeatAsync());
 
@@ -119,7 +119,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         Assert.NotNull(afterStart);
         Assert.Equal(startTimestamp, (long)afterStart.Value);
 
-        await Task.Delay(20);
+        await RedisClockPastAsync(h, startTimestamp);
         Assert.True(await c.Heartbeats.BeatAsync());
         var afterBeat = await h.Database.SortedSetScoreAsync("blocking:coordinators", c.Id);
         var beatTimestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
@@ -279,16 +279,9 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         redis.Kill();
         Assert.False(await c.Heartbeats.BeatAsync());
         await redis.RestartAsync();
+        // A superseded coordinator stops trying, so that ends the wait too; the assertions then say which happened.
         var resumed = false;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!resumed && !c.IsSuperseded && DateTime.UtcNow < deadline)
-        {
-            resumed = await c.Heartbeats.BeatAsync();
-            if (!resumed)
-            {
-                await Task.Delay(200);
-            }
-        }
+        await EventuallyAsync(async () => (resumed = await c.Heartbeats.BeatAsync()) || c.IsSuperseded, TimeSpan.FromSeconds(30), pollMs: 200);
 
         Assert.False(c.IsSuperseded, "the coordinator declared itself superseded after a Redis restart");
         Assert.True(resumed, "heartbeats did not resume after the Redis restart");
@@ -428,23 +421,13 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
         var c = await h.StartAsync(heartbeatLoop: true);
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        long sequence = 0;
-        while (DateTime.UtcNow < deadline)
-        {
-            sequence = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64();
-            if (sequence >= 3)
-            {
-                break;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.True(sequence >= 3, $"sequence stayed at {sequence}");
+        await EventuallyAsync(
+            async () => (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64(),
+            sequence => sequence >= 3, "the heartbeat loop never reached sequence 3", TimeSpan.FromSeconds(20));
         await c.StopAsync();
         var stoppedAt = c.Heartbeats.Sequence;
-        await Task.Delay(400);
+        // Shows that no beat follows the stop: four heartbeat intervals would have brought about four.
+        await Task.Delay(4 * h.Options.HeartbeatInterval);
         Assert.Equal(stoppedAt, c.Heartbeats.Sequence);
         Assert.False(await h.Database.KeyExistsAsync("blocking:heartbeat:" + c.Id));
     }
@@ -458,11 +441,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var waiting = c.Waiter.WaitForAcksAsync([TestIds.New("peer")], TestIds.New("sig"), TimeSpan.FromMinutes(5), cts.Token);
         try
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while (c.Status != "blocking" && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(20);
-            }
+            await EventuallyAsync(() => c.Status == "blocking", "the coordinator never reported itself blocking", TimeSpan.FromSeconds(20));
 
             Assert.True(await c.Heartbeats.BeatAsync());
             var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
@@ -502,20 +481,19 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var first = await h.StartAsync(id, heartbeatLoop: true);
 
         var second = await h.StartAsync(id);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!first.IsSuperseded && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
-
-        Assert.True(first.IsSuperseded);
+        await EventuallyAsync(() => first.IsSuperseded, "the first instance never saw it was superseded", TimeSpan.FromSeconds(20));
         var sequence = first.Heartbeats.Sequence;
-        await Task.Delay(500);
+        // Shows that a superseded instance beats no more: five heartbeat intervals would have brought about five.
+        await Task.Delay(5 * h.Options.HeartbeatInterval);
         Assert.Equal(sequence, first.Heartbeats.Sequence);
         Assert.Equal(second.InstanceId, (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id)).GetProperty("instanceId").GetString());
         Assert.Contains(h.Logs.GetSnapshot(), r => r.Level == LogLevel.Error && r.Message.Contains("superseded", StringComparison.Ordinal) &&
                                                    r.Message.Contains(id, StringComparison.Ordinal));
     }
+
+    /// <summary>Waits until Redis's clock has passed <paramref name="timestampMs"/>, so the next beat's timestamp is strictly newer.</summary>
+    private static Task RedisClockPastAsync(Harness h, long timestampMs) =>
+        EventuallyAsync(async () => await Probe.RedisNowMsAsync(h.Database) > timestampMs, "the Redis clock never moved past the last beat");
 
     private static async Task<string> ExportAsync(Harness h)
     {

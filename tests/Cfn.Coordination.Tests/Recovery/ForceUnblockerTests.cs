@@ -26,7 +26,7 @@ public sealed class ForceUnblockerTests(RedisServer server)
         var peer = TestIds.New("peer");
         var signalId = $"{c.Id}:{peer}:completion:1:{Environment.TickCount64}";
         var wait = c.Waiter.WaitForAcksAsync([peer], signalId, timeout);
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             async () => await h.Database.SortedSetScoreAsync(Keys.Deadlines, c.Id) is not null, TimeSpan.FromSeconds(5)),
             "the wait was never announced");
         return (wait, signalId, peer);

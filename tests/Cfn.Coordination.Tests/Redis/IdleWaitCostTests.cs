@@ -1,6 +1,4 @@
-using System.Globalization;
 using Cfn.Coordination.Acks;
-using Cfn.Coordination.Tests.Faults;
 using Cfn.Coordination.Tests.Infrastructure;
 
 namespace Cfn.Coordination.Tests.Redis;

@@ -150,7 +150,7 @@ public sealed class MetricsExportTests
             using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             foreach (var (role, port) in ports)
             {
-                await WaitReadyAsync(client, port, runs[role]);
+                await runs[role].WaitReadyAsync(port, within: Startup);
             }
 
             // A dead coordinator of swarm-m: the handler declares it dead, its escalation asks for a replacement, the swarm
@@ -348,29 +348,6 @@ public sealed class MetricsExportTests
 
         Assert.InRange(families["process_start_time_seconds"].Samples[0].Value,
             DateTimeOffset.UtcNow.AddMinutes(-10).ToUnixTimeSeconds(), DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 60);
-    }
-
-    private static async Task WaitReadyAsync(HttpClient client, int port, CfnRun run)
-    {
-        var deadline = DateTime.UtcNow + Startup;
-        while (true)
-        {
-            try
-            {
-                if ((await client.GetAsync($"http://127.0.0.1:{port}/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            Assert.False(run.HasExited, "cfn exited before it was ready:\n" + run.Tail(30));
-            Assert.True(DateTime.UtcNow < deadline, "not ready in time:\n" + run.Tail(30));
-            await Task.Delay(250);
-        }
     }
 }
 

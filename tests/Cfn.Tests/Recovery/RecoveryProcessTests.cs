@@ -173,7 +173,7 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
             }
 
             var run = _runs[name] = CfnRun.Start(["serve", "--role", role], env);
-            await WaitReadyAsync(_ports[name], run);
+            await run.WaitReadyAsync(_ports[name], "/health/live");
             return run;
         }
 
@@ -256,31 +256,6 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
                 _output.WriteLine($"--- {name}");
                 _output.WriteLine(run.Tail(40));
             }
-        }
-
-        private static async Task WaitReadyAsync(int port, CfnRun run)
-        {
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (DateTime.UtcNow < deadline)
-            {
-                Assert.False(run.HasExited, "cfn serve exited:\n" + run.Tail(30));
-                try
-                {
-                    if ((await http.GetAsync($"http://127.0.0.1:{port}/health/live")).StatusCode == HttpStatusCode.OK)
-                    {
-                        return;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // not listening yet
-                }
-
-                await Task.Delay(100);
-            }
-
-            Assert.Fail("not live within 60 s:\n" + run.Tail(30));
         }
 
         public async ValueTask DisposeAsync()
