@@ -85,6 +85,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
+        // Shows that nobody is declared dead: five times the 300 ms stale threshold this test configures.
         await Task.Delay(1500);
 
         Assert.False(handler.Monitor.IsRunning);
