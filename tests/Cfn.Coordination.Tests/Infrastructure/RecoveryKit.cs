@@ -110,10 +110,11 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
 
     public int Index { get; }
 
-    public static async Task<DedicatedDatabase> CreateAsync(RedisServer server, Harness h, int index)
+    /// <summary>Flushes database <paramref name="index"/> and opens a context on it; <paramref name="time"/> is the clock its timers run on.</summary>
+    public static async Task<DedicatedDatabase> CreateAsync(RedisServer server, Harness h, int index, TimeProvider? time = null)
     {
         await server.Server.FlushDatabaseAsync(index);
-        var redis = new RedisContext(server.Multiplexer, h.Options, database: index, loggerFactory: h.LoggerFactory);
+        var redis = new RedisContext(server.Multiplexer, h.Options, database: index, loggerFactory: h.LoggerFactory, time: time);
         return new DedicatedDatabase(server, redis, index);
     }
 

@@ -1,7 +1,9 @@
 using System.Collections;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests.Recovery;
 
@@ -121,22 +123,17 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     public async Task CleanupIntervalMs_BatchCleanupRunsEveryInterval(string value, bool runs)
     {
         await using var h = Harness.Create(server);
-        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database);
-        var options = Read(("CLEANUP_INTERVAL_MS", value));
+        var time = new FakeTimeProvider();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database, time);
+        // The stuck-wait check every 100 ms is the witness that each step of the clock has been acted on.
+        var options = Read(("CLEANUP_INTERVAL_MS", value), ("ACTIVITY_CHECK_INTERVAL_MS", "100"));
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await Task.Delay(1500);
+        await AdvanceAsync(time, db.Redis, LoopNames.StuckWaits, TimeSpan.FromMilliseconds(1500), [LoopNames.BatchCleanup]);
 
         var started = h.Messages.Count(m => m == "Starting blocking coordination cleanup");
-        if (runs)
-        {
-            Assert.InRange(started, 2, 10); // about 7 in 1.5 s
-        }
-        else
-        {
-            Assert.Equal(0, started);
-        }
+        Assert.Equal(runs ? 7 : 0, started); // 1.5 s of the handler's clock holds seven 200 ms periods
     }
 
     [Theory]
@@ -145,14 +142,37 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     public async Task ActivityCheckIntervalMs_StuckWaitAndDeadlockCheckRunsEveryInterval(string value, bool runs)
     {
         await using var h = Harness.Create(server);
-        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database);
-        var options = Read(("ACTIVITY_CHECK_INTERVAL_MS", value));
+        var time = new FakeTimeProvider();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database, time);
+        // The cleanup every 100 ms is the witness that each step of the clock has been acted on.
+        var options = Read(("ACTIVITY_CHECK_INTERVAL_MS", value), ("CLEANUP_INTERVAL_MS", "100"));
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await Task.Delay(1500);
+        await AdvanceAsync(time, db.Redis, LoopNames.BatchCleanup, TimeSpan.FromMilliseconds(1500), [LoopNames.StuckWaits]);
 
         Assert.Equal(TimeSpan.FromMilliseconds(long.Parse(value, System.Globalization.CultureInfo.InvariantCulture)), options.StuckWaitGrace);
         Assert.Equal(runs, handler.LastDeadlocks is not null);
+    }
+
+    /// <summary>
+    /// Moves the handler's clock through <paramref name="total"/> in 100 ms steps. After each step it waits until the
+    /// <paramref name="witness"/> loop (period 100 ms) has completed that step's pass and every loop in
+    /// <paramref name="alsoDue"/> has completed the passes its own period makes due, so a loop that should not run has
+    /// had each tick's chance to, and one that should has done so, without a fixed sleep.
+    /// </summary>
+    private static async Task AdvanceAsync(FakeTimeProvider time, RedisContext redis, string witness, TimeSpan total, string[] alsoDue)
+    {
+        var step = TimeSpan.FromMilliseconds(100);
+        for (var elapsed = step; elapsed <= total; elapsed += step)
+        {
+            time.Advance(step);
+            var now = elapsed;
+            await EventuallyAsync(() => redis.Loops.Snapshot().All(l =>
+                    l.Loop != witness && !alsoDue.Contains(l.Loop) ||
+                    l.Passes >= (long)(now / TimeSpan.FromSeconds(l.IntervalSeconds ?? double.MaxValue))),
+                $"the handler's loops did not act on the clock at {now.TotalMilliseconds} ms: " +
+                string.Join(", ", redis.Loops.Snapshot().Select(l => $"{l.Name}={l.Passes}")));
+        }
     }
 }
