@@ -130,7 +130,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await AdvanceAsync(time, db.Redis, LoopNames.StuckWaits, TimeSpan.FromMilliseconds(1500), [LoopNames.BatchCleanup]);
+        await FakeClock.AdvanceAsync(time, db.Redis.Loops, TimeSpan.FromMilliseconds(1500), TimeSpan.FromMilliseconds(100), LoopNames.StuckWaits, LoopNames.BatchCleanup);
 
         var started = h.Messages.Count(m => m == "Starting blocking coordination cleanup");
         Assert.Equal(runs ? 7 : 0, started); // 1.5 s of the handler's clock holds seven 200 ms periods
@@ -149,30 +149,9 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await AdvanceAsync(time, db.Redis, LoopNames.BatchCleanup, TimeSpan.FromMilliseconds(1500), [LoopNames.StuckWaits]);
+        await FakeClock.AdvanceAsync(time, db.Redis.Loops, TimeSpan.FromMilliseconds(1500), TimeSpan.FromMilliseconds(100), LoopNames.BatchCleanup, LoopNames.StuckWaits);
 
         Assert.Equal(TimeSpan.FromMilliseconds(long.Parse(value, System.Globalization.CultureInfo.InvariantCulture)), options.StuckWaitGrace);
         Assert.Equal(runs, handler.LastDeadlocks is not null);
-    }
-
-    /// <summary>
-    /// Moves the handler's clock through <paramref name="total"/> in 100 ms steps. After each step it waits until the
-    /// <paramref name="witness"/> loop (period 100 ms) has completed that step's pass and every loop in
-    /// <paramref name="alsoDue"/> has completed the passes its own period makes due, so a loop that should not run has
-    /// had each tick's chance to, and one that should has done so, without a fixed sleep.
-    /// </summary>
-    private static async Task AdvanceAsync(FakeTimeProvider time, RedisContext redis, string witness, TimeSpan total, string[] alsoDue)
-    {
-        var step = TimeSpan.FromMilliseconds(100);
-        for (var elapsed = step; elapsed <= total; elapsed += step)
-        {
-            time.Advance(step);
-            var now = elapsed;
-            await EventuallyAsync(() => redis.Loops.Snapshot().All(l =>
-                    l.Loop != witness && !alsoDue.Contains(l.Loop) ||
-                    l.Passes >= (long)(now / TimeSpan.FromSeconds(l.IntervalSeconds ?? double.MaxValue))),
-                $"the handler's loops did not act on the clock at {now.TotalMilliseconds} ms: " +
-                string.Join(", ", redis.Loops.Snapshot().Select(l => $"{l.Name}={l.Passes}")));
-        }
     }
 }
