@@ -471,7 +471,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.PublisherLookups > 0), "the fallback check to look the peer up");
 
         await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
-        await Task.Delay(1000);
+        // Shows the ACK stays unseen: ten fallback periods of 100 ms.
+        await Task.Delay(10 * h.Options.AckFallbackPollInterval);
         Assert.False(waiting.IsCompleted);
         Assert.Equal(0, h.Redis.Wakeups.FallbackReads);
         Assert.Equal(1, h.Redis.Wakeups.PublisherLookups); // learnt once, remembered
@@ -702,17 +703,6 @@ public sealed class AckWaiterTests(RedisServer server)
     }
 
     /// <summary>Polls a condition (for intermediate states no awaitable result exposes); fails after a generous limit.</summary>
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var limit = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (limit.Elapsed > TimeSpan.FromSeconds(20))
-            {
-                Assert.Fail($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition, string what) =>
+        EventuallyAsync(condition, $"timed out waiting for {what}", TimeSpan.FromSeconds(20));
 }

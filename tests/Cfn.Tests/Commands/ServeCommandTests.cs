@@ -238,18 +238,6 @@ public sealed class ServeCommandTests
         Assert.Contains("BLOCKING_COORDINATION_SECRET", run.Output, StringComparison.Ordinal);
     }
 
-    private static async Task<T> WaitForAsync<T>(Func<Task<T?>> probe)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            if (await probe() is { } value)
-            {
-                return value;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(100);
-        }
-    }
+    private static async Task<T> WaitForAsync<T>(Func<Task<T?>> probe) =>
+        (await EventuallyAsync(probe, value => value is not null, "condition not met", TimeSpan.FromSeconds(30), pollMs: 100))!;
 }

@@ -67,18 +67,12 @@ public sealed class MetricsExportTests
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(10) };
         Dictionary<string, ExpositionFamily> families = [];
         string[] missing = [];
-        var deadline = DateTime.UtcNow.AddSeconds(45);
-        while (DateTime.UtcNow < deadline)
+        await EventuallyAsync(async () =>
         {
             families = ExpositionText.Parse(await client.GetStringAsync("/metrics"));
             missing = [.. Wanted(ghost).Where(w => !families.TryGetValue(w.Family, out var f) || !f.Samples.Any(w.Match)).Select(w => w.What)];
-            if (missing.Length == 0)
-            {
-                break;
-            }
-
-            await Task.Delay(1000);
-        }
+            return missing.Length == 0;
+        }, TimeSpan.FromSeconds(45), pollMs: 1000);
 
         Assert.True(missing.Length == 0, $"no samples within 45 s for: {string.Join("; ", missing)}\n{up.Tail(30)}");
 
