@@ -50,9 +50,11 @@ internal static class Eventually
 
     /// <summary>
     /// Reads a value until <paramref name="done"/> accepts it and returns that value; fails with
-    /// <paramref name="neverHappened"/> and the last value read when the timeout passes first.
+    /// <paramref name="neverHappened"/> and the last value read (through <paramref name="describe"/> when given) when the
+    /// timeout passes first.
     /// </summary>
-    public static async Task<T> EventuallyAsync<T>(Func<Task<T>> read, Func<T, bool> done, string neverHappened, TimeSpan? timeout = null, int pollMs = 20)
+    public static async Task<T> EventuallyAsync<T>(Func<Task<T>> read, Func<T, bool> done, string neverHappened, TimeSpan? timeout = null,
+        int pollMs = 20, Func<T, string>? describe = null)
     {
         var last = default(T);
         var limit = timeout ?? DefaultTimeout;
@@ -61,7 +63,7 @@ internal static class Eventually
             return last!;
         }
 
-        Assert.Fail($"{neverHappened} (waited {limit.TotalSeconds:0.#} s; last value: {last})");
+        Assert.Fail($"{neverHappened} (waited {limit.TotalSeconds:0.#} s; last value: {(describe is null || last is null ? last : describe(last))})");
         return last!;
     }
 }

@@ -53,7 +53,7 @@ public sealed class AckWaiterTests(RedisServer server)
         var sent = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
 
         var waiting = sender.Waiter.WaitForAcksAsync([receiver.Id], sent.MessageId, TimeSpan.FromSeconds(30));
-        await Task.Delay(300);
+        await EventuallyAsync(() => sender.Status == "blocking", "the sender never started waiting");
         Assert.False(waiting.IsCompleted);
         var ackedAt = Stopwatch.StartNew();
         await receiver.Acks.AcknowledgeAsync(sent.MessageId, sender.Id, SignalTypes.Completion, null, sent.Timestamp);
@@ -446,6 +446,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
         await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
             "the forged ACK to be counted");
+        // Shows the forged ACK released nothing. Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms is
+        // ample time for its wake-up to have been handled.
         await Task.Delay(200);
         Assert.False(waiting.IsCompleted);
 

@@ -150,6 +150,7 @@ public sealed class StuckWaitDetectorTests(RedisServer server)
         {
             var wait = c.Waiter.WaitForAcksAsync([peer], $"{c.Id}:{peer}:completion:1:444", TimeSpan.FromMilliseconds(300));
             var reported = new List<StuckWait>();
+            // Checks until the wait has timed out on its own and 2.5 s have passed: over twice the detector's 1 s grace.
             var until = DateTime.UtcNow.AddMilliseconds(2500);
             while (!wait.IsCompleted || DateTime.UtcNow < until)
             {

@@ -34,7 +34,7 @@ public sealed class LifecycleHooksTests(RedisServer server)
 
         var waiting = sender.Waiter.WaitForAcksAsync(
             new Dictionary<string, string> { [r1.Id] = s1.MessageId, [r2.Id] = s2.MessageId }, TimeSpan.FromSeconds(20));
-        await Task.Delay(100);
+        await EventuallyAsync(() => sender.Status == "blocking", "the sender never started waiting");
         var a1 = await r1.Acks.AcknowledgeAsync(s1.MessageId, sender.Id, SignalTypes.Validation, null, s1.Timestamp);
         var a2 = await r2.Acks.AcknowledgeAsync(s2.MessageId, sender.Id, SignalTypes.Validation, null, s2.Timestamp);
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(10));

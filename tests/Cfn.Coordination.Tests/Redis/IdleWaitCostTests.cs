@@ -114,20 +114,11 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
             }
         }
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var stats = await CommandCallsAsync();
-            // A wait's first read is part of the script that announces it (wait_begin.lua).
-            var waiterReads = stats.GetValueOrDefault("evalsha") + stats.GetValueOrDefault("eval");
-            if (waiterReads >= Waits && h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1)
-            {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"waits never settled: {Describe(stats)}");
-            await Task.Delay(50, CancellationToken.None);
-        }
+        // A wait's first read is part of the script that announces it (wait_begin.lua).
+        await EventuallyAsync(CommandCallsAsync,
+            stats => stats.GetValueOrDefault("evalsha") + stats.GetValueOrDefault("eval") >= Waits &&
+                     h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1,
+            "waits never settled", TimeSpan.FromSeconds(30), pollMs: 50, describe: Describe);
 
         // Let the last replies reach their waiters before counting.
         await Task.Delay(300, CancellationToken.None);

@@ -156,18 +156,11 @@ public sealed class MetricsExportTests
 
             async Task<Dictionary<string, ExpositionFamily>> ScrapeUntil(string role, Func<Dictionary<string, ExpositionFamily>, bool> done, string what)
             {
-                var deadline = DateTime.UtcNow.AddSeconds(45);
-                while (true)
-                {
-                    var families = ExpositionText.Parse(await client.GetStringAsync($"http://127.0.0.1:{ports[role]}/metrics"));
-                    if (done(families))
-                    {
-                        return families;
-                    }
-
-                    Assert.True(DateTime.UtcNow < deadline, $"{role} /metrics: no {what} within 45 s\n" + string.Join('\n', runs.Values.Select(r => r.Tail(15))));
-                    await Task.Delay(500);
-                }
+                Dictionary<string, ExpositionFamily> families = [];
+                var found = await EventuallyAsync(async () => done(families = ExpositionText.Parse(await client.GetStringAsync($"http://127.0.0.1:{ports[role]}/metrics"))),
+                    TimeSpan.FromSeconds(45), pollMs: 500);
+                Assert.True(found, $"{role} /metrics: no {what} within 45 s\n" + string.Join('\n', runs.Values.Select(r => r.Tail(15))));
+                return families;
             }
 
             static bool Has(Dictionary<string, ExpositionFamily> f, string family, Func<ExpositionSample, bool> match) =>
