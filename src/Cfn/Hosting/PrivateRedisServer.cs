@@ -45,6 +45,9 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
 
     public bool IsRunning => _process is { HasExited: false };
 
+    /// <summary>The redis-server process ID while it runs (the bench reads its CPU time through it).</summary>
+    public int? ProcessId => IsRunning ? _process!.Id : null;
+
     /// <summary>Starts redis-server on <paramref name="port"/> (0: a free one), without persistence, and waits until it answers.</summary>
     /// <exception cref="FileNotFoundException">redis-server is not installed (<see cref="MissingMessage"/>).</exception>
     /// <exception cref="InvalidOperationException">It did not start; the message has its last log lines.</exception>
