@@ -95,29 +95,14 @@ internal sealed class BenchContext : IAsyncDisposable
     /// <summary>INFO commandstats as command → calls, without the bench's own INFO/CONFIG/SLOWLOG reads.</summary>
     public async Task<Dictionary<string, long>> CommandCallsAsync()
     {
-        var info = (string?)await Server.ExecuteAsync("INFO", "commandstats") ?? "";
-        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (!line.StartsWith("cmdstat_", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            var colon = line.IndexOf(':', StringComparison.Ordinal);
-            var name = line["cmdstat_".Length..colon];
-            if (name is "info" or "config" or "slowlog" || name.StartsWith("config|", StringComparison.Ordinal) ||
-                name.StartsWith("slowlog|", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith("calls=", StringComparison.Ordinal));
-            calls[name] = long.Parse(field["calls=".Length..], CultureInfo.InvariantCulture);
-        }
-
+        var calls = await CommandStats.CallsAsync(Server);
+        calls.Keys.Where(IsBenchReading).ToList().ForEach(name => calls.Remove(name));
         return calls;
     }
+
+    private static bool IsBenchReading(string name) =>
+        name is "info" or "config" or "slowlog" || name.StartsWith("config|", StringComparison.Ordinal) ||
+        name.StartsWith("slowlog|", StringComparison.Ordinal);
 
     /// <summary>redis-server's process ID when it runs on this machine (<c>CFN_BENCH_REDIS_PID</c>, else INFO server).</summary>
     public async Task<int?> RedisPidAsync()

@@ -2,10 +2,12 @@ using System.Collections;
 using System.Diagnostics;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
 using Cfn.Coordination.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests;
 
@@ -18,7 +20,11 @@ namespace Cfn.Coordination.Tests;
 public sealed class EnvironmentEffectTests(RedisServer server)
 {
     /// <summary>A harness whose options are exactly what <see cref="CoordinationOptions.FromEnvironment"/> read from <paramref name="variables"/>.</summary>
-    internal static Harness FromEnvironment(RedisServer server, params (string Name, string Value)[] variables)
+    internal static Harness FromEnvironment(RedisServer server, params (string Name, string Value)[] variables) =>
+        FromEnvironment(server, null, variables);
+
+    /// <summary>The same, with its loops on <paramref name="time"/>.</summary>
+    internal static Harness FromEnvironment(RedisServer server, TimeProvider? time, params (string Name, string Value)[] variables)
     {
         var env = new Hashtable();
         foreach (var (name, value) in variables)
@@ -33,21 +39,23 @@ public sealed class EnvironmentEffectTests(RedisServer server)
             {
                 property.SetValue(o, property.GetValue(parsed));
             }
-        });
+        }, time);
     }
 
     [Fact]
     public async Task HeartbeatIntervalMs_200_SequenceAdvancesAboutEvery200Ms()
     {
-        await using var h = FromEnvironment(server, ("HEARTBEAT_INTERVAL_MS", "200"));
+        var time = new FakeTimeProvider();
+        await using var h = FromEnvironment(server, time, ("HEARTBEAT_INTERVAL_MS", "200"));
         var c = await h.StartAsync(heartbeatLoop: true);
         var first = await SequenceAsync(h, c.Id);
+        await EventuallyAsync(() => h.Redis.Loops.Snapshot().Any(l => l.Loop == LoopNames.Heartbeat), "the heartbeat loop never started");
 
-        await Task.Delay(2000);
+        // 2 s of the loop's clock, each beat it makes due awaited; the default (30 s) would give none.
+        await FakeClock.AdvanceAsync(time, h.Redis.Loops, TimeSpan.FromSeconds(2), TimeSpan.FromMilliseconds(200), LoopNames.Heartbeat);
         var advanced = await SequenceAsync(h, c.Id) - first;
 
-        // About 10 beats in 2 s; the default (30 s) would give none. Generous bounds for a loaded machine.
-        Assert.InRange(advanced, 4, 20);
+        Assert.Equal(10, advanced);
     }
 
     [Fact]
@@ -92,7 +100,8 @@ public sealed class EnvironmentEffectTests(RedisServer server)
 
         var waiting = self.Waiter.WaitForAcksAsync([absent], TestIds.New("signal"));
         long? timeoutMs = null;
-        while (!waiting.IsCompleted && timeoutMs is null)
+        // Until K7 shows the timeout, or the wait is over (then the assertion below says it never showed).
+        await EventuallyAsync(async () =>
         {
             var k7 = (string?)await h.Database.StringGetAsync(Keys.Activity(self.Id));
             using var doc = JsonDocument.Parse(k7!);
@@ -101,8 +110,8 @@ public sealed class EnvironmentEffectTests(RedisServer server)
                 timeoutMs = t.GetInt64();
             }
 
-            await Task.Delay(20);
-        }
+            return waiting.IsCompleted || timeoutMs is not null;
+        }, TimeSpan.FromSeconds(20));
 
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
 
@@ -152,13 +161,18 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     [InlineData("600000", false)]
     public async Task AckPollIntervalMs_FallbackReadsOfAPendingWaitEveryInterval(string value, bool reads)
     {
-        await using var h = FromEnvironment(server, ("ACK_POLL_INTERVAL_MS", value));
-        var self = await h.StartAsync();
+        // The heartbeat loop every 100 ms is the witness that each step of the clock has been acted on.
+        var time = new FakeTimeProvider();
+        await using var h = FromEnvironment(server, time, ("ACK_POLL_INTERVAL_MS", value), ("HEARTBEAT_INTERVAL_MS", "100"));
+        var self = await h.StartAsync(heartbeatLoop: true);
         using var cts = new CancellationTokenSource();
         var waiting = self.Waiter.WaitForAcksAsync([TestIds.New("absent")], TestIds.New("signal"), TimeSpan.FromMinutes(1), cts.Token);
+        await EventuallyAsync(() => self.Status == "blocking" && h.Redis.Loops.Snapshot().Any(l => l.Loop == LoopNames.Heartbeat),
+            "the wait never started, or the heartbeat loop never ran");
         var before = h.Redis.Wakeups.FallbackReads;
 
-        await Task.Delay(3000);
+        // 3 s of the clock the fallback check and the heartbeat run on, in 100 ms steps.
+        await FakeClock.AdvanceAsync(time, h.Redis.Loops, TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(100), LoopNames.Heartbeat, LoopNames.AckFallback);
         var delta = h.Redis.Wakeups.FallbackReads - before;
         await cts.CancelAsync();
         await waiting;

@@ -1,79 +1,143 @@
 using System.ComponentModel;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 
 namespace Cfn.Hosting;
 
 /// <summary>
-/// The redis-server child of <c>cfn up</c> when it is given no Redis (D2): loopback only, no persistence, its files in a
-/// temporary directory; killed when cfn stops (it holds nothing worth saving).
+/// A redis-server child process on loopback with its files in a temporary directory: the Redis of <c>cfn up</c> when it
+/// is given none (D2), and the server a test owns when it must kill, restart or read server-wide counters of its Redis.
+/// Without persistence it holds nothing worth saving, so stopping it is a kill; with persistence
+/// (<c>appendonly yes, appendfsync always</c>) its data survives a kill and a restart on the same port and directory.
+/// Disposal kills it and removes its directory. The test projects compile this same file, so there is one of it.
 /// </summary>
 internal sealed class PrivateRedisServer : IAsyncDisposable
 {
     /// <summary>The one line printed when redis-server is missing.</summary>
     public const string MissingMessage = "redis-server is not installed: run `apt-get install -y redis-server` (or pass --redis HOST:PORT)";
 
-    private readonly Process _process;
-    private readonly string _directory;
+    /// <summary>When a free port is chosen, another process may take it before redis-server binds it: tries this many.</summary>
+    private const int FreePortAttempts = 5;
 
-    private PrivateRedisServer(Process process, int port, string directory)
+    private readonly string _executable;
+    private readonly bool _persistent;
+    private readonly TimeSpan _startTimeout;
+    private Process? _process;
+
+    private PrivateRedisServer(string executable, int port, string directory, bool persistent, TimeSpan startTimeout)
     {
-        _process = process;
+        _executable = executable;
         Port = port;
-        _directory = directory;
+        Directory = directory;
+        _persistent = persistent;
+        _startTimeout = startTimeout;
     }
 
     public int Port { get; }
 
+    /// <summary>Its working directory (log, and the append-only file when persistent).</summary>
+    public string Directory { get; }
+
     public string Endpoint => $"127.0.0.1:{Port}";
 
-    /// <summary>Starts redis-server on <paramref name="port"/> (0: a free one) and waits until it answers.</summary>
+    public bool IsRunning => _process is { HasExited: false };
+
+    /// <summary>The redis-server process ID while it runs (the bench reads its CPU time through it).</summary>
+    public int? ProcessId => IsRunning ? _process!.Id : null;
+
+    /// <summary>Starts redis-server on <paramref name="port"/> (0: a free one), without persistence, and waits until it answers.</summary>
     /// <exception cref="FileNotFoundException">redis-server is not installed (<see cref="MissingMessage"/>).</exception>
     /// <exception cref="InvalidOperationException">It did not start; the message has its last log lines.</exception>
-    public static async Task<PrivateRedisServer> StartAsync(int port, CancellationToken cancellationToken)
+    public static Task<PrivateRedisServer> StartAsync(int port, CancellationToken cancellationToken) =>
+        StartAsync(port, persistent: false, TimeSpan.FromSeconds(10), cancellationToken);
+
+    /// <summary>
+    /// Starts redis-server on a free port and waits until it answers; <paramref name="persistent"/> makes every write
+    /// durable before it is acknowledged, so a kill and <see cref="RestartAsync"/> lose nothing.
+    /// </summary>
+    public static Task<PrivateRedisServer> StartAsync(bool persistent = false) =>
+        StartAsync(0, persistent, TimeSpan.FromSeconds(20), CancellationToken.None);
+
+    private static async Task<PrivateRedisServer> StartAsync(int port, bool persistent, TimeSpan startTimeout, CancellationToken cancellationToken)
     {
         var executable = FindOnPath("redis-server") ?? throw new FileNotFoundException(MissingMessage);
-        var directory = Directory.CreateTempSubdirectory("cfn-redis-").FullName;
-        var chosen = port > 0 ? port : FreePort();
-        var start = new ProcessStartInfo(executable,
-            ["--port", chosen.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", directory, "--logfile", Path.Combine(directory, "redis.log")])
+        for (var attempt = 1; ; attempt++)
+        {
+            var directory = System.IO.Directory.CreateTempSubdirectory("cfn-redis-").FullName;
+            var server = new PrivateRedisServer(executable, port > 0 ? port : FreePort(), directory, persistent, startTimeout);
+            try
+            {
+                await server.RestartAsync(cancellationToken).ConfigureAwait(false);
+                return server;
+            }
+            catch (InvalidOperationException) when (port == 0 && attempt < FreePortAttempts)
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+            }
+            catch
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Starts it (again) on the same port and directory, and waits until it answers PING.</summary>
+    /// <exception cref="InvalidOperationException">It is already running, or did not start (the message has its last log lines).</exception>
+    public async Task RestartAsync(CancellationToken cancellationToken = default)
+    {
+        if (IsRunning)
+        {
+            throw new InvalidOperationException("redis-server is already running");
+        }
+
+        var start = new ProcessStartInfo(_executable,
+            ["--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "",
+             "--dir", Directory, "--logfile", Path.Combine(Directory, "redis.log"),
+             .. _persistent ? (string[])["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        Process process;
         try
         {
-            process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start");
+            _process = Process.Start(start) ?? throw new InvalidOperationException("redis-server did not start");
         }
         catch (Win32Exception)
         {
             throw new FileNotFoundException(MissingMessage);
         }
 
-        var server = new PrivateRedisServer(process, chosen, directory);
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (DateTime.UtcNow < deadline)
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < _startTimeout && !_process.HasExited)
         {
-            if (process.HasExited)
+            if (await AnswersPingAsync(Port, cancellationToken).ConfigureAwait(false))
             {
-                break;
+                return;
             }
 
-            if (await AnswersPingAsync(chosen, cancellationToken).ConfigureAwait(false))
-            {
-                return server;
-            }
-
-            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(25, cancellationToken).ConfigureAwait(false);
         }
 
-        var log = server.LastLogLines();
-        await server.DisposeAsync().ConfigureAwait(false);
-        throw new InvalidOperationException($"redis-server did not start on 127.0.0.1:{chosen}: {log}");
+        Kill();
+        throw new InvalidOperationException($"redis-server did not start on {Endpoint}: {LastLogLines()}");
+    }
+
+    /// <summary>Kills the server at once (SIGKILL): an outage, not a shutdown. It can be started again with <see cref="RestartAsync"/>.</summary>
+    public void Kill()
+    {
+        if (_process is { HasExited: false })
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+
+        _process?.Dispose();
+        _process = null;
     }
 
     private static async Task<bool> AnswersPingAsync(int port, CancellationToken cancellationToken)
@@ -85,14 +149,14 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
             var stream = client.GetStream();
             await stream.WriteAsync("PING\r\n"u8.ToArray(), cancellationToken).ConfigureAwait(false);
             var buffer = new byte[16];
-            var read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-            return read >= 5 && System.Text.Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal);
+            // A server that accepted but never answers must not hold the start past its timeout.
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(2));
+            var read = await stream.ReadAsync(buffer, timeout.Token).ConfigureAwait(false);
+            return read >= 5 && Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal);
         }
-        catch (SocketException)
-        {
-            return false;
-        }
-        catch (IOException)
+        catch (Exception e) when (e is SocketException or IOException ||
+                                  (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
             return false;
         }
@@ -100,7 +164,7 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
 
     private string LastLogLines()
     {
-        var path = Path.Combine(_directory, "redis.log");
+        var path = Path.Combine(Directory, "redis.log");
         return File.Exists(path) ? string.Join(" | ", File.ReadLines(path).TakeLast(3)) : "no log";
     }
 
@@ -117,28 +181,19 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
+        // No persistence worth keeping, so nothing is lost by killing it outright.
+        Kill();
         try
         {
-            if (!_process.HasExited)
-            {
-                // No persistence, so nothing is lost by killing it outright.
-                _process.Kill();
-                await _process.WaitForExitAsync().ConfigureAwait(false);
-            }
+            System.IO.Directory.Delete(Directory, recursive: true);
         }
-        finally
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            _process.Dispose();
-            try
-            {
-                Directory.Delete(_directory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A leftover temp directory is harmless.
-            }
+            // A leftover temp directory is harmless.
         }
+
+        return ValueTask.CompletedTask;
     }
 }

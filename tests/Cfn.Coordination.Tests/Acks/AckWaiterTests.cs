@@ -53,7 +53,7 @@ public sealed class AckWaiterTests(RedisServer server)
         var sent = await sender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
 
         var waiting = sender.Waiter.WaitForAcksAsync([receiver.Id], sent.MessageId, TimeSpan.FromSeconds(30));
-        await Task.Delay(300);
+        await EventuallyAsync(() => sender.Status == "blocking", "the sender never started waiting");
         Assert.False(waiting.IsCompleted);
         var ackedAt = Stopwatch.StartNew();
         await receiver.Acks.AcknowledgeAsync(sent.MessageId, sender.Id, SignalTypes.Completion, null, sent.Timestamp);
@@ -446,6 +446,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
         await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
             "the forged ACK to be counted");
+        // Shows the forged ACK released nothing. Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms is
+        // ample time for its wake-up to have been handled.
         await Task.Delay(200);
         Assert.False(waiting.IsCompleted);
 
@@ -471,7 +473,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.PublisherLookups > 0), "the fallback check to look the peer up");
 
         await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
-        await Task.Delay(1000);
+        // Shows the ACK stays unseen: ten fallback periods of 100 ms.
+        await Task.Delay(10 * h.Options.AckFallbackPollInterval);
         Assert.False(waiting.IsCompleted);
         Assert.Equal(0, h.Redis.Wakeups.FallbackReads);
         Assert.Equal(1, h.Redis.Wakeups.PublisherLookups); // learnt once, remembered
@@ -702,17 +705,6 @@ public sealed class AckWaiterTests(RedisServer server)
     }
 
     /// <summary>Polls a condition (for intermediate states no awaitable result exposes); fails after a generous limit.</summary>
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var limit = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (limit.Elapsed > TimeSpan.FromSeconds(20))
-            {
-                Assert.Fail($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(20);
-        }
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition, string what) =>
+        EventuallyAsync(condition, $"timed out waiting for {what}", TimeSpan.FromSeconds(20));
 }

@@ -46,7 +46,7 @@ public sealed class PeerDeathSpawnFailedTests(RedisServer server)
             var service = new EscalationService(world.Redis, world.H.Keys, options, metrics, new CoordinatorCleanup(world.Redis, options, metrics));
             var escalated = await service.EscalateAsync(dead.Id, swarm, fence, lastBeat, "monitor-test");
             var newId = escalated.NewCoordinatorId!;
-            Assert.True(await RecoveryKit.EventuallyAsync(
+            Assert.True(await EventuallyAsync(
                 () => Task.FromResult(RecoveryKit.Lines(world.H, "ACK wait follows hand-over", $"replacement={newId} ").Count == 1),
                 TimeSpan.FromSeconds(10)));
             Assert.False(wait.IsCompleted);
@@ -64,7 +64,7 @@ public sealed class PeerDeathSpawnFailedTests(RedisServer server)
             Assert.Contains("image pull failed", line.Message, StringComparison.Ordinal);
 
             // The notices: spawn_replacement from the escalation, then replacement_failed naming the same replacement.
-            Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(notices.Count >= 2), TimeSpan.FromSeconds(5)));
+            Assert.True(await EventuallyAsync(() => Task.FromResult(notices.Count >= 2), TimeSpan.FromSeconds(5)));
             var actions = notices.Select(n => JsonDocument.Parse(n).RootElement.Clone()).ToList();
             Assert.Equal(["spawn_replacement", "replacement_failed"], actions.Select(a => a.GetProperty("action").GetString()));
             Assert.All(actions, a => Assert.Equal(dead.Id, a.GetProperty("deadCoordinatorId").GetString()));

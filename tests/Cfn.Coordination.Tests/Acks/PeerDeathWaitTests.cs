@@ -36,7 +36,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var newId = death.Escalation!.NewCoordinatorId!;
         var handedOverId = PeerDeathWorld.HandedOverId(sent.MessageId, dead.Id, newId);
         // The wait follows before the replacement even runs.
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(RecoveryKit.Lines(w.H, "ACK wait follows hand-over", $"replacement={newId} ", $"handedOverSignalId={handedOverId} ").Count == 1),
             TimeSpan.FromSeconds(10)), string.Join('\n', w.H.Messages.TakeLast(20)));
         Assert.False(wait.IsCompleted);
@@ -77,7 +77,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var replacement = await w.StartAsync("replacement", heartbeat: false, id: first);
         var second = (await w.KillAsync(replacement, escalate: true)).Escalation!.NewCoordinatorId!;
         var secondId = PeerDeathWorld.HandedOverId(PeerDeathWorld.HandedOverId(sent.MessageId, dead.Id, first), first, second);
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(RecoveryKit.Lines(w.H, "ACK wait follows hand-over", $"dead={first} ", $"replacement={second} ").Count == 1),
             TimeSpan.FromSeconds(10)), string.Join('\n', w.H.Messages.TakeLast(20)));
 
@@ -103,7 +103,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var wait = waiter.Waiter.WaitForAcksAsync([dead.Id], sent.MessageId, TimeSpan.FromSeconds(60));
         await PeerDeathWorld.WaitingAsync(waiter);
         // The fallback check has asked the registry about the peer: it is a live cfn coordinator (its ACKs are pushed).
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(w.Redis.Wakeups.PublisherLookups >= 1), TimeSpan.FromSeconds(5)));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(w.Redis.Wakeups.PublisherLookups >= 1), TimeSpan.FromSeconds(5)));
 
         var death = await w.KillAsync(dead, escalate: true);
         var newId = death.Escalation!.NewCoordinatorId!;
@@ -179,7 +179,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
             Assert.Single(RecoveryKit.Lines(w.H, "ACK wait complete", "status=peer_dead"));
 
             // The notice: no replacement named.
-            Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(!notices.IsEmpty), TimeSpan.FromSeconds(5)));
+            Assert.True(await EventuallyAsync(() => Task.FromResult(!notices.IsEmpty), TimeSpan.FromSeconds(5)));
             using var notice = JsonDocument.Parse(Assert.Single(notices));
             Assert.Equal(dead.Id, notice.RootElement.GetProperty("deadCoordinatorId").GetString());
             Assert.Equal(w.Swarm, notice.RootElement.GetProperty("swarmId").GetString());
@@ -206,7 +206,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var death = await w.KillAsync(dead, escalate: true);
         var newId = death.Escalation!.NewCoordinatorId!;
         var handedOverId = PeerDeathWorld.HandedOverId(sent.MessageId, dead.Id, newId);
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(RecoveryKit.Lines(w.H, "ACK wait follows hand-over", $"replacement={newId} ").Count == 1), TimeSpan.FromSeconds(10)));
 
         var forgeries = new (string Reason, string Json)[]
@@ -219,7 +219,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         {
             await w.Database.StringSetAsync(Keys.Ack(newId, handedOverId), json, TimeSpan.FromMinutes(5));
             await w.Database.PublishAsync(Keys.Events(waiter.Id), $"ack {handedOverId} {newId} {json}");
-            Assert.True(await RecoveryKit.EventuallyAsync(
+            Assert.True(await EventuallyAsync(
                 () => Task.FromResult(w.H.Metrics.AckVerificationFailures.WithLabels(waiter.Id, reason).Value >= 1), TimeSpan.FromSeconds(5)),
                 $"{reason} was not refused");
             await Task.Delay(400); // two fallback periods: the planted value is read from Redis too
@@ -265,7 +265,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
 
         // A notice Redis does not bear out (the peer is in the registry, no K8 record): an operator's test, or a mistake.
         await DeathNotices.PublishAsync(w.Database, new DeathNotice(live.Id, w.Swarm, 1, DeathNotice.NoReplacement));
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(RecoveryKit.Lines(w.H, "Dead coordinator notice not borne out by Redis", $"coordinator={live.Id} ").Count == 1),
             TimeSpan.FromSeconds(5)));
         Assert.False(wait.IsCompleted);

@@ -106,7 +106,7 @@ internal sealed class PeerDeathWorld : IAsyncDisposable
 
     /// <summary>Waits until <paramref name="waiter"/> has a running wait (announced and asleep).</summary>
     public static async Task WaitingAsync(Coordinator waiter) =>
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(waiter.Status == "blocking"), TimeSpan.FromSeconds(10)),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(waiter.Status == "blocking"), TimeSpan.FromSeconds(10)),
             $"{waiter.Id} never started waiting");
 
     /// <summary>The ID a signal gets when handed from <paramref name="deadId"/> to <paramref name="newId"/> (BRIEF decision 2).</summary>

@@ -57,7 +57,7 @@ public sealed class SendAndWaitTests(RedisServer server)
         Assert.Equal(1, await h.Database.StreamLengthAsync(Keys.Inbox(receiver.Id)));
         var view = await Probe.ReadJsonAsync(h.Database, (string)Keys.Signal(receiver.Id)!);
         Assert.Equal(result.Delivery.MessageId, view.GetProperty("messageId").GetString());
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => await h.Database.SortedSetScoreAsync(Keys.Deadlines, sender.Id) is null,
+        Assert.True(await EventuallyAsync(async () => await h.Database.SortedSetScoreAsync(Keys.Deadlines, sender.Id) is null,
             TimeSpan.FromSeconds(20)), "the ended wait is still in coordinator:deadlines");
     }
 

@@ -75,7 +75,7 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         var c = await h.StartAsync();
         var key = "coordinator:activity:" + c.Id;
         var before = Parse(await ReadRawAsync(h.Database, key)).GetProperty("lastActivity").GetInt64();
-        await Task.Delay(50);
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(h.Database) > before, "the Redis clock never moved past the last activity");
 
         await c.SetIterationAsync(3, "loop-2-validation");
 
@@ -206,24 +206,10 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         Assert.Equal("working", Parse(await ReadRawAsync(h.Database, "coordinator:activity:" + c.Id)).GetProperty("status").GetString());
     }
 
-    private static async Task<JsonElement> PollActivityAsync(IDatabase database, string id, Func<JsonElement, bool> until)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        string? raw = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            raw = (string?)await database.StringGetAsync("coordinator:activity:" + id);
-            if (raw is not null && until(Parse(raw)))
-            {
-                return Parse(raw);
-            }
-
-            await Task.Delay(25);
-        }
-
-        Assert.Fail($"K7 of {id} never reached the expected state; last value {raw}");
-        return default;
-    }
+    private static async Task<JsonElement> PollActivityAsync(IDatabase database, string id, Func<JsonElement, bool> until) =>
+        Parse(await EventuallyAsync(async () => (string?)await database.StringGetAsync("coordinator:activity:" + id),
+            raw => raw is not null && until(Parse(raw)), $"K7 of {id} never reached the expected state", TimeSpan.FromSeconds(20), pollMs: 25)
+            ?? "");
 
     private static async Task<string> ReadRawAsync(IDatabase database, string key)
     {

@@ -315,35 +315,25 @@ public sealed class DeadlockDetectorTests(RedisServer server)
         Assert.True(await h.Database.StringSetAsync(
             "coordinator:activity:" + id, Json.Serialize(Record(id, status, waitingFor)), TimeSpan.FromMinutes(5)));
 
-    private static async Task PollUntilBlockingAsync(Harness h, params string[] ids)
+    private static Task PollUntilBlockingAsync(Harness h, params string[] ids) => EventuallyAsync(async () =>
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (DateTime.UtcNow < deadline)
+        foreach (var id in ids)
         {
-            var blocking = 0;
-            foreach (var id in ids)
+            var raw = (string?)await h.Database.StringGetAsync("coordinator:activity:" + id);
+            if (raw is null)
             {
-                var raw = (string?)await h.Database.StringGetAsync("coordinator:activity:" + id);
-                if (raw is not null)
-                {
-                    using var document = JsonDocument.Parse(raw);
-                    if (document.RootElement.GetProperty("status").GetString() == "blocking")
-                    {
-                        blocking++;
-                    }
-                }
+                return false;
             }
 
-            if (blocking == ids.Length)
+            using var document = JsonDocument.Parse(raw);
+            if (document.RootElement.GetProperty("status").GetString() != "blocking")
             {
-                return;
+                return false;
             }
-
-            await Task.Delay(25);
         }
 
-        Assert.Fail($"coordinators {string.Join(", ", ids)} never all showed status blocking in K7");
-    }
+        return true;
+    }, $"coordinators {string.Join(", ", ids)} never all showed status blocking in K7", TimeSpan.FromSeconds(20), pollMs: 25);
 
     /// <summary>An <see cref="IDatabase"/> that forwards to the real one and records the key count of every MGET.</summary>
     public class CountingDatabase : DispatchProxy

@@ -23,6 +23,12 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
     private const int StaleMs = 500;
     private const int IntervalMs = 100;
 
+    /// <summary>
+    /// How long a "never declared dead" check watches: twice the 700 ms it takes a silent coordinator to die under
+    /// <see cref="RecoveryKit.FastOptions"/>, plus one monitor interval.
+    /// </summary>
+    private static readonly TimeSpan NeverDeadWindow = (2 * RecoveryKit.FastOptions().DeathAfter) + RecoveryKit.FastOptions().MonitorInterval;
+
     [Fact]
     public async Task RunOnceAsync_CrashedCoordinator_WarningThenCriticalThenDeadAfterDeathDelay()
     {
@@ -49,8 +55,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             CoordinatorDeath? death = null;
             long seenAt = 0;
             var warnedAt = new SortedDictionary<int, long>();
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (death is null && DateTime.UtcNow < deadline)
+            await EventuallyAsync(async () =>
             {
                 death = (await handler.Monitor.RunOnceAsync()).Deaths.FirstOrDefault(d => d.CoordinatorId == c.Id);
                 seenAt = await RedisKit.NowAsync(h.Database);
@@ -61,8 +66,8 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
                     warnedAt.TryAdd(int.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));
                 }
 
-                await Task.Delay(20);
-            }
+                return death is not null;
+            }, $"{c.Id} was never declared dead", TimeSpan.FromSeconds(10));
 
             Assert.NotNull(death);
             Assert.Equal([1, 2], warnedAt.Keys);
@@ -86,7 +91,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             var dead = Assert.Single(RecoveryKit.Lines(h, "Marking coordinator as DEAD", $"coordinator={c.Id} "));
             Assert.Equal(LogLevel.Error, dead.Level);
 
-            // Later passes do not count the same incident again.
+            // Later passes do not count the same incident again: five passes, one monitor interval apart, as the loop runs them.
             for (var i = 0; i < 5; i++)
             {
                 await handler.Monitor.RunOnceAsync();
@@ -157,12 +162,11 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
         try
         {
             // Silent until the first warning (and no further pass, so it cannot reach CRITICAL).
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (RecoveryKit.Lines(h, "Stale heartbeat detected", $"coordinator={c.Id} ").Count == 0 && DateTime.UtcNow < deadline)
+            await EventuallyAsync(async () =>
             {
-                await Task.Delay(50);
                 await monitor.RunOnceAsync();
-            }
+                return RecoveryKit.Lines(h, "Stale heartbeat detected", $"coordinator={c.Id} ").Count > 0;
+            }, "the silent coordinator was never warned about", TimeSpan.FromSeconds(10), pollMs: 50);
 
             Assert.Single(RecoveryKit.Lines(h, "Stale heartbeat detected", $"coordinator={c.Id} "));
 
@@ -177,7 +181,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             Assert.True((await h.Database.HashGetAsync(Keys.Health, c.Id)).IsNull);
 
             // Heartbeating on: never dead.
-            var until = DateTime.UtcNow.AddMilliseconds(1500);
+            var until = DateTime.UtcNow + NeverDeadWindow;
             while (DateTime.UtcNow < until)
             {
                 Assert.True(await c.Heartbeats.BeatAsync());
@@ -211,7 +215,10 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
         {
             monitor.Start();
             Assert.True(monitor.IsRunning);
-            await Task.Delay(TimeSpan.FromSeconds(2));
+            // Enough passes to span the never-dead window: a coordinator whose beats had stopped would be dead by then.
+            var enough = NeverDeadWindow / RecoveryKit.FastOptions().MonitorInterval;
+            await EventuallyAsync(() => recovery.MonitorPasses.WithLabels("ok").Value >= enough,
+                $"the monitor never ran {enough} passes", TimeSpan.FromSeconds(20));
         }
 
         Assert.True(recovery.MonitorPasses.WithLabels("ok").Value >= 5, $"only {recovery.MonitorPasses.WithLabels("ok").Value} passes ran");
@@ -246,19 +253,15 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
         var deaths = new ConcurrentBag<CoordinatorDeath>();
         try
         {
-            var deadline = DateTime.UtcNow.AddSeconds(45);
-            async Task DriveAsync(HeartbeatMonitor monitor)
+            Task<bool> DriveAsync(HeartbeatMonitor monitor) => EventuallyAsync(async () =>
             {
-                while (deaths.Count(d => mine.Contains(d.CoordinatorId)) < count && DateTime.UtcNow < deadline)
+                foreach (var death in (await monitor.RunOnceAsync()).Deaths)
                 {
-                    foreach (var death in (await monitor.RunOnceAsync()).Deaths)
-                    {
-                        deaths.Add(death);
-                    }
-
-                    await Task.Delay(20);
+                    deaths.Add(death);
                 }
-            }
+
+                return deaths.Count(d => mine.Contains(d.CoordinatorId)) >= count;
+            }, TimeSpan.FromSeconds(45));
 
             await Task.WhenAll(DriveAsync(a.Monitor), DriveAsync(b.Monitor));
 
@@ -323,6 +326,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             {
                 handler.Start();
                 Assert.False(handler.Monitor.IsRunning);
+                // Shows that nobody is declared dead: twice the time a silent coordinator takes to die, and some.
                 await Task.Delay(options.DeathAfter * 2 + TimeSpan.FromMilliseconds(500));
             }
 
@@ -425,7 +429,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
         try
         {
             var passes = 0;
-            var until = DateTime.UtcNow.AddMilliseconds(1500); // well past the 700 ms it takes to die
+            var until = DateTime.UtcNow + NeverDeadWindow; // well past the 700 ms it takes to die
             while (DateTime.UtcNow < until)
             {
                 var pass = await monitor.RunOnceAsync();
@@ -528,7 +532,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
 
             var restarted = await h.StartAsync(first.Id, swarm); // a new instance: new instanceId, new epoch
             Assert.True(restarted.Epoch > death.FenceEpoch);
-            var until = DateTime.UtcNow.AddMilliseconds(1500);
+            var until = DateTime.UtcNow + NeverDeadWindow;
             while (DateTime.UtcNow < until)
             {
                 Assert.True(await restarted.Heartbeats.BeatAsync());

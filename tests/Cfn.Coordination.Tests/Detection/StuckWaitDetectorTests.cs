@@ -98,7 +98,7 @@ public sealed class StuckWaitDetectorTests(RedisServer server)
 
             Assert.DoesNotContain(await detector.CheckAsync(), s => s.CoordinatorId == c.Id);
 
-            var reported = await RecoveryKit.EventuallyAsync(
+            var reported = await EventuallyAsync(
                 async () => (await detector.CheckAsync()).Any(s => s.CoordinatorId == c.Id), TimeSpan.FromSeconds(8), 100);
             Assert.True(reported, "the wait was never reported after the grace");
             Assert.True(await RedisKit.NowAsync(h.Database) - (now - 100) >= 1500, "reported before the grace had passed");
@@ -150,6 +150,7 @@ public sealed class StuckWaitDetectorTests(RedisServer server)
         {
             var wait = c.Waiter.WaitForAcksAsync([peer], $"{c.Id}:{peer}:completion:1:444", TimeSpan.FromMilliseconds(300));
             var reported = new List<StuckWait>();
+            // Checks until the wait has timed out on its own and 2.5 s have passed: over twice the detector's 1 s grace.
             var until = DateTime.UtcNow.AddMilliseconds(2500);
             while (!wait.IsCompleted || DateTime.UtcNow < until)
             {

@@ -43,12 +43,12 @@ public sealed class EscalationResumeTests(ITestOutputHelper output)
         handler.Start();
 
         // The escalation is running: its work has moved. Redis stops answering right there, for longer than a command's timeout.
-        await WaitForAsync(() => world.Messages.Any(m => m.Contains($"Escalation step coordinator={dead.Id} step=work_transferred", StringComparison.Ordinal)),
-            TimeSpan.FromSeconds(20), "the work_transferred step");
+        await EventuallyAsync(() => world.Messages.Any(m => m.Contains($"Escalation step coordinator={dead.Id} step=work_transferred", StringComparison.Ordinal)),
+            "the work_transferred step never came", TimeSpan.FromSeconds(20), pollMs: 25);
         await inspect.GetServer(inspect.GetEndPoints()[0]).ExecuteAsync("CLIENT", "PAUSE", "3000", "ALL");
 
-        await WaitForAsync(() => (string?)database.StringGet(Keys.Escalation(dead.Id)) is { } raw && raw.Contains("\"step\":\"cleaned\"", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(30), "the escalation's last step");
+        await EventuallyAsync(() => (string?)database.StringGet(Keys.Escalation(dead.Id)) is { } raw && raw.Contains("\"step\":\"cleaned\"", StringComparison.Ordinal),
+            "the escalation's last step never came", TimeSpan.FromSeconds(30), pollMs: 25);
         foreach (var line in world.Messages.Where(m => m.Contains(dead.Id, StringComparison.Ordinal)))
         {
             output.WriteLine(line);
@@ -101,8 +101,8 @@ public sealed class EscalationResumeTests(ITestOutputHelper output)
         // The first handler gets as far as moving the work, then disappears (its connection and its loops go).
         await using var first = await FaultWorld.ConnectAsync(redis.Endpoint);
         first.NewHandler(options, "handler-gone").Start();
-        await WaitForAsync(() => first.Messages.Any(m => m.Contains($"Escalation step coordinator={deadId} step=work_transferred", StringComparison.Ordinal)),
-            TimeSpan.FromSeconds(20), "the work_transferred step");
+        await EventuallyAsync(() => first.Messages.Any(m => m.Contains($"Escalation step coordinator={deadId} step=work_transferred", StringComparison.Ordinal)),
+            "the work_transferred step never came", TimeSpan.FromSeconds(20), pollMs: 25);
         await first.Redis.Multiplexer.CloseAsync(allowCommandsToComplete: false); // its next step cannot reach Redis
         var newId = JsonDocument.Parse((string)database.StringGet(Keys.Escalation(deadId))!).RootElement.GetProperty("newCoordinatorId").GetString()!;
         Assert.Equal(3, await database.SetLengthAsync(Keys.Owned(swarm, newId)));
@@ -113,8 +113,8 @@ public sealed class EscalationResumeTests(ITestOutputHelper output)
         options.EscalationStepDelay = TimeSpan.Zero;
         second.NewHandler(options, "handler-next").Start();
 
-        await WaitForAsync(() => (string?)database.StringGet(Keys.Escalation(deadId)) is { } raw && raw.Contains("\"step\":\"cleaned\"", StringComparison.Ordinal),
-            TimeSpan.FromSeconds(30), "the resumed escalation's end");
+        await EventuallyAsync(() => (string?)database.StringGet(Keys.Escalation(deadId)) is { } raw && raw.Contains("\"step\":\"cleaned\"", StringComparison.Ordinal),
+            "the resumed escalation's end never came", TimeSpan.FromSeconds(30), pollMs: 25);
         foreach (var line in first.Messages.Select(m => "first: " + m).Concat(second.Messages.Select(m => "second: " + m)).Where(m => m.Contains(deadId, StringComparison.Ordinal)))
         {
             output.WriteLine(line);
@@ -135,15 +135,5 @@ public sealed class EscalationResumeTests(ITestOutputHelper output)
         // The new instance is untouched: registered, heartbeating, not superseded.
         Assert.True(await database.KeyExistsAsync(Keys.Heartbeat(deadId)));
         Assert.False(restarted.IsSuperseded);
-    }
-
-    private static async Task WaitForAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{what}: not within {timeout.TotalSeconds} s");
-            await Task.Delay(25);
-        }
     }
 }

@@ -61,23 +61,19 @@ public sealed class MalformedValueTests
         await healthyDead.AbandonAsync();
 
         // Wait until all three are stale, so that they are judged in the same passes.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while ((await database.SortedSetScoreAsync("blocking:coordinators", healthyDead.Id))!.Value > await database.NowMsAsync() - 1100)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the crashed coordinators never went stale");
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(async () => (await database.SortedSetScoreAsync("blocking:coordinators", healthyDead.Id))!.Value <= await database.NowMsAsync() - 1100,
+            "the crashed coordinators never went stale", TimeSpan.FromSeconds(20), pollMs: 50);
 
         var handler = world.NewHandler(options, "handler-malformed");
         var passes = new List<MonitorPass>();
-        while (DateTime.UtcNow < deadline && !passes.SelectMany(p => p.Deaths).Any(d => d.CoordinatorId == healthyDead.Id))
+        // Passes more than the warning spacing apart: a pass whose scripts run a millisecond short of it for one
+        // coordinator (timer and Redis-ms rounding) would leave that one 'pending' and split the deaths over two passes.
+        await EventuallyAsync(async () =>
         {
             passes.Add(await handler.Monitor.RunOnceAsync());
             await handler.CheckWaitsAsync();
-            // More than the warning spacing: a pass whose scripts run a millisecond short of it for one coordinator
-            // (timer and Redis-ms rounding) would leave that one 'pending' and split the deaths over two passes.
-            await Task.Delay(options.MonitorInterval + TimeSpan.FromMilliseconds(50));
-        }
+            return passes.SelectMany(p => p.Deaths).Any(d => d.CoordinatorId == healthyDead.Id);
+        }, TimeSpan.FromSeconds(20), pollMs: (int)(options.MonitorInterval + TimeSpan.FromMilliseconds(50)).TotalMilliseconds);
 
         var deaths = passes.SelectMany(p => p.Deaths).ToList();
         var deathPass = Assert.Single(passes, p => p.Deaths.Any(d => d.CoordinatorId == healthyDead.Id));

@@ -56,13 +56,9 @@ public sealed class TwoMonitorsTests(ITestOutputHelper output)
         handlerA.Start();
         handlerB.Start();
 
-        var deadline = DateTime.UtcNow + options.DeathAfter + TimeSpan.FromSeconds(30);
-        while (deaths.Count < Coordinators && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(() => deaths.Count >= Coordinators, $"fewer than {Coordinators} deaths declared", options.DeathAfter + TimeSpan.FromSeconds(30), pollMs: 50);
 
-        // Keep both racing a while longer: no late duplicate may appear.
+        // Keep both racing ten monitor intervals longer: no late duplicate may appear.
         await Task.Delay(options.MonitorInterval * 10);
         var all = deaths.ToList();
         output.WriteLine($"deaths: {all.Count} ({all.Count(d => d.Handler == "handler-a")} by handler-a, {all.Count(d => d.Handler == "handler-b")} by handler-b)");

@@ -43,7 +43,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         await using var h = Harness.Create(server);
         var c = await h.StartAsync();
         var first = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
-        await Task.Delay(20);
+        await RedisClockPastAsync(h, first.GetProperty("timestamp").GetInt64());
 
         Assert.True(await c.Heartbeats.BeatAsync());
 
@@ -119,7 +119,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         Assert.NotNull(afterStart);
         Assert.Equal(startTimestamp, (long)afterStart.Value);
 
-        await Task.Delay(20);
+        await RedisClockPastAsync(h, startTimestamp);
         Assert.True(await c.Heartbeats.BeatAsync());
         var afterBeat = await h.Database.SortedSetScoreAsync("blocking:coordinators", c.Id);
         var beatTimestamp = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("timestamp").GetInt64();
@@ -232,11 +232,11 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     [Fact]
     public async Task BeatAsync_RedisServerStopped_ReturnsFalseCountsFailureAndLogsWarn()
     {
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         var ok = await c.Heartbeats.BeatAsync();
 
         Assert.False(ok);
@@ -257,11 +257,11 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     public async Task StopAsync_RedisServerStopped_DoesNotThrow()
     {
         // A SIGTERM while Redis is unreachable: the keys cannot be removed, but the stop itself must not fail.
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         var thrown = await Record.ExceptionAsync(() => c.StopAsync());
 
         Assert.Null(thrown);
@@ -272,23 +272,16 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
     {
         // SPEC §5 #53: coordinators must survive a Redis restart (reconnect, resume heartbeats, not crash). A restarted
         // Redis without persistence has lost coordinator:epoch:{id}; nobody newer took over, so this is not supersession.
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await PrivateRedisServer.StartAsync();
         await using var world = await PrivateWorld.CreateAsync(redis);
         var c = await world.StartAsync();
 
-        redis.Stop();
+        redis.Kill();
         Assert.False(await c.Heartbeats.BeatAsync());
         await redis.RestartAsync();
+        // A superseded coordinator stops trying, so that ends the wait too; the assertions then say which happened.
         var resumed = false;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!resumed && !c.IsSuperseded && DateTime.UtcNow < deadline)
-        {
-            resumed = await c.Heartbeats.BeatAsync();
-            if (!resumed)
-            {
-                await Task.Delay(200);
-            }
-        }
+        await EventuallyAsync(async () => (resumed = await c.Heartbeats.BeatAsync()) || c.IsSuperseded, TimeSpan.FromSeconds(30), pollMs: 200);
 
         Assert.False(c.IsSuperseded, "the coordinator declared itself superseded after a Redis restart");
         Assert.True(resumed, "heartbeats did not resume after the Redis restart");
@@ -428,23 +421,13 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
         var c = await h.StartAsync(heartbeatLoop: true);
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        long sequence = 0;
-        while (DateTime.UtcNow < deadline)
-        {
-            sequence = (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64();
-            if (sequence >= 3)
-            {
-                break;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.True(sequence >= 3, $"sequence stayed at {sequence}");
+        await EventuallyAsync(
+            async () => (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id)).GetProperty("sequence").GetInt64(),
+            sequence => sequence >= 3, "the heartbeat loop never reached sequence 3", TimeSpan.FromSeconds(20));
         await c.StopAsync();
         var stoppedAt = c.Heartbeats.Sequence;
-        await Task.Delay(400);
+        // Shows that no beat follows the stop: four heartbeat intervals would have brought about four.
+        await Task.Delay(4 * h.Options.HeartbeatInterval);
         Assert.Equal(stoppedAt, c.Heartbeats.Sequence);
         Assert.False(await h.Database.KeyExistsAsync("blocking:heartbeat:" + c.Id));
     }
@@ -458,11 +441,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var waiting = c.Waiter.WaitForAcksAsync([TestIds.New("peer")], TestIds.New("sig"), TimeSpan.FromMinutes(5), cts.Token);
         try
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while (c.Status != "blocking" && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(20);
-            }
+            await EventuallyAsync(() => c.Status == "blocking", "the coordinator never reported itself blocking", TimeSpan.FromSeconds(20));
 
             Assert.True(await c.Heartbeats.BeatAsync());
             var k1 = await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + c.Id);
@@ -502,20 +481,19 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var first = await h.StartAsync(id, heartbeatLoop: true);
 
         var second = await h.StartAsync(id);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (!first.IsSuperseded && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-        }
-
-        Assert.True(first.IsSuperseded);
+        await EventuallyAsync(() => first.IsSuperseded, "the first instance never saw it was superseded", TimeSpan.FromSeconds(20));
         var sequence = first.Heartbeats.Sequence;
-        await Task.Delay(500);
+        // Shows that a superseded instance beats no more: five heartbeat intervals would have brought about five.
+        await Task.Delay(5 * h.Options.HeartbeatInterval);
         Assert.Equal(sequence, first.Heartbeats.Sequence);
         Assert.Equal(second.InstanceId, (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id)).GetProperty("instanceId").GetString());
         Assert.Contains(h.Logs.GetSnapshot(), r => r.Level == LogLevel.Error && r.Message.Contains("superseded", StringComparison.Ordinal) &&
                                                    r.Message.Contains(id, StringComparison.Ordinal));
     }
+
+    /// <summary>Waits until Redis's clock has passed <paramref name="timestampMs"/>, so the next beat's timestamp is strictly newer.</summary>
+    private static Task RedisClockPastAsync(Harness h, long timestampMs) =>
+        EventuallyAsync(async () => await Probe.RedisNowMsAsync(h.Database) > timestampMs, "the Redis clock never moved past the last beat");
 
     private static async Task<string> ExportAsync(Harness h)
     {
@@ -524,90 +502,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    /// <summary>A private redis-server child process (no persistence) that a test may stop and restart.</summary>
-    private sealed class PrivateRedis : IAsyncDisposable
-    {
-        private readonly string _dir;
-        private System.Diagnostics.Process? _process;
-
-        private PrivateRedis(int port, string dir)
-        {
-            Port = port;
-            _dir = dir;
-        }
-
-        public int Port { get; }
-
-        public static async Task<PrivateRedis> StartAsync()
-        {
-            var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-            listener.Start();
-            var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-            listener.Stop();
-            var dir = Directory.CreateTempSubdirectory("cfn-private-redis-").FullName;
-            var redis = new PrivateRedis(port, dir);
-            await redis.RestartAsync();
-            return redis;
-        }
-
-        public async Task RestartAsync()
-        {
-            var start = new System.Diagnostics.ProcessStartInfo("redis-server")
-            {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            foreach (var arg in new[] { "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir, "--logfile", Path.Combine(_dir, "redis.log") })
-            {
-                start.ArgumentList.Add(arg);
-            }
-
-            _process = System.Diagnostics.Process.Start(start)!;
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-            while (true)
-            {
-                try
-                {
-                    using var client = new System.Net.Sockets.TcpClient();
-                    await client.ConnectAsync(System.Net.IPAddress.Loopback, Port);
-                    return;
-                }
-                catch (System.Net.Sockets.SocketException) when (DateTime.UtcNow < deadline && !_process.HasExited)
-                {
-                    await Task.Delay(50);
-                }
-            }
-        }
-
-        public void Stop()
-        {
-            if (_process is { HasExited: false })
-            {
-                _process.Kill();
-                _process.WaitForExit();
-            }
-
-            _process?.Dispose();
-            _process = null;
-        }
-
-        public ValueTask DisposeAsync()
-        {
-            Stop();
-            try
-            {
-                Directory.Delete(_dir, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-
-            return ValueTask.CompletedTask;
-        }
-    }
-
-    /// <summary>A RedisContext, metrics and captured logs on a <see cref="PrivateRedis"/>, with short client timeouts.</summary>
+    /// <summary>A RedisContext, metrics and captured logs on a <see cref="PrivateRedisServer"/>, with short client timeouts.</summary>
     private sealed class PrivateWorld : IAsyncDisposable
     {
         private readonly List<Coordinator> _coordinators = [];
@@ -627,7 +522,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
 
         public Cfn.Coordination.Metrics.CoordinationMetrics Metrics { get; }
 
-        public static async Task<PrivateWorld> CreateAsync(PrivateRedis redis)
+        public static async Task<PrivateWorld> CreateAsync(PrivateRedisServer redis)
         {
             var logs = new Microsoft.Extensions.Logging.Testing.FakeLogCollector();
             var loggerFactory = LoggerFactory.Create(b =>

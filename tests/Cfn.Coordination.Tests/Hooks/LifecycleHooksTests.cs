@@ -34,7 +34,7 @@ public sealed class LifecycleHooksTests(RedisServer server)
 
         var waiting = sender.Waiter.WaitForAcksAsync(
             new Dictionary<string, string> { [r1.Id] = s1.MessageId, [r2.Id] = s2.MessageId }, TimeSpan.FromSeconds(20));
-        await Task.Delay(100);
+        await EventuallyAsync(() => sender.Status == "blocking", "the sender never started waiting");
         var a1 = await r1.Acks.AcknowledgeAsync(s1.MessageId, sender.Id, SignalTypes.Validation, null, s1.Timestamp);
         var a2 = await r2.Acks.AcknowledgeAsync(s2.MessageId, sender.Id, SignalTypes.Validation, null, s2.Timestamp);
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
@@ -204,7 +204,7 @@ public sealed class LifecycleHooksTests(RedisServer server)
         Assert.Equal(LogLevel.Warning, line.Level);
         Assert.Contains("timed out after 2000 ms", line.Message, StringComparison.Ordinal);
         var child = int.Parse(File.ReadAllText(Path.Combine(dir.Output, "child.pid")).Trim(), CultureInfo.InvariantCulture);
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(!IsAlive(child)), TimeSpan.FromSeconds(5)),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(!IsAlive(child)), TimeSpan.FromSeconds(5)),
             $"the hook's child process {child} survived the kill");
     }
 
@@ -256,7 +256,7 @@ public sealed class LifecycleHooksTests(RedisServer server)
 
         Assert.True(hooks.TryRun(HookNames.OnBlockingStart, variables));
         Assert.False(hooks.TryRun(HookNames.OnBlockingStart, variables));
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(File.Exists(Path.Combine(dir.Output, "started"))), TimeSpan.FromSeconds(10)));
         await hooks.DisposeAsync().AsTask().WaitAsync(Idle);
 

@@ -26,7 +26,7 @@ public sealed class AdoptionTests(RedisServer server)
         await world.Queue.EnqueueAsync("swarm-r", "item-r", JsonSerializer.SerializeToElement(new { n = 1 }));
 
         // Mid-validation: the validator has it and the coordinator recorded the ACK in the item.
-        Assert.True(await RecoveryKit.EventuallyAsync(async () =>
+        Assert.True(await EventuallyAsync(async () =>
             (await first.Work.GetAsync("item-r"))?.Data?.GetRawText().Contains("\"acked\":true", StringComparison.Ordinal) == true,
             TimeSpan.FromSeconds(20), pollMs: 20), "the item never recorded its validator's ACK");
         Assert.Equal(1, gate.Started);
@@ -34,12 +34,12 @@ public sealed class AdoptionTests(RedisServer server)
 
         var (second, loop) = await world.StartCoordinatorAsync("coordinator-r", "swarm-r", options);
         Assert.True(second.Epoch > first.Epoch);
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loop.State.ItemsAdopted == 1), TimeSpan.FromSeconds(20), pollMs: 20),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loop.State.ItemsAdopted == 1), TimeSpan.FromSeconds(20), pollMs: 20),
             "the restarted instance did not adopt the item");
         Assert.Equal(["item-r"], loop.State.AdoptedWorkIds);
         gate.Release();
 
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => (await second.Work.GetAsync("item-r"))?.Status == WorkStatus.Completed,
+        Assert.True(await EventuallyAsync(async () => (await second.Work.GetAsync("item-r"))?.Status == WorkStatus.Completed,
             TimeSpan.FromSeconds(20), pollMs: 20), "the adopted item was not completed");
         var item = (await second.Work.GetAsync("item-r"))!;
         Assert.Equal(second.Epoch, item.OwnerEpoch);

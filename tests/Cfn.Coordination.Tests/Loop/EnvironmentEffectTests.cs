@@ -28,7 +28,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         return LoopOptions.FromEnvironment(env);
     }
 
-    private static Task<bool> CompletedAsync(Coordinator coordinator, string workId) => RecoveryKit.EventuallyAsync(
+    private static Task<bool> CompletedAsync(Coordinator coordinator, string workId) => EventuallyAsync(
         async () => await coordinator.Work.GetAsync(workId) is { Status: WorkStatus.Completed }, Patience, pollMs: 50);
 
     [Theory]
@@ -45,7 +45,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         }
 
         // All three registered before the loop picks, so K is limited by the setting only.
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             async () => (await world.Registry.LiveAsync(TimeSpan.FromSeconds(30))).Count == validators.Length, Patience));
         var (c1, _) = await world.StartCoordinatorAsync("coordinator-1", "swarm-k", Read(("VALIDATORS_PER_ITEM", $"{k}")));
         await world.Queue.EnqueueAsync("swarm-k", "item-k", JsonSerializer.SerializeToElement(new { k }));
@@ -143,14 +143,14 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await world.Registry.RegisterAsync("validator-stale");
         await world.Db.Database.SortedSetAddAsync(Keys.Validators, "validator-stale", await RedisKit.NowAsync(world.Db.Database) - 60_000);
         await world.StartValidatorAsync("validator-live");
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             async () => (await world.Registry.LiveAsync(TimeSpan.FromSeconds(5))).Contains("validator-live"), Patience));
         var options = Read(("VALIDATORS_PER_ITEM", "2"), ("VALIDATOR_STALE_THRESHOLD_MS", threshold));
         var (c1, _) = await world.StartCoordinatorAsync("coordinator-1", "swarm-v", options);
 
         await world.Queue.EnqueueAsync("swarm-v", "item-v", JsonSerializer.SerializeToElement(new { v = 1 }));
 
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             () => Task.FromResult(RecoveryKit.Lines(h, "Waiting for ACKs", "coordinators=").Count == 1), Patience));
         var wait = RecoveryKit.Lines(h, "Waiting for ACKs", "coordinators=")[0].Message;
         Assert.Contains("validator-live", wait, StringComparison.Ordinal);

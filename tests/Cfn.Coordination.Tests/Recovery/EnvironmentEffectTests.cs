@@ -1,7 +1,9 @@
 using System.Collections;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests.Recovery;
 
@@ -85,6 +87,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
+        // Shows that nobody is declared dead: five times the 300 ms stale threshold this test configures.
         await Task.Delay(1500);
 
         Assert.False(handler.Monitor.IsRunning);
@@ -120,22 +123,17 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     public async Task CleanupIntervalMs_BatchCleanupRunsEveryInterval(string value, bool runs)
     {
         await using var h = Harness.Create(server);
-        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database);
-        var options = Read(("CLEANUP_INTERVAL_MS", value));
+        var time = new FakeTimeProvider();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database, time);
+        // The stuck-wait check every 100 ms is the witness that each step of the clock has been acted on.
+        var options = Read(("CLEANUP_INTERVAL_MS", value), ("ACTIVITY_CHECK_INTERVAL_MS", "100"));
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await Task.Delay(1500);
+        await FakeClock.AdvanceAsync(time, db.Redis.Loops, TimeSpan.FromMilliseconds(1500), TimeSpan.FromMilliseconds(100), LoopNames.StuckWaits, LoopNames.BatchCleanup);
 
         var started = h.Messages.Count(m => m == "Starting blocking coordination cleanup");
-        if (runs)
-        {
-            Assert.InRange(started, 2, 10); // about 7 in 1.5 s
-        }
-        else
-        {
-            Assert.Equal(0, started);
-        }
+        Assert.Equal(runs ? 7 : 0, started); // 1.5 s of the handler's clock holds seven 200 ms periods
     }
 
     [Theory]
@@ -144,12 +142,14 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     public async Task ActivityCheckIntervalMs_StuckWaitAndDeadlockCheckRunsEveryInterval(string value, bool runs)
     {
         await using var h = Harness.Create(server);
-        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database);
-        var options = Read(("ACTIVITY_CHECK_INTERVAL_MS", value));
+        var time = new FakeTimeProvider();
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, EnvironmentDatabaseCollection.Database, time);
+        // The cleanup every 100 ms is the witness that each step of the clock has been acted on.
+        var options = Read(("ACTIVITY_CHECK_INTERVAL_MS", value), ("CLEANUP_INTERVAL_MS", "100"));
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        await Task.Delay(1500);
+        await FakeClock.AdvanceAsync(time, db.Redis.Loops, TimeSpan.FromMilliseconds(1500), TimeSpan.FromMilliseconds(100), LoopNames.BatchCleanup, LoopNames.StuckWaits);
 
         Assert.Equal(TimeSpan.FromMilliseconds(long.Parse(value, System.Globalization.CultureInfo.InvariantCulture)), options.StuckWaitGrace);
         Assert.Equal(runs, handler.LastDeadlocks is not null);

@@ -35,13 +35,8 @@ public sealed class EscalationSmokeTests(RedisServer server)
 
         await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "handler-1");
         Cfn.Coordination.Detection.CoordinatorDeath? death = null;
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (death is null && DateTime.UtcNow < deadline)
-        {
-            var pass = await handler.Monitor.RunOnceAsync();
-            death = pass.Deaths.FirstOrDefault(d => d.CoordinatorId == dead.Id);
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(async () => (death = (await handler.Monitor.RunOnceAsync()).Deaths.FirstOrDefault(d => d.CoordinatorId == dead.Id)) is not null,
+            $"{dead.Id} was never declared dead", TimeSpan.FromSeconds(10), pollMs: 50);
 
         Assert.NotNull(death);
         var escalation = death.Escalation!;

@@ -26,7 +26,7 @@ public sealed class ForceUnblockerTests(RedisServer server)
         var peer = TestIds.New("peer");
         var signalId = $"{c.Id}:{peer}:completion:1:{Environment.TickCount64}";
         var wait = c.Waiter.WaitForAcksAsync([peer], signalId, timeout);
-        Assert.True(await RecoveryKit.EventuallyAsync(
+        Assert.True(await EventuallyAsync(
             async () => await h.Database.SortedSetScoreAsync(Keys.Deadlines, c.Id) is not null, TimeSpan.FromSeconds(5)),
             "the wait was never announced");
         return (wait, signalId, peer);
@@ -112,7 +112,8 @@ public sealed class ForceUnblockerTests(RedisServer server)
         var unblocker = new ForceUnblocker(h.Redis);
         Assert.False(await unblocker.UnblockAsync(c.Id)); // nothing was blocking
         Assert.True(await h.Database.KeyExistsAsync(Keys.Unblock(c.Id)));
-        await Task.Delay(50);
+        var marker = (long)await h.Database.StringGetAsync(Keys.Unblock(c.Id));
+        await EventuallyAsync(async () => await RedisKit.NowAsync(h.Database) > marker, "the Redis clock never moved past the marker");
 
         var peer = TestIds.New("peer");
         var result = await c.Waiter.WaitForAcksAsync([peer], $"{c.Id}:{peer}:completion:1:1", TimeSpan.FromMilliseconds(700));

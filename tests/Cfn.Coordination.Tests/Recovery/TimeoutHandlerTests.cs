@@ -19,12 +19,8 @@ public sealed class TimeoutHandlerTests(RedisServer server)
         await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "handler-loop");
 
         handler.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (DateTime.UtcNow < deadline &&
-               handler.LastDeadlocks?.Deadlocks.Any(d => d.Coordinators.Contains(a.Id) && d.Coordinators.Contains(b.Id)) != true)
-        {
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(() => handler.LastDeadlocks?.Deadlocks.Any(d => d.Coordinators.Contains(a.Id) && d.Coordinators.Contains(b.Id)) == true,
+            "the handler's own loop never found the deadlock", TimeSpan.FromSeconds(10), pollMs: 50);
 
         Assert.Contains(handler.LastDeadlocks!.Deadlocks, d => d.Coordinators.Contains(a.Id) && d.Coordinators.Contains(b.Id));
         Assert.Contains(h.Messages, m => m.StartsWith("deadlock detected: ", StringComparison.Ordinal) && m.Contains(a.Id, StringComparison.Ordinal));
@@ -43,7 +39,8 @@ public sealed class TimeoutHandlerTests(RedisServer server)
         await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "handler-off");
 
         handler.Start();
-        await Task.Delay(1500);
+        // Shows that nobody is declared dead: twice the time a silent coordinator takes to die, plus one monitor interval.
+        await Task.Delay((2 * options.DeathAfter) + options.MonitorInterval);
 
         Assert.False(handler.Monitor.IsRunning);
         Assert.Contains(h.Messages, m => m.Contains("Heartbeat monitoring DISABLED", StringComparison.Ordinal));

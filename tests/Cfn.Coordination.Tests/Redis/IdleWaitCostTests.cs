@@ -1,6 +1,4 @@
-using System.Globalization;
 using Cfn.Coordination.Acks;
-using Cfn.Coordination.Tests.Faults;
 using Cfn.Coordination.Tests.Infrastructure;
 
 namespace Cfn.Coordination.Tests.Redis;
@@ -116,20 +114,11 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
             }
         }
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var stats = await CommandCallsAsync();
-            // A wait's first read is part of the script that announces it (wait_begin.lua).
-            var waiterReads = stats.GetValueOrDefault("evalsha") + stats.GetValueOrDefault("eval");
-            if (waiterReads >= Waits && h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1)
-            {
-                break;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"waits never settled: {Describe(stats)}");
-            await Task.Delay(50, CancellationToken.None);
-        }
+        // A wait's first read is part of the script that announces it (wait_begin.lua).
+        await EventuallyAsync(CommandCallsAsync,
+            stats => stats.GetValueOrDefault("evalsha") + stats.GetValueOrDefault("eval") >= Waits &&
+                     h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1,
+            "waits never settled", TimeSpan.FromSeconds(30), pollMs: 50, describe: Describe);
 
         // Let the last replies reach their waiters before counting.
         await Task.Delay(300, CancellationToken.None);
@@ -137,26 +126,7 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
         return waits;
     }
 
-    private async Task<Dictionary<string, long>> CommandCallsAsync()
-    {
-        var info = (string?)await _server.Server.ExecuteAsync("INFO", "commandstats") ?? "";
-        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
-        foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            // cmdstat_mget:calls=3,usec=12,usec_per_call=4.00,rejected_calls=0,failed_calls=0
-            if (!line.StartsWith("cmdstat_", StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            var colon = line.IndexOf(':', StringComparison.Ordinal);
-            var name = line["cmdstat_".Length..colon];
-            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith("calls=", StringComparison.Ordinal));
-            calls[name] = long.Parse(field["calls=".Length..], CultureInfo.InvariantCulture);
-        }
-
-        return calls;
-    }
+    private Task<Dictionary<string, long>> CommandCallsAsync() => Cfn.Bench.CommandStats.CallsAsync(_server.Server);
 
     private static string Describe(Dictionary<string, long> stats) =>
         string.Join(", ", stats.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));

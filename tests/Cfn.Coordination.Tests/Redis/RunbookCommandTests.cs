@@ -150,26 +150,17 @@ public sealed partial class RunbookCommandTests(RedisServer server)
           done
         """;
 
-    private static async Task PollUntilBlockingAsync(Harness h, string id)
+    private static Task PollUntilBlockingAsync(Harness h, string id) => EventuallyAsync(async () =>
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (DateTime.UtcNow < deadline)
+        var raw = (string?)await h.Database.StringGetAsync("coordinator:activity:" + id);
+        if (raw is null)
         {
-            var raw = (string?)await h.Database.StringGetAsync("coordinator:activity:" + id);
-            if (raw is not null)
-            {
-                using var document = JsonDocument.Parse(raw);
-                if (document.RootElement.GetProperty("status").GetString() == "blocking")
-                {
-                    return;
-                }
-            }
-
-            await Task.Delay(25);
+            return false;
         }
 
-        Assert.Fail($"coordinator {id} never showed status blocking in K7");
-    }
+        using var document = JsonDocument.Parse(raw);
+        return document.RootElement.GetProperty("status").GetString() == "blocking";
+    }, $"coordinator {id} never showed status blocking in K7", TimeSpan.FromSeconds(20), pollMs: 25);
 
     [GeneratedRegex(@"^(?<coord>[A-Za-z0-9_-]+): (?<age>-?\d+)s since last activity$")]
     private static partial Regex ActivityLineRegex();

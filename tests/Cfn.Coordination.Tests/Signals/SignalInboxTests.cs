@@ -166,7 +166,7 @@ public sealed class SignalInboxTests(RedisServer server)
             Assert.Equal(1, await h.Database.StreamLengthAsync(inbox));
 
             var next = items.MoveNextAsync().AsTask();
-            Assert.True(await RecoveryKit.EventuallyAsync(async () => await h.Database.StreamLengthAsync(inbox) == 0, TimeSpan.FromSeconds(20)),
+            Assert.True(await EventuallyAsync(async () => await h.Database.StreamLengthAsync(inbox) == 0, TimeSpan.FromSeconds(20)),
                 "the first signal was not consumed");
             Assert.False(await h.Database.KeyExistsAsync($"blocking:signal:{receiver.Id}"));
             Assert.False(next.IsCompleted);

@@ -62,7 +62,7 @@ public sealed class SignalRetrierTests(RedisServer server)
 
         var retry = retrier.SendWithRetryAsync(receiver.Id, SignalTypes.Completion, 4, JsonDocument.Parse("{\"phase\":\"p\"}").RootElement);
         // The first delivery lands in the inbox; then it is lost (as when Redis loses it or the inbox is cleaned).
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => await db.Database.StreamLengthAsync(Keys.Inbox(receiver.Id)) == 1,
+        Assert.True(await EventuallyAsync(async () => await db.Database.StreamLengthAsync(Keys.Inbox(receiver.Id)) == 1,
             TimeSpan.FromSeconds(5)));
         await db.Database.KeyDeleteAsync([Keys.Inbox(receiver.Id), Keys.Signal(receiver.Id)]);
         await using var reader = new Reader(receiver);

@@ -42,7 +42,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
 
         var requests = new[] { await world.RequestAsync("swarm-cap"), await world.RequestAsync("swarm-cap") };
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-cap")).Count(r => r.Status == SpawnStatus.Ready) == capacity));
+        Assert.True(await EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-cap")).Count(r => r.Status == SpawnStatus.Ready) == capacity));
         await manager.RunOnceAsync();
         await manager.RunOnceAsync();
         var statuses = (await world.RequestsOfAsync("swarm-cap")).Select(r => r.Status).ToList();
@@ -70,10 +70,10 @@ public sealed class EnvironmentEffectTests(RedisServer server)
 
         var request = await world.RequestAsync("swarm-slow");
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) != SpawnStatus.Pending));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) != SpawnStatus.Pending));
         if (fails)
         {
-            Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Failed));
+            Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Failed));
             var failed = await world.Spawns.GetAsync(request.NewCoordinatorId);
             Assert.StartsWith("no heartbeat within 800 ms of the claim", failed!.Error, StringComparison.Ordinal);
             var claimed = Assert.Single(RecoveryKit.Lines(world.H, "Spawn request claimed", request.NewCoordinatorId));
@@ -106,7 +106,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var manager = Manager(redis, Read(("SWARM_MANAGER_INTERVAL_MS", intervalMs)));
         manager.Start();
         // The first pass took its snapshot before it logs holding the lease: a request written after that is not in it.
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Swarm manager reconciles swarm targets").Count == 1)));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Swarm manager reconciles swarm targets").Count == 1)));
 
         // Written as SpawnRequests.CreateAsync writes it, but without its PUBLISH.
         var spawns = new SpawnRequests(redis.Database, TimeProvider.System, 3600);
@@ -122,7 +122,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
 
         if (claimedWithoutWake)
         {
-            Assert.True(await SwarmWorld.EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, seconds: 10));
+            Assert.True(await EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, TimeSpan.FromSeconds(10)));
         }
         else
         {
@@ -130,11 +130,11 @@ public sealed class EnvironmentEffectTests(RedisServer server)
             Assert.Equal(SpawnStatus.Pending, (await spawns.GetAsync(id))?.Status);
             // A wake-up makes the very same manager claim it at once.
             await redis.Database.PublishAsync(Keys.SwarmManagerChannel, id);
-            Assert.True(await SwarmWorld.EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, seconds: 10));
+            Assert.True(await EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, TimeSpan.FromSeconds(10)));
         }
 
         // The claim line is logged just after the status moves: wait for it rather than race it.
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Spawn request claimed", id).Count > 0), seconds: 10));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Spawn request claimed", id).Count > 0), TimeSpan.FromSeconds(10)));
         Assert.Single(RecoveryKit.Lines(h, "Spawn request claimed", id, "host=host-interval"));
     }
 

@@ -67,8 +67,8 @@ public sealed class EscalationSettlementTests(RedisServer server)
         var manager = world.Manager();
         manager.Start();
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(newId) == SpawnStatus.Ready));
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await K8StatusAsync(world, dead.Id) == EscalationStatus.Replaced));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(newId) == SpawnStatus.Ready));
+        Assert.True(await EventuallyAsync(async () => await K8StatusAsync(world, dead.Id) == EscalationStatus.Replaced));
         var k8 = await K8Async(world, dead.Id);
         Assert.Equal(newId, k8.GetProperty("newCoordinatorId").GetString());
         Assert.InRange(k8.GetProperty("updatedAt").GetInt64(), before - 1000, before + 30_000);
@@ -104,7 +104,7 @@ public sealed class EscalationSettlementTests(RedisServer server)
         var manager = world.Manager();
         manager.Start();
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await K8StatusAsync(world, deadId) == EscalationStatus.Failed));
+        Assert.True(await EventuallyAsync(async () => await K8StatusAsync(world, deadId) == EscalationStatus.Failed));
         var k8 = await K8Async(world, deadId);
         Assert.Equal(SpawnStatus.Failed, await world.StatusOfAsync(request.NewCoordinatorId));
         Assert.Contains("image pull failed", k8.GetProperty("error").GetString(), StringComparison.Ordinal);

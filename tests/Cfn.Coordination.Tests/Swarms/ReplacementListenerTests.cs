@@ -20,7 +20,7 @@ public sealed class ReplacementListenerTests(RedisServer server)
 
         var request = await world.RequestAsync(swarm);
 
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(listener.Acknowledged == 1)));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(listener.Acknowledged == 1)));
         var line = Assert.Single(RecoveryKit.Lines(world.H, "Replacement coordinator acknowledged")).Message;
         Assert.Contains($"old={request.ReplacesCoordinatorId} new={request.NewCoordinatorId} swarm={swarm} by=parent-1", line, StringComparison.Ordinal);
     }
@@ -41,7 +41,7 @@ public sealed class ReplacementListenerTests(RedisServer server)
         await publisher.PublishAsync(Keys.SwarmDead(swarm), "{\"deadCoordinatorId\":\"c-1\"}");
 
         // Messages of the two channel patterns may be handled in any order: wait for all three outcomes.
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(
+        Assert.True(await EventuallyAsync(() => Task.FromResult(
             RecoveryKit.Lines(world.H, "Dead coordinator notice received").Count == 1 && listener.Acknowledged == 1 &&
             RecoveryKit.Lines(world.H, "Malformed replacement message ignored").Count == 1)));
         await Task.Delay(200); // nothing more arrives (the other swarm's message is ignored)

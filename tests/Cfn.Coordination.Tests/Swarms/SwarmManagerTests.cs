@@ -20,7 +20,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         var request = await world.RequestAsync("swarm-a");
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
         var id = request.NewCoordinatorId;
         var ready = await world.Spawns.GetAsync(id);
         Assert.Equal(host.HostId, ready!.HostId);
@@ -60,7 +60,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         var request = await world.RequestAsync("swarm-f");
 
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Failed));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Failed));
         var failed = await world.Spawns.GetAsync(request.NewCoordinatorId);
         Assert.Contains("image pull failed", failed!.Error, StringComparison.Ordinal);
         Assert.Equal(host.HostId, failed.HostId);
@@ -103,7 +103,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         second.Start();
         Assert.True(await second.Spawning.ResumeAsync());
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
         Assert.False(await second.Spawning.IsPausedAsync());
         Assert.Null((await second.Status.ReadAsync()).PausedAt);
     }
@@ -130,7 +130,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         foreach (var request in requests)
         {
-            Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
+            Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
         }
 
         await Task.WhenAll(a.RunOnceAsync(), b.RunOnceAsync());
@@ -166,10 +166,10 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         await world.HostAsync();
         manager.Start();
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-init")).Count == 2));
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-init")).All(r => r.Status == SpawnStatus.Ready)));
+        Assert.True(await EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-init")).Count == 2));
+        Assert.True(await EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-init")).All(r => r.Status == SpawnStatus.Ready)));
         // Counted just after the request is moved to ready in Redis: the count may trail what the test reads there.
-        Assert.True(await SwarmWorld.EventuallyAsync(() => Task.FromResult(world.Metrics.Spawns.WithLabels("swarm-init", "initial").Value == 2)),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(world.Metrics.Spawns.WithLabels("swarm-init", "initial").Value == 2)),
             $"coordinator_spawns_total{{reason=initial}} = {world.Metrics.Spawns.WithLabels("swarm-init", "initial").Value}");
         Assert.Equal(2, (await world.RequestsOfAsync("swarm-init")).Count);
     }
@@ -182,15 +182,15 @@ public sealed class SwarmManagerTests(RedisServer server)
         var manager = world.Manager();
         manager.Start();
         await manager.InitializeSwarmAsync("swarm-up", 1);
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-up")).Count == 1));
+        Assert.True(await EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-up")).Count == 1));
 
         var result = await manager.ScaleAsync("swarm-up", 3);
 
         Assert.Equal(ScaleOutcome.Scaled, result.Outcome);
         Assert.Equal(3, result.NewSize);
         Assert.Equal(1, result.PreviousTarget);
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-up")).Count == 3));
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-up")).All(r => r.Status == SpawnStatus.Ready)));
+        Assert.True(await EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-up")).Count == 3));
+        Assert.True(await EventuallyAsync(async () => (await world.RequestsOfAsync("swarm-up")).All(r => r.Status == SpawnStatus.Ready)));
         var reasons = (await world.RequestsOfAsync("swarm-up")).Select(r => r.Reason).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(["initial", "scale", "scale"], reasons);
         Assert.Equal(2, world.Metrics.Spawns.WithLabels("swarm-up", "scale").Value);
@@ -254,14 +254,14 @@ public sealed class SwarmManagerTests(RedisServer server)
         manager.Start();
 
         Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-down", 3)).Outcome);
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-down")).Count == 3));
+        Assert.True(await EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-down")).Count == 3));
         var spawned = (await SwarmWorld.LiveAsync(manager, "swarm-down")).Where(id => id != staticId).ToList();
         Assert.Equal(2, spawned.Count);
 
         var result = await manager.ScaleAsync("swarm-down", 1);
 
         Assert.Equal(ScaleOutcome.Scaled, result.Outcome);
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-down")).Count == 1));
+        Assert.True(await EventuallyAsync(async () => (await SwarmWorld.LiveAsync(manager, "swarm-down")).Count == 1));
         await manager.RunOnceAsync();
         Assert.Equal([staticId], await SwarmWorld.LiveAsync(manager, "swarm-down"));
         foreach (var id in spawned)
@@ -275,7 +275,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         Assert.True(await world.Database.KeyExistsAsync(Keys.Heartbeat(staticId)));
         Assert.Equal([staticId], host.Running.Select(c => c.CoordinatorId));
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.Database.SortedSetLengthAsync(Keys.CoordinatorStops) == 0));
+        Assert.True(await EventuallyAsync(async () => await world.Database.SortedSetLengthAsync(Keys.CoordinatorStops) == 0));
         // Settled: further passes stop nothing more.
         Assert.Equal(0, (await manager.RunOnceAsync()).StopsRequested);
     }
@@ -362,7 +362,7 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         var roomy = await world.HostAsync(capacity: 2);
         manager.Start();
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
+        Assert.True(await EventuallyAsync(async () => await world.StatusOfAsync(request.NewCoordinatorId) == SpawnStatus.Ready));
         Assert.Equal(roomy.HostId, (await world.Spawns.GetAsync(request.NewCoordinatorId))!.HostId);
     }
 

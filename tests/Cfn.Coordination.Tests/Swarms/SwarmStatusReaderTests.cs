@@ -26,7 +26,7 @@ public sealed class SwarmStatusReaderTests(RedisServer server)
         // One live coordinator blocks on an ACK that never comes.
         using var cts = new CancellationTokenSource();
         var wait = a[0].Waiter.WaitForAcksAsync(["coordinator-a1"], TestIds.New("sig"), TimeSpan.FromSeconds(30), cts.Token);
-        Assert.True(await SwarmWorld.EventuallyAsync(async () => await world.Database.SortedSetScoreAsync(Keys.Deadlines, "coordinator-a0") is not null));
+        Assert.True(await EventuallyAsync(async () => await world.Database.SortedSetScoreAsync(Keys.Deadlines, "coordinator-a0") is not null));
         var pending = await world.RequestAsync("swarm-b");
         var manager = world.Manager();
         Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-a", 5)).Outcome);

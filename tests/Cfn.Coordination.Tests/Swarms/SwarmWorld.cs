@@ -127,9 +127,6 @@ internal sealed class SwarmWorld : IAsyncDisposable
     public static async Task<IReadOnlyList<string>> LiveAsync(SwarmManager manager, string swarmId) =>
         (await manager.Status.ReadAsync()).Swarms.FirstOrDefault(s => s.SwarmId == swarmId)?.Coordinators ?? [];
 
-    public static Task<bool> EventuallyAsync(Func<Task<bool>> condition, int seconds = 15) =>
-        RecoveryKit.EventuallyAsync(condition, TimeSpan.FromSeconds(seconds), pollMs: 50);
-
     public async ValueTask DisposeAsync()
     {
         // Managers first (no new commands), then hosts (their coordinators stop gracefully).

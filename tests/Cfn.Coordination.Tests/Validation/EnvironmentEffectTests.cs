@@ -114,12 +114,10 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         var options = Read(("VALIDATOR_REGISTRATION_INTERVAL_MS", value));
         var worker = await world.StartValidatorAsync(new BuiltInValidation(options), options);
         double? first = null;
-        for (var i = 0; i < 100 && first is null; i++)
-        {
-            first = await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId);
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(async () => (first = await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId)) is not null,
+            "the validator never registered", TimeSpan.FromSeconds(5), pollMs: 50);
 
+        // Ten intervals of the fast setting: a refreshing worker has moved its score by then, a 10-minute one has not.
         await Task.Delay(1000);
         var second = await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId);
 

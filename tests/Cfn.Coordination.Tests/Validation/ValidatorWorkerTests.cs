@@ -34,7 +34,7 @@ public sealed class ValidatorWorkerTests(RedisServer server)
         var worker = new ValidatorWorker(validator, validation, Instant(0), world.Performance);
         using var stop = new CancellationTokenSource();
         var running = Task.Run(() => worker.RunAsync(stop.Token));
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Validation skipped: requester gone", coordinator.Id).Count == 1),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Validation skipped: requester gone", coordinator.Id).Count == 1),
             TimeSpan.FromSeconds(15)));
         await stop.CancelAsync();
         await running;
@@ -204,7 +204,7 @@ public sealed class ValidatorWorkerTests(RedisServer server)
             Assert.Equal("w-redo", first.WorkId);
             await world.Redis.Database.StreamAddAsync(Keys.Inbox(validator.Id), entry.Values);
             await world.Redis.Database.PublishAsync(Keys.Events(validator.Id), "signal again"); // as the send script does
-            Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(worker.VerdictsSent == 2), TimeSpan.FromSeconds(10)));
+            Assert.True(await EventuallyAsync(() => Task.FromResult(worker.VerdictsSent == 2), TimeSpan.FromSeconds(10)));
 
             Assert.Equal(2, validation.Calls);
             Assert.Null(await ValidationWorld.NextSignalAsync(coordinator, TimeSpan.FromMilliseconds(500)));

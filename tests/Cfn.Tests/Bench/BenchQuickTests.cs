@@ -1,7 +1,6 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
+using Cfn.Hosting;
 
 namespace Cfn.Tests.Bench;
 
@@ -33,7 +32,7 @@ public sealed class BenchQuickTests
         var output = Path.Combine(work.FullName, "bench.json");
         var table = Path.Combine(work.FullName, "benchmarks.md");
         await File.WriteAllTextAsync(table, "# t\n<!-- bench:table:start -->\nold\n<!-- bench:table:end -->\nNotes kept.\n");
-        using var redis = StartRedis(out var port);
+        await using var redis = await PrivateRedisServer.StartAsync();
         try
         {
             var bench = new ProcessStartInfo("dotnet")
@@ -42,12 +41,12 @@ public sealed class BenchQuickTests
                 RedirectStandardError = true,
                 WorkingDirectory = work.FullName,
             };
-            foreach (var arg in new[] { dll, "--redis", $"127.0.0.1:{port}", "--quick", "--out", output, "--table", table })
+            foreach (var arg in new[] { dll, "--redis", redis.Endpoint, "--quick", "--out", output, "--table", table })
             {
                 bench.ArgumentList.Add(arg);
             }
 
-            bench.Environment["CFN_BENCH_REDIS_PID"] = redis.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            bench.Environment["CFN_BENCH_REDIS_PID"] = redis.ProcessId!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
             using var process = Process.Start(bench)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -83,7 +82,6 @@ public sealed class BenchQuickTests
         finally
         {
             redis.Kill();
-            await redis.WaitForExitAsync();
             work.Delete(recursive: true);
         }
     }
@@ -119,45 +117,6 @@ public sealed class BenchQuickTests
         await process.StandardOutput.ReadToEndAsync();
         await process.WaitForExitAsync();
         return (process.ExitCode, await error);
-    }
-
-    /// <summary>A private redis-server (no persistence) on a free loopback port.</summary>
-    private static Process StartRedis(out int port)
-    {
-        using (var probe = new TcpListener(IPAddress.Loopback, 0))
-        {
-            probe.Start();
-            port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        }
-
-        var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "" })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (DateTime.UtcNow < deadline)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                client.Connect(IPAddress.Loopback, port);
-                return process;
-            }
-            catch (SocketException)
-            {
-                Thread.Sleep(50);
-            }
-        }
-
-        process.Kill();
-        throw new InvalidOperationException($"redis-server did not listen on {port}");
     }
 
     private static string RepoRoot()

@@ -66,7 +66,7 @@ public sealed class ServeCommandTests
             Serve("validator", "validator", ("COORDINATOR_ID", "validator-1"));
             foreach (var (name, port) in ports)
             {
-                await WaitReadyAsync(port, runs[name]);
+                await runs[name].WaitReadyAsync(port);
             }
 
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
@@ -164,7 +164,7 @@ public sealed class ServeCommandTests
             ["VALIDATION_DURATION_MEDIAN_MS"] = "10",
             ["VALIDATION_DURATION_P95_MS"] = "20",
         });
-        await WaitReadyAsync(port, run);
+        await run.WaitReadyAsync(port);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
         var body = new StringContent("{\"workId\":\"solo-1\",\"input\":{\"x\":1}}", Encoding.UTF8, "application/json");
         Assert.Equal(HttpStatusCode.OK, (await http.PostAsync("/api/swarms/swarm-s/work", body)).StatusCode);
@@ -203,7 +203,7 @@ public sealed class ServeCommandTests
             ["SWARM_ID"] = "swarm-z",
             ["HEARTBEAT_INTERVAL_MS"] = "200",
         });
-        await WaitReadyAsync(port, run);
+        await run.WaitReadyAsync(port);
 
         // Another instance took over the ID (what escalation's fence or a restarted pod does): the next heartbeat is refused.
         await redis.GetDatabase(db).StringIncrementAsync("coordinator:epoch:coordinator-3");
@@ -238,43 +238,6 @@ public sealed class ServeCommandTests
         Assert.Contains("BLOCKING_COORDINATION_SECRET", run.Output, StringComparison.Ordinal);
     }
 
-    private static async Task WaitReadyAsync(int port, CfnRun run)
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            Assert.False(run.HasExited, "cfn serve exited:\n" + run.Tail(30));
-            try
-            {
-                if ((await http.GetAsync($"http://127.0.0.1:{port}/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail("not ready within 60 s:\n" + run.Tail(30));
-    }
-
-    private static async Task<T> WaitForAsync<T>(Func<Task<T?>> probe)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            if (await probe() is { } value)
-            {
-                return value;
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(100);
-        }
-    }
+    private static async Task<T> WaitForAsync<T>(Func<Task<T?>> probe) =>
+        (await EventuallyAsync(probe, value => value is not null, "condition not met", TimeSpan.FromSeconds(30), pollMs: 100))!;
 }

@@ -67,7 +67,7 @@ public sealed class ServePeerDeathTests
             Serve("validator", "validator", ("COORDINATOR_ID", "validator-1"));
             foreach (var (name, port) in ports)
             {
-                await WaitReadyAsync(port, runs[name]);
+                await runs[name].WaitReadyAsync(port);
             }
 
             // Frozen, the validator cannot ACK; it still looks live for a few seconds, so the coordinator picks it.
@@ -108,30 +108,5 @@ public sealed class ServePeerDeathTests
 
             await server.FlushDatabaseAsync(Db);
         }
-    }
-
-    private static async Task WaitReadyAsync(int port, CfnRun run)
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline)
-        {
-            Assert.False(run.HasExited, "cfn serve exited:\n" + run.Tail(30));
-            try
-            {
-                if ((await http.GetAsync($"http://127.0.0.1:{port}/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            await Task.Delay(100);
-        }
-
-        Assert.Fail("not ready within 60 s:\n" + run.Tail(30));
     }
 }

@@ -70,20 +70,12 @@ public sealed class UpCommandTests
         }
 
         // #65: the swarm works, so sooner or later a coordinator waits for its validators.
-        var waitsFor = "";
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (DateTime.UtcNow < deadline)
-        {
-            waitsFor = await CfnRun.ShellAsync(
+        var waitsFor = await EventuallyAsync(
+            () => CfnRun.ShellAsync(
                 $"{cli} --scan --pattern \"coordinator:activity:*\" | while read key; do ACTIVITY=$({cli} get $key); COORD=$(echo $key | sed 's/coordinator:activity://'); " +
-                "WAITING_FOR=$(echo $ACTIVITY | jq -r '.waitingFor // \"none\"'); echo \"$COORD waits for $WAITING_FOR\"; done");
-            if (waitsFor.Contains("waits for validator-", StringComparison.Ordinal))
-            {
-                break;
-            }
-
-            await Task.Delay(200);
-        }
+                "WAITING_FOR=$(echo $ACTIVITY | jq -r '.waitingFor // \"none\"'); echo \"$COORD waits for $WAITING_FOR\"; done"),
+            output => output.Contains("waits for validator-", StringComparison.Ordinal), "no coordinator ever waited for a validator",
+            TimeSpan.FromSeconds(30), pollMs: 200);
 
         Assert.Contains("waits for validator-", waitsFor, StringComparison.Ordinal);
 
@@ -114,6 +106,7 @@ public sealed class UpCommandTests
         Assert.InRange(dump.Count, 5, 200);
         Assert.DoesNotContain(dump, l => l.Contains("deadlock", StringComparison.Ordinal));
         Assert.Contains(dump, l => l.Contains("pending wait", StringComparison.Ordinal) || l.Contains("coordinators in this process: ", StringComparison.Ordinal));
+        // The dump must not stop the process (a "does not happen" check): still running half a second later.
         await Task.Delay(500);
         Assert.False(up.HasExited);
         Assert.Equal("ok", JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/health/live")).RootElement.GetProperty("status").GetString());
@@ -195,8 +188,8 @@ public sealed class UpCommandTests
         var cli = $"redis-cli -h {endpoint[..endpoint.LastIndexOf(':')]} -p {endpoint[(endpoint.LastIndexOf(':') + 1)..]}";
         Assert.Equal($"validator:heartbeat:{newValidator}", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"validator:heartbeat:{newValidator}\"")).Trim());
         Assert.Equal("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:{newValidator}\"")).Trim());
-        Assert.True(await RecoveryEventuallyAsync(async () => (await CfnRun.ShellAsync(
-                $"{cli} --scan --pattern \"blocking:*{deadValidator}*\"; {cli} --scan --pattern \"validator:heartbeat:{deadValidator}\"")).Trim() == ""),
+        Assert.True(await EventuallyAsync(async () => (await CfnRun.ShellAsync(
+                $"{cli} --scan --pattern \"blocking:*{deadValidator}*\"; {cli} --scan --pattern \"validator:heartbeat:{deadValidator}\"")).Trim() == "", TimeSpan.FromSeconds(30), pollMs: 200),
             $"keys of the dead validator {deadValidator} are left");
         Assert.Contains($"timeout_events_total{{coordinator_id=\"{dead}\",reason=\"heartbeat\"", metrics, StringComparison.Ordinal);
 
@@ -248,11 +241,11 @@ public sealed class UpCommandTests
             Assert.Equal("validator:heartbeat:validator-0", state.RootElement.GetProperty("heartbeat").GetProperty("key").GetString());
         }
 
-        Assert.True(await RecoveryEventuallyAsync(async () =>
+        Assert.True(await EventuallyAsync(async () =>
         {
             using var performance = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/api/validators/performance"));
             return performance.RootElement.GetProperty("validators").EnumerateArray().Count(v => v.GetProperty("count").GetInt64() > 0) == 3;
-        }), "not every validator recorded a validation");
+        }, TimeSpan.FromSeconds(30), pollMs: 200), "not every validator recorded a validation");
 
         await up.SignalAsync("TERM");
         Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
@@ -275,14 +268,11 @@ public sealed class UpCommandTests
             env["TIMEOUT_HOOKS_DIR"] = dir;
             await using var up = CfnRun.Start(["up", "--http-port", $"{CfnRun.FreePort()}", "--swarms", "1", "--coordinators", "1", "--validators", "2"], env);
             await up.WaitForLineAsync(l => l == "ready", Startup);
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            string[] lines = [];
-            while (DateTime.UtcNow < deadline && !(lines.Any(l => l.StartsWith("on_blocking_start coordinator-", StringComparison.Ordinal)) &&
-                                                   lines.Any(l => l.StartsWith("on_signal_received coordinator-", StringComparison.Ordinal))))
-            {
-                await Task.Delay(200);
-                lines = File.Exists(log) ? await File.ReadAllLinesAsync(log) : [];
-            }
+            var lines = await EventuallyAsync(
+                async () => File.Exists(log) ? await File.ReadAllLinesAsync(log) : [],
+                read => read.Any(l => l.StartsWith("on_blocking_start coordinator-", StringComparison.Ordinal)) &&
+                        read.Any(l => l.StartsWith("on_signal_received coordinator-", StringComparison.Ordinal)),
+                "the hooks never logged a blocking start and a signal received", TimeSpan.FromSeconds(30), pollMs: 200);
 
             Assert.Contains(lines, l => l.StartsWith("on_blocking_start coordinator-", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
             Assert.Contains(lines, l => l.StartsWith("on_signal_received coordinator-", StringComparison.Ordinal));
@@ -326,23 +316,6 @@ public sealed class UpCommandTests
         await redis.Multiplexer.CloseAsync(allowCommandsToComplete: false);
         await coordinator.DisposeAsync(); // its deletes fail on the closed connection: the keys stay, as after a crash
         await redis.DisposeAsync();
-    }
-
-    /// <summary>Polls <paramref name="condition"/> for up to 30 s.</summary>
-    private static async Task<bool> RecoveryEventuallyAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-
-            await Task.Delay(200);
-        }
-
-        return true;
     }
 
     private static async Task<int> CountAsync(IServer server, int db, string pattern, bool inProgressOnly = false, IDatabase? database = null)

@@ -67,18 +67,12 @@ public sealed class MetricsExportTests
         using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{http}"), Timeout = TimeSpan.FromSeconds(10) };
         Dictionary<string, ExpositionFamily> families = [];
         string[] missing = [];
-        var deadline = DateTime.UtcNow.AddSeconds(45);
-        while (DateTime.UtcNow < deadline)
+        await EventuallyAsync(async () =>
         {
             families = ExpositionText.Parse(await client.GetStringAsync("/metrics"));
             missing = [.. Wanted(ghost).Where(w => !families.TryGetValue(w.Family, out var f) || !f.Samples.Any(w.Match)).Select(w => w.What)];
-            if (missing.Length == 0)
-            {
-                break;
-            }
-
-            await Task.Delay(1000);
-        }
+            return missing.Length == 0;
+        }, TimeSpan.FromSeconds(45), pollMs: 1000);
 
         Assert.True(missing.Length == 0, $"no samples within 45 s for: {string.Join("; ", missing)}\n{up.Tail(30)}");
 
@@ -150,7 +144,7 @@ public sealed class MetricsExportTests
             using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             foreach (var (role, port) in ports)
             {
-                await WaitReadyAsync(client, port, runs[role]);
+                await runs[role].WaitReadyAsync(port, within: Startup);
             }
 
             // A dead coordinator of swarm-m: the handler declares it dead, its escalation asks for a replacement, the swarm
@@ -162,18 +156,11 @@ public sealed class MetricsExportTests
 
             async Task<Dictionary<string, ExpositionFamily>> ScrapeUntil(string role, Func<Dictionary<string, ExpositionFamily>, bool> done, string what)
             {
-                var deadline = DateTime.UtcNow.AddSeconds(45);
-                while (true)
-                {
-                    var families = ExpositionText.Parse(await client.GetStringAsync($"http://127.0.0.1:{ports[role]}/metrics"));
-                    if (done(families))
-                    {
-                        return families;
-                    }
-
-                    Assert.True(DateTime.UtcNow < deadline, $"{role} /metrics: no {what} within 45 s\n" + string.Join('\n', runs.Values.Select(r => r.Tail(15))));
-                    await Task.Delay(500);
-                }
+                Dictionary<string, ExpositionFamily> families = [];
+                var found = await EventuallyAsync(async () => done(families = ExpositionText.Parse(await client.GetStringAsync($"http://127.0.0.1:{ports[role]}/metrics"))),
+                    TimeSpan.FromSeconds(45), pollMs: 500);
+                Assert.True(found, $"{role} /metrics: no {what} within 45 s\n" + string.Join('\n', runs.Values.Select(r => r.Tail(15))));
+                return families;
             }
 
             static bool Has(Dictionary<string, ExpositionFamily> f, string family, Func<ExpositionSample, bool> match) =>
@@ -348,29 +335,6 @@ public sealed class MetricsExportTests
 
         Assert.InRange(families["process_start_time_seconds"].Samples[0].Value,
             DateTimeOffset.UtcNow.AddMinutes(-10).ToUnixTimeSeconds(), DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 60);
-    }
-
-    private static async Task WaitReadyAsync(HttpClient client, int port, CfnRun run)
-    {
-        var deadline = DateTime.UtcNow + Startup;
-        while (true)
-        {
-            try
-            {
-                if ((await client.GetAsync($"http://127.0.0.1:{port}/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            Assert.False(run.HasExited, "cfn exited before it was ready:\n" + run.Tail(30));
-            Assert.True(DateTime.UtcNow < deadline, "not ready in time:\n" + run.Tail(30));
-            await Task.Delay(250);
-        }
     }
 }
 

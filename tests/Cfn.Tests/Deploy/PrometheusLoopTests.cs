@@ -336,18 +336,15 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
     /// <summary>Polls an instant query until it returns a series.</summary>
     private static async Task WaitForAsync(HttpClient http, string promQl, TimeSpan within, PrometheusProcess prometheus)
     {
-        var deadline = DateTime.UtcNow + within;
         string last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            using var body = await http.GetFromJsonAsync<JsonDocument>("/api/v1/query?query=" + Uri.EscapeDataString(promQl));
-            last = body!.RootElement.GetRawText();
-            if (body.RootElement.GetProperty("data").GetProperty("result").GetArrayLength() > 0)
+        if (await EventuallyAsync(async () =>
             {
-                return;
-            }
-
-            await Task.Delay(500);
+                using var body = await http.GetFromJsonAsync<JsonDocument>("/api/v1/query?query=" + Uri.EscapeDataString(promQl));
+                last = body!.RootElement.GetRawText();
+                return body.RootElement.GetProperty("data").GetProperty("result").GetArrayLength() > 0;
+            }, within, pollMs: 500))
+        {
+            return;
         }
 
         Assert.Fail($"`{promQl}` returned nothing within {within.TotalSeconds}s: {last}\nprometheus:\n{prometheus.Tail(20)}");
@@ -359,26 +356,31 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
     {
         TimeSpan? pending = null;
         string last = "";
-        while (since.Elapsed < within)
-        {
-            using var body = await http.GetFromJsonAsync<JsonDocument>("/api/v1/alerts");
-            last = body!.RootElement.GetRawText();
-            foreach (var alert in body.RootElement.GetProperty("data").GetProperty("alerts").EnumerateArray())
+        (TimeSpan? Pending, TimeSpan Firing, JsonElement Alert)? fired = null;
+        if (await EventuallyAsync(async () =>
             {
-                if (alert.GetProperty("labels").GetProperty("alertname").GetString() != alertName)
+                using var body = await http.GetFromJsonAsync<JsonDocument>("/api/v1/alerts");
+                last = body!.RootElement.GetRawText();
+                foreach (var alert in body.RootElement.GetProperty("data").GetProperty("alerts").EnumerateArray())
                 {
-                    continue;
+                    if (alert.GetProperty("labels").GetProperty("alertname").GetString() != alertName)
+                    {
+                        continue;
+                    }
+
+                    var state = alert.GetProperty("state").GetString();
+                    pending ??= since.Elapsed;
+                    if (state == "firing")
+                    {
+                        fired = (pending, since.Elapsed, alert.Clone());
+                        return true;
+                    }
                 }
 
-                var state = alert.GetProperty("state").GetString();
-                pending ??= since.Elapsed;
-                if (state == "firing")
-                {
-                    return (pending, since.Elapsed, alert.Clone());
-                }
-            }
-
-            await Task.Delay(500);
+                return false;
+            }, within - since.Elapsed, pollMs: 500))
+        {
+            return fired!.Value;
         }
 
         Assert.Fail($"{alertName} not firing within {within.TotalSeconds}s of the freeze; alerts: {last}\nprometheus:\n{prometheus.Tail(20)}");

@@ -129,6 +129,28 @@ public sealed class CfnRun : IAsyncDisposable
         return await output;
     }
 
+    /// <summary>
+    /// Waits until this process answers 200 on <paramref name="path"/> of its HTTP port (readiness by default);
+    /// fails at once with its output when it exits first, and after <paramref name="within"/> (60 s) otherwise.
+    /// </summary>
+    public async Task WaitReadyAsync(int port, string path = "/health/ready", TimeSpan? within = null)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var ready = await EventuallyAsync(async () =>
+        {
+            Assert.False(HasExited, $"cfn exited before {path} answered 200:\n" + Tail(30));
+            try
+            {
+                return (await http.GetAsync($"http://127.0.0.1:{port}{path}")).StatusCode == HttpStatusCode.OK;
+            }
+            catch (HttpRequestException)
+            {
+                return false; // not listening yet
+            }
+        }, within ?? TimeSpan.FromSeconds(60), pollMs: 100);
+        Assert.True(ready, $"{path} never answered 200 on port {port}; output:\n" + Tail(30));
+    }
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -173,7 +173,7 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
             }
 
             var run = _runs[name] = CfnRun.Start(["serve", "--role", role], env);
-            await WaitReadyAsync(_ports[name], run);
+            await run.WaitReadyAsync(_ports[name], "/health/live");
             return run;
         }
 
@@ -187,7 +187,8 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
         {
             await WaitForAsync(() => Task.FromResult(_runs.Values.SelectMany(r => r.Lines).Any(l => l.Contains(text, StringComparison.Ordinal)) ? true : (bool?)null),
                 $"a line with \"{text}\"");
-            await Task.Delay(500);
+            // A second one would show within two of the processes' 250 ms monitor intervals.
+            await Task.Delay(TimeSpan.FromMilliseconds(2 * 250));
             return _runs.Values.SelectMany(r => r.Lines).Count(l => l.Contains(text, StringComparison.Ordinal));
         }
 
@@ -208,25 +209,27 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
         /// <summary>The one completed K10 record of <paramref name="workId"/> (fails when there are two records of it).</summary>
         public async Task<JsonElement> WaitForCompletedAsync(string swarmId, string workId, TimeSpan timeout)
         {
-            var deadline = DateTime.UtcNow + timeout;
-            while (true)
+            JsonElement? completed = null;
+            List<RedisKey> keys = [];
+            var done = await EventuallyAsync(async () =>
             {
-                var keys = await Server.KeysAsync(_db, $"coordinator:work:{swarmId}:*:{workId}").ToListAsync();
+                keys = await Server.KeysAsync(_db, $"coordinator:work:{swarmId}:*:{workId}").ToListAsync();
                 Assert.True(keys.Count <= 1, $"{workId} has {keys.Count} records: {string.Join(", ", keys)}");
                 if (keys.Count == 1 && (string?)await Db.StringGetAsync(keys[0]) is { } raw && raw.Contains("\"status\":\"completed\"", StringComparison.Ordinal))
                 {
                     _output.WriteLine($"{keys[0]} = {raw}");
-                    return JsonDocument.Parse(raw).RootElement.Clone();
+                    completed = JsonDocument.Parse(raw).RootElement.Clone();
                 }
 
-                if (DateTime.UtcNow > deadline)
-                {
-                    Dump();
-                    Assert.Fail($"{workId} not completed within {timeout.TotalSeconds} s; records: {string.Join(", ", keys)}");
-                }
-
-                await Task.Delay(100);
+                return completed is not null;
+            }, timeout, pollMs: 100);
+            if (!done)
+            {
+                Dump();
+                Assert.Fail($"{workId} not completed within {timeout.TotalSeconds} s; records: {string.Join(", ", keys)}");
             }
+
+            return completed!.Value;
         }
 
         /// <summary>Until <paramref name="coordinatorId"/>'s item records that its validator ACKed the request (it is being validated).</summary>
@@ -236,16 +239,10 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
 
         public async Task WaitForAsync(Func<Task<bool?>> probe, string what)
         {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (await probe() is null)
+            if (!await EventuallyAsync(async () => await probe() is not null, TimeSpan.FromSeconds(30), pollMs: 50))
             {
-                if (DateTime.UtcNow > deadline)
-                {
-                    Dump();
-                    Assert.Fail($"{what}: not within 30 s");
-                }
-
-                await Task.Delay(50);
+                Dump();
+                Assert.Fail($"{what}: not within 30 s");
             }
         }
 
@@ -256,31 +253,6 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
                 _output.WriteLine($"--- {name}");
                 _output.WriteLine(run.Tail(40));
             }
-        }
-
-        private static async Task WaitReadyAsync(int port, CfnRun run)
-        {
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            while (DateTime.UtcNow < deadline)
-            {
-                Assert.False(run.HasExited, "cfn serve exited:\n" + run.Tail(30));
-                try
-                {
-                    if ((await http.GetAsync($"http://127.0.0.1:{port}/health/live")).StatusCode == HttpStatusCode.OK)
-                    {
-                        return;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // not listening yet
-                }
-
-                await Task.Delay(100);
-            }
-
-            Assert.Fail("not live within 60 s:\n" + run.Tail(30));
         }
 
         public async ValueTask DisposeAsync()
