@@ -18,10 +18,13 @@ public sealed class RestartRaceTests(RedisServer server)
     public async Task EpochClaim_VerdictOnPreviousInstanceDue_NextPassFindsTheIdFreshAndFencesNothing()
     {
         await using var h = Harness.Create(server);
+        // A database of its own: on database 0 other tests' monitors and cleanups judge every registered ID too.
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, DedicatedDatabase.RestartRaceTests);
+        var database = db.Database;
         var options = RecoveryKit.FastOptions();
-        await using var handler = new TimeoutHandler(h.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), TestIds.New("handler"));
+        await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), TestIds.New("handler"));
         var swarm = TestIds.New("swarm");
-        var previous = await h.StartAsync(swarmId: swarm);
+        var previous = await db.StartAsync(h, TestIds.New("coord"), swarm);
         var id = previous.Id;
         await previous.AbandonAsync();
         try
@@ -31,26 +34,30 @@ public sealed class RestartRaceTests(RedisServer server)
             {
                 var pass = await handler.Monitor.RunOnceAsync();
                 Assert.DoesNotContain(pass.Deaths, d => d.CoordinatorId == id);
-                var state = (string?)await h.Database.HashGetAsync(Keys.Health, id);
+                var state = (string?)await database.HashGetAsync(Keys.Health, id);
                 return state is not null && state.StartsWith($"{options.MaxWarnings - 1}|", StringComparison.Ordinal);
             }, TimeSpan.FromSeconds(10)), "the crashed instance never reached its last warning but one");
 
             // A new instance claims its epoch (the first step of Coordinator.StartAsync); the monitor's next pass comes
             // after the warning spacing and before the new instance's first heartbeat.
-            var claimed = (long)await h.Database.ScriptEvaluateAsync(RedisScripts.EpochClaim, [Keys.Epoch(id), Keys.Registry, Keys.Swarms], [id, swarm]);
+            var claimed = (long)await database.ScriptEvaluateAsync(RedisScripts.EpochClaim, [Keys.Epoch(id), Keys.Registry, Keys.Swarms], [id, swarm]);
             Assert.Equal(previous.Epoch + 1, claimed);
             await Task.Delay(options.MonitorInterval * 2); // past the spacing, so the pass judges rather than waits
+            var score = await database.SortedSetScoreAsync(Keys.Registry, id);
+            var now = await RedisKit.NowAsync(database);
             var next = await handler.Monitor.RunOnceAsync();
 
-            Assert.DoesNotContain(next.Deaths, d => d.CoordinatorId == id);
-            Assert.Equal(claimed, (long)await h.Database.StringGetAsync(Keys.Epoch(id))); // no fence above the new epoch
-            Assert.False(await h.Database.HashExistsAsync(Keys.Health, id)); // judged recovered: warnings cleared
-            Assert.Equal(swarm, (string?)await h.Database.HashGetAsync(Keys.Swarms, id));
+            Assert.False(next.Deaths.Any(d => d.CoordinatorId == id),
+                $"the new instance was declared dead: registry score {score} at Redis time {now} (claimed epoch {claimed}); " +
+                string.Join(" | ", h.Messages.Where(m => m.Contains(id, StringComparison.Ordinal)).TakeLast(6)));
+            Assert.Equal(claimed, (long)await database.StringGetAsync(Keys.Epoch(id))); // no fence above the new epoch
+            Assert.False(await database.HashExistsAsync(Keys.Health, id)); // judged recovered: warnings cleared
+            Assert.Equal(swarm, (string?)await database.HashGetAsync(Keys.Swarms, id));
         }
         finally
         {
-            await h.Database.SortedSetRemoveAsync(Keys.Registry, id);
-            await h.Database.HashDeleteAsync(Keys.Swarms, id);
+            await database.SortedSetRemoveAsync(Keys.Registry, id);
+            await database.HashDeleteAsync(Keys.Swarms, id);
         }
     }
 }

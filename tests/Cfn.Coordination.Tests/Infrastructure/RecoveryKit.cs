@@ -100,6 +100,9 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     /// <summary>Script library tests that read inbox views other tests' sweeps of database 0 may remove.</summary>
     public const int ScriptLibraryTests = 21;
 
+    /// <summary>The restart race: the monitor must judge only the test's own coordinator.</summary>
+    public const int RestartRaceTests = 23;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

@@ -7,18 +7,18 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests.Recovery;
 
-/// <summary>Database 8 (flushed by every test) belongs to this collection alone (the only database number no other test class uses), so monitors and cleanups judge only their own coordinators.</summary>
+/// <summary>Database 35 (flushed by every test) belongs to this collection alone, so monitors and cleanups judge only their own coordinators.</summary>
 [CollectionDefinition(Name)]
 public sealed class EnvironmentDatabaseCollection : ICollectionFixture<RedisServer>
 {
     public const string Name = "environment-db8";
 
-    public const int Database = 8;
+    public const int Database = 35;
 }
 
 /// <summary>
 /// SPEC §3.6: the timeout handler's variables, read by <see cref="RecoveryOptions.FromEnvironment"/>, change what a
-/// real <see cref="TimeoutHandler"/> does to crashed coordinators on the real server (database 8).
+/// real <see cref="TimeoutHandler"/> does to crashed coordinators on the real server (database 35).
 /// </summary>
 [Collection(EnvironmentDatabaseCollection.Name)]
 public sealed class EnvironmentEffectTests(RedisServer server)

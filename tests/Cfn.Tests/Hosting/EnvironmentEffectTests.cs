@@ -17,7 +17,8 @@ namespace Cfn.Tests.Hosting;
 /// </summary>
 public sealed class EnvironmentEffectTests : IAsyncLifetime
 {
-    private const int Db = 35;
+    // Below 16: a multiplexer used right after connecting may not know yet that the server has more databases.
+    private const int Db = 8;
     private const string Secret = "env-test-secret-0123456789abcdef0123456789abcdef";
     private const string Token = "env-admin-token-0123456789";
 
@@ -71,7 +72,7 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
         // HTTP_PORT: it listens there.
         await WaitReadyAsync(http, run);
 
-        // COORDINATOR_ID and SWARM_ID name K1 and its swarm; REDIS_DB: K1 is in database 35, not 0.
+        // COORDINATOR_ID and SWARM_ID name K1 and its swarm; REDIS_DB: K1 is in database 8, not 0.
         var k1 = (string?)await db.StringGetAsync("blocking:heartbeat:" + Id);
         Assert.NotNull(k1);
         long first;
@@ -130,7 +131,7 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
         await WaitReadyAsync(http, run);
 
-        // REDIS_URL with /35: the cleanup finds and deletes the key of database 35.
+        // REDIS_URL with /8: the cleanup finds and deletes the key of database 8.
         using (var cleanup = JsonDocument.Parse(await (await http.PostAsync("/api/coordinators/env-dead-1/cleanup", null)).Content.ReadAsStringAsync()))
         {
             Assert.Equal(1, cleanup.RootElement.GetProperty("keysDeleted").GetInt64());
