@@ -83,11 +83,7 @@ public sealed class CoordinationOptions
     /// <summary>Throws <see cref="ValidationException"/> naming the first bad field.</summary>
     public void Validate()
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-        {
-            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
-        }
+        OptionsValidation.Annotations(this);
 
         if (TimeSpan.FromSeconds(HeartbeatTtlSeconds) <= HeartbeatInterval)
         {

@@ -31,11 +31,7 @@ public sealed class HookOptions
     /// <summary>Throws <see cref="ValidationException"/> naming the first bad setting.</summary>
     public void Validate()
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-        {
-            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
-        }
+        OptionsValidation.Annotations(this);
 
         if (string.IsNullOrWhiteSpace(Directory) || Directory.Contains('\0', StringComparison.Ordinal) || !Path.IsPathFullyQualified(Directory))
         {

@@ -61,17 +61,13 @@ public sealed class RecoveryOptions
     /// <summary>Validates, naming the first bad setting; <paramref name="coordination"/> checks the heartbeat TTL against detection.</summary>
     public void Validate(CoordinationOptions? coordination = null)
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-        {
-            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
-        }
+        OptionsValidation.Annotations(this);
 
-        Positive(HeartbeatStaleThreshold, "HEARTBEAT_STALE_THRESHOLD_MS");
-        Positive(MonitorInterval, "HEARTBEAT_MONITOR_INTERVAL_MS");
-        Positive(StuckWaitGrace, "ACTIVITY_CHECK_INTERVAL_MS");
-        Positive(CleanupInterval, "CLEANUP_INTERVAL_MS");
-        Positive(EscalationLease, "ESCALATION_LEASE_MS");
+        OptionsValidation.Positive(HeartbeatStaleThreshold, "HEARTBEAT_STALE_THRESHOLD_MS");
+        OptionsValidation.Positive(MonitorInterval, "HEARTBEAT_MONITOR_INTERVAL_MS");
+        OptionsValidation.Positive(StuckWaitGrace, "ACTIVITY_CHECK_INTERVAL_MS");
+        OptionsValidation.Positive(CleanupInterval, "CLEANUP_INTERVAL_MS");
+        OptionsValidation.Positive(EscalationLease, "ESCALATION_LEASE_MS");
         if (EscalationStepDelay < TimeSpan.Zero)
         {
             throw new ValidationException("ESCALATION_STEP_DELAY_MS must not be negative");
@@ -107,13 +103,5 @@ public sealed class RecoveryOptions
         o.EscalationStepDelay = env.Milliseconds("ESCALATION_STEP_DELAY_MS") ?? o.EscalationStepDelay;
         o.Validate(coordination);
         return o;
-    }
-
-    private static void Positive(TimeSpan value, string name)
-    {
-        if (value <= TimeSpan.Zero)
-        {
-            throw new ValidationException($"{name} must be positive");
-        }
     }
 }

@@ -41,11 +41,7 @@ public sealed class SignalRetryOptions
     /// <summary>Throws <see cref="ValidationException"/> naming the first bad setting.</summary>
     public void Validate()
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-        {
-            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
-        }
+        OptionsValidation.Annotations(this);
 
         if (AckTimeout <= TimeSpan.Zero || AckTimeout > Acks.AckWaiter.MaxTimeout)
         {

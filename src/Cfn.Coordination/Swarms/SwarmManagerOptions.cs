@@ -35,16 +35,12 @@ public sealed record SwarmManagerOptions
     /// <summary>Validates, naming the first bad setting.</summary>
     public void Validate()
     {
-        var results = new List<ValidationResult>();
-        if (!Validator.TryValidateObject(this, new ValidationContext(this), results, validateAllProperties: true))
-        {
-            throw new ValidationException(string.Join("; ", results.Select(r => r.ErrorMessage)));
-        }
+        OptionsValidation.Annotations(this);
 
-        Positive(SpawnTimeout, "SPAWN_TIMEOUT_MS");
-        Positive(Interval, "SWARM_MANAGER_INTERVAL_MS");
-        Positive(DeficitGrace, "SWARM_DEFICIT_GRACE_MS");
-        Positive(HostReportInterval, "HostReportInterval");
+        OptionsValidation.Positive(SpawnTimeout, "SPAWN_TIMEOUT_MS");
+        OptionsValidation.Positive(Interval, "SWARM_MANAGER_INTERVAL_MS");
+        OptionsValidation.Positive(DeficitGrace, "SWARM_DEFICIT_GRACE_MS");
+        OptionsValidation.Positive(HostReportInterval, "HostReportInterval");
     }
 
     /// <summary>Reads <c>COORDINATOR_HOST_CAPACITY</c>, <c>SPAWN_TIMEOUT_MS</c> and <c>SWARM_MANAGER_INTERVAL_MS</c> (process environment when null), then validates.</summary>
@@ -58,13 +54,5 @@ public sealed record SwarmManagerOptions
         o.DeficitGrace = env.Milliseconds("SWARM_DEFICIT_GRACE_MS") ?? o.DeficitGrace;
         o.Validate();
         return o;
-    }
-
-    private static void Positive(TimeSpan value, string name)
-    {
-        if (value <= TimeSpan.Zero)
-        {
-            throw new ValidationException($"{name} must be positive");
-        }
     }
 }
