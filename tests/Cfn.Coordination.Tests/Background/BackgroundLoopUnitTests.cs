@@ -33,7 +33,7 @@ public sealed class BackgroundLoopUnitTests
         {
             time.Advance(Interval);
             var expected = i;
-            Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loop.Passes == expected), Wait));
+            Assert.True(await EventuallyAsync(() => Task.FromResult(loop.Passes == expected), Wait));
         }
 
         Assert.Equal(3, Volatile.Read(ref passes));
@@ -55,14 +55,14 @@ public sealed class BackgroundLoopUnitTests
         };
         loop.Start();
 
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loops.Errors.WithLabels(LoopNames.SwarmManager, "pass").Value == 1), Wait));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loops.Errors.WithLabels(LoopNames.SwarmManager, "pass").Value == 1), Wait));
         Assert.Equal(0, loop.Passes);
         Assert.Null(loop.LastPassAt);
         Assert.Contains(logger.Collector.GetSnapshot(), r =>
             r.Message.StartsWith("Background loop pass failed loop=swarm_manager", StringComparison.Ordinal) && r.Message.Contains("InvalidOperationException: boom", StringComparison.Ordinal));
 
         time.Advance(Interval);
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loop.Passes == 1), Wait));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loop.Passes == 1), Wait));
         Assert.True(loop.IsRunning);
         Assert.Equal(1, loops.Errors.WithLabels(LoopNames.SwarmManager, "pass").Value);
         var status = Assert.Single(loops.Snapshot());
@@ -130,7 +130,7 @@ public sealed class BackgroundLoopUnitTests
         Assert.Equal(("heartbeat/coordinator-s", LoopStatus.Stale), (stale.Name, stale.State));
 
         release.SetResult(); // it answers at last: alive again
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loops.Unhealthy().Count == 0), Wait));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loops.Unhealthy().Count == 0), Wait));
         Assert.True(loop.Passes >= 1);
     }
 
@@ -155,14 +155,14 @@ public sealed class BackgroundLoopUnitTests
             EndWhen = () => Volatile.Read(ref end),
         };
         loop.Start();
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loop.Passes == 1), Wait));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loop.Passes == 1), Wait));
 
         loop.Wake(); // an event: no need to wait for the interval
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(loop.Passes == 2), Wait));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(loop.Passes == 2), Wait));
 
         Volatile.Write(ref end, true);
         // The interval passes (moved until the loop is asleep to see it): one more pass, after which it ends on its own terms.
-        Assert.True(await RecoveryKit.EventuallyAsync(() =>
+        Assert.True(await EventuallyAsync(() =>
         {
             time.Advance(Interval);
             return Task.FromResult(loop.Completion.IsCompleted);

@@ -41,7 +41,7 @@ public sealed class LoopHealthTests(RedisServer server)
             };
         }, logger, stop.Token);
 
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(handle.Passes >= 3), TimeSpan.FromSeconds(10)));
+        Assert.True(await EventuallyAsync(() => Task.FromResult(handle.Passes >= 3), TimeSpan.FromSeconds(10)));
         Assert.False(loop.IsCompleted);
         Assert.Equal(2, loops.Errors.WithLabels(LoopNames.BatchCleanup, "pass").Value);
         Assert.Equal(2, RecoveryKit.Lines(h, "Background loop pass failed loop=batch_cleanup").Count);
@@ -135,7 +135,7 @@ public sealed class LoopHealthTests(RedisServer server)
         handler.Start();
 
         // Both loops complete passes again and again over the same bad records.
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(
+        Assert.True(await EventuallyAsync(() => Task.FromResult(
             db.Redis.Loops.Snapshot().Count(s => s.Loop is LoopNames.StuckWaits or LoopNames.BatchCleanup && s.Passes >= 3) == 2),
             TimeSpan.FromSeconds(15)));
         Assert.All(db.Redis.Loops.Snapshot(), s => Assert.Equal(LoopStatus.Running, s.State));

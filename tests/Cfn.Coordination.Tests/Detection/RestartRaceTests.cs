@@ -30,7 +30,7 @@ public sealed class RestartRaceTests(RedisServer server)
         try
         {
             // Passes until the previous instance holds all its warnings but the last: the next due pass would declare it dead.
-            Assert.True(await RecoveryKit.EventuallyAsync(async () =>
+            Assert.True(await EventuallyAsync(async () =>
             {
                 var pass = await handler.Monitor.RunOnceAsync();
                 Assert.DoesNotContain(pass.Deaths, d => d.CoordinatorId == id);

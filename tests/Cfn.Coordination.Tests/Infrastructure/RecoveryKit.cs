@@ -39,13 +39,6 @@ internal static class RecoveryKit
         return (null, 0);
     }
 
-    /// <summary>
-    /// The shared <see cref="Cfn.Testing.Eventually"/> under its old name, only so that test files of other areas written
-    /// against it keep compiling while they merge; new code calls EventuallyAsync directly.
-    /// </summary>
-    public static Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, int pollMs = 20) =>
-        Cfn.Testing.Eventually.EventuallyAsync(condition, timeout, pollMs);
-
     /// <summary>Removes coordinators from every shared index, so later tests' monitors never judge them.</summary>
     public static async Task ForgetAsync(IDatabase database, params string[] ids)
     {

@@ -41,7 +41,7 @@ public sealed class CoordinationInspectorTests(RedisServer server)
         var checker = await db.StartAsync(h, "checker-1", Keys.ValidatorSwarm);
         using var cts = new CancellationTokenSource();
         var wait = parent.Waiter.WaitForAcksAsync(["child-1"], "parent-1:child-1:validation:1:x", TimeSpan.FromSeconds(30), cts.Token);
-        Assert.True(await RecoveryKit.EventuallyAsync(async () =>
+        Assert.True(await EventuallyAsync(async () =>
             ((string?)await db.Database.StringGetAsync(Keys.Activity("parent-1")))?.Contains("blocking", StringComparison.Ordinal) == true,
             TimeSpan.FromSeconds(10)));
 
@@ -187,7 +187,7 @@ public sealed class CoordinationInspectorTests(RedisServer server)
         using var cts = new CancellationTokenSource();
         var wait = waiter.Waiter.WaitForAcksAsync(["peer-1"], "waiter-1:peer-1:validation:1:x", TimeSpan.FromSeconds(30), cts.Token);
         var inspector = new CoordinationInspector(db.Redis);
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => (await inspector.ReadBlockingActivityAsync()).Count == 1, TimeSpan.FromSeconds(10)));
+        Assert.True(await EventuallyAsync(async () => (await inspector.ReadBlockingActivityAsync()).Count == 1, TimeSpan.FromSeconds(10)));
         var now = await RedisTime.NowMsAsync(db.Database);
         await db.Database.SortedSetAddAsync(Keys.Deadlines, "garbled-1", now + 10_000);
         await db.Database.StringSetAsync(Keys.Activity("garbled-1"), "{");
@@ -213,7 +213,7 @@ public sealed class CoordinationInspectorTests(RedisServer server)
         var coordinator = await h.StartAsync();
         using var cts = new CancellationTokenSource();
         var wait = coordinator.Waiter.WaitForAcksAsync(["peer-1"], coordinator.Id + ":peer-1:validation:1:x", TimeSpan.FromSeconds(30), cts.Token);
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(CoordinationInspector.Describe(coordinator).RunningWaits == 1),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(CoordinationInspector.Describe(coordinator).RunningWaits == 1),
             TimeSpan.FromSeconds(10)));
 
         var state = CoordinationInspector.Describe(coordinator);

@@ -29,7 +29,7 @@ public sealed class GracefulStopTests(RedisServer server)
         var (gatedStop, gatedRun) = world.Run(gatedWorker.RunAsync);
         var (first, _) = await world.StartCoordinatorAsync("coordinator-g", "swarm-g", options);
         await world.Queue.EnqueueAsync("swarm-g", "item-g", JsonSerializer.SerializeToElement(new { n = 1 }));
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => (await first.Work.GetAsync("item-g"))?.Status == WorkStatus.InProgress,
+        Assert.True(await EventuallyAsync(async () => (await first.Work.GetAsync("item-g"))?.Status == WorkStatus.InProgress,
             TimeSpan.FromSeconds(20)), "the first instance never took the item");
         await first.AbandonAsync();
 
@@ -40,7 +40,7 @@ public sealed class GracefulStopTests(RedisServer server)
 
         var (second, secondLoop) = await world.StartCoordinatorAsync("coordinator-g", "swarm-g", options, run: false);
         var (secondStop, secondRun) = world.Run(secondLoop.RunAsync);
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(secondLoop.State.Phase == "waiting-for-validators"),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(secondLoop.State.Phase == "waiting-for-validators"),
             TimeSpan.FromSeconds(20)), "the second instance did not wait for validators");
         await secondStop.CancelAsync(); // graceful stop, before it adopted the item
         await secondRun;
@@ -55,11 +55,11 @@ public sealed class GracefulStopTests(RedisServer server)
         // Another coordinator claims it and completes it, once.
         await world.StartValidatorAsync("validator-free");
         var (other, _) = await world.StartCoordinatorAsync("coordinator-o", "swarm-g", options);
-        Assert.True(await RecoveryKit.EventuallyAsync(async () => (await other.Work.GetAsync("item-g"))?.Status == WorkStatus.Completed,
+        Assert.True(await EventuallyAsync(async () => (await other.Work.GetAsync("item-g"))?.Status == WorkStatus.Completed,
             TimeSpan.FromSeconds(20)), "the requeued item was not completed by another coordinator");
         Assert.Equal("coordinator-g", (await other.Work.GetAsync("item-g"))!.TransferredFrom);
         // The line follows the completed write: wait for it, then check there is exactly one.
-        Assert.True(await RecoveryKit.EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Work item complete workId=item-g").Count > 0),
+        Assert.True(await EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Work item complete workId=item-g").Count > 0),
             TimeSpan.FromSeconds(10)), "no completion line");
         Assert.Single(RecoveryKit.Lines(h, "Work item complete workId=item-g"));
         Assert.Equal(0, await world.Queue.LengthAsync("swarm-g"));
