@@ -51,10 +51,9 @@ internal static class RedisScripts
     public static bool IsFenced(RedisResult reply, out string? currentEpoch)
     {
         ArgumentNullException.ThrowIfNull(reply);
-        if (reply.Resp2Type == ResultType.Array && reply.Length == 2 && reply[0].Resp2Type == ResultType.BulkString && (string?)reply[0] == "fenced")
+        if (reply.Resp2Type == ResultType.Array)
         {
-            currentEpoch = (string?)reply[1];
-            return true;
+            return IsFenced((RedisResult[])reply!, out currentEpoch);
         }
 
         currentEpoch = null;

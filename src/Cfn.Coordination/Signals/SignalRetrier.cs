@@ -84,7 +84,8 @@ public sealed class SignalRetrier
         string? idempotencyKey = null,
         CancellationToken cancellationToken = default)
     {
-        var signal = Build(receiverId, signalType, iteration, payload, idempotencyKey);
+        // Checked and signed once, like a plain send: every attempt re-sends this signal.
+        var signal = SignalBuilder.Build(_coordinator, receiverId, signalType, iteration, payload, idempotencyKey, receiverEpoch: null, typeField: "signalType");
         var retries = maxRetries ?? Options.MaxRetries;
         if (retries is < 0 or > SignalRetryOptions.MaxAllowedRetries)
         {
@@ -441,10 +442,6 @@ public sealed class SignalRetrier
             _logger.LogError("Redis error while recording failed signal signalId={SignalId}: {Error}", signal.MessageId, RedisErrors.FirstClause(e));
         }
     }
-
-    /// <summary>Validates like <see cref="SignalSender.SendAsync"/> and builds the signed signal every attempt re-sends.</summary>
-    private Signal Build(string receiverId, string signalType, int iteration, JsonElement? payload, string? idempotencyKey) =>
-        SignalBuilder.Build(_coordinator, receiverId, signalType, iteration, payload, idempotencyKey, receiverEpoch: null, typeField: "signalType");
 
     /// <summary>How one attempt ended; <paramref name="Refusal"/> is a <see cref="SignalDeliveryException.Reason"/> when nothing was written.</summary>
     private sealed record AttemptOutcome(SignalAck? Ack, string? Error, bool Forced, string? EntryId, Signal Signal, string? Refusal);
