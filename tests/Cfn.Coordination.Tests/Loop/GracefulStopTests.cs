@@ -25,20 +25,26 @@ public sealed class GracefulStopTests(RedisServer server)
         // The first instance takes the item and is mid-validation when it crashes.
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var gatedValidator = await world.Db.StartAsync(h, "validator-held", "validators");
-        var gatedWorker = new ValidatorWorker(gatedValidator, new HeldValidation(gate.Task), SwarmWorld.FastValidators(), world.Performance, world.Registry);
+        var held = new HeldValidation(gate.Task);
+        var gatedWorker = new ValidatorWorker(gatedValidator, held, SwarmWorld.FastValidators(), world.Performance, world.Registry);
         var (gatedStop, gatedRun) = world.Run(gatedWorker.RunAsync);
         var (first, _) = await world.StartCoordinatorAsync("coordinator-g", "swarm-g", options);
         await world.Queue.EnqueueAsync("swarm-g", "item-g", JsonSerializer.SerializeToElement(new { n = 1 }));
         Assert.True(await EventuallyAsync(async () => (await first.Work.GetAsync("item-g"))?.Status == WorkStatus.InProgress,
             TimeSpan.FromSeconds(20)), "the first instance never took the item");
+        await held.Asked.WaitAsync(TimeSpan.FromSeconds(20)); // its validation request is out
         await first.AbandonAsync();
+
+        // The next instance claims the ID before the validator leaves. The crashed instance's loop still runs in this
+        // process (a real crash would have ended it): once its validator is gone it tries to give the item back, and
+        // that write must be fenced as a dead process's would never happen, or the item is released before the test
+        // reaches the stop it is about.
+        var (second, secondLoop) = await world.StartCoordinatorAsync("coordinator-g", "swarm-g", options, run: false);
 
         // No validator is live now, so the next instance waits before adopting anything.
         await gatedStop.CancelAsync();
         await gatedRun;
         Assert.Empty(await world.Registry.LiveAsync(TimeSpan.FromSeconds(30)));
-
-        var (second, secondLoop) = await world.StartCoordinatorAsync("coordinator-g", "swarm-g", options, run: false);
         var (secondStop, secondRun) = world.Run(secondLoop.RunAsync);
         Assert.True(await EventuallyAsync(() => Task.FromResult(secondLoop.State.Phase == "waiting-for-validators"),
             TimeSpan.FromSeconds(20)), "the second instance did not wait for validators");
@@ -69,8 +75,13 @@ public sealed class GracefulStopTests(RedisServer server)
     /// <summary>A validation that never answers until released (the stopped validator's request stays unanswered).</summary>
     private sealed class HeldValidation(Task released) : IValidation
     {
+        private readonly TaskCompletionSource _asked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Asked => _asked.Task;
+
         public async Task<ValidationVerdict> ValidateAsync(ValidationRequest request, CancellationToken cancellationToken)
         {
+            _asked.TrySetResult();
             await released.WaitAsync(cancellationToken);
             return ValidationVerdict.Pass;
         }
