@@ -8,7 +8,7 @@ namespace Cfn.Coordination.Activity;
 /// Writes K7 on every progress event (signal sent or received, ACK received, iteration change, blocking start or end,
 /// work state change), with <c>lastActivity</c> from the Redis clock (D5). Heartbeats only extend the key's TTL.
 /// </summary>
-public sealed class ActivityRecorder
+internal sealed class ActivityRecorder
 {
     private readonly IDatabase _database;
     private readonly Coordinator _coordinator;

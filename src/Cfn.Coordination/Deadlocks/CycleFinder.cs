@@ -7,7 +7,7 @@ namespace Cfn.Coordination.Deadlocks;
 /// <see cref="Deadlock"/>; its cycle path is found by a breadth-first search restricted to the component.
 /// The output is deterministic: members sorted, deadlocks ordered by their smallest ID.
 /// </summary>
-public static class CycleFinder
+internal static class CycleFinder
 {
     /// <summary>Every deadlock of <paramref name="graph"/>, ordered by smallest member ID (ordinal).</summary>
     public static IReadOnlyList<Deadlock> FindDeadlocks(WaitForGraph graph)

@@ -14,7 +14,7 @@ namespace Cfn.Coordination.Deadlocks;
 /// keys are skipped, malformed values are skipped, logged at WARN and counted in <see cref="MalformedValues"/>.
 /// Thread-safe.
 /// </summary>
-public sealed class DeadlockDetector
+internal sealed class DeadlockDetector
 {
     /// <summary>The largest number of keys one <c>MGET</c> reads.</summary>
     public const int BatchSize = 500;

@@ -8,7 +8,7 @@ namespace Cfn.Coordination.Deadlocks;
 /// each node's targets are ordinal-sorted and distinct, so every algorithm over the graph is deterministic.
 /// Empty or blank IDs are ignored; a self-loop (a coordinator waiting for itself) is kept, because it is a deadlock.
 /// </summary>
-public sealed class WaitForGraph
+internal sealed class WaitForGraph
 {
     private readonly string[] _names;
     private readonly int[][] _targets;

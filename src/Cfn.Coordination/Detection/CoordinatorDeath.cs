@@ -9,7 +9,7 @@ namespace Cfn.Coordination.Detection;
 /// <param name="StaleForMs">How long its heartbeat had been silent.</param>
 /// <param name="Warnings">Consecutive warnings that led to the death.</param>
 /// <param name="Escalation">The escalation's result, when auto-escalation ran.</param>
-public sealed record CoordinatorDeath(string CoordinatorId, string SwarmId, long FenceEpoch, long StaleForMs, int Warnings,
+internal sealed record CoordinatorDeath(string CoordinatorId, string SwarmId, long FenceEpoch, long StaleForMs, int Warnings,
     EscalationResult? Escalation);
 
 /// <summary>What one monitor pass saw.</summary>
@@ -19,4 +19,4 @@ public sealed record CoordinatorDeath(string CoordinatorId, string SwarmId, long
 /// <param name="Recovered">Coordinators that left the warning state.</param>
 /// <param name="RedisAvailable">False when the pass could not run (Redis unreachable or its breaker open): nothing was judged.</param>
 /// <param name="NextDueMs">Redis time at which the next coordinator can become due, or 0 when none is registered.</param>
-public sealed record MonitorPass(int Checked, int Warnings, IReadOnlyList<CoordinatorDeath> Deaths, int Recovered, bool RedisAvailable, long NextDueMs);
+internal sealed record MonitorPass(int Checked, int Warnings, IReadOnlyList<CoordinatorDeath> Deaths, int Recovered, bool RedisAvailable, long NextDueMs);

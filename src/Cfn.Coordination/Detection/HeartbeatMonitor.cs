@@ -18,7 +18,7 @@ namespace Cfn.Coordination.Detection;
 /// While Redis is unreachable or its breaker is open nothing is judged, and afterwards staleness is counted from the
 /// moment Redis came back: an outage is not a mass death.
 /// </summary>
-public sealed class HeartbeatMonitor : IAsyncDisposable
+internal sealed class HeartbeatMonitor : IAsyncDisposable
 {
     private const int CandidateBatch = 1000;
     private static readonly TimeSpan MinimumSleep = TimeSpan.FromMilliseconds(5);

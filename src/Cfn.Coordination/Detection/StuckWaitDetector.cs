@@ -15,7 +15,7 @@ namespace Cfn.Coordination.Detection;
 /// <param name="WaitingFor">The coordinators it waits for.</param>
 /// <param name="BlockedForMs">How long it has been blocking.</param>
 /// <param name="TimeoutMs">Its wait's timeout.</param>
-public sealed record StuckWait(string CoordinatorId, string? SignalId, string? WaitingFor, long BlockedForMs, long TimeoutMs);
+internal sealed record StuckWait(string CoordinatorId, string? SignalId, string? WaitingFor, long BlockedForMs, long TimeoutMs);
 
 /// <summary>
 /// Reports stuck waits (SPEC §2.10): a coordinator whose heartbeat is fresh but that is still blocking
@@ -25,7 +25,7 @@ public sealed record StuckWait(string CoordinatorId, string? SignalId, string? W
 /// the event, and the log lines <c>Coordinator timeout detected</c> / <c>Coordinator timeout event</c> (L16); a handled
 /// marker keeps the next check from counting it again.
 /// </summary>
-public sealed class StuckWaitDetector(RedisContext redis, RecoveryOptions options, CoordinationMetrics metrics, RecoveryMetrics recoveryMetrics)
+internal sealed class StuckWaitDetector(RedisContext redis, RecoveryOptions options, CoordinationMetrics metrics, RecoveryMetrics recoveryMetrics)
 {
     private readonly ILogger _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Detection.StuckWaits");
 

@@ -13,7 +13,7 @@ namespace Cfn.Coordination.Heartbeats;
 /// monitored like a coordinator without being counted as one. Failures are classified
 /// <c>connection</c>, <c>timeout</c> or <c>error</c>, counted and logged with the word "heartbeat".
 /// </summary>
-public sealed class HeartbeatLoop : IAsyncDisposable
+internal sealed class HeartbeatLoop : IAsyncDisposable
 {
     private readonly Coordinator _coordinator;
     private readonly RedisContext _redis;

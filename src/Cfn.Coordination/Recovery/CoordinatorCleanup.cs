@@ -13,7 +13,7 @@ namespace Cfn.Coordination.Recovery;
 /// nothing of the coordinator (other IDs that contain it as a substring keep their keys). A validator is cleaned the
 /// same way; its heartbeat key <c>validator:heartbeat:{id}</c> is one of the fixed keys.
 /// </summary>
-public sealed class CoordinatorCleanup
+internal sealed class CoordinatorCleanup
 {
     /// <summary>Keys per delete script: small enough that no single command takes long.</summary>
     internal const int BatchSize = 256;

@@ -24,7 +24,7 @@ public sealed record TimeoutCheckResult(string CoordinatorId, bool TimedOut, str
 /// D5), <c>blocking</c> when it is alive but blocking past its wait's timeout (K7). Read-only: counting and reporting
 /// stay with the heartbeat monitor and the stuck-wait detector, so one incident is still counted once.
 /// </summary>
-public sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions options)
+internal sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions options)
 {
     private readonly ILogger _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.TimeoutHandler");
 

@@ -7,7 +7,7 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Recovery;
 
 /// <summary>How an escalation ended.</summary>
-public enum EscalationOutcome
+internal enum EscalationOutcome
 {
     /// <summary>This call escalated: replacement requested, work and signals handed over, state cleaned.</summary>
     Escalated,
@@ -23,7 +23,7 @@ public enum EscalationOutcome
 }
 
 /// <summary>The result of <see cref="EscalationService.EscalateAsync"/>.</summary>
-public sealed record EscalationResult(EscalationOutcome Outcome, string DeadCoordinatorId, string? NewCoordinatorId,
+internal sealed record EscalationResult(EscalationOutcome Outcome, string DeadCoordinatorId, string? NewCoordinatorId,
     WorkTransferResult? Work, int SignalsHandedOver, CleanupResult? Cleanup);
 
 /// <summary>
@@ -35,7 +35,7 @@ public sealed record EscalationResult(EscalationOutcome Outcome, string DeadCoor
 /// (or Redis fails mid-step) the lease runs out and the next handler that sees the dead coordinator resumes after the last
 /// recorded step. Each step is idempotent. Logs the TS lines up to <c>Dead coordinator escalation complete</c> (L7, L16).
 /// </summary>
-public sealed class EscalationService
+internal sealed class EscalationService
 {
     private readonly RedisContext _redis;
     private readonly RecoveryOptions _options;

@@ -11,7 +11,7 @@ namespace Cfn.Coordination.Recovery;
 /// <c>forced</c> and its partial result; a wait that missed the wake-up still sees the marker on its next read, and
 /// waits started after the request are not affected. Cleanup removes the marker.
 /// </summary>
-public sealed class ForceUnblocker(RedisContext redis)
+internal sealed class ForceUnblocker(RedisContext redis)
 {
     /// <summary>Marker lifetime.</summary>
     public static readonly TimeSpan MarkerTtl = TimeSpan.FromSeconds(300);

@@ -9,7 +9,7 @@ namespace Cfn.Coordination.Recovery;
 /// Spawn requests (SPEC K9, D7): created with <c>SET NX</c>, indexed by time in <c>coordinator:spawns</c> so the swarm
 /// manager finds them without SCAN, moved through their statuses by compare-and-set, never deleted (history).
 /// </summary>
-public sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttlSeconds)
+internal sealed class SpawnRequests(IDatabase database, TimeProvider time, int ttlSeconds)
 {
     private const string Base36 = "0123456789abcdefghijklmnopqrstuvwxyz";
 

@@ -12,7 +12,7 @@ namespace Cfn.Coordination.Recovery;
 /// <param name="SkippedCompleted">Completed items, left where they are.</param>
 /// <param name="Failed">Items that could not be moved (malformed, or changed under the transfer).</param>
 /// <param name="Aborted">True when the dead coordinator's ID was restarted meanwhile: its new instance keeps its items.</param>
-public sealed record WorkTransferResult(int Transferred, int SkippedCompleted, int Failed, bool Aborted);
+internal sealed record WorkTransferResult(int Transferred, int SkippedCompleted, int Failed, bool Aborted);
 
 /// <summary>
 /// Moves a dead coordinator's unfinished work items (SPEC §2.13, W40, D16). The items are found in the owner's index
@@ -22,7 +22,7 @@ public sealed record WorkTransferResult(int Transferred, int SkippedCompleted, i
 /// <c>transferredAt</c> recorded; the replacement adopts them at start), or back to the front of the swarm's queue when no
 /// replacement will come (<see cref="RequeueAllAsync"/>). Both are idempotent: a second run finds nothing left to move.
 /// </summary>
-public sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, ILogger logger)
+internal sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, ILogger logger)
 {
     /// <summary>Moves every unfinished item of <paramref name="deadId"/> in <paramref name="swarmId"/> to <paramref name="newId"/>.</summary>
     public async Task<WorkTransferResult> TransferAllAsync(string swarmId, string deadId, string newId, long fenceEpoch)

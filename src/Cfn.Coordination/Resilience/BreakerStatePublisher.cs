@@ -25,6 +25,10 @@ public sealed class BreakerStatePublisher : IAsyncDisposable
     private readonly HashSet<CircuitBreaker> _watched = [];
     private readonly BackgroundLoop _loop;
 
+    /// <summary>
+    /// Publishes the state of every breaker in <paramref name="registry"/> for <c>cfn status</c>, as process
+    /// <paramref name="processId"/> running <paramref name="roles"/>, every <paramref name="period"/> and on each change.
+    /// </summary>
     public BreakerStatePublisher(CircuitBreakerRegistry registry, IDatabase database, string processId, string roles, TimeSpan? period = null, ILogger? logger = null,
         LoopHealth? loops = null)
     {

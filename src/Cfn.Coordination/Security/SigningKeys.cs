@@ -90,7 +90,7 @@ public sealed class SigningKeys
 }
 
 /// <summary>HMAC-SHA256 helpers: lowercase hex out, constant-time comparison in.</summary>
-public static class Hmac
+internal static class Hmac
 {
     /// <summary>Bytes in an HMAC-SHA256.</summary>
     public const int ByteLength = 32;

@@ -40,6 +40,7 @@ public sealed class ReplacementListener : IAsyncDisposable
     /// <summary>Replacements acknowledged so far.</summary>
     public long Acknowledged => Interlocked.Read(ref _acknowledged);
 
+    /// <summary>Subscribes to the replacement notices; from now on each one for a local coordinator is acknowledged.</summary>
     public async Task StartAsync()
     {
         _onReplacement = (channel, message) => OnReplacement(channel.ToString(), message);
@@ -89,6 +90,7 @@ public sealed class ReplacementListener : IAsyncDisposable
         return parts.Length == 4 && Ids.IsValidName(parts[1]) ? parts[1] : null;
     }
 
+    /// <summary>Unsubscribes.</summary>
     public async ValueTask DisposeAsync()
     {
         // Its own handlers only: the process's wake-up hub listens to the same death notices on the same connection.

@@ -10,7 +10,7 @@ namespace Cfn.Coordination.Swarms;
 /// restarted swarm manager stays paused (runbook #13). While paused, pending spawn requests stay pending and scale-ups
 /// are refused.
 /// </summary>
-public sealed class SpawningControl
+internal sealed class SpawningControl
 {
     private readonly IDatabase _database;
     private readonly ILogger _logger;

@@ -7,7 +7,7 @@ namespace Cfn.Coordination.Swarms;
 /// <c>GET /api/swarms/status</c> (SPEC §3.1 #1): every known swarm (a live coordinator, a target or a spawn request of
 /// the last K9 TTL names it) with its live coordinators, read from the registry and the swarm hash (no SCAN).
 /// </summary>
-public sealed class SwarmStatusReader
+internal sealed class SwarmStatusReader
 {
     private readonly IDatabase _database;
     private readonly TimeSpan _staleThreshold;
