@@ -86,10 +86,10 @@ public class ProtocolBenchmarks
 
     /// <summary>The waiter parses the wake-up and verifies the ACK it carries.</summary>
     [Benchmark]
-    public AckRejection ParseWakeUpAndVerifyAck() =>
+    public int ParseWakeUpAndVerifyAck() => (int)(
         WakeMessage.TryParseAck(_wakeUp, out _, out var acker, out var json)
             ? AckVerifier.Verify(_keys, json, acker, _signalId, out _)
-            : AckRejection.Malformed;
+            : AckRejection.Malformed);
 
     /// <summary>The K7 record a progress script writes (serialised without its time fields).</summary>
     [Benchmark]

@@ -97,10 +97,13 @@ public sealed class Coordinator : IAsyncDisposable
     public AckWaiter Waiter { get; }
 
     /// <summary>The heartbeat writer.</summary>
-    public HeartbeatLoop Heartbeats { get; }
+    internal HeartbeatLoop Heartbeats { get; }
+
+    /// <summary>Sequence number of the last heartbeat attempted (0 until the first).</summary>
+    public long HeartbeatSequence => Heartbeats.Sequence;
 
     /// <summary>The K7 activity writer.</summary>
-    public ActivityRecorder Activity { get; }
+    internal ActivityRecorder Activity { get; }
 
     /// <summary>Fenced work items.</summary>
     public WorkItemStore Work { get; }

@@ -4,7 +4,7 @@ using Cfn.Coordination.Security;
 namespace Cfn.Coordination.Acks;
 
 /// <summary>Why an ACK read from Redis was refused.</summary>
-public enum AckRejection
+internal enum AckRejection
 {
     /// <summary>Accepted.</summary>
     None,
@@ -29,7 +29,7 @@ public enum AckRejection
 /// Verifies ACKs (SPEC §2.4): the signature over the ACK's own fields, then the bindings TS never checked: the ACK's
 /// coordinator must be the one whose key was read and its signal the awaited one. Never throws.
 /// </summary>
-public static class AckVerifier
+internal static class AckVerifier
 {
     /// <summary>Metric label of a rejection.</summary>
     public static string Label(AckRejection rejection) => rejection switch

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace Cfn.Coordination.Background;
 
 /// <summary>How a <see cref="BackgroundLoop"/> paces its passes.</summary>
-public enum LoopSchedule
+internal enum LoopSchedule
 {
     /// <summary>
     /// On a non-overlapping periodic timer: a pass on every tick of the interval, a tick missed by a long pass skipped.
@@ -18,7 +18,7 @@ public enum LoopSchedule
 }
 
 /// <summary>What one pass of a <see cref="BackgroundLoop"/> knows, and how it asks for its next sleep.</summary>
-public sealed class LoopPass
+internal sealed class LoopPass
 {
     internal LoopPass(bool woken, CancellationToken stopping)
     {
@@ -46,7 +46,7 @@ public sealed class LoopPass
 /// logged and counted (<c>background_loop_errors_total{scope="pass"}</c>) while the loop goes on, and a loop that
 /// stopped without being asked to, or (with an interval) completed no pass for three intervals, failing readiness.
 /// </summary>
-public sealed class BackgroundLoop : IAsyncDisposable
+internal sealed class BackgroundLoop : IAsyncDisposable
 {
     private readonly LoopHealth? _health;
     private readonly string _name;

@@ -5,7 +5,7 @@ namespace Cfn.Coordination.Background;
 /// "Periodic" loops go stale after three intervals without a completed pass; "wake-driven" ones only count as failing
 /// when they stop (they sleep until a signal or an item arrives, so a quiet one is not a stuck one).
 /// </summary>
-public static class LoopNames
+internal static class LoopNames
 {
     /// <summary>Timeout handler: dead-coordinator detection (periodic, MONITOR_INTERVAL).</summary>
     public const string HeartbeatMonitor = "heartbeat_monitor";

@@ -5,7 +5,7 @@ namespace Cfn.Coordination.Heartbeats;
 /// <c>lastHeartbeat</c> for the TS monitor, both the Redis time of the write in ms. A validator writes the same record
 /// to <c>validator:heartbeat:{id}</c> instead.
 /// </summary>
-public sealed record HeartbeatRecord
+internal sealed record HeartbeatRecord
 {
     /// <summary>The coordinator.</summary>
     public required string CoordinatorId { get; init; }

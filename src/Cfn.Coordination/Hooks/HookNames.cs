@@ -1,7 +1,7 @@
 namespace Cfn.Coordination.Hooks;
 
 /// <summary>The lifecycle hooks (SPEC §2.15); each is also its script's file name and the <c>hook</c> metric label.</summary>
-public static class HookNames
+internal static class HookNames
 {
     /// <summary>An ACK wait started.</summary>
     public const string OnBlockingStart = "on_blocking_start";

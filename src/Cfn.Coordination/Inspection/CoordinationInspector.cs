@@ -130,4 +130,20 @@ public sealed class CoordinationInspector
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         return new WaitReader(_redis, _logger).ReadAsync(max);
     }
+
+    /// <summary>
+    /// The wait-for graph of the blocking coordinators (at most <paramref name="max"/>): who waits for whom, and the
+    /// cycles in it. A read for operators (the SIGQUIT dump); the timeout handler's deadlock check reads the same records.
+    /// </summary>
+    /// <exception cref="StackExchange.Redis.RedisException">Redis failed.</exception>
+    public async Task<WaitGraphReport> ReadWaitGraphAsync(int max = DefaultMaxBlocking)
+    {
+        var records = await ReadBlockingActivityAsync(max).ConfigureAwait(false);
+        var graph = Deadlocks.WaitForGraph.FromActivity(records);
+        var edges = records.Where(Deadlocks.WaitForGraph.IsBlocking)
+            .OrderBy(r => r.CoordinatorId, StringComparer.Ordinal)
+            .Select(r => new WaitGraphEdges(r.CoordinatorId, Deadlocks.WaitForGraph.SplitWaitingFor(r.WaitingFor)))
+            .ToList();
+        return new WaitGraphReport(graph.NodeCount, graph.EdgeCount, edges, Deadlocks.CycleFinder.FindDeadlocks(graph));
+    }
 }

@@ -110,3 +110,15 @@ public sealed record CoordinationStatus(
     IReadOnlyList<SpawnRequest> SpawnRequests,
     IReadOnlyList<OpenEscalation> Escalations,
     IReadOnlyList<BreakerReport> Breakers);
+
+/// <summary>One blocking coordinator and the coordinators it waits for.</summary>
+/// <param name="CoordinatorId">The waiting coordinator.</param>
+/// <param name="WaitingFor">Whom it waits for (its activity record's <c>waitingFor</c>, split).</param>
+public sealed record WaitGraphEdges(string CoordinatorId, IReadOnlyList<string> WaitingFor);
+
+/// <summary>The wait-for graph of the blocking coordinators and its cycles.</summary>
+/// <param name="NodeCount">Coordinators in the graph (waiting or waited for).</param>
+/// <param name="EdgeCount">Wait-for edges.</param>
+/// <param name="Waits">Each blocking coordinator with whom it waits for, ordered by ID.</param>
+/// <param name="Cycles">The deadlocks: cycles of coordinators each waiting for the next.</param>
+public sealed record WaitGraphReport(int NodeCount, int EdgeCount, IReadOnlyList<WaitGraphEdges> Waits, IReadOnlyList<Deadlocks.Deadlock> Cycles);

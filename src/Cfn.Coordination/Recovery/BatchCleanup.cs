@@ -39,8 +39,14 @@ public sealed partial class BatchCleanup
     private readonly CoordinatorCleanup _cleanup;
     private readonly ILogger _logger;
 
-    /// <summary>Creates the job.</summary>
-    public BatchCleanup(RedisContext redis, RecoveryOptions options, RecoveryMetrics metrics, CoordinatorCleanup cleanup)
+    /// <summary>A cleanup job on its own (the <c>cfn cleanup</c> command): dead coordinators' keys are removed as the timeout handler would.</summary>
+    public BatchCleanup(RedisContext redis, RecoveryOptions options, RecoveryMetrics metrics)
+        : this(redis, options, metrics, new CoordinatorCleanup(redis, options, metrics))
+    {
+    }
+
+    /// <summary>The timeout handler's job, sharing its per-coordinator cleanup.</summary>
+    internal BatchCleanup(RedisContext redis, RecoveryOptions options, RecoveryMetrics metrics, CoordinatorCleanup cleanup)
     {
         ArgumentNullException.ThrowIfNull(redis);
         _redis = redis;

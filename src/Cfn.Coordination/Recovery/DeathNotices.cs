@@ -14,7 +14,7 @@ namespace Cfn.Coordination.Recovery;
 /// <param name="Timestamp">When the notice was published, ms.</param>
 /// <param name="Action">What happens to the dead coordinator's work and signals.</param>
 /// <param name="NewCoordinatorId">The replacement (absent for <see cref="NoReplacement"/>).</param>
-public sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, long Timestamp, string Action, string? NewCoordinatorId = null)
+internal sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, long Timestamp, string Action, string? NewCoordinatorId = null)
 {
     /// <summary>Escalated: <see cref="NewCoordinatorId"/> is coming and gets the work and unconsumed signals.</summary>
     public const string SpawnReplacement = "spawn_replacement";

@@ -5,7 +5,7 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Recovery;
 
 /// <summary>K8 escalation statuses (SPEC K8): <c>escalated → replacement_requested → replaced | failed</c>.</summary>
-public static class EscalationStatus
+internal static class EscalationStatus
 {
     /// <summary>The record (and lock) was taken; the hand-over is running.</summary>
     public const string Escalated = "escalated";
@@ -27,7 +27,7 @@ public static class EscalationStatus
 /// The steps of an escalation (D17), in order; each is idempotent, so a handler that takes over an escalation whose lease
 /// expired repeats at most the step that was running.
 /// </summary>
-public static class EscalationSteps
+internal static class EscalationSteps
 {
     /// <summary>The K8 record (the lock) was taken.</summary>
     public const string Locked = "locked";

@@ -4,7 +4,7 @@ namespace Cfn.Coordination.Recovery;
 /// Which coordinators a key belongs to, by exact segments, never by substring (SPEC §2.12, W36): cleaning
 /// <c>coordinator-1</c> must leave <c>coordinator-10</c> alone. Categories are those of the cleanup result.
 /// </summary>
-public static class KeyOwnership
+internal static class KeyOwnership
 {
     /// <summary>Cleanup categories.</summary>
     public const string Heartbeat = "heartbeat";

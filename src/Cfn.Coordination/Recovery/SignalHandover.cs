@@ -11,7 +11,7 @@ namespace Cfn.Coordination.Recovery;
 /// is re-addressed (its message ID names the replacement; <c>handedOverFrom</c> keeps the original), re-signed and
 /// moved in one script (<c>move_signal.lua</c>).
 /// </summary>
-public sealed class SignalHandover(RedisContext redis, SigningKeys keys, RecoveryMetrics metrics, ILogger logger)
+internal sealed class SignalHandover(RedisContext redis, SigningKeys keys, RecoveryMetrics metrics, ILogger logger)
 {
     private const int PageSize = 100;
 

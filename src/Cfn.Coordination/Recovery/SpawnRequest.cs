@@ -1,7 +1,7 @@
 namespace Cfn.Coordination.Recovery;
 
 /// <summary>Spawn-request statuses (SPEC K9): <c>pending → spawning → ready | failed</c>, or <c>cancelled</c> before ready.</summary>
-public static class SpawnStatus
+internal static class SpawnStatus
 {
     /// <summary>Waiting for the swarm manager.</summary>
     public const string Pending = "pending";

@@ -54,31 +54,49 @@ public sealed class TimeoutHandler : IAsyncDisposable
     public string HandlerId { get; }
 
     /// <summary>Dead-coordinator detection.</summary>
-    public HeartbeatMonitor Monitor { get; }
+    internal HeartbeatMonitor Monitor { get; }
 
     /// <summary>Stuck waits.</summary>
-    public StuckWaitDetector StuckWaits { get; }
+    internal StuckWaitDetector StuckWaits { get; }
 
     /// <summary>Wait-for cycles.</summary>
-    public DeadlockDetector Deadlocks { get; }
+    internal DeadlockDetector Deadlocks { get; }
 
     /// <summary>Per-coordinator cleanup.</summary>
-    public CoordinatorCleanup Cleanup { get; }
+    internal CoordinatorCleanup Cleanup { get; }
 
     /// <summary>The periodic batch cleanup.</summary>
-    public BatchCleanup BatchCleanup { get; }
+    internal BatchCleanup BatchCleanup { get; }
 
     /// <summary>Escalation of dead coordinators (and their spawn requests).</summary>
-    public EscalationService Escalation { get; }
+    internal EscalationService Escalation { get; }
 
     /// <summary>Force-unblock.</summary>
-    public ForceUnblocker Unblocker { get; }
+    internal ForceUnblocker Unblocker { get; }
 
     /// <summary>On-demand timeout check of one coordinator (<c>POST /api/timeouts/force-check</c>).</summary>
-    public CoordinatorTimeoutCheck TimeoutCheck { get; }
+    internal CoordinatorTimeoutCheck TimeoutCheck { get; }
 
     /// <summary>The latest deadlock check.</summary>
     public DeadlockSnapshot? LastDeadlocks { get; private set; }
+
+    /// <summary>
+    /// Wakes every blocked wait of every coordinator with a force-unblock (the runbook's emergency step); returns the
+    /// coordinators that were blocking.
+    /// </summary>
+    public Task<IReadOnlyList<string>> ForceUnblockAllAsync() => Unblocker.UnblockAllAsync();
+
+    /// <summary>Wakes <paramref name="coordinatorId"/>'s blocked waits; true when it was blocking.</summary>
+    public Task<bool> ForceUnblockAsync(string coordinatorId) => Unblocker.UnblockAsync(coordinatorId);
+
+    /// <summary>
+    /// Deletes <paramref name="coordinatorId"/>'s keys (its work is handed over first). Unless <paramref name="force"/>,
+    /// a coordinator with a fresh heartbeat is left alone; forced, it is cleaned anyway and the fresh heartbeat logged.
+    /// </summary>
+    public Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false) => Cleanup.CleanupAsync(coordinatorId, force);
+
+    /// <summary>The activity-timeout verdict for <paramref name="coordinatorId"/> now (read-only); null when it has neither a heartbeat nor an activity record.</summary>
+    public Task<TimeoutCheckResult?> CheckTimeoutAsync(string coordinatorId) => TimeoutCheck.CheckAsync(coordinatorId);
 
     /// <summary>Starts every loop.</summary>
     public void Start()

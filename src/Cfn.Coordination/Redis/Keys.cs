@@ -7,7 +7,7 @@ namespace Cfn.Coordination.Redis;
 /// Every Redis key and channel cfn uses, in one place (SPEC §1). Each builder validates the IDs it is given,
 /// so no unvalidated string ever becomes part of a key. K-numbers refer to SPEC §1.
 /// </summary>
-public static class Keys
+internal static class Keys
 {
     /// <summary>
     /// K1 prefix: <c>blocking:heartbeat:{coordinatorId}</c>, JSON, TTL <c>HEARTBEAT_TTL_SECONDS</c>. Written by coordinators

@@ -3,7 +3,7 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Redis;
 
 /// <summary>The Redis server's clock (D5: the one clock for liveness).</summary>
-public static class RedisTime
+internal static class RedisTime
 {
     /// <summary>Redis <c>TIME</c> in ms since the epoch.</summary>
     public static async Task<long> NowMsAsync(IDatabase database)

@@ -6,7 +6,7 @@ namespace Cfn.Coordination.Resilience;
 /// A call was rejected by a <see cref="CircuitBreaker"/> without being made: the circuit is open, or half-open with
 /// every trial slot taken (SPEC §2.14 <c>CircuitOpenError</c>).
 /// </summary>
-public sealed class CircuitOpenException : Exception
+internal sealed class CircuitOpenException : Exception
 {
     /// <summary>Creates an exception with no breaker details.</summary>
     public CircuitOpenException()

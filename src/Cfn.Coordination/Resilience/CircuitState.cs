@@ -17,7 +17,7 @@ public enum CircuitState
 }
 
 /// <summary>Names of <see cref="CircuitState"/> values as used in metrics and logs.</summary>
-public static class CircuitStateExtensions
+internal static class CircuitStateExtensions
 {
     /// <summary>Every state, in the order the <c>circuit_breaker_state</c> gauge lists them.</summary>
     public static IReadOnlyList<CircuitState> All { get; } = [CircuitState.Closed, CircuitState.Open, CircuitState.HalfOpen];

@@ -6,7 +6,7 @@ namespace Cfn.Coordination.Resilience;
 /// A consecutive-failure circuit breaker (SPEC §2.14, D10): closed, open with delays 1, 2, 4, 8 s from the first open,
 /// half-open with a limit of trial calls in flight. Implemented by <see cref="CircuitBreaker"/>.
 /// </summary>
-public interface ICircuitBreaker
+internal interface ICircuitBreaker
 {
     /// <summary>The breaker's name, the <c>name</c> label of <c>circuit_breaker_state</c> (<c>redis</c>, <c>external:{host}</c>).</summary>
     string Name { get; }

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Cfn.Coordination.Security;
 
 /// <summary>The exact strings that are signed (SPEC §2.4 for ACKs, the FAQ scheme of SPEC K2 for signals).</summary>
-public static class SignedMessages
+internal static class SignedMessages
 {
     /// <summary>
     /// <c>{coordinatorId}:{signalId}:{timestamp}:{iteration}</c>, where <paramref name="coordinatorId"/> is the ACKing

@@ -14,6 +14,9 @@ public sealed class SigningKeys
     /// <summary>Shortest secret accepted (D12).</summary>
     public const int MinimumSecretLength = 32;
 
+    /// <summary>Hex characters of a signature (HMAC-SHA256).</summary>
+    public const int SignatureHexLength = Hmac.HexLength;
+
     private readonly byte[] _current;
     private readonly byte[]? _next;
 

@@ -7,7 +7,7 @@ namespace Cfn.Coordination.Signals;
 /// sender's idempotency key, or its send time in ms when it has none. The ID is what makes a retry a duplicate rather
 /// than a second signal (SPEC D4), so every sender, in any language, builds it the same way.
 /// </summary>
-public static class MessageIds
+internal static class MessageIds
 {
     /// <summary>The message ID of a signal; the parts are not validated here (the send validates them).</summary>
     public static string Create(string senderId, string receiverId, string type, int iteration, string unique) =>

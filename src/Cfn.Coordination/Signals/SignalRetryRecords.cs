@@ -3,7 +3,7 @@ using Cfn.Coordination.Acks;
 namespace Cfn.Coordination.Signals;
 
 /// <summary>K5 <c>blocking:retry:{signalId}:{attempt}</c>: written before each attempt (TTL 600 s), for monitoring.</summary>
-public sealed record RetryAttemptRecord
+internal sealed record RetryAttemptRecord
 {
     /// <summary>1-based attempt number (1 is the first send).</summary>
     public required int Attempt { get; init; }
@@ -23,7 +23,7 @@ public sealed record RetryAttemptRecord
 /// sender (<c>blocking:retry:failed-by:{senderId}</c>) so <c>POST /api/signals/retry-failed</c> finds it without SCAN.
 /// Besides the playbook's fields it keeps the signed signal itself, so a later re-send is the same message.
 /// </summary>
-public sealed record RetryFailedRecord
+internal sealed record RetryFailedRecord
 {
     /// <summary>The signal (its message ID).</summary>
     public required string SignalId { get; init; }
@@ -57,7 +57,7 @@ public sealed record RetryFailedRecord
 }
 
 /// <summary>How a sender-side retry ended.</summary>
-public static class SignalRetryStatus
+internal static class SignalRetryStatus
 {
     /// <summary>The receiver ACKed.</summary>
     public const string Acknowledged = "acknowledged";

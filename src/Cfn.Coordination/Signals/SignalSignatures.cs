@@ -10,7 +10,7 @@ namespace Cfn.Coordination.Signals;
 /// it leaves the payload, iteration, message ID and receiver epoch open to tampering, so <c>contentSignature</c>
 /// covers those too: <c>{messageId}:{iteration}:{receiverEpoch}:{handedOverFrom}:{payload as stored JSON}</c>. Both must verify.
 /// </summary>
-public static class SignalSignatures
+internal static class SignalSignatures
 {
     /// <summary>Returns <paramref name="signal"/> with both signatures set.</summary>
     public static Signal Sign(SigningKeys keys, Signal signal)

@@ -4,7 +4,7 @@ namespace Cfn.Coordination.Swarms;
 /// A coordinator host's record (<c>swarm-manager:host:{hostId}</c>, JSON, refreshed every
 /// <see cref="SwarmManagerOptions.HostReportInterval"/> and on every change, TTL three periods): what it can run and runs.
 /// </summary>
-public sealed record HostRecord
+internal sealed record HostRecord
 {
     /// <summary>The host.</summary>
     public required string HostId { get; init; }
@@ -39,7 +39,7 @@ public sealed record HostedCoordinator
 }
 
 /// <summary>A command in a host's list (<c>swarm-manager:host:{hostId}:commands</c>): <c>start</c> or <c>stop</c> a coordinator.</summary>
-public sealed record HostCommand
+internal sealed record HostCommand
 {
     /// <summary><c>start</c>.</summary>
     public const string Start = "start";

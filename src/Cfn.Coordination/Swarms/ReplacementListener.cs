@@ -6,7 +6,7 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Swarms;
 
 /// <summary>C2 message: <paramref name="NewCoordinatorId"/> now runs in place of the dead <paramref name="OldCoordinatorId"/>.</summary>
-public sealed record ReplacementNotice(string OldCoordinatorId, string NewCoordinatorId, string SwarmId, long Timestamp);
+internal sealed record ReplacementNotice(string OldCoordinatorId, string NewCoordinatorId, string SwarmId, long Timestamp);
 
 /// <summary>
 /// The "parent coordinator" side of escalation (SPEC §2.13, C1/C2, L8): one pattern subscription per coordinator process to

@@ -98,13 +98,22 @@ public sealed class SwarmManager : IAsyncDisposable
     public string ManagerId { get; }
 
     /// <summary>The spawning pause.</summary>
-    public SpawningControl Spawning { get; }
+    internal SpawningControl Spawning { get; }
 
     /// <summary>The K9 spawn requests.</summary>
-    public SpawnRequests Spawns { get; }
+    internal SpawnRequests Spawns { get; }
 
     /// <summary>The status report.</summary>
-    public SwarmStatusReader Status { get; }
+    internal SwarmStatusReader Status { get; }
+
+    /// <summary>Every swarm's size, spawn requests and the spawning pause, as <c>GET /api/swarms/status</c> shows them.</summary>
+    public Task<SwarmStatusReport> ReadStatusAsync() => Status.ReadAsync();
+
+    /// <summary>Pauses the spawning of coordinators (replacements included) for every swarm; returns when it was paused (Unix ms).</summary>
+    public Task<long> PauseSpawningAsync() => Spawning.PauseAsync();
+
+    /// <summary>Resumes spawning; true when it was paused.</summary>
+    public Task<bool> ResumeSpawningAsync() => Spawning.ResumeAsync();
 
     /// <summary>Starts the loop (it subscribes to <see cref="Keys.SwarmManagerChannel"/> first).</summary>
     public void Start()

@@ -19,7 +19,7 @@ public sealed record ValidationRequest
 }
 
 /// <summary>The two verdict values on the wire.</summary>
-public static class Verdicts
+internal static class Verdicts
 {
     /// <summary>The input passed validation.</summary>
     public const string Pass = "pass";
@@ -32,7 +32,7 @@ public static class Verdicts
 /// The payload of the <c>completion</c> signal a validator answers with (validator → coordinator):
 /// <c>{ "workId", "validatorId", "verdict": "pass"|"fail", "reason"?, "durationMs", "cached", "requestMessageId" }</c>.
 /// </summary>
-public sealed record ValidationCompletion
+internal sealed record ValidationCompletion
 {
     /// <summary>The validated work item.</summary>
     public required string WorkId { get; init; }

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace Cfn.Coordination.Work;
 
 /// <summary>Work-item statuses. <see cref="Completed"/> items are never transferred.</summary>
-public static class WorkStatus
+internal static class WorkStatus
 {
     /// <summary>Owned and being worked on.</summary>
     public const string InProgress = "in-progress";

@@ -208,7 +208,7 @@ internal static class CoordinatorEndpoints
             return ApiErrors.Unauthorized(TimestampHeader, $"{TimestampHeader} is missing or not Unix milliseconds");
         }
 
-        if (!signature.StartsWith(SignaturePrefix, StringComparison.Ordinal) || signature.Length != SignaturePrefix.Length + Hmac.HexLength)
+        if (!signature.StartsWith(SignaturePrefix, StringComparison.Ordinal) || signature.Length != SignaturePrefix.Length + SigningKeys.SignatureHexLength)
         {
             return ApiErrors.Unauthorized(SignatureHeader, $"{SignatureHeader} is missing or not sha256=<64 hex characters>");
         }

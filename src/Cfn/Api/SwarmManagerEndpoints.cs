@@ -24,18 +24,18 @@ internal static class SwarmManagerEndpoints
         ArgumentNullException.ThrowIfNull(manager);
         ArgumentNullException.ThrowIfNull(admin);
         var swarms = app.MapApiGroup("/api/swarms");
-        swarms.MapGet("/status", async () => Results.Json(await manager.Status.ReadAsync().ConfigureAwait(false)));
+        swarms.MapGet("/status", async () => Results.Json(await manager.ReadStatusAsync().ConfigureAwait(false)));
 
         var spawning = app.MapApiGroup("/api/spawning");
         spawning.MapPost("/pause", async () =>
         {
-            var pausedAt = await manager.Spawning.PauseAsync().ConfigureAwait(false);
+            var pausedAt = await manager.PauseSpawningAsync().ConfigureAwait(false);
             return Results.Json(new { spawningPaused = true, pausedAt });
         }).AddEndpointFilter(admin);
 
         spawning.MapPost("/resume", async () =>
         {
-            await manager.Spawning.ResumeAsync().ConfigureAwait(false);
+            await manager.ResumeSpawningAsync().ConfigureAwait(false);
             return Results.Json(new { spawningPaused = false });
         }).AddEndpointFilter(admin);
 

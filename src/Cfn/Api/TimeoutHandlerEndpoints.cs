@@ -22,7 +22,7 @@ internal static class TimeoutHandlerEndpoints
         var timeouts = app.MapApiGroup("/api/timeouts");
         timeouts.MapPost("/force-unblock-all", async () =>
         {
-            var unblocked = await handler.Unblocker.UnblockAllAsync().ConfigureAwait(false);
+            var unblocked = await handler.ForceUnblockAllAsync().ConfigureAwait(false);
             return Results.Json(new { unblocked = unblocked.Count, coordinators = unblocked });
         }).AddEndpointFilter(admin);
 
@@ -34,7 +34,7 @@ internal static class TimeoutHandlerEndpoints
                 return ApiErrors.InvalidId("coordinatorId", Ids.NameRule);
             }
 
-            var wasBlocking = await handler.Unblocker.UnblockAsync(coordinatorId).ConfigureAwait(false);
+            var wasBlocking = await handler.ForceUnblockAsync(coordinatorId).ConfigureAwait(false);
             return Results.Json(new { coordinatorId, unblocked = wasBlocking });
         }).AddEndpointFilter(admin);
 
@@ -46,7 +46,7 @@ internal static class TimeoutHandlerEndpoints
             }
 
             // The runbook's manual cleanup is forced (no liveness check; a fresh heartbeat is logged at WARN).
-            var result = await handler.Cleanup.CleanupAsync(coordinatorId, force: true).ConfigureAwait(false);
+            var result = await handler.CleanupAsync(coordinatorId, force: true).ConfigureAwait(false);
             return Results.Json(new { coordinatorId, keysDeleted = result.KeysDeleted, categories = result.Categories });
         }).AddEndpointFilter(admin);
 
@@ -70,7 +70,7 @@ internal static class TimeoutHandlerEndpoints
                 return ApiErrors.InvalidId("coordinatorId", Ids.NameRule);
             }
 
-            var result = await handler.TimeoutCheck.CheckAsync(coordinatorId!).ConfigureAwait(false);
+            var result = await handler.CheckTimeoutAsync(coordinatorId!).ConfigureAwait(false);
             return result is null
                 ? ApiErrors.NotFound($"Coordinator {coordinatorId} has neither a heartbeat nor an activity record", "COORDINATOR_NOT_FOUND")
                 : Results.Json(new { coordinatorId, timedOut = result.TimedOut, reason = result.Reason, kind = result.Kind, durationMs = result.DurationMs });

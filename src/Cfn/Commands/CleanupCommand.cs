@@ -66,7 +66,7 @@ internal static class CleanupCommand
 
         await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), new CoordinationOptions()).ConfigureAwait(false);
         var metrics = new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry());
-        var job = new BatchCleanup(redis, recovery, metrics, new CoordinatorCleanup(redis, recovery, metrics));
+        var job = new BatchCleanup(redis, recovery, metrics);
         var report = await job.RunAsync(dryRun, Write, $"{settings.Host}:{settings.Port}").ConfigureAwait(false);
         return report.ExitCode;
     }

@@ -91,7 +91,7 @@ internal sealed class DiagnosticDump
         {
             var record = CoordinationInspector.CurrentActivity(coordinator);
             lines.Add($"  {coordinator.Id} swarm={coordinator.SwarmId} epoch={coordinator.Epoch} status={coordinator.Status} " +
-                      $"phase={coordinator.Phase ?? "none"} iteration={coordinator.Iteration} heartbeat.sequence={coordinator.Heartbeats.Sequence} " +
+                      $"phase={coordinator.Phase ?? "none"} iteration={coordinator.Iteration} heartbeat.sequence={coordinator.HeartbeatSequence} " +
                       $"heartbeat.key={coordinator.HeartbeatKey}" +
                       (coordinator.IsSuperseded ? " SUPERSEDED" : ""));
             if (record.Status == "blocking")
@@ -131,15 +131,14 @@ internal sealed class DiagnosticDump
 
         try
         {
-            var records = await _inspector.ReadBlockingActivityAsync(MaxGraphCoordinators).ConfigureAwait(false);
-            var graph = WaitForGraph.FromActivity(records);
+            var graph = await _inspector.ReadWaitGraphAsync(MaxGraphCoordinators).ConfigureAwait(false);
             lines.Add($"wait-for graph (Redis, blocking coordinators): nodes={graph.NodeCount} edges={graph.EdgeCount}");
-            foreach (var record in records.Where(WaitForGraph.IsBlocking).OrderBy(r => r.CoordinatorId, StringComparer.Ordinal).Take(60))
+            foreach (var wait in graph.Waits.Take(60))
             {
-                lines.Add($"  {record.CoordinatorId} -> {string.Join(", ", WaitForGraph.SplitWaitingFor(record.WaitingFor))}");
+                lines.Add($"  {wait.CoordinatorId} -> {string.Join(", ", wait.WaitingFor)}");
             }
 
-            var cycles = CycleFinder.FindDeadlocks(graph);
+            var cycles = graph.Cycles;
             if (cycles.Count == 0)
             {
                 lines.Add("wait-for cycles: none");

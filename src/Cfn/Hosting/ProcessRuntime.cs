@@ -102,7 +102,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
     RedisContext IReadinessSource.Redis => Redis;
 
     IReadOnlyList<string> IReadinessSource.NoHeartbeatYet() =>
-        [.. Local.All.Where(r => r.Coordinator.Heartbeats.Sequence == 0).Select(r => r.Coordinator.Id)];
+        [.. Local.All.Where(r => r.Coordinator.HeartbeatSequence == 0).Select(r => r.Coordinator.Id)];
 
     /// <summary>Connects the pool and waits until Redis answers; false when stopped first (nothing then starts).</summary>
     public async Task<bool> ConnectAsync(CancellationToken cancellationToken)
