@@ -74,7 +74,7 @@ public sealed class CoordinationOptions
     public int MaxPayloadBytes { get; set; } = 64 * 1024;
 
     /// <summary>
-    /// K7 TTL in seconds: it must outlive the blocking timeout plus one activity check (SPEC K7, W32), and is never
+    /// K7 TTL in seconds: it must outlive the blocking timeout plus one activity check (SPEC K7: an activity record that expired mid-wait would make a live coordinator look gone), and is never
     /// below the TS value of 600 s.
     /// </summary>
     public int ActivityTtlSeconds =>

@@ -38,14 +38,15 @@ public sealed class Coordinator : IAsyncDisposable
         InstanceId = Guid.NewGuid().ToString("N");
         Metrics = metrics;
         var loggers = redis.LoggerFactory;
-        _logger = loggers.CreateLogger("Cfn.Coordination.Coordinator");
+        _logger = loggers.CreateLogger<Coordinator>();
         Activity = new ActivityRecorder(redis.Database, this, redis.Options.ActivityTtlSeconds);
+        // The ACK lines keep the component SPEC §4 gives them, "[BlockingCoordination]", rather than their types' names.
         Acks = new AckService(this, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
         Waiter = new AckWaiter(this, loggers.CreateLogger("Cfn.Coordination.BlockingCoordination"));
-        Signals = new SignalSender(this, loggers.CreateLogger("Cfn.Coordination.Signals"));
-        Inbox = new SignalInbox(this, loggers.CreateLogger("Cfn.Coordination.Signals"));
-        Heartbeats = new HeartbeatLoop(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Heartbeats"));
-        Work = new WorkItemStore(this, redis, metrics, loggers.CreateLogger("Cfn.Coordination.Work"));
+        Signals = new SignalSender(this, loggers.CreateLogger<SignalSender>());
+        Inbox = new SignalInbox(this, loggers.CreateLogger<SignalInbox>());
+        Heartbeats = new HeartbeatLoop(this, redis, metrics, loggers.CreateLogger<HeartbeatLoop>());
+        Work = new WorkItemStore(this, redis, metrics, loggers.CreateLogger<WorkItemStore>());
     }
 
     /// <summary>The coordinator ID (also its pod name in Kubernetes).</summary>

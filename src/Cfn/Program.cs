@@ -23,5 +23,5 @@ if (parsed.Errors.Count > 0)
     return 2;
 }
 
-// SIGTERM/SIGINT cancel the command's token; a graceful stop takes at most about 10 s (SPEC §3.7 pods, issue 4).
+// SIGTERM/SIGINT cancel the command's token; a graceful stop takes at most about 10 s (a pod's termination grace period is 30 s by default: SPEC §3.7).
 return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(12) });

@@ -137,7 +137,7 @@ public sealed class AckService
 
     /// <summary>
     /// This coordinator's verified ACK of <paramref name="signalId"/>, or null when there is none or it is invalid
-    /// (logged at ERROR, never thrown: SPEC §2.6, W6).
+    /// (logged at ERROR, never thrown: SPEC §2.6; the TS code threw and then swallowed its own exception).
     /// </summary>
     public async Task<SignalAck?> GetAckAsync(string signalId)
     {

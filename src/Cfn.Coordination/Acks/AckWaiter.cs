@@ -69,7 +69,7 @@ public sealed class AckWaiter
             Ids.RequireName(id, "coordinatorIds");
             if (seen.Add(id))
             {
-                targets.Add(new Target(id, signalId)); // duplicates would never be satisfied (W3)
+                targets.Add(new Target(id, signalId)); // a duplicate target would wait for a second ACK that never comes
             }
         }
 
@@ -230,7 +230,7 @@ public sealed class AckWaiter
         _coordinator.Mailbox.Add(wait);
         Telemetry.WaitStarted(self, swarm, phase, started);
         // One token ends the sleep: the deadline's, cancelled also by the caller and by supersession (two callback
-        // registrations cost less memory than a linked source over three tokens; 10,000 waits add up, issue 6 row f).
+        // registrations cost less memory than a linked source over three tokens; 10,000 waits add up: benchmark row f).
         using var deadline = new CancellationTokenSource(limit, time);
         using var onCancel = cancellationToken.UnsafeRegister(CancelSource, deadline);
         using var onSuperseded = _coordinator.SupersededToken.UnsafeRegister(CancelSource, deadline);
@@ -407,7 +407,7 @@ public sealed class AckWaiter
         Notify(observer, info, result);
         failure?.Throw();
         // The end of the wait reaches K7 without the caller waiting for it (one round trip less on the release path,
-        // issue 6 row a). It is issued now, on this coordinator's connection, so it still lands before anything the
+        // benchmark row a). It is issued now, on this coordinator's connection, so it still lands before anything the
         // caller does next (an operator or the deadlock check never sees an ended wait as blocking for long).
         _ = _coordinator.Activity.TryRecordAsync(_logger);
         return result;

@@ -8,7 +8,7 @@ namespace Cfn.Coordination.Deadlocks;
 
 /// <summary>
 /// Reads the K7 activity records of blocking coordinators, builds their wait-for graph and reports its cycles
-/// (SPEC §5 #65 nice-to-have, L18). Each newly found deadlock is logged once at ERROR as
+/// (SPEC §5 #65). Each newly found deadlock is logged once at ERROR as
 /// <c>deadlock detected: A -> B -> A</c> (operators grep that literal); a deadlock that persists from the previous pass of
 /// the same instance is not logged again, one that disappears and comes back is. Bad data never makes it throw: missing
 /// keys are skipped, malformed values are skipped, logged at WARN and counted in <see cref="MalformedValues"/>.

@@ -54,7 +54,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         _escalation = escalation;
         MonitorId = monitorId;
         _redisCircuitOpen = redisCircuitOpen ?? (() => false);
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Detection.HeartbeatMonitor");
+        _logger = redis.LoggerFactory.CreateLogger<HeartbeatMonitor>();
         redis.Multiplexer.ConnectionFailed += OnConnectionFailed;
         _loop = new BackgroundLoop(redis.Loops, LoopNames.HeartbeatMonitor, null, options.MonitorInterval, ScheduledPassAsync, _logger, redis.Time)
         {
@@ -288,7 +288,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         {
             CoordinatorDied?.Invoke(death);
         }
-#pragma warning disable CA1031 // a subscriber's failure must never stop the monitor (W24)
+#pragma warning disable CA1031 // a subscriber's failure must never stop the monitor (detection of every other death depends on it)
         catch (Exception e)
 #pragma warning restore CA1031
         {

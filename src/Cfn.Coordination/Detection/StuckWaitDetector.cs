@@ -22,12 +22,12 @@ internal sealed record StuckWait(string CoordinatorId, string? SignalId, string?
 /// <see cref="RecoveryOptions.StuckWaitGrace"/> after its wait should have timed out (a coordinator ends its own
 /// timed-out waits and counts them itself, so anything past the grace is hung). Found through the deadlines index
 /// (O(log N + overdue)), never by scanning. Each wait is reported once: <c>timeout_events_total{reason="blocking"}</c>,
-/// the event, and the log lines <c>Coordinator timeout detected</c> / <c>Coordinator timeout event</c> (L16); a handled
+/// the event, and the log lines <c>Coordinator timeout detected</c> / <c>Coordinator timeout event</c>; a handled
 /// marker keeps the next check from counting it again.
 /// </summary>
 internal sealed class StuckWaitDetector(RedisContext redis, RecoveryOptions options, CoordinationMetrics metrics, RecoveryMetrics recoveryMetrics)
 {
-    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Detection.StuckWaits");
+    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger<StuckWaitDetector>();
 
     /// <summary>Raised once per stuck wait. Handlers must not throw (they are isolated).</summary>
     public event Action<StuckWait>? StuckWaitDetected;

@@ -97,7 +97,7 @@ public sealed class CoordinatorLoop
         _options = options;
         _validators = validators;
         _performance = performance;
-        _logger = logger ?? coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Loop.CoordinatorLoop");
+        _logger = logger ?? coordinator.Redis.LoggerFactory.CreateLogger<CoordinatorLoop>();
         _random = random ?? Random.Shared;
         _iteration = coordinator.Iteration;
         if (externalClient is null && options.ExternalApiUrl is not null)
@@ -138,7 +138,7 @@ public sealed class CoordinatorLoop
         var redis = coordinator.Redis;
 #pragma warning disable CA2000 // the client owns and disposes the handler chain
         var handler = new ExternalCallHandler(redis.Breakers, coordinator.Metrics, coordinator.Id, timeout,
-            logger ?? redis.LoggerFactory.CreateLogger("Cfn.Coordination.ExternalCalls"))
+            logger ?? redis.LoggerFactory.CreateLogger<ExternalCallHandler>())
         {
             InnerHandler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) },
         };

@@ -87,7 +87,7 @@ public sealed class WorkQueue : IAsyncDisposable
         MaxLength = maxLength;
         FallbackPoll = fallbackPoll ?? DefaultFallbackPoll;
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(FallbackPoll, TimeSpan.Zero, nameof(fallbackPoll));
-        _logger = logger ?? redis.LoggerFactory.CreateLogger("Cfn.Coordination.Loop.WorkQueue");
+        _logger = logger ?? redis.LoggerFactory.CreateLogger<WorkQueue>();
     }
 
     /// <summary>Most items a swarm's queue holds.</summary>

@@ -11,7 +11,7 @@ namespace Cfn.Coordination.Metrics;
 /// </summary>
 public sealed class CoordinationMetrics
 {
-    /// <summary><c>blocking_duration_seconds</c> buckets: the top finite bucket is above every alert threshold (W48).</summary>
+    /// <summary><c>blocking_duration_seconds</c> buckets: the top finite bucket is above every alert threshold, so each alert's quantile can cross it.</summary>
     public static readonly double[] BlockingDurationBuckets = [1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
 
     /// <summary><c>signal_delivery_latency_seconds</c> buckets.</summary>

@@ -22,7 +22,7 @@ public sealed record BatchCleanupReport(
     IReadOnlyList<string> StaleCoordinatorIds);
 
 /// <summary>
-/// The batch cleanup job that replaces the legacy Lua and bash scripts (SPEC §2.12, D14, W42–W46): a lock against
+/// The batch cleanup job that replaces the legacy Lua and bash scripts (SPEC §2.12, D14; the Lua script blocked Redis for seconds at scale and the bash one ran unlocked, one key at a time): a lock against
 /// overlapping runs, stale coordinators judged on the Redis clock from the registry and the heartbeat keys, their keys
 /// found in ONE pass over the keyspace (not one per coordinator), and deleted in small atomic per-coordinator batches
 /// that re-check liveness, a few at a time. No command touches more than a few hundred keys, so none runs long.
@@ -53,7 +53,7 @@ public sealed partial class BatchCleanup
         _options = options;
         _metrics = metrics;
         _cleanup = cleanup;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.BatchCleanup");
+        _logger = redis.LoggerFactory.CreateLogger<BatchCleanup>();
     }
 
     /// <summary>

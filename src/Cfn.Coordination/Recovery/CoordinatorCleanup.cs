@@ -32,7 +32,7 @@ internal sealed class CoordinatorCleanup
         _multiplexer = redis.Multiplexer;
         _options = options;
         _metrics = metrics;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.Cleanup");
+        _logger = redis.LoggerFactory.CreateLogger<CoordinatorCleanup>();
     }
 
     /// <summary>

@@ -26,7 +26,7 @@ public sealed record TimeoutCheckResult(string CoordinatorId, bool TimedOut, str
 /// </summary>
 internal sealed class CoordinatorTimeoutCheck(RedisContext redis, RecoveryOptions options)
 {
-    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.TimeoutHandler");
+    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger<CoordinatorTimeoutCheck>();
 
     /// <summary>Checks <paramref name="coordinatorId"/> now; null when it has neither K1 nor K7 (unknown).</summary>
     /// <exception cref="InvalidIdException">The ID is invalid; nothing was read.</exception>

@@ -33,7 +33,7 @@ internal sealed record EscalationResult(EscalationOutcome Outcome, string DeadCo
 /// hand-over, so the replacement finds its work when it starts), the notice on <c>swarm:{swarmId}:coordinator:dead</c>,
 /// and the dead coordinator's keys cleaned. The handler running it holds a lease in K8, renewed at each step; when it dies
 /// (or Redis fails mid-step) the lease runs out and the next handler that sees the dead coordinator resumes after the last
-/// recorded step. Each step is idempotent. Logs the TS lines up to <c>Dead coordinator escalation complete</c> (L7, L16).
+/// recorded step. Each step is idempotent. Logs the TS lines up to <c>Dead coordinator escalation complete</c>, as the runbook quotes them.
 /// </summary>
 internal sealed class EscalationService
 {
@@ -54,7 +54,7 @@ internal sealed class EscalationService
         _options = options;
         _metrics = metrics;
         _cleanup = cleanup;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.Escalation");
+        _logger = redis.LoggerFactory.CreateLogger<EscalationService>();
         _work = new WorkTransfer(redis, metrics, _logger);
         _signals = new SignalHandover(redis, keys, metrics, _logger);
         _spawns = new SpawnRequests(redis.Database, redis.Time, options.EscalationTtlSeconds);

@@ -16,7 +16,7 @@ internal sealed class ForceUnblocker(RedisContext redis)
     /// <summary>Marker lifetime.</summary>
     public static readonly TimeSpan MarkerTtl = TimeSpan.FromSeconds(300);
 
-    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.ForceUnblock");
+    private readonly ILogger _logger = redis.LoggerFactory.CreateLogger<ForceUnblocker>();
 
     /// <summary>Unblocks one coordinator; true when it had a running wait.</summary>
     public async Task<bool> UnblockAsync(string coordinatorId)

@@ -1,7 +1,7 @@
 namespace Cfn.Coordination.Recovery;
 
 /// <summary>
-/// Which coordinators a key belongs to, by exact segments, never by substring (SPEC §2.12, W36): cleaning
+/// Which coordinators a key belongs to, by exact segments, never by substring (SPEC §2.12; the TS cleanup matched substrings): cleaning
 /// <c>coordinator-1</c> must leave <c>coordinator-10</c> alone. Categories are those of the cleanup result.
 /// </summary>
 internal static class KeyOwnership

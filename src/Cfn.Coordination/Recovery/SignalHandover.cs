@@ -7,7 +7,7 @@ using StackExchange.Redis;
 namespace Cfn.Coordination.Recovery;
 
 /// <summary>
-/// Hands a dead coordinator's unconsumed signals to its replacement instead of dropping them (SPEC §2.13, W38): each
+/// Hands a dead coordinator's unconsumed signals to its replacement instead of dropping them (SPEC §2.13; the TS cleanup deleted them with the inbox): each
 /// is re-addressed (its message ID names the replacement; <c>handedOverFrom</c> keeps the original), re-signed and
 /// moved in one script (<c>move_signal.lua</c>).
 /// </summary>

@@ -36,13 +36,13 @@ public sealed class TimeoutHandler : IAsyncDisposable
         _redis = redis;
         _options = options;
         HandlerId = handlerId;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Recovery.TimeoutHandler");
+        _logger = redis.LoggerFactory.CreateLogger<TimeoutHandler>();
         Cleanup = new CoordinatorCleanup(redis, options, recoveryMetrics);
         Escalation = new EscalationService(redis, keys, options, recoveryMetrics, Cleanup);
         Monitor = new HeartbeatMonitor(redis, options, metrics, recoveryMetrics, Escalation, handlerId,
             redisCircuitOpen ?? (() => redis.RedisBreaker.State == Resilience.CircuitState.Open));
         StuckWaits = new StuckWaitDetector(redis, options, metrics, recoveryMetrics);
-        Deadlocks = new DeadlockDetector(redis.Database, redis.LoggerFactory.CreateLogger("Cfn.Coordination.Deadlocks"), redis.Time);
+        Deadlocks = new DeadlockDetector(redis.Database, redis.LoggerFactory.CreateLogger<DeadlockDetector>(), redis.Time);
         BatchCleanup = new BatchCleanup(redis, options, recoveryMetrics, Cleanup);
         Unblocker = new ForceUnblocker(redis);
         TimeoutCheck = new CoordinatorTimeoutCheck(redis, options);

@@ -15,7 +15,7 @@ namespace Cfn.Coordination.Recovery;
 internal sealed record WorkTransferResult(int Transferred, int SkippedCompleted, int Failed, bool Aborted);
 
 /// <summary>
-/// Moves a dead coordinator's unfinished work items (SPEC §2.13, W40, D16). The items are found in the owner's index
+/// Moves a dead coordinator's unfinished work items (SPEC §2.13, D16; each item moves in one fenced script, where the TS transfer's separate get, set and delete could race). The items are found in the owner's index
 /// (<see cref="Keys.Owned"/>, kept by <c>work_cas.lua</c>), never by scanning the keyspace. Either to its replacement
 /// (<see cref="TransferAllAsync"/>: one fenced script per item, only while the dead instance is still fenced at the epoch
 /// its death set, only if unchanged; completed items skipped, TTL kept, token bumped, <c>transferredFrom</c>/

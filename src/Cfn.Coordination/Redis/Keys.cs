@@ -217,7 +217,7 @@ internal static class Keys
     public static RedisChannel Events(string coordinatorId) =>
         RedisChannel.Literal(EventsChannelPrefix + Ids.RequireName(coordinatorId, "coordinatorId"));
 
-    // ---- Swarm manager (issue 4): spawning, scaling and coordinator hosts ----
+    // ---- Swarm manager: spawning, scaling and coordinator hosts ----
 
     /// <summary>Pause flag of spawning (SPEC §3.1 #2): present (value = pause time, ms) while paused, so a restart keeps it.</summary>
     public static readonly RedisKey SpawningPaused = "swarm-manager:spawning:paused";
@@ -250,7 +250,7 @@ internal static class Keys
     /// <summary>Coordinators a swarm manager told to stop (sorted set: coordinatorId → request time, ms), pruned once they are gone.</summary>
     public static readonly RedisKey CoordinatorStops = "swarm-manager:stopping";
 
-    // ---- Work queue and validators (issue 4): the working swarm ----
+    // ---- Work queue and validators: the working swarm ----
 
     /// <summary>A swarm's queue of work waiting for a coordinator: <c>swarm:{swarmId}:queue</c> (list of JSON).</summary>
     public static RedisKey SwarmQueue(string swarmId) => SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":queue";

@@ -46,7 +46,7 @@ public sealed class RedisContext : IAsyncDisposable
         // When the client reports the connection back, trials start at once instead of waiting out an 8 s delay.
         multiplexer.ConnectionRestored += OnConnectionRestored;
         Wakeups = new WakeHub(multiplexer, Database, options.AckFallbackPollInterval, Time,
-            LoggerFactory.CreateLogger("Cfn.Coordination.Wakeups"), Loops);
+            LoggerFactory.CreateLogger<Wakeups.WakeHub>(), Loops);
     }
 
     /// <summary>Connects with a StackExchange.Redis configuration string (e.g. <c>127.0.0.1:6379,abortConnect=false</c>).</summary>

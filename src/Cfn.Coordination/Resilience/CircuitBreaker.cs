@@ -11,18 +11,18 @@ namespace Cfn.Coordination.Resilience;
 /// <item><b>Closed</b>: calls pass. <see cref="CircuitBreakerOptions.FailureThreshold"/> consecutive failures open the
 /// circuit; a success resets the count.</item>
 /// <item><b>Open</b>: calls are rejected with <see cref="CircuitOpenException"/>. The n-th consecutive open waits
-/// <c>Delays[min(n − 1, last)]</c> (1 s, 2 s, 4 s, 8 s: the first open waits <c>Delays[0]</c>, W56), or
+/// <c>Delays[min(n − 1, last)]</c> (1 s, 2 s, 4 s, 8 s: the first open waits <c>Delays[0]</c>, not the delay at the failure threshold's index as the TS breaker did), or
 /// <see cref="CircuitBreakerOptions.Cooldown"/> when set. When the delay has passed the circuit becomes half-open lazily,
 /// on the next <see cref="State"/> read or call; <see cref="MoveToHalfOpenNow"/> ends the delay at once.</item>
 /// <item><b>Half-open</b>: at most <see cref="CircuitBreakerOptions.HalfOpenLimit"/> trial calls are <em>in flight</em>
-/// (W57); more are rejected. <see cref="CircuitBreakerOptions.SuccessThreshold"/> successes close the circuit (and
+/// (calls in flight, not calls started); more are rejected. <see cref="CircuitBreakerOptions.SuccessThreshold"/> successes close the circuit (and
 /// restart the delay schedule); any failure re-opens it with the next delay.</item>
 /// </list>
 /// Every transition is logged (<c>Circuit state transition name=… from=… to=…</c>, and on opening
 /// <c>Circuit opened with exponential backoff name=… delayMs=…</c>) and raised as <see cref="StateChanged"/>, in order,
 /// outside the breaker's lock. Rejections log <c>Request rejected - circuit is OPEN</c> (with <c>(half-open: trial limit
 /// reached)</c> when the circuit is half-open with every trial slot in use), timeouts
-/// <c>Operation timed out</c> (§4 L20).
+/// <c>Operation timed out</c> (the runbook's line).
 /// </summary>
 public sealed class CircuitBreaker : ICircuitBreaker
 {
@@ -123,7 +123,7 @@ public sealed class CircuitBreaker : ICircuitBreaker
     /// passes. On a timeout the breaker stops waiting even if the action ignores its token, records a failure, logs ERROR
     /// <c>Operation timed out</c> and throws <see cref="TimeoutException"/>
     /// (<c>CFN loop operation timed out after {ms}ms</c>). The timer is disposed when the call ends, whatever the
-    /// outcome (W55).</item>
+    /// outcome (the TS breaker leaked one timer per call).</item>
     /// <item>A result is a success. An exception is a failure when <see cref="CircuitBreakerOptions.ShouldHandle"/>
     /// handles it; it is rethrown either way. Cancellation through <paramref name="cancellationToken"/> counts as
     /// nothing.</item>

@@ -6,8 +6,8 @@ namespace Cfn.Coordination.Resilience;
 
 /// <summary>
 /// Settings of one <see cref="CircuitBreaker"/> (SPEC §2.14, D10). The defaults are the TS defaults with its bugs fixed:
-/// the first open waits <c>Delays[0]</c> (W56), <see cref="Cooldown"/> is honoured, the half-open limit counts calls in
-/// flight (W57), and zero values are not silently replaced (W59). A breaker copies its options when it is created, so
+/// the first open waits <c>Delays[0]</c>, <see cref="Cooldown"/> is honoured, the half-open limit counts calls in
+/// flight, and zero values are not silently replaced by defaults (the TS breaker did all three differently). A breaker copies its options when it is created, so
 /// later changes to this object do not affect it.
 /// </summary>
 public sealed class CircuitBreakerOptions

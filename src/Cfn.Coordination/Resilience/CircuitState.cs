@@ -2,7 +2,7 @@ namespace Cfn.Coordination.Resilience;
 
 /// <summary>
 /// State of a <see cref="CircuitBreaker"/> (SPEC §2.14, D10). The metric label of each state is lowercase with an
-/// underscore (<see cref="CircuitStateExtensions.ToLabel"/>): <c>closed</c>, <c>open</c>, <c>half_open</c> (W58).
+/// underscore (<see cref="CircuitStateExtensions.ToLabel"/>): <c>closed</c>, <c>open</c>, <c>half_open</c> (the label the runbook's queries use).
 /// </summary>
 public enum CircuitState
 {

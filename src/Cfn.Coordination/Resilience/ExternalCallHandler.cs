@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 namespace Cfn.Coordination.Resilience;
 
 /// <summary>
-/// An <see cref="HttpClient"/> handler for the coordinator's outbound calls (SPEC §4 L4, L5, §2.14). For every request:
+/// An <see cref="HttpClient"/> handler for the coordinator's outbound calls (SPEC §2.14; the runbook's "Calling external API" and "external API timeout" lines). For every request:
 /// <list type="number">
 /// <item>The call goes through the breaker <c>external:{host}</c> of the given <see cref="CircuitBreakerRegistry"/>
 /// (<see cref="CircuitBreakerRegistry.ExternalName(Uri)"/>). When it is open the request is rejected with
@@ -35,7 +35,7 @@ public sealed class ExternalCallHandler : DelegatingHandler
     /// <param name="metrics">Metrics that receive <c>timeout_events_total{reason="external"}</c>.</param>
     /// <param name="coordinatorId">The <c>coordinator_id</c> label.</param>
     /// <param name="timeout">Timeout of each call up to its response headers; <see cref="Timeout.InfiniteTimeSpan"/> for none.</param>
-    /// <param name="logger">Logger of the L4 and L5 lines.</param>
+    /// <param name="logger">Logger of the call and timeout lines.</param>
     public ExternalCallHandler(
         CircuitBreakerRegistry breakers, CoordinationMetrics metrics, string coordinatorId, TimeSpan timeout, ILogger logger)
     {

@@ -51,7 +51,7 @@ public sealed class SignalRetrier
         Options = options ?? new SignalRetryOptions();
         Options.Validate();
         _coordinator = coordinator;
-        _logger = coordinator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Signals");
+        _logger = coordinator.Redis.LoggerFactory.CreateLogger<SignalRetrier>();
     }
 
     /// <summary>The retry settings.</summary>

@@ -48,7 +48,7 @@ public sealed class CoordinatorHost : IAsyncDisposable
         _options = options ?? new SwarmManagerOptions();
         _options.Validate();
         _spawns = new SpawnRequests(redis.Database, redis.Time, _options.SpawnTtlSeconds);
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Swarms.CoordinatorHost");
+        _logger = redis.LoggerFactory.CreateLogger<CoordinatorHost>();
         _onWake = (_, _) => _loop!.Wake();
         _loop = new BackgroundLoop(redis.Loops, LoopNames.CoordinatorHost, HostId, _options.HostReportInterval, PassAsync, _logger, redis.Time)
         {

@@ -9,7 +9,7 @@ namespace Cfn.Coordination.Swarms;
 internal sealed record ReplacementNotice(string OldCoordinatorId, string NewCoordinatorId, string SwarmId, long Timestamp);
 
 /// <summary>
-/// The "parent coordinator" side of escalation (SPEC §2.13, C1/C2, L8): one pattern subscription per coordinator process to
+/// The "parent coordinator" side of escalation (SPEC §2.13, channels C1/C2): one pattern subscription per coordinator process to
 /// <c>swarm:*:coordinator:dead</c> and <c>swarm:*:coordinator:replacement</c>. For a swarm this process has coordinators in,
 /// a replacement is logged as <c>Replacement coordinator acknowledged</c> and a death notice as
 /// <c>Dead coordinator notice received</c>. Operators may publish the same JSON by hand (the playbook's
@@ -34,7 +34,7 @@ public sealed class ReplacementListener : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(redis);
         _subscriber = redis.Multiplexer.GetSubscriber();
         _localCoordinatorsOf = localCoordinatorsOf;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Swarms.Replacements");
+        _logger = redis.LoggerFactory.CreateLogger<ReplacementListener>();
     }
 
     /// <summary>Replacements acknowledged so far.</summary>

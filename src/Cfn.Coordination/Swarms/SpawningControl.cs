@@ -20,7 +20,7 @@ internal sealed class SpawningControl
     {
         ArgumentNullException.ThrowIfNull(redis);
         _database = redis.Database;
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Swarms.SwarmManager");
+        _logger = redis.LoggerFactory.CreateLogger<SpawningControl>();
     }
 
     /// <summary>Pauses spawning; returns the pause time (Redis ms). Pausing again keeps the first time.</summary>

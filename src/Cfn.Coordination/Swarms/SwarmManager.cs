@@ -76,7 +76,7 @@ public sealed class SwarmManager : IAsyncDisposable
         _options = options;
         _metrics = metrics;
         ManagerId = Ids.RequireName(managerId, "managerId");
-        _logger = redis.LoggerFactory.CreateLogger("Cfn.Coordination.Swarms.SwarmManager");
+        _logger = redis.LoggerFactory.CreateLogger<SwarmManager>();
         _staleMs = (long)recovery.HeartbeatStaleThreshold.TotalMilliseconds;
         _windowMs = recovery.EnableHeartbeatMonitoring && recovery.EnableAutoEscalation
             ? (long)(recovery.DeathAfter + (2 * recovery.MonitorInterval)).TotalMilliseconds
@@ -328,7 +328,7 @@ public sealed class SwarmManager : IAsyncDisposable
                     if (request.ReplacesCoordinatorId is { } old)
                     {
                         await SettleEscalationAsync(request, SpawnStatus.Ready, null, localNow).ConfigureAwait(false);
-                        // C2: the swarm's other coordinators learn that the replacement runs (SPEC §2.13, L8).
+                        // C2: the swarm's other coordinators learn that the replacement runs (SPEC §2.13), so they can hand it work and answer the escalation.
                         await _redis.Database.PublishAsync(Keys.SwarmReplacement(request.SwarmId), Json.Serialize(
                             new ReplacementNotice(old, id, request.SwarmId, localNow))).ConfigureAwait(false);
                     }

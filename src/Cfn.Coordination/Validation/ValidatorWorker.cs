@@ -66,7 +66,7 @@ public sealed class ValidatorWorker
         _options = options;
         _performance = performance;
         _registry = registry ?? new ValidatorRegistry(validator.Redis, options.StatsWindow);
-        _logger = logger ?? validator.Redis.LoggerFactory.CreateLogger("Cfn.Coordination.Validation.Validator");
+        _logger = logger ?? validator.Redis.LoggerFactory.CreateLogger<ValidatorWorker>();
     }
 
     /// <summary>The validator ID.</summary>

@@ -9,7 +9,7 @@ namespace Cfn.Coordination.Wakeups;
 internal sealed class CoordinatorMailbox(string coordinatorId) : IDisposable
 {
     // Signal ID → the waits it wakes (nearly always one). Arrays are replaced, never changed, under _gate, so a
-    // wake-up reads them without a lock; a dictionary per signal would cost about 1 KiB per wait (issue 6 row f).
+    // wake-up reads them without a lock; a dictionary per signal would cost about 1 KiB per wait (benchmark row f: 10,000 concurrent waits).
     private readonly ConcurrentDictionary<string, PendingWait[]> _waitsBySignal = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 

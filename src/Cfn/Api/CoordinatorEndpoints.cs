@@ -231,7 +231,7 @@ internal static class CoordinatorEndpoints
         if (!coordinator.VerifySignature(ReceiveMessage(timestampText, coordinator.Id, path, text), signature[SignaturePrefix.Length..]))
         {
             coordinator.Metrics.AckVerificationFailures.WithLabels(coordinator.Id, "http_signature").Inc();
-            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("Cfn.Api.Signals");
+            var logger = http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(CoordinatorEndpoints).FullName!);
             logger.LogWarning("Invalid signal signature on /api/signals/receive receiver={ReceiverId} remote={Remote}",
                 coordinator.Id, http.Connection.RemoteIpAddress);
             return ApiErrors.Unauthorized(SignatureHeader,

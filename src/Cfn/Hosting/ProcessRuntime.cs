@@ -37,7 +37,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         Plan = plan;
         Loggers = loggers;
         _lifetime = lifetime;
-        Log = loggers.CreateLogger("Cfn.Process");
+        Log = loggers.CreateLogger<ProcessRuntime>();
         Breakers = new CircuitBreakerRegistry(Prometheus.Metrics.DefaultRegistry, config.Breakers, loggerFactory: loggers);
         // One registry of background loops for the whole process (every pooled connection shares it): /health/ready reads it.
         Loops = new LoopHealth(Prometheus.Metrics.DefaultRegistry);
@@ -115,10 +115,10 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         }
 
         var redis = _pool.Primary;
-        Queue = new WorkQueue(redis, logger: Loggers.CreateLogger("Cfn.Coordination.Loop.WorkQueue"));
+        Queue = new WorkQueue(redis, logger: Loggers.CreateLogger<WorkQueue>());
         Validators = new ValidatorRegistry(redis);
         Performance = new ValidatorPerformance(redis, Config.Validators.StatsWindow);
-        _hooks = new LifecycleHooks(Config.Hooks, Loggers.CreateLogger("Cfn.Coordination.Hooks"), Prometheus.Metrics.DefaultRegistry);
+        _hooks = new LifecycleHooks(Config.Hooks, Loggers.CreateLogger<LifecycleHooks>(), Prometheus.Metrics.DefaultRegistry);
         return true;
     }
 
@@ -175,7 +175,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
     public CoordinatorRuntime StartValidator(Coordinator validator, Action<CoordinatorRuntime> onSuperseded)
     {
         var worker = new ValidatorWorker(validator, new BuiltInValidation(Config.Validators), Config.Validators, Performance, Validators,
-            Loggers.CreateLogger("Cfn.Coordination.Validation.ValidatorWorker"));
+            Loggers.CreateLogger<ValidatorWorker>());
         var runtime = new CoordinatorRuntime(validator, "validator", worker.RunAsync,
             describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
             snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
@@ -226,7 +226,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until Redis answers, logging <c>Redis connection failed</c> (SPEC §4 L9) while it does not; false when stopped first.</summary>
+    /// <summary>Waits until Redis answers, logging <c>Redis connection failed</c> (the runbook's line for an unreachable Redis) while it does not; false when stopped first.</summary>
     private async Task<bool> WaitForRedisAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)

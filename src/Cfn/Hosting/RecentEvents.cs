@@ -24,8 +24,9 @@ internal sealed class RecentEvents : ILoggerProvider
     public const int Capacity = 50;
 
     /// <summary>
-    /// The openings of the lines that report a timeout event: §4 L2, L5, L10 (exhaustion), L16, L20, the validation
-    /// loop's validator timeout and a heartbeat write that timed out (L6 with <c>reason=timeout</c>).
+    /// The openings of the log lines that report a timeout event (SPEC §4): a wait that timed out, an external call that
+    /// timed out, a retry that gave up, a coordinator timeout, an operation timed out, the validation loop's validator
+    /// timeout and a heartbeat write that timed out (with <c>reason=timeout</c>).
     /// </summary>
     public static readonly IReadOnlyList<string> TimeoutEventLiterals =
     [

@@ -1,5 +1,5 @@
 -- The receiver asks for its next signals (SPEC §2.2, D4): the entry it was handed last is consumed (lib_inbox.lua)
--- and the next entries are read, in one round trip (issue 6 row c).
+-- and the next entries are read, in one round trip (it is on every cycle's path: benchmark row c).
 -- KEYS[1] blocking:inbox:{receiverId}   KEYS[2] blocking:signal:{receiverId}
 -- ARGV[1] the entry to consume   ARGV[2] consumer group   ARGV[3] signal TTL (s)   ARGV[4] consumer name
 -- ARGV[5] most entries to read   ARGV[6] where to read from ('0-0': own pending entries, '>': new ones)

@@ -1,6 +1,6 @@
 -- Shared by every script that records progress (activity, send_signal, ack, wait_begin): RedisScripts prepends it, so
 -- the K7 write exists once. A script that records progress in the same step as its own write saves the coordinator a
--- round trip per event (issue 6 row c).
+-- round trip per event (benchmark row c).
 -- Writes the activity record K7 with its time fields set to `now` (Redis clock, D5) and keeps the coordinator's
 -- earliest wait deadline in the deadlines index (the stuck-wait check reads only that).
 -- json: K7 without its time fields; fields: comma-separated names of the fields that get `now`;

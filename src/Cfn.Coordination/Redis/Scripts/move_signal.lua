@@ -1,4 +1,4 @@
--- Hand one unconsumed signal of a dead coordinator to its replacement (SPEC §2.13, W38): the re-addressed, re-signed
+-- Hand one unconsumed signal of a dead coordinator to its replacement (SPEC §2.13; dropping them lost signals): the re-addressed, re-signed
 -- signal is appended to the replacement's inbox and the entry leaves the dead inbox in the same step, so it is never
 -- lost and never delivered twice. The inbox cap (SIGNAL_INBOX_MAX_LENGTH) does not apply: these signals were accepted
 -- once already, and refusing them now would drop them. The new message ID gets its idempotency record, so a sender's

@@ -1,4 +1,4 @@
--- Send a signal and start waiting for its ACK, in one round trip (the commonest pattern; issue 6 row c): deliver it
+-- Send a signal and start waiting for its ACK, in one round trip (the commonest pattern; benchmark row c): deliver it
 -- (lib_send.lua), announce the wait (K7 says blocking, the deadline enters the deadlines index, lib_activity.lua), and
 -- read the ACK and the force-unblock marker as wait_begin.lua does. A duplicate send still starts the wait.
 -- KEYS[1..6], ARGV[1..8] as deliver_signal; KEYS[7] coordinator:activity:{senderId}   KEYS[8] coordinator:deadlines

@@ -12,7 +12,7 @@ internal sealed class BreakerStatesRole(ProcessRuntime process) : RoleService(pr
     {
         var id = ProcessRuntime.ProcessId;
         _publisher = new BreakerStatePublisher(Process.Breakers, Process.Redis.Database, id[..Math.Min(id.Length, 64)], Process.Plan.Roles,
-            logger: Process.Loggers.CreateLogger("Cfn.Coordination.Resilience.BreakerStates"), loops: Process.Loops);
+            logger: Process.Loggers.CreateLogger<BreakerStatePublisher>(), loops: Process.Loops);
         _publisher.Start();
         return Task.CompletedTask;
     }

@@ -37,7 +37,7 @@ internal sealed class CoordinatorRole(ProcessRuntime process) : RoleService(proc
             await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
         }
 
-        // The parent-coordinator side of escalation: replacements in our swarms are acknowledged (L8).
+        // The parent-coordinator side of escalation: replacements in our swarms are acknowledged, so the escalation sees the parent side answer.
         var replacements = new ReplacementListener(process.Redis, swarm =>
             [.. process.Local.All.Where(r => r.Role == "coordinator" && r.Coordinator.SwarmId == swarm).Select(r => r.Coordinator.Id)]);
         _replacements = replacements;

@@ -18,7 +18,7 @@ internal sealed class WorkGeneratorRole(ProcessRuntime process, SwarmManagerRole
             await managerRole.Manager.InitializeSwarmAsync(swarm, up.CoordinatorsPerSwarm).ConfigureAwait(false);
         }
 
-        var generator = new WorkGenerator(Process.Queue, swarms, logger: Process.Loggers.CreateLogger("Cfn.Coordination.Loop.WorkGenerator"), loops: Process.Loops);
+        var generator = new WorkGenerator(Process.Queue, swarms, logger: Process.Loggers.CreateLogger<WorkGenerator>(), loops: Process.Loops);
         _generating = Task.Run(() => generator.RunAsync(_stop.Token), CancellationToken.None);
     }
 
