@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Activity;
 using Cfn.Coordination.Redis;

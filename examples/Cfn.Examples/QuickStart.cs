@@ -2,8 +2,6 @@ using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Metrics;
 using Cfn.Coordination.Recovery;
-using Cfn.Coordination.Redis;
-using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
 
 namespace Cfn.Examples;

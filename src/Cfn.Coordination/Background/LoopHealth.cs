@@ -7,7 +7,7 @@ namespace Cfn.Coordination.Background;
 
 /// <summary>
 /// The process's background loops, by name: their interval, the time of their last completed pass and whether they
-/// stopped without being asked to. One per process (the <see cref="Redis.RedisContext"/>s of a process share it);
+/// stopped without being asked to. One per process (the <see cref="RedisContext"/>s of a process share it);
 /// <c>/health/ready</c> fails while <see cref="Unhealthy"/> names any loop. Also owns the loops' metrics:
 /// <c>background_loop_errors_total{loop,scope}</c>, <c>background_loop_last_pass_timestamp_seconds{loop}</c> and
 /// <c>background_loops_unhealthy{loop}</c>; the <c>loop</c> label is always one of <see cref="LoopNames"/>.

@@ -1,10 +1,12 @@
 using Cfn.Coordination.Activity;
+using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Microsoft.Extensions.Logging;
 
-namespace Cfn.Coordination.Inspection;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Inspection.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// The read model for operators: what <c>cfn status</c>, <c>/api/locks/status</c>, <c>/api/coordinator/state</c> and the

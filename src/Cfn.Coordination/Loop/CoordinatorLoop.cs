@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
-using Cfn.Coordination.Background;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Background;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Signals;
@@ -10,7 +11,8 @@ using Cfn.Coordination.Work;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Loop;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Loop.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// A coordinator's work loop (the working swarm). Repeatedly: wait until a validator is live; take an item from the

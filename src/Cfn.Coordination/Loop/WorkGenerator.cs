@@ -1,12 +1,14 @@
 using Cfn.Coordination.Background;
-using System.Globalization;
-using System.Text.Json;
 using Cfn.Coordination.Identity;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
+using System.Globalization;
+using System.Text.Json;
 
-namespace Cfn.Coordination.Loop;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Loop.
+namespace Cfn.Coordination;
 
 /// <summary>Settings of the <see cref="WorkGenerator"/>.</summary>
 public sealed class WorkGeneratorOptions

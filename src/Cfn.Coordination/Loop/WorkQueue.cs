@@ -1,14 +1,16 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Cfn.Coordination.Identity;
+using Cfn.Coordination.Loop;
 using Cfn.Coordination.Redis;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Loop;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Loop.
+namespace Cfn.Coordination;
 
 /// <summary>An item waiting in a swarm's queue (<c>swarm:{swarmId}:queue</c>, JSON, camelCase).</summary>
 public sealed record QueuedWork

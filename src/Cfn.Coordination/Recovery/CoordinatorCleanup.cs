@@ -61,7 +61,7 @@ internal sealed class CoordinatorCleanup
             if (swarm is not null && Ids.IsValidName(swarm))
             {
                 // Work it took from its swarm's queue but never recorded (it died in between) goes back to the queue.
-                await Loop.WorkQueue.RequeueTakenAsync(_database, swarm, coordinatorId, _logger).ConfigureAwait(false);
+                await WorkQueue.RequeueTakenAsync(_database, swarm, coordinatorId, _logger).ConfigureAwait(false);
             }
 
             result = result with

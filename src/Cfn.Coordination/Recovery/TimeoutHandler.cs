@@ -2,12 +2,14 @@ using Cfn.Coordination.Background;
 using Cfn.Coordination.Deadlocks;
 using Cfn.Coordination.Detection;
 using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Recovery;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Recovery.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// The timeout handler process's work in one object (SPEC §0.2): the heartbeat monitor with automatic escalation, the

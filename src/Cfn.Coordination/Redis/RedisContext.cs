@@ -1,11 +1,13 @@
 using Cfn.Coordination.Background;
+using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Wakeups;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Redis;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Redis.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// The process's Redis: one shared multiplexer (D2), the database the keys live in, and the pub/sub wake-up hub

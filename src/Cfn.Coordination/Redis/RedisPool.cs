@@ -1,9 +1,11 @@
+using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Redis;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Redis.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// <c>REDIS_POOL_SIZE</c> (D2, SPEC §3.6, runbook #39/#42): N multiplexers, each wrapped in its own

@@ -1,7 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
+using Cfn.Coordination.Security;
 
-namespace Cfn.Coordination.Security;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Security.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// The shared HMAC secrets (SPEC §2.4, D13). The secret's UTF-8 bytes are the key, exactly as the TS coordinators

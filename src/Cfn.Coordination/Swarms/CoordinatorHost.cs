@@ -2,11 +2,13 @@ using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
+using Cfn.Coordination.Swarms;
 using Cfn.Coordination.Wakeups;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Swarms;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Swarms.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// Starts a coordinator and returns its running instance; disposing that instance is a graceful stop (the

@@ -1,15 +1,17 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
+using System.Text;
 using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
+using Cfn.Coordination.Validation;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
-namespace Cfn.Coordination.Validation;
+// An entry point of the library: public at the namespace root (SPEC D22), its machinery stays in Validation.
+namespace Cfn.Coordination;
 
 /// <summary>
 /// A validator's main loop. The validator is a coordinator (heartbeats, inbox, ACKs); its inbox hands out each

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Cfn.Coordination;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Loop;
 using Cfn.Coordination.Swarms;

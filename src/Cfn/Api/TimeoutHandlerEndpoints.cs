@@ -1,3 +1,4 @@
+using Cfn.Coordination;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Recovery;
 

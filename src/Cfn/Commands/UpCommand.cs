@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Security.Cryptography;
+using Cfn.Coordination;
 using Cfn.Coordination.Inspection;
 using Cfn.Coordination.Security;
 using Cfn.Hosting;

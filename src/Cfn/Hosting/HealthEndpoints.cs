@@ -1,3 +1,4 @@
+using Cfn.Coordination;
 using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;

@@ -537,7 +537,7 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         public async Task<Coordinator> StartAsync()
         {
             var c = await Coordinator.StartAsync(
-                Redis, new Cfn.Coordination.Security.SigningKeys(Harness.Secret), TestIds.New("coord"), "swarm-private", Metrics, runHeartbeatLoop: false);
+                Redis, new Cfn.Coordination.SigningKeys(Harness.Secret), TestIds.New("coord"), "swarm-private", Metrics, runHeartbeatLoop: false);
             _coordinators.Add(c);
             return c;
         }

@@ -235,7 +235,7 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
         Assert.True(newOnly.Verify(Message, signingWithNew.Sign(Message)));
     }
 
-    private static Cfn.Coordination.Security.SigningKeys Keys(params (string Name, string Value)[] variables)
+    private static Cfn.Coordination.SigningKeys Keys(params (string Name, string Value)[] variables)
     {
         var env = new Hashtable();
         foreach (var (name, value) in variables)

@@ -1,3 +1,4 @@
+using Cfn.Coordination;
 using Cfn.Coordination.Swarms;
 
 namespace Cfn.Hosting;

@@ -1,3 +1,4 @@
+using Cfn.Coordination;
 using Cfn.Coordination.Recovery;
 
 namespace Cfn.Hosting;
