@@ -39,4 +39,5 @@ namespace Cfn.Coordination.Redis;
 [JsonSerializable(typeof(ValidationCompletion))]
 [JsonSerializable(typeof(RetryAttemptRecord))]
 [JsonSerializable(typeof(RetryFailedRecord))]
+[JsonSerializable(typeof(string[]))]
 internal sealed partial class JsonContext : JsonSerializerContext;

@@ -37,6 +37,21 @@ public sealed class ValidatorOptions
     /// <summary>How often a validator refreshes its entry in the live-validator registry (<c>VALIDATOR_REGISTRATION_INTERVAL_MS</c>, 10000).</summary>
     public TimeSpan RegistrationInterval { get; set; } = TimeSpan.FromMilliseconds(10_000);
 
+    /// <summary>
+    /// The user's validation program (<c>VALIDATION_COMMAND</c>): its argv, program first, never a shell string. One process
+    /// per validation reads the request JSON on stdin and writes a verdict JSON on stdout. Null: not used.
+    /// </summary>
+    public IReadOnlyList<string>? Command { get; set; }
+
+    /// <summary>The user's validation endpoint (<c>VALIDATION_URL</c>, absolute http or https): the request JSON is POSTed, a verdict JSON comes back. Null: not used.</summary>
+    public Uri? Url { get; set; }
+
+    /// <summary>How long one command or URL validation may take before it is killed or abandoned as a fail (<c>VALIDATION_TIMEOUT_MS</c>, 60000).</summary>
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Which validation runs: <c>command</c>, <c>url</c> or <c>built-in</c> (the simulated one, the default of <c>cfn up</c>).</summary>
+    public string Kind => Command is not null ? "command" : Url is not null ? "url" : "built-in";
+
     /// <summary>Validates, naming the first bad setting.</summary>
     /// <exception cref="ValidationException">A setting is out of range.</exception>
     public void Validate()
@@ -72,6 +87,26 @@ public sealed class ValidatorOptions
         {
             throw new ValidationException("VALIDATOR_REGISTRATION_INTERVAL_MS must be positive and at most one hour");
         }
+
+        if (Command is not null && Url is not null)
+        {
+            throw new ValidationException("VALIDATION_COMMAND and VALIDATION_URL are exclusive: set one of them");
+        }
+
+        if (Command is not null && (Command.Count == 0 || string.IsNullOrWhiteSpace(Command[0]) || Command.Any(a => a is null || a.Contains('\0', StringComparison.Ordinal))))
+        {
+            throw new ValidationException("VALIDATION_COMMAND must name a program (a path, or a JSON array of strings whose first is the program) with no NUL character");
+        }
+
+        if (Url is not null && (!Url.IsAbsoluteUri || (Url.Scheme != Uri.UriSchemeHttp && Url.Scheme != Uri.UriSchemeHttps)))
+        {
+            throw new ValidationException("VALIDATION_URL must be an absolute http:// or https:// URL");
+        }
+
+        if (Timeout <= TimeSpan.Zero || Timeout > TimeSpan.FromDays(1))
+        {
+            throw new ValidationException("VALIDATION_TIMEOUT_MS must be positive and at most one day");
+        }
     }
 
     /// <summary>Reads the validator variables (process environment when null), then validates.</summary>
@@ -87,8 +122,41 @@ public sealed class ValidatorOptions
         o.FailureRate = Fraction(env, "VALIDATION_FAILURE_RATE") ?? o.FailureRate;
         o.StatsWindow = env.Milliseconds("VALIDATOR_STATS_WINDOW_MS") ?? o.StatsWindow;
         o.RegistrationInterval = env.Milliseconds("VALIDATOR_REGISTRATION_INTERVAL_MS") ?? o.RegistrationInterval;
+        o.Command = ParseCommand(env.Text("VALIDATION_COMMAND"));
+        o.Url = env.Text("VALIDATION_URL") is { } url
+            ? Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri : throw new ValidationException("VALIDATION_URL must be an absolute http:// or https:// URL")
+            : null;
+        o.Timeout = env.Milliseconds("VALIDATION_TIMEOUT_MS") ?? o.Timeout;
         o.Validate();
         return o;
+    }
+
+    /// <summary>
+    /// <c>VALIDATION_COMMAND</c> as argv: a JSON array of strings (<c>["python3", "/app/check.py", "--strict"]</c>), or
+    /// else the whole value as the program's path. It is never split on spaces nor given to a shell, so no argument can
+    /// inject a command.
+    /// </summary>
+    internal static IReadOnlyList<string>? ParseCommand(string? text)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        if (!text.StartsWith('['))
+        {
+            return [text];
+        }
+
+        try
+        {
+            var argv = System.Text.Json.JsonSerializer.Deserialize(text, Redis.JsonContext.Default.StringArray);
+            return argv is { Length: > 0 } ? argv : throw new ValidationException("VALIDATION_COMMAND must be a non-empty JSON array of strings");
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ValidationException("VALIDATION_COMMAND must be a JSON array of strings: " + e.Message);
+        }
     }
 
     /// <summary>A number from 0 to 1 (invariant culture), or null when unset.</summary>

@@ -171,10 +171,21 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The validation a validator runs: the user's program (<c>VALIDATION_COMMAND</c>), the user's endpoint
+    /// (<c>VALIDATION_URL</c>), or the built-in simulated one (the default, as in <c>cfn up</c>).
+    /// </summary>
+    private IValidation CreateValidation(Coordinator validator) => Config.Validators switch
+    {
+        { Command: not null } => new CommandValidation(Config.Validators, validator.Id, Loggers.CreateLogger<CommandValidation>()),
+        { Url: not null } => new HttpValidation(validator, Config.Validators, Loggers.CreateLogger<HttpValidation>()),
+        _ => new BuiltInValidation(Config.Validators),
+    };
+
     /// <summary>Starts a validator's inbox loop for a started validator instance and lists it in <see cref="Local"/>.</summary>
     public CoordinatorRuntime StartValidator(Coordinator validator, Action<CoordinatorRuntime> onSuperseded)
     {
-        var worker = new ValidatorWorker(validator, new BuiltInValidation(Config.Validators), Config.Validators, Performance, Validators,
+        var worker = new ValidatorWorker(validator, CreateValidation(validator), Config.Validators, Performance, Validators,
             Loggers.CreateLogger<ValidatorWorker>());
         var runtime = new CoordinatorRuntime(validator, "validator", worker.RunAsync,
             describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
