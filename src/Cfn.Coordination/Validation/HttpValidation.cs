@@ -43,13 +43,15 @@ public sealed class HttpValidation : IValidation, IDisposable
     public async Task<ValidationVerdict> ValidateAsync(ValidationRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_timeout);
+        // The handler times the call up to its response headers (and counts a timeout against the breaker); the body
+        // then gets the same time again at most.
+        using var bodyTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         try
         {
             using var content = new StringContent(Json.Serialize(request), Encoding.UTF8, "application/json");
-            using var response = await _client.PostAsync(_url, content, timeout.Token).ConfigureAwait(false);
-            var body = await ReadBoundedAsync(response.Content, timeout.Token).ConfigureAwait(false);
+            using var response = await _client.PostAsync(_url, content, cancellationToken).ConfigureAwait(false);
+            bodyTimeout.CancelAfter(_timeout);
+            var body = await ReadBoundedAsync(response.Content, bodyTimeout.Token).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
                 return Fail(request, string.Create(CultureInfo.InvariantCulture, $"validation URL answered HTTP {(int)response.StatusCode}"));
