@@ -144,6 +144,40 @@ public sealed class Coordinator : IAsyncDisposable
     public bool VerifySignature(string message, string? signature) => SigningKeys.Verify(message, signature);
 
     /// <summary>
+    /// Acts as instance <paramref name="epoch"/> of <paramref name="coordinatorId"/>, which another process started and
+    /// keeps alive (its heartbeat): the <c>cfn agent</c> verbs run by a program inside <c>cfn agent run</c> (SPEC D21). No
+    /// new epoch is taken and no heartbeat sent; its writes are fenced by that epoch like the owner's, and stopping it
+    /// removes nothing (the keys belong to the instance that keeps the ID alive).
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    /// <exception cref="CoordinatorSupersededException">The ID's current epoch is not <paramref name="epoch"/>: that instance was superseded or never started.</exception>
+    public static async Task<Coordinator> AttachAsync(
+        RedisContext redis,
+        SigningKeys keys,
+        string coordinatorId,
+        string swarmId,
+        long epoch,
+        CoordinationMetrics? metrics = null)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        ArgumentNullException.ThrowIfNull(keys);
+        Ids.RequireName(coordinatorId, "coordinatorId");
+        Ids.RequireName(swarmId, "swarmId");
+        var current = (string?)await redis.Database.StringGetAsync(Keys.Epoch(coordinatorId)).ConfigureAwait(false);
+        if (current != epoch.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        {
+            throw new CoordinatorSupersededException(coordinatorId, epoch, current);
+        }
+
+        var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch) { IsAttached = true };
+        coordinator.Mailbox = await redis.Wakeups.RegisterAsync(coordinatorId).ConfigureAwait(false);
+        return coordinator;
+    }
+
+    /// <summary>True for an instance made by <see cref="AttachAsync"/>: it acts for an instance another process keeps alive.</summary>
+    public bool IsAttached { get; private init; }
+
+    /// <summary>
     /// Starts a coordinator instance: a new epoch, its wake-up channel, the first heartbeat and activity record, and
     /// (unless <paramref name="runHeartbeatLoop"/> is false) the periodic heartbeat.
     /// </summary>
@@ -246,6 +280,13 @@ public sealed class Coordinator : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 1)
         {
+            return;
+        }
+
+        if (IsAttached)
+        {
+            // Nothing of the ID is this instance's to remove: the process that keeps it alive stops it.
+            await _redis.Wakeups.UnregisterAsync(Mailbox).ConfigureAwait(false);
             return;
         }
 
