@@ -95,7 +95,7 @@ public sealed class AckService
 
         if (activity is not null)
         {
-            _coordinator.Activity.Written((long)reply[2]);
+            _coordinator.Activity.Written((long)reply[2], activity.Value);
         }
 
         if ((long)reply[0] == 2)

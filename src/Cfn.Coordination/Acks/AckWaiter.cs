@@ -190,7 +190,7 @@ public sealed class AckWaiter
 
             var delivery = _coordinator.Signals.Complete(send, reply); // throws when superseded
             var now = (long)reply[2];
-            _coordinator.Activity.Written(now);
+            _coordinator.Activity.Written(now, write);
             return (delivery, (now, [(string?)reply[3], (string?)reply[4]]));
         }
     }
@@ -568,7 +568,7 @@ public sealed class AckWaiter
 
             var now = (long)reply[0];
 
-            _coordinator.Activity.Written(now);
+            _coordinator.Activity.Written(now, write);
             return (now, [.. reply.Skip(1).Select(r => (string?)r)]);
         }
         catch (Exception e) when (RedisErrors.IsTransient(e))

@@ -16,6 +16,14 @@ public sealed class ActivityRecorder
     private readonly object _gate = new();
     private readonly List<RunningWait> _waits = [];
 
+    // Whether the deadlines index is known to hold no deadline of this coordinator, so a write without a wait can skip
+    // its ZREM (one command less per ACK of a coordinator that is not waiting). False at start (an earlier instance
+    // may have left one); true only after a write that removed it landed while no deadline-adding write was prepared
+    // since or still on its way (_addsInFlight: one that failed stays counted, which only keeps the ZREM).
+    private bool _indexClear;
+    private long _indexGeneration;
+    private int _addsInFlight;
+
     internal ActivityRecorder(IDatabase database, Coordinator coordinator, int ttlSeconds)
     {
         _database = database;
@@ -53,7 +61,7 @@ public sealed class ActivityRecorder
 
         var now = (long)reply;
 
-        Written(now);
+        Written(now, write);
         return now;
     }
 
@@ -64,10 +72,11 @@ public sealed class ActivityRecorder
     internal ActivityWrite Prepare()
     {
         ActivityRecord snapshot;
-        long knownDeadline = 0, startingTimeout = 0;
+        long knownDeadline = 0, startingTimeout = 0, generation;
         lock (_gate)
         {
             snapshot = Snapshot();
+            generation = _indexGeneration;
             foreach (var wait in _waits)
             {
                 if (wait.StartedAt != 0)
@@ -80,18 +89,38 @@ public sealed class ActivityRecorder
                     startingTimeout = startingTimeout == 0 ? wait.TimeoutMs : Math.Min(startingTimeout, wait.TimeoutMs);
                 }
             }
+
+            if (knownDeadline > 0 || startingTimeout > 0)
+            {
+                _indexClear = false;
+                generation = ++_indexGeneration;
+                _addsInFlight++;
+            }
+            else if (_indexClear)
+            {
+                knownDeadline = -1;
+            }
         }
 
         var (json, stampFields) = Json.SerializeForStamp(snapshot);
-        return new ActivityWrite(json, _ttlSeconds, stampFields, knownDeadline, startingTimeout);
+        return new ActivityWrite(json, _ttlSeconds, stampFields, knownDeadline, startingTimeout, generation);
     }
 
     /// <summary>A write prepared by <see cref="Prepare"/> landed at Redis time <paramref name="now"/> (ms).</summary>
-    internal void Written(long now)
+    internal void Written(long now, ActivityWrite write)
     {
         LastActivity = now;
         lock (_gate)
         {
+            if (write.AddsDeadline)
+            {
+                _addsInFlight--;
+            }
+            else if (write.KnownDeadline == 0 && _addsInFlight == 0 && write.IndexGeneration == _indexGeneration)
+            {
+                _indexClear = true; // this write's ZREM landed after every deadline-adding write
+            }
+
             // A wait's start is the Redis time of the record that announced it (D5), learnt from this write.
             foreach (var wait in _waits.Where(w => w.StartedAt == 0))
             {

@@ -92,7 +92,7 @@ public sealed class SignalSender
             var result = Complete(send, reply);
             if (!result.IsDuplicate)
             {
-                _coordinator.Activity.Written((long)reply[2]);
+                _coordinator.Activity.Written((long)reply[2], activity);
             }
 
             return result;
