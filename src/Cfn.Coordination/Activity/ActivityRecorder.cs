@@ -24,6 +24,10 @@ public sealed class ActivityRecorder
     private long _indexGeneration;
     private int _addsInFlight;
 
+    // The last record written without a wait, serialised: a coordinator that is not waiting writes the same K7 on every
+    // ACK and wait end until its iteration, phase or working flag changes, so the JSON is built once for all of them.
+    private IdleRecord? _idle;
+
     internal ActivityRecorder(IDatabase database, Coordinator coordinator, int ttlSeconds)
     {
         _database = database;
@@ -71,11 +75,20 @@ public sealed class ActivityRecorder
     /// </summary>
     internal ActivityWrite Prepare()
     {
-        ActivityRecord snapshot;
+        ActivityRecord? snapshot = null;
+        IdleRecord? idle = null;
         long knownDeadline = 0, startingTimeout = 0, generation;
         lock (_gate)
         {
-            snapshot = Snapshot();
+            if (_waits.Count == 0 && _idle is { } cached && cached.Matches(_coordinator))
+            {
+                idle = cached;
+            }
+            else
+            {
+                snapshot = Snapshot();
+            }
+
             generation = _indexGeneration;
             foreach (var wait in _waits)
             {
@@ -102,8 +115,21 @@ public sealed class ActivityRecorder
             }
         }
 
-        var (json, stampFields) = Json.SerializeForStamp(snapshot);
-        return new ActivityWrite(json, _ttlSeconds, stampFields, knownDeadline, startingTimeout, generation);
+        if (idle is null)
+        {
+            var (json, fields) = Json.SerializeForStamp(snapshot!);
+            if (snapshot!.Status != "blocking")
+            {
+                idle = new IdleRecord(snapshot.Iteration, snapshot.Phase, snapshot.Status, json, fields);
+                _idle = idle;
+            }
+            else
+            {
+                return new ActivityWrite(json, _ttlSeconds, fields, knownDeadline, startingTimeout, generation);
+            }
+        }
+
+        return new ActivityWrite(idle.Json, _ttlSeconds, idle.StampFields, knownDeadline, startingTimeout, generation);
     }
 
     /// <summary>A write prepared by <see cref="Prepare"/> landed at Redis time <paramref name="now"/> (ms).</summary>
@@ -247,6 +273,14 @@ public sealed class ActivityRecorder
                 TimeoutMs = newest.TimeoutMs,
             };
         }
+    }
+
+    /// <summary>A serialised K7 without a wait and what it was built from.</summary>
+    private sealed record IdleRecord(int Iteration, string? Phase, string Status, string Json, string StampFields)
+    {
+        public bool Matches(Coordinator coordinator) =>
+            Iteration == coordinator.Iteration && string.Equals(Phase, coordinator.Phase, StringComparison.Ordinal) &&
+            Status == (coordinator.IsWorking ? "working" : "idle");
     }
 
     private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)
