@@ -27,6 +27,7 @@ public sealed class ActivityRecorder
     // The last record written without a wait, serialised: a coordinator that is not waiting writes the same K7 on every
     // ACK and wait end until its iteration, phase or working flag changes, so the JSON is built once for all of them.
     private IdleRecord? _idle;
+    private OwnKeys? _keys;
 
     internal ActivityRecorder(IDatabase database, Coordinator coordinator, int ttlSeconds)
     {
@@ -37,6 +38,9 @@ public sealed class ActivityRecorder
 
     /// <summary>Redis time (ms) of the last write, or 0 before the first.</summary>
     public long LastActivity { get; private set; }
+
+    /// <summary>This coordinator's own keys (built once; every progress write names them).</summary>
+    internal OwnKeys OwnKeys => _keys ??= new OwnKeys(_coordinator.Id);
 
     internal int RunningWaits
     {
@@ -56,7 +60,7 @@ public sealed class ActivityRecorder
         var write = Prepare();
         var reply = await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
-            [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
+            [OwnKeys.Activity, OwnKeys.Epoch, Keys.Deadlines],
             write.Arguments(_coordinator.Epoch, _coordinator.Id)).ConfigureAwait(false);
         if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
