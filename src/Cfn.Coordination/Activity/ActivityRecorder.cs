@@ -268,6 +268,19 @@ public sealed class ActivityRecorder
             }
 
             var newest = _waits[^1];
+            if (_waits.Count == 1)
+            {
+                // The common case, without the LINQ of the general one: a wait's own targets are distinct already.
+                return idle with
+                {
+                    Status = "blocking",
+                    WaitingFor = newest.Targets.Count == 1 ? newest.Targets[0] : string.Join(',', newest.Targets),
+                    WaitingForSignal = newest.SignalId,
+                    BlockingSince = newest.StartedAt != 0 ? newest.StartedAt : Json.NowMarker,
+                    TimeoutMs = newest.TimeoutMs,
+                };
+            }
+
             return idle with
             {
                 Status = "blocking",
