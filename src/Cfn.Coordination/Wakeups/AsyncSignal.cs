@@ -46,6 +46,11 @@ internal sealed class AsyncSignal : IDisposable
     /// <summary>Waits until set or <paramref name="timeout"/> passes; false on time-out or cancellation.</summary>
     public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "must be zero or more, or infinite");
+        }
+
         Waiter waiter;
         lock (_gate)
         {

@@ -105,6 +105,17 @@ public sealed class AsyncSignalUnitTests
     }
 
     [Fact]
+    public async Task NegativeTimeout_Throws_AndTheSignalStillWorks()
+    {
+        using var signal = new AsyncSignal();
+
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => signal.WaitAsync(TimeSpan.FromSeconds(-2), CancellationToken.None));
+        var waiting = signal.WaitAsync(CancellationToken.None);
+        signal.Set();
+        Assert.True(await waiting);
+    }
+
+    [Fact]
     public async Task Disposed_SetIsIgnoredAndAWaitThrows()
     {
         var signal = new AsyncSignal();
