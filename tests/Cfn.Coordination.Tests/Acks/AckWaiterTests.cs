@@ -446,8 +446,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
         await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
             "the forged ACK to be counted");
-        // Shows the forged ACK released nothing. Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms is
-        // ample time for its wake-up to have been handled.
+        // Shows the forged ACK released nothing (a negative check: no event marks a release that does not happen). Nothing
+        // periodic is involved (the fallback poll is 10 minutes): 200 ms is ample time for its wake-up to have been handled.
         await Task.Delay(200);
         Assert.False(waiting.IsCompleted);
 
@@ -473,7 +473,7 @@ public sealed class AckWaiterTests(RedisServer server)
         await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.PublisherLookups > 0), "the fallback check to look the peer up");
 
         await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
-        // Shows the ACK stays unseen: ten fallback periods of 100 ms.
+        // Shows the ACK stays unseen: ten fallback periods of 100 ms. A negative check: no event marks an ACK not seen.
         await Task.Delay(10 * h.Options.AckFallbackPollInterval);
         Assert.False(waiting.IsCompleted);
         Assert.Equal(0, h.Redis.Wakeups.FallbackReads);

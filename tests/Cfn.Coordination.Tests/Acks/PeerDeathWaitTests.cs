@@ -109,6 +109,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var newId = death.Escalation!.NewCoordinatorId!;
         var replacement = await w.StartAsync("replacement", id: newId);
         await PeerDeathWorld.ReceiveOneAsync(replacement); // ACKed before the waiter knows anything
+        // A negative check: with the notice dropped nothing may tell the wait, and nothing marks "not told".
         await Task.Delay(1000);
         Assert.False(wait.IsCompleted, "the notice was dropped and the peer is remembered as live: nothing should have told the wait yet");
         Assert.Equal(0, w.Redis.Wakeups.DeathNoticesConfirmed);
@@ -222,7 +223,9 @@ public sealed class PeerDeathWaitTests(RedisServer server)
             Assert.True(await EventuallyAsync(
                 () => Task.FromResult(w.H.Metrics.AckVerificationFailures.WithLabels(waiter.Id, reason).Value >= 1), TimeSpan.FromSeconds(5)),
                 $"{reason} was not refused");
-            await Task.Delay(400); // two fallback periods: the planted value is read from Redis too
+            // A negative check over two fallback periods (the planted value is read from Redis too): no event marks a
+            // wait that is not completed.
+            await Task.Delay(400);
             Assert.False(wait.IsCompleted, $"a forged ACK ({reason}) completed the wait");
         }
 

@@ -41,6 +41,7 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
         try
         {
             await _server.Server.ConfigResetStatisticsAsync();
+            // A negative check: two idle seconds bring no read; no event marks a command not sent.
             await Task.Delay(TimeSpan.FromSeconds(2));
             var stats = await CommandCallsAsync();
 

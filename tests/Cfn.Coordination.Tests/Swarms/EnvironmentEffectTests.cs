@@ -82,6 +82,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         }
         else
         {
+            // A negative check: a claim 1.5 s old is not failed under a 60 s timeout; no event marks "not failed".
             await Task.Delay(1500);
             await manager.RunOnceAsync();
             Assert.Equal(SpawnStatus.Spawning, await world.StatusOfAsync(request.NewCoordinatorId));
@@ -126,6 +127,8 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         }
         else
         {
+            // A negative check: no pass claims it within 1.5 s of a 60 s interval (five times the fast setting); no event
+            // marks a pass that does not run.
             await Task.Delay(1500);
             Assert.Equal(SpawnStatus.Pending, (await spawns.GetAsync(id))?.Status);
             // A wake-up makes the very same manager claim it at once.

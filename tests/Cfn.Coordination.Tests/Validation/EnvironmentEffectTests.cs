@@ -94,7 +94,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         var performance = new ValidatorPerformance(world.Redis, Read(("VALIDATOR_STATS_WINDOW_MS", "1000")).StatsWindow);
         var id = TestIds.New("validator");
         await performance.RecordAsync(id, 700);
-        await Task.Delay(1300);
+        await ValidatorPerformanceTests.OlderThanWindowAsync(world, id, 1000);
 
         await performance.RecordAsync(id, 300);
         var report = await performance.ReadAsync();
