@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
@@ -223,9 +224,10 @@ public sealed class PeerDeathWaitTests(RedisServer server)
             Assert.True(await EventuallyAsync(
                 () => Task.FromResult(w.H.Metrics.AckVerificationFailures.WithLabels(waiter.Id, reason).Value >= 1), TimeSpan.FromSeconds(5)),
                 $"{reason} was not refused");
-            // A negative check over two fallback periods (the planted value is read from Redis too): no event marks a
-            // wait that is not completed.
-            await Task.Delay(400);
+            // Two completed fallback passes: the planted value is read from Redis too, and the wait must stay open.
+            var passes = w.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.AckFallback).Sum(l => l.Passes);
+            await EventuallyAsync(() => w.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.AckFallback).Sum(l => l.Passes) >= passes + 2,
+                "the fallback check did not run twice");
             Assert.False(wait.IsCompleted, $"a forged ACK ({reason}) completed the wait");
         }
 
