@@ -132,7 +132,8 @@ public sealed class IdleWaitCostTests : IAsyncLifetime
                      h.Metrics.BlockingActive.WithLabels(coordinators[^1].Id, "swarm-idle", "none").Value == 1,
             "waits never settled", TimeSpan.FromSeconds(30), pollMs: 50, describe: Describe);
 
-        // Let the last replies reach their waiters before counting.
+        // Let the last replies reach their waiters before counting. Kept as a pause: a wait going to sleep after its reply
+        // has no observable event (the server-side count above is the last one there is).
         await Task.Delay(300, CancellationToken.None);
         Assert.All(waits, w => Assert.False(w.IsCompleted));
         return waits;
