@@ -55,7 +55,12 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         var key = "coordinator:activity:" + c.Id;
         var before = await ReadRawAsync(h.Database, key);
         Assert.True(await h.Database.KeyExpireAsync(key, TimeSpan.FromSeconds(50)));
-        await Task.Delay(1100);
+        // Both clocks are Redis's: wait until its TIME has passed the last activity (so a moved one would show) and the
+        // 50 s TTL has run down below 50 s (so only a refresh can lift it above).
+        var lastActivity = Parse(before).GetProperty("lastActivity").GetInt64();
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(h.Database) > lastActivity &&
+                                          await h.Database.KeyTimeToLiveAsync(key) is { } left && left < TimeSpan.FromSeconds(50),
+            "the Redis clock never moved past the last activity");
 
         Assert.True(await c.Heartbeats.BeatAsync());
 
