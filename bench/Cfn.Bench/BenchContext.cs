@@ -44,6 +44,9 @@ internal sealed class BenchContext : IAsyncDisposable
 
     public Floor Floor { get; set; }
 
+    /// <summary>Row c's pair counts when <c>--pairs</c> names them (null: the mode's own).</summary>
+    public int[]? PairCounts { get; set; }
+
     public static async Task<BenchContext> ConnectAsync(string endpoint, int database, bool quick)
     {
         var configuration = $"{endpoint},abortConnect=false,allowAdmin=true,defaultDatabase={database},syncTimeout=30000,asyncTimeout=30000";
@@ -98,6 +101,15 @@ internal sealed class BenchContext : IAsyncDisposable
         var calls = await CommandStats.CallsAsync(Server);
         calls.Keys.Where(IsBenchReading).ToList().ForEach(name => calls.Remove(name));
         return calls;
+    }
+
+    /// <summary>INFO commandstats as command → microseconds Redis spent in it, without the bench's own readings.</summary>
+    /// <remarks>A script's time (evalsha) includes the commands it calls, which are also listed under their own names.</remarks>
+    public async Task<Dictionary<string, long>> CommandMicrosecondsAsync()
+    {
+        var usec = await CommandStats.MicrosecondsAsync(Server);
+        usec.Keys.Where(IsBenchReading).ToList().ForEach(name => usec.Remove(name));
+        return usec;
     }
 
     private static bool IsBenchReading(string name) =>

@@ -17,7 +17,16 @@ internal static class CommandStats
     }
 
     /// <summary>The command → calls pairs of an INFO commandstats reply.</summary>
-    public static Dictionary<string, long> Parse(string info)
+    public static Dictionary<string, long> Parse(string info) => ParseField(info, "calls=");
+
+    /// <summary>INFO commandstats as command → microseconds of Redis CPU spent in it (<c>usec=</c>).</summary>
+    public static async Task<Dictionary<string, long>> MicrosecondsAsync(IServer server)
+    {
+        var info = (string?)await server.ExecuteAsync("INFO", "commandstats").ConfigureAwait(false) ?? "";
+        return ParseField(info, "usec=");
+    }
+
+    private static Dictionary<string, long> ParseField(string info, string prefix)
     {
         var calls = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
@@ -29,8 +38,8 @@ internal static class CommandStats
 
             var colon = line.IndexOf(':', StringComparison.Ordinal);
             var name = line["cmdstat_".Length..colon];
-            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith("calls=", StringComparison.Ordinal));
-            calls[name] = long.Parse(field["calls=".Length..], CultureInfo.InvariantCulture);
+            var field = line[(colon + 1)..].Split(',').First(f => f.StartsWith(prefix, StringComparison.Ordinal));
+            calls[name] = long.Parse(field[prefix.Length..], CultureInfo.InvariantCulture);
         }
 
         return calls;

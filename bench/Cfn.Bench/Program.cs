@@ -1,5 +1,6 @@
 // cfn benchmarks (issue 6): every row of the table beside the Redis round-trip floor (PING) measured in the same run.
 // Usage: dotnet Cfn.Bench.dll --redis HOST:PORT [--db N] [--quick] [--alloc-types] [--out FILE] [--table FILE] [--rows a,b,…]
+// [--pairs 100,…] (row c: only these pair counts, for comparing one change at one load)
 // `bash bench/run.sh [--quick]` starts a private redis-server (no persistence) and passes --redis. The database must be
 // empty: the bench flushes it between rows. Full mode rewrites the table in docs/benchmarks.md; quick mode writes a
 // table only when --table is given.
@@ -11,7 +12,7 @@ using Cfn.Bench.Rows;
 
 IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup()];
 string[] flags = ["--quick", "--alloc-types"];
-string[] valued = ["--redis", "--out", "--table", "--db", "--rows"];
+string[] valued = ["--redis", "--out", "--table", "--db", "--rows", "--pairs"];
 for (var i = 0; i < args.Length; i++)
 {
     if (valued.Contains(args[i]) && i + 1 < args.Length)
@@ -20,7 +21,7 @@ for (var i = 0; i < args.Length; i++)
     }
     else if (!flags.Contains(args[i]))
     {
-        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --alloc-types, --out FILE, --table FILE, --rows a,b,…)");
+        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --alloc-types, --out FILE, --table FILE, --rows a,b,…, --pairs n,…)");
     }
 }
 
@@ -45,8 +46,20 @@ if (selected?.FirstOrDefault(k => allRows.All(r => r.Key != k)) is { } unknownRo
     return Fail($"--rows: unknown row '{unknownRow}' (rows: {string.Join(',', allRows.Select(r => r.Key))})");
 }
 
+int[]? pairs = null;
+if (Arg("--pairs") is { } pairList)
+{
+    var parts = pairList.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+    pairs = [.. parts.Select(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 0)];
+    if (pairs.Length == 0 || pairs.Contains(0))
+    {
+        return Fail($"--pairs must be positive whole numbers separated by commas (got '{pairList}')");
+    }
+}
+
 var rows = allRows.Where(r => selected is null || selected.Contains(r.Key)).ToList();
 await using var ctx = await BenchContext.ConnectAsync(redisEndpoint, database, quick);
+ctx.PairCounts = pairs;
 var size = await ctx.Server.DatabaseSizeAsync(database);
 if (size > 0)
 {

@@ -26,7 +26,7 @@ public class ProtocolBenchmarks
     private string _signalJson = "";
     private SignalAck _ack = null!;
     private string _ackJson = "";
-    private string _wakeUp = "";
+    private byte[] _wakeUp = [];
     private ActivityRecord _activity = null!;
 
     [GlobalSetup]
@@ -53,7 +53,7 @@ public class ProtocolBenchmarks
             Metadata = new AckMetadata { SignalType = SignalTypes.Completion },
         };
         _ackJson = Json.Serialize(_ack);
-        _wakeUp = $"ack {_signalId} {Receiver} {_ackJson}";
+        _wakeUp = System.Text.Encoding.UTF8.GetBytes($"ack {_signalId} {Receiver} {_ackJson}"); // as the subscription delivers it
         _activity = new ActivityRecord
         {
             CoordinatorId = Sender,

@@ -6,7 +6,9 @@ namespace Cfn.Testing;
 /// The one way a test waits for something to happen: it polls a condition and returns as soon as it holds, so a test
 /// waits exactly as long as the system needs, and when the time is up it fails saying what never happened. Compiled
 /// into both test projects (each links this file). A fixed sleep stays only where a test shows that something does NOT
-/// happen, and then its length comes from the mechanism's own interval.
+/// happen, and then its length comes from the mechanism's own interval. Where the clock is the process's own (a loop's
+/// interval, a timeout judged by <c>TimeProvider</c>) a test moves a FakeTimeProvider instead; where it is Redis's (TTLs,
+/// staleness judged by TIME in a script) a test polls the Redis clock until the moment it needs has passed.
 /// </summary>
 internal static class Eventually
 {

@@ -17,7 +17,7 @@ internal sealed class C_Throughput : IRow
 
     public async Task<RowResult> RunAsync(BenchContext ctx)
     {
-        var pairCounts = ctx.Quick ? new[] { 1, 10, 100 } : [1, 10, 100, 1000];
+        var pairCounts = ctx.PairCounts ?? (ctx.Quick ? new[] { 1, 10, 100 } : [1, 10, 100, 1000]);
         var window = TimeSpan.FromSeconds(ctx.Quick ? 2 : 20);
         var warmup = TimeSpan.FromSeconds(ctx.Quick ? 0.5 : 2);
         var redisPid = await ctx.RedisPidAsync();
@@ -63,6 +63,7 @@ internal sealed class C_Throughput : IRow
             var counted = Interlocked.Read(ref cycles);
             var allocatedPerCycle = counted == 0 ? 0 : (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / (double)counted;
             var calls = await ctx.CommandCallsAsync();
+            var usec = await ctx.CommandMicrosecondsAsync();
             var selfPct = (ProcessCpu.Self() - cpuSelf) / elapsed * 100;
             var redisPct = ProcessCpu.Seconds(redisPid) - cpuRedis is { } r ? r / elapsed * 100 : (double?)null;
             Volatile.Write(ref stopSending, true);
@@ -84,10 +85,23 @@ internal sealed class C_Throughput : IRow
                 ["allocated_bytes_per_cycle"] = Math.Round(allocatedPerCycle),
                 ["redis_commands_per_cycle"] = counted == 0 ? null : Stats.Round(calls.Values.Sum() / (double)counted, 2),
                 ["redis_commands_by_name"] = new JsonObject(calls.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+                ["redis_usec_per_cycle_by_name"] = counted == 0 ? null : new JsonObject(usec.OrderByDescending(kv => kv.Value)
+                    .Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Stats.Round(kv.Value / (double)counted, 2)))),
+                ["bench_cpu_us_per_cycle"] = counted == 0 ? null : Stats.Round(selfPct / 100 * elapsed * 1e6 / counted, 1),
+                ["redis_cpu_us_per_cycle"] = counted == 0 || redisPct is null ? null : Stats.Round(redisPct.Value / 100 * elapsed * 1e6 / counted, 1),
                 ["bench_cpu_pct_of_one_core"] = Stats.Round(selfPct, 1),
                 ["redis_cpu_pct_of_one_core"] = redisPct is { } p ? Stats.Round(p, 1) : null,
             };
             runs.Add(run);
+            if (counted > 0)
+            {
+                // Where Redis's time goes, per cycle: calls and µs of each command (a script's µs include the commands it calls).
+                Console.WriteLine($"   c {pairs}: per cycle: bench CPU {run["bench_cpu_us_per_cycle"]} µs, redis CPU {run["redis_cpu_us_per_cycle"]} µs, " +
+                    $"{allocatedPerCycle / 1024:0.0} KB allocated; commands (calls, µs): " +
+                    string.Join(", ", calls.OrderByDescending(kv => kv.Value).Select(kv =>
+                        $"{kv.Key} {kv.Value / (double)counted:0.00} {usec.GetValueOrDefault(kv.Key) / (double)counted:0.0}")));
+            }
+
             var cpu = $"CPU: bench {Stats.F(selfPct)} %, redis {(redisPct is { } q ? Stats.F(q) + " %" : "n/a")} (of one core)";
             lines.Add(new TableLine("c", "full cycles per second (send → inbox → ACK → verified wait)",
                 $"{pairs:N0} concurrent pairs, {window.TotalSeconds:0.#} s",

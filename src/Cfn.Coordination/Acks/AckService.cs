@@ -78,14 +78,15 @@ public sealed class AckService
 
         var ack = NewAck(signalId, signalType, phase, Ids.IsValidSignalId(handedOverFrom) ? handedOverFrom : null);
         var key = Keys.Ack(self, signalId);
+        var own = _coordinator.Activity.OwnKeys;
         RedisValue[] arguments =
-            [Json.Serialize(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch,
+            [Json.SerializeToUtf8(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch,
                 senderGone is null ? "" : senderId];
         // A signal taken from the inbox is a progress event: this coordinator's K7 goes with the ACK (one round trip).
         var activity = senderGone is null ? (ActivityWrite?)null : _coordinator.Activity.Prepare();
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
-            activity is null ? [key, Keys.Epoch(self)] : [key, Keys.Epoch(self), Keys.Heartbeat(senderId), Keys.Registry, Keys.Activity(self), Keys.Deadlines],
+            activity is null ? [key, own.Epoch] : [key, own.Epoch, Keys.Heartbeat(senderId), Keys.Registry, own.Activity, Keys.Deadlines],
             activity is { } write ? [.. arguments, .. write.TrailingArguments(self)] : arguments)
             .ConfigureAwait(false))!;
         if (RedisScripts.IsFenced(reply, out var currentEpoch))
@@ -95,7 +96,7 @@ public sealed class AckService
 
         if (activity is not null)
         {
-            _coordinator.Activity.Written((long)reply[2]);
+            _coordinator.Activity.Written((long)reply[2], activity.Value);
         }
 
         if ((long)reply[0] == 2)

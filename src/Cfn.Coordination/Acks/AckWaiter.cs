@@ -173,7 +173,7 @@ public sealed class AckWaiter
             {
                 reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
                     RedisScripts.SendAndWait,
-                    [.. SignalSender.SendKeys(send), Keys.Activity(self), Keys.Deadlines, awaited[0].Key, unblockKey],
+                    [.. SignalSender.SendKeys(send), _coordinator.Activity.OwnKeys.Activity, Keys.Deadlines, awaited[0].Key, unblockKey],
                     [.. _coordinator.Signals.SendArguments(send), .. write.TrailingArguments(self)]).ConfigureAwait(false))!;
             }
             catch (Exception e) when (RedisErrors.IsTransient(e))
@@ -190,7 +190,7 @@ public sealed class AckWaiter
 
             var delivery = _coordinator.Signals.Complete(send, reply); // throws when superseded
             var now = (long)reply[2];
-            _coordinator.Activity.Written(now);
+            _coordinator.Activity.Written(now, write);
             return (delivery, (now, [(string?)reply[3], (string?)reply[4]]));
         }
     }
@@ -234,7 +234,7 @@ public sealed class AckWaiter
         using var deadline = new CancellationTokenSource(limit, time);
         using var onCancel = cancellationToken.UnsafeRegister(CancelSource, deadline);
         using var onSuperseded = _coordinator.SupersededToken.UnsafeRegister(CancelSource, deadline);
-        var unblockKey = Keys.Unblock(self);
+        var unblockKey = _coordinator.Activity.OwnKeys.Unblock;
 
         // SendAndWaitAsync's signal went to the receiver's replacement: this (single-target) wait now awaits it.
         AwaitedAck[] Retarget(Target target)
@@ -547,8 +547,8 @@ public sealed class AckWaiter
         var self = _coordinator.Id;
         var write = _coordinator.Activity.Prepare();
         var keys = new RedisKey[3 + awaited.Length + 1];
-        keys[0] = Keys.Activity(self);
-        keys[1] = Keys.Epoch(self);
+        keys[0] = _coordinator.Activity.OwnKeys.Activity;
+        keys[1] = _coordinator.Activity.OwnKeys.Epoch;
         keys[2] = Keys.Deadlines;
         for (var i = 0; i < awaited.Length; i++)
         {
@@ -568,7 +568,7 @@ public sealed class AckWaiter
 
             var now = (long)reply[0];
 
-            _coordinator.Activity.Written(now);
+            _coordinator.Activity.Written(now, write);
             return (now, [.. reply.Skip(1).Select(r => (string?)r)]);
         }
         catch (Exception e) when (RedisErrors.IsTransient(e))

@@ -16,6 +16,19 @@ internal sealed class ActivityRecorder
     private readonly object _gate = new();
     private readonly List<RunningWait> _waits = [];
 
+    // Whether the deadlines index is known to hold no deadline of this coordinator, so a write without a wait can skip
+    // its ZREM (one command less per ACK of a coordinator that is not waiting). False at start (an earlier instance
+    // may have left one); true only after a write that removed it landed while no deadline-adding write was prepared
+    // since or still on its way (_addsInFlight: one that failed stays counted, which only keeps the ZREM).
+    private bool _indexClear;
+    private long _indexGeneration;
+    private int _addsInFlight;
+
+    // The last record written without a wait, serialised: a coordinator that is not waiting writes the same K7 on every
+    // ACK and wait end until its iteration, phase or working flag changes, so the JSON is built once for all of them.
+    private IdleRecord? _idle;
+    private OwnKeys? _keys;
+
     internal ActivityRecorder(IDatabase database, Coordinator coordinator, int ttlSeconds)
     {
         _database = database;
@@ -25,6 +38,9 @@ internal sealed class ActivityRecorder
 
     /// <summary>Redis time (ms) of the last write, or 0 before the first.</summary>
     public long LastActivity { get; private set; }
+
+    /// <summary>This coordinator's own keys (built once; every progress write names them).</summary>
+    internal OwnKeys OwnKeys => _keys ??= new OwnKeys(_coordinator.Id);
 
     internal int RunningWaits
     {
@@ -44,7 +60,7 @@ internal sealed class ActivityRecorder
         var write = Prepare();
         var reply = await _database.ScriptEvaluateAsync(
             RedisScripts.Activity,
-            [Keys.Activity(_coordinator.Id), Keys.Epoch(_coordinator.Id), Keys.Deadlines],
+            [OwnKeys.Activity, OwnKeys.Epoch, Keys.Deadlines],
             write.Arguments(_coordinator.Epoch, _coordinator.Id)).ConfigureAwait(false);
         if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
@@ -53,7 +69,7 @@ internal sealed class ActivityRecorder
 
         var now = (long)reply;
 
-        Written(now);
+        Written(now, write);
         return now;
     }
 
@@ -63,11 +79,21 @@ internal sealed class ActivityRecorder
     /// </summary>
     internal ActivityWrite Prepare()
     {
-        ActivityRecord snapshot;
-        long knownDeadline = 0, startingTimeout = 0;
+        ActivityRecord? snapshot = null;
+        IdleRecord? idle = null;
+        long knownDeadline = 0, startingTimeout = 0, generation;
         lock (_gate)
         {
-            snapshot = Snapshot();
+            if (_waits.Count == 0 && _idle is { } cached && cached.Matches(_coordinator))
+            {
+                idle = cached;
+            }
+            else
+            {
+                snapshot = Snapshot();
+            }
+
+            generation = _indexGeneration;
             foreach (var wait in _waits)
             {
                 if (wait.StartedAt != 0)
@@ -80,18 +106,51 @@ internal sealed class ActivityRecorder
                     startingTimeout = startingTimeout == 0 ? wait.TimeoutMs : Math.Min(startingTimeout, wait.TimeoutMs);
                 }
             }
+
+            if (knownDeadline > 0 || startingTimeout > 0)
+            {
+                _indexClear = false;
+                generation = ++_indexGeneration;
+                _addsInFlight++;
+            }
+            else if (_indexClear)
+            {
+                knownDeadline = -1;
+            }
         }
 
-        var (json, stampFields) = Json.SerializeForStamp(snapshot);
-        return new ActivityWrite(json, _ttlSeconds, stampFields, knownDeadline, startingTimeout);
+        if (idle is null)
+        {
+            var (json, fields) = Json.SerializeForStamp(snapshot!);
+            if (snapshot!.Status != "blocking")
+            {
+                idle = new IdleRecord(snapshot.Iteration, snapshot.Phase, snapshot.Status, json, fields);
+                _idle = idle;
+            }
+            else
+            {
+                return new ActivityWrite(json, _ttlSeconds, fields, knownDeadline, startingTimeout, generation);
+            }
+        }
+
+        return new ActivityWrite(idle.Json, _ttlSeconds, idle.StampFields, knownDeadline, startingTimeout, generation);
     }
 
     /// <summary>A write prepared by <see cref="Prepare"/> landed at Redis time <paramref name="now"/> (ms).</summary>
-    internal void Written(long now)
+    internal void Written(long now, ActivityWrite write)
     {
         LastActivity = now;
         lock (_gate)
         {
+            if (write.AddsDeadline)
+            {
+                _addsInFlight--;
+            }
+            else if (write.KnownDeadline == 0 && _addsInFlight == 0 && write.IndexGeneration == _indexGeneration)
+            {
+                _indexClear = true; // this write's ZREM landed after every deadline-adding write
+            }
+
             // A wait's start is the Redis time of the record that announced it (D5), learnt from this write.
             foreach (var wait in _waits.Where(w => w.StartedAt == 0))
             {
@@ -209,6 +268,19 @@ internal sealed class ActivityRecorder
             }
 
             var newest = _waits[^1];
+            if (_waits.Count == 1)
+            {
+                // The common case, without the LINQ of the general one: a wait's own targets are distinct already.
+                return idle with
+                {
+                    Status = "blocking",
+                    WaitingFor = newest.Targets.Count == 1 ? newest.Targets[0] : string.Join(',', newest.Targets),
+                    WaitingForSignal = newest.SignalId,
+                    BlockingSince = newest.StartedAt != 0 ? newest.StartedAt : Json.NowMarker,
+                    TimeoutMs = newest.TimeoutMs,
+                };
+            }
+
             return idle with
             {
                 Status = "blocking",
@@ -218,6 +290,14 @@ internal sealed class ActivityRecorder
                 TimeoutMs = newest.TimeoutMs,
             };
         }
+    }
+
+    /// <summary>A serialised K7 without a wait and what it was built from.</summary>
+    private sealed record IdleRecord(int Iteration, string? Phase, string Status, string Json, string StampFields)
+    {
+        public bool Matches(Coordinator coordinator) =>
+            Iteration == coordinator.Iteration && string.Equals(Phase, coordinator.Phase, StringComparison.Ordinal) &&
+            Status == (coordinator.IsWorking ? "working" : "idle");
     }
 
     private sealed class RunningWait(string signalId, IReadOnlyList<string> targets, long timeoutMs)

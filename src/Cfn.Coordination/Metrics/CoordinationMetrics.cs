@@ -20,6 +20,9 @@ public sealed class CoordinationMetrics
     private static readonly Lazy<CoordinationMetrics> DefaultInstance = new(() => new CoordinationMetrics(Prometheus.Metrics.DefaultRegistry));
 
     private readonly ConcurrentDictionary<(string Coordinator, string Swarm, string Phase), BlockingState> _blocking = new();
+
+    // blocking_coordinators_total{swarm_id, phase, status="waiting"} is never removed: its child is looked up once.
+    private readonly ConcurrentDictionary<(string Swarm, string Phase), Gauge.Child> _waitingTotals = new();
     private readonly TimeProvider _time;
 
     /// <summary>Creates the metric families in <paramref name="registry"/>.</summary>
@@ -146,7 +149,7 @@ public sealed class CoordinationMetrics
         var key = (coordinatorId, swarmId, phase);
         while (true)
         {
-            var state = _blocking.GetOrAdd(key, _ => new BlockingState());
+            var state = _blocking.GetOrAdd(key, static k => new BlockingState([k.Coordinator, k.Swarm, k.Phase]));
             lock (state)
             {
                 // A state removed by a concurrent WaitEnded is dead; take a fresh one.
@@ -158,9 +161,9 @@ public sealed class CoordinationMetrics
                 state.Starts.Add(startTimestamp);
                 if (state.Starts.Count == 1)
                 {
-                    BlockingActive.WithLabels(coordinatorId, swarmId, phase).Set(1);
-                    BlockingTotal.WithLabels(swarmId, phase, "waiting").Inc();
-                    BlockingCurrentDuration.WithLabels(coordinatorId, swarmId, phase).Set(0);
+                    BlockingActive.WithLabels(state.Labels).Set(1);
+                    WaitingTotal(swarmId, phase).Inc();
+                    BlockingCurrentDuration.WithLabels(state.Labels).Set(0);
                 }
 
                 return;
@@ -182,9 +185,9 @@ public sealed class CoordinationMetrics
             state.Starts.Remove(startTimestamp);
             if (state.Starts.Count == 0)
             {
-                BlockingActive.RemoveLabelled(coordinatorId, swarmId, phase);
-                BlockingCurrentDuration.RemoveLabelled(coordinatorId, swarmId, phase);
-                BlockingTotal.WithLabels(swarmId, phase, "waiting").Dec();
+                BlockingActive.RemoveLabelled(state.Labels);
+                BlockingCurrentDuration.RemoveLabelled(state.Labels);
+                WaitingTotal(swarmId, phase).Dec();
                 state.Removed = true;
                 _blocking.TryRemove(KeyValuePair.Create(key, state));
             }
@@ -206,8 +209,14 @@ public sealed class CoordinationMetrics
         }
     }
 
-    private sealed class BlockingState
+    private Gauge.Child WaitingTotal(string swarmId, string phase) =>
+        _waitingTotals.GetOrAdd((swarmId, phase), static (k, total) => total.WithLabels(k.Swarm, k.Phase, "waiting"), BlockingTotal);
+
+    /// <summary>The running waits of one coordinator, swarm and phase, and the label values of their series.</summary>
+    private sealed class BlockingState(string[] labels)
     {
+        public string[] Labels { get; } = labels;
+
         public List<long> Starts { get; } = [];
 
         public bool Removed { get; set; }

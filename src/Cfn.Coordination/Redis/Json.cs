@@ -21,6 +21,12 @@ internal static class Json
 
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
 
+    /// <summary>
+    /// The same JSON as <see cref="Serialize{T}"/>, as the UTF-8 bytes Redis stores: for a value that is only written,
+    /// this skips building a string that the client would encode back to UTF-8.
+    /// </summary>
+    public static byte[] SerializeToUtf8<T>(T value) => JsonSerializer.SerializeToUtf8Bytes(value, Options);
+
     /// <summary>Parses a value read from Redis; a malformed one gives false and a reason, never an exception.</summary>
     public static bool TryDeserialize<T>(string? text, out T? value, out string? error)
         where T : class

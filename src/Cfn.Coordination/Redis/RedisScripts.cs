@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Text;
 using StackExchange.Redis;
 
 namespace Cfn.Coordination.Redis;
@@ -74,11 +75,27 @@ internal static class RedisScripts
         return false;
     }
 
+    /// <summary>
+    /// A script file without its whole-line comments and blank lines: StackExchange.Redis looks every call's script
+    /// text up by value (hashing all of it), so the comments would cost the client CPU on each call.
+    /// </summary>
     private static string Load(string name)
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Cfn.Coordination.Scripts." + name)
             ?? throw new InvalidOperationException($"embedded script {name} is missing");
         using var reader = new StreamReader(stream);
-        return reader.ReadToEnd();
+        var code = new StringBuilder();
+        while (reader.ReadLine() is { } line)
+        {
+            var trimmed = line.AsSpan().TrimStart();
+            if (trimmed.IsEmpty || trimmed.StartsWith("--", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            code.Append(line).Append('\n');
+        }
+
+        return code.ToString();
     }
 }

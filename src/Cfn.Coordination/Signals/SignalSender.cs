@@ -75,7 +75,7 @@ public sealed class SignalSender
             {
                 reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
                     RedisScripts.SendSignal,
-                    [.. SendKeys(send), Keys.Activity(send.SenderId), Keys.Deadlines],
+                    [.. SendKeys(send), ActivityKey(send.SenderId), Keys.Deadlines],
                     [.. SendArguments(send), .. activity.TrailingArguments(send.SenderId)]).ConfigureAwait(false))!;
             }
             catch (Exception e) when (RedisErrors.IsTransient(e))
@@ -92,7 +92,7 @@ public sealed class SignalSender
             var result = Complete(send, reply);
             if (!result.IsDuplicate)
             {
-                _coordinator.Activity.Written((long)reply[2]);
+                _coordinator.Activity.Written((long)reply[2], activity);
             }
 
             return result;
@@ -111,6 +111,10 @@ public sealed class SignalSender
 
     /// <summary>KEYS[1..6] of <c>lib_send.lua</c>'s scripts: the signal's keys, the sender's fence, the receiver's escalation record and epoch.</summary>
     internal static RedisKey[] SendKeys(PreparedSend send) => SendKeys(send.Signal, send.SenderId);
+
+    /// <summary>The sender's K7 key: this coordinator's is built once.</summary>
+    private RedisKey ActivityKey(string senderId) =>
+        senderId == _coordinator.Id ? _coordinator.Activity.OwnKeys.Activity : Keys.Activity(senderId);
 
     /// <summary>KEYS[1..6] of <c>lib_send.lua</c>'s scripts for <paramref name="signal"/>, fenced by <paramref name="fencedId"/>'s epoch.</summary>
     internal static RedisKey[] SendKeys(Signal signal, string fencedId) =>

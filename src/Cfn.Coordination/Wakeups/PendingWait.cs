@@ -14,7 +14,9 @@ internal sealed class PendingWait(string coordinatorId, string signalId, IReadOn
     private int _fatesVersion;
 
     private string[] _signalIds =
-        otherSignalIds is null ? [signalId] : [.. new[] { signalId }.Concat(otherSignalIds).Distinct(StringComparer.Ordinal)];
+        otherSignalIds is null || (otherSignalIds.Count == 1 && otherSignalIds.First() == signalId)
+            ? [signalId]
+            : [.. new[] { signalId }.Concat(otherSignalIds).Distinct(StringComparer.Ordinal)];
 
     public string CoordinatorId { get; } = coordinatorId;
 

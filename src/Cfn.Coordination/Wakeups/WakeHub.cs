@@ -166,14 +166,13 @@ internal sealed class WakeHub : IAsyncDisposable
 
     private void Dispatch(string coordinatorId, RedisValue message)
     {
-        var text = (string?)message;
-        if (text is null)
+        if (message.IsNull)
         {
             return;
         }
 
-        // Parsed once here for every mailbox of the coordinator.
-        if (WakeMessage.TryParseAck(text, out var signalId, out var ackerId, out var json))
+        // Parsed once here for every mailbox of the coordinator, from the bytes received (no string of the whole message).
+        if (WakeMessage.TryParseAck(((ReadOnlyMemory<byte>)message).Span, out var signalId, out var ackerId, out var json))
         {
             // The acker is a cfn coordinator: its ACKs need no polling.
             var now = _time.GetTimestamp();
@@ -190,6 +189,7 @@ internal sealed class WakeHub : IAsyncDisposable
             return;
         }
 
+        var text = (string)message!;
         foreach (var mailbox in MailboxesOf(coordinatorId))
         {
             mailbox.Deliver(text);

@@ -22,7 +22,7 @@ public sealed class AckWaiterPerTargetTests(RedisServer server)
             new Dictionary<string, string> { [r1.Id] = s1.MessageId, [r2.Id] = s2.MessageId }, TimeSpan.FromSeconds(30));
         await EventuallyAsync(() => sender.Status == "blocking", "the sender never started waiting");
         await r1.Acks.AcknowledgeAsync(s1.MessageId, sender.Id, SignalTypes.Validation, null, s1.Timestamp);
-        // Shows one ACK of two does not end the wait. Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms
+        // Shows one ACK of two does not end the wait (a negative check: nothing marks "not ended"). Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms
         // is ample time for its wake-up to have been handled.
         await Task.Delay(200);
         Assert.False(waiting.IsCompleted);

@@ -2,11 +2,13 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
 namespace Cfn.Coordination.Tests.Acks;
@@ -446,8 +448,8 @@ public sealed class AckWaiterTests(RedisServer server)
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
         await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
             "the forged ACK to be counted");
-        // Shows the forged ACK released nothing. Nothing periodic is involved (the fallback poll is 10 minutes): 200 ms is
-        // ample time for its wake-up to have been handled.
+        // Shows the forged ACK released nothing (a negative check: no event marks a release that does not happen). Nothing
+        // periodic is involved (the fallback poll is 10 minutes): 200 ms is ample time for its wake-up to have been handled.
         await Task.Delay(200);
         Assert.False(waiting.IsCompleted);
 
@@ -465,16 +467,32 @@ public sealed class AckWaiterTests(RedisServer server)
     {
         // A registered peer publishes every ACK's wake-up, so the fallback does not read its ACK key: an ACK written
         // by hand (a wake-up "lost") stays unseen until the client reports a reconnect, which re-reads everything.
-        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(100));
+        // The fallback check runs on the process's clock: a fake one, moved one period at a time.
+        var time = new FakeTimeProvider();
+        await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(100), time);
         var self = await h.StartAsync();
         var peer = await h.StartAsync();
         var signalId = TestIds.New("signal");
         var waiting = self.Waiter.WaitForAcksAsync([peer.Id], signalId, TimeSpan.FromSeconds(60));
-        await WaitUntilAsync(() => Task.FromResult(h.Redis.Wakeups.PublisherLookups > 0), "the fallback check to look the peer up");
+        await WaitUntilAsync(async () => await ActivityStatusAsync(h, self.Id) == "blocking", "the wait to start");
+        long FallbackPasses() => h.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.AckFallback).Sum(l => l.Passes);
+        async Task FallbackPeriodAsync()
+        {
+            var before = FallbackPasses();
+            time.Advance(h.Options.AckFallbackPollInterval);
+            await WaitUntilAsync(() => Task.FromResult(FallbackPasses() > before), "a fallback pass on the clock's tick");
+        }
+
+        await FallbackPeriodAsync();
+        Assert.True(h.Redis.Wakeups.PublisherLookups > 0, "the fallback check did not look the peer up");
 
         await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
-        // Shows the ACK stays unseen: ten fallback periods of 100 ms.
-        await Task.Delay(10 * h.Options.AckFallbackPollInterval);
+        // Shows the ACK stays unseen: ten fallback passes, each one completed, read nothing.
+        for (var period = 0; period < 10; period++)
+        {
+            await FallbackPeriodAsync();
+        }
+
         Assert.False(waiting.IsCompleted);
         Assert.Equal(0, h.Redis.Wakeups.FallbackReads);
         Assert.Equal(1, h.Redis.Wakeups.PublisherLookups); // learnt once, remembered

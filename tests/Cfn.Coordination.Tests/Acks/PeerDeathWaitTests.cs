@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
@@ -109,6 +110,7 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var newId = death.Escalation!.NewCoordinatorId!;
         var replacement = await w.StartAsync("replacement", id: newId);
         await PeerDeathWorld.ReceiveOneAsync(replacement); // ACKed before the waiter knows anything
+        // A negative check: with the notice dropped nothing may tell the wait, and nothing marks "not told".
         await Task.Delay(1000);
         Assert.False(wait.IsCompleted, "the notice was dropped and the peer is remembered as live: nothing should have told the wait yet");
         Assert.Equal(0, w.Redis.Wakeups.DeathNoticesConfirmed);
@@ -222,7 +224,10 @@ public sealed class PeerDeathWaitTests(RedisServer server)
             Assert.True(await EventuallyAsync(
                 () => Task.FromResult(w.H.Metrics.AckVerificationFailures.WithLabels(waiter.Id, reason).Value >= 1), TimeSpan.FromSeconds(5)),
                 $"{reason} was not refused");
-            await Task.Delay(400); // two fallback periods: the planted value is read from Redis too
+            // Two completed fallback passes: the planted value is read from Redis too, and the wait must stay open.
+            var passes = w.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.AckFallback).Sum(l => l.Passes);
+            await EventuallyAsync(() => w.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.AckFallback).Sum(l => l.Passes) >= passes + 2,
+                "the fallback check did not run twice");
             Assert.False(wait.IsCompleted, $"a forged ACK ({reason}) completed the wait");
         }
 

@@ -55,7 +55,12 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         var key = "coordinator:activity:" + c.Id;
         var before = await ReadRawAsync(h.Database, key);
         Assert.True(await h.Database.KeyExpireAsync(key, TimeSpan.FromSeconds(50)));
-        await Task.Delay(1100);
+        // Both clocks are Redis's: wait until its TIME has passed the last activity (so a moved one would show) and the
+        // 50 s TTL has run down below 50 s (so only a refresh can lift it above).
+        var lastActivity = Parse(before).GetProperty("lastActivity").GetInt64();
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(h.Database) > lastActivity &&
+                                          await h.Database.KeyTimeToLiveAsync(key) is { } left && left < TimeSpan.FromSeconds(50),
+            "the Redis clock never moved past the last activity");
 
         Assert.True(await c.Heartbeats.BeatAsync());
 
@@ -204,6 +209,60 @@ public sealed partial class ActivityRecorderTests(RedisServer server)
         await c.Activity.RecordAsync();
 
         Assert.Equal("working", Parse(await ReadRawAsync(h.Database, "coordinator:activity:" + c.Id)).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task DeadlinesIndex_WaitsAndIdleWritesInTurn_HoldsTheDeadlineOnlyWhileWaiting()
+    {
+        // A write without a wait skips its ZREM once the index is known to hold none of the writer's deadlines: the
+        // index must still never keep one after a wait ends, nor keep one an earlier instance of the ID left.
+        await using var h = Harness.Create(server);
+        var id = TestIds.New("coord");
+        await h.Database.SortedSetAddAsync("coordinator:deadlines", id, 1); // left by an earlier instance
+        var c = await h.StartAsync(id: id);
+        Assert.Null(await h.Database.SortedSetScoreAsync("coordinator:deadlines", id));
+
+        for (var round = 0; round < 3; round++)
+        {
+            await c.Activity.RecordAsync();
+            await c.Activity.RecordAsync();
+            Assert.Null(await h.Database.SortedSetScoreAsync("coordinator:deadlines", id));
+
+            using var cts = new CancellationTokenSource();
+            var waiting = c.Waiter.WaitForAcksAsync([TestIds.New("peer")], TestIds.New("sig"), TimeSpan.FromMinutes(5), cts.Token);
+            await EventuallyAsync(() => h.Database.SortedSetScoreAsync("coordinator:deadlines", id), score => score is not null,
+                $"round {round}: the wait's deadline never reached the index", TimeSpan.FromSeconds(20), pollMs: 25);
+            await c.Activity.RecordAsync(); // a progress write while waiting keeps the deadline
+            Assert.NotNull(await h.Database.SortedSetScoreAsync("coordinator:deadlines", id));
+
+            await cts.CancelAsync();
+            Assert.Equal(AckWaitStatus.Cancelled, (await waiting).Status);
+            await c.Activity.RecordAsync();
+            Assert.Null(await h.Database.SortedSetScoreAsync("coordinator:deadlines", id));
+        }
+    }
+
+    [Fact]
+    public async Task RecordAsync_IterationPhaseAndWorkingChangeBetweenIdleWrites_EachWriteShowsTheCurrentValues()
+    {
+        // Writes without a wait reuse the record serialised last until one of these changes.
+        await using var h = Harness.Create(server);
+        var c = await h.StartAsync();
+        var key = "coordinator:activity:" + c.Id;
+
+        c.IsWorking = true;
+        await c.Activity.RecordAsync();
+        Assert.Equal("working", Parse(await ReadRawAsync(h.Database, key)).GetProperty("status").GetString());
+        c.IsWorking = false;
+        await c.Activity.RecordAsync();
+        Assert.Equal("idle", Parse(await ReadRawAsync(h.Database, key)).GetProperty("status").GetString());
+        await c.SetIterationAsync(4, "loop-2-validation");
+        await c.Activity.RecordAsync();
+        var k7 = Parse(await ReadRawAsync(h.Database, key));
+        Assert.Equal(4, k7.GetProperty("iteration").GetInt32());
+        Assert.Equal("loop-2-validation", k7.GetProperty("phase").GetString());
+        await c.SetIterationAsync(4, "loop-3");
+        Assert.Equal("loop-3", Parse(await ReadRawAsync(h.Database, key)).GetProperty("phase").GetString());
     }
 
     private static async Task<JsonElement> PollActivityAsync(IDatabase database, string id, Func<JsonElement, bool> until) =>

@@ -90,7 +90,8 @@ public sealed class BackgroundLoopUnitTests
         await entered.Task.WaitAsync(Wait);
 
         var stopping = loop.StopAsync();
-        await Task.Delay(50); // the stop may not finish while the pass runs, however long we give it
+        // A negative check: the stop may not finish while the pass runs, however long we give it; nothing marks "not finished".
+        await Task.Delay(50);
         Assert.False(stopping.IsCompleted);
         Assert.True(loop.IsRunning);
 

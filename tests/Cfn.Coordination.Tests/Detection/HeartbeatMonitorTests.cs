@@ -92,6 +92,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             Assert.Equal(LogLevel.Error, dead.Level);
 
             // Later passes do not count the same incident again: five passes, one monitor interval apart, as the loop runs them.
+            // A negative check on the Redis clock (spacing is judged by TIME in Lua): no event marks "not counted again".
             for (var i = 0; i < 5; i++)
             {
                 await handler.Monitor.RunOnceAsync();
@@ -180,7 +181,8 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             Assert.True(previous > 0, recovered.Message);
             Assert.True((await h.Database.HashGetAsync(Keys.Health, c.Id)).IsNull);
 
-            // Heartbeating on: never dead.
+            // Heartbeating on: never dead. A negative check over a window of the Redis clock, which judges staleness: no
+            // event can say "never", so the loop beats and judges until the window ends.
             var until = DateTime.UtcNow + NeverDeadWindow;
             while (DateTime.UtcNow < until)
             {
@@ -326,7 +328,8 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
             {
                 handler.Start();
                 Assert.False(handler.Monitor.IsRunning);
-                // Shows that nobody is declared dead: twice the time a silent coordinator takes to die, and some.
+                // Shows that nobody is declared dead: twice the time a silent coordinator takes to die, and some. A negative
+                // check: with monitoring off there is no pass whose end could be awaited.
                 await Task.Delay(options.DeathAfter * 2 + TimeSpan.FromMilliseconds(500));
             }
 
@@ -429,7 +432,8 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
         try
         {
             var passes = 0;
-            var until = DateTime.UtcNow + NeverDeadWindow; // well past the 700 ms it takes to die
+            // A negative check over a window of the Redis clock, well past the 700 ms it takes to die: no event marks "not judged".
+            var until = DateTime.UtcNow + NeverDeadWindow;
             while (DateTime.UtcNow < until)
             {
                 var pass = await monitor.RunOnceAsync();
@@ -532,6 +536,7 @@ public sealed partial class HeartbeatMonitorTests(RedisServer server)
 
             var restarted = await h.StartAsync(first.Id, swarm); // a new instance: new instanceId, new epoch
             Assert.True(restarted.Epoch > death.FenceEpoch);
+            // A negative check over a window of the Redis clock: no event marks "the new instance is never judged dead".
             var until = DateTime.UtcNow + NeverDeadWindow;
             while (DateTime.UtcNow < until)
             {

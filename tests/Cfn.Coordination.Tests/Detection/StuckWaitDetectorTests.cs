@@ -150,7 +150,8 @@ public sealed class StuckWaitDetectorTests(RedisServer server)
         {
             var wait = c.Waiter.WaitForAcksAsync([peer], $"{c.Id}:{peer}:completion:1:444", TimeSpan.FromMilliseconds(300));
             var reported = new List<StuckWait>();
-            // Checks until the wait has timed out on its own and 2.5 s have passed: over twice the detector's 1 s grace.
+            // Checks until the wait has timed out on its own and 2.5 s have passed: over twice the detector's 1 s grace. A
+            // negative check (never reported) over a window of the Redis clock, which judges the grace: no event to await.
             var until = DateTime.UtcNow.AddMilliseconds(2500);
             while (!wait.IsCompleted || DateTime.UtcNow < until)
             {

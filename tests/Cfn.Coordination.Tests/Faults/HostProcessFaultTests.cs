@@ -48,7 +48,8 @@ public sealed class HostProcessFaultTests(ITestOutputHelper output)
             var deaths = new ConcurrentQueue<(CoordinatorDeath Death, long At)>();
             handler.Monitor.CoordinatorDied += d => deaths.Enqueue((d, Stopwatch.GetTimestamp()));
             handler.Start();
-            // The live host, busy writing progress, is not declared dead: the time a silent one takes to die, and some.
+            // The live host, busy writing progress, is not declared dead: the time a silent one takes to die, and some. A
+            // negative check on the Redis clock, which the monitor judges by: no event marks "not declared dead".
             await Task.Delay(FastDetection.DeathAfter + TimeSpan.FromMilliseconds(500));
             Assert.Empty(deaths);
 
@@ -77,7 +78,8 @@ public sealed class HostProcessFaultTests(ITestOutputHelper output)
             Assert.Equal(0, escalation.Work.SkippedCompleted); // completed items left the owner index; the transfer never sees them
             Assert.Equal(0, escalation.Work.Failed);
 
-            // More passes change nothing: one death, one escalation, one spawn request (five monitor intervals of passes).
+            // More passes change nothing: one death, one escalation, one spawn request (five monitor intervals of passes). A
+            // negative check: no event marks a death or escalation that does not happen.
             await Task.Delay(FastDetection.MonitorInterval * 5);
             Assert.Single(deaths);
             Assert.Equal(["coordinator:escalation:" + deadId], await inspect.ScanAsync("coordinator:escalation:*"));
@@ -173,7 +175,8 @@ public sealed class HostProcessFaultTests(ITestOutputHelper output)
             var deaths = new ConcurrentQueue<CoordinatorDeath>();
             handler.Monitor.CoordinatorDied += deaths.Enqueue;
             handler.Start();
-            // The live host is not declared dead: the time a silent one takes to die, and some.
+            // The live host is not declared dead: the time a silent one takes to die, and some. A negative check on the
+            // Redis clock, which the monitor judges by: no event marks "not declared dead".
             await Task.Delay(FastDetection.DeathAfter + TimeSpan.FromMilliseconds(500));
             Assert.Empty(deaths);
             Assert.Contains("\"n\":", (string?)await database.StringGetAsync($"coordinator:work:{swarm}:{zombieId}:w0"), StringComparison.Ordinal);
@@ -187,7 +190,8 @@ public sealed class HostProcessFaultTests(ITestOutputHelper output)
             Assert.Equal(zombieId, death.CoordinatorId);
             var newId = death.Escalation!.NewCoordinatorId!;
             Assert.Equal(20, death.Escalation.Work!.Transferred);
-            // Three more monitor intervals frozen: later passes must not judge it again.
+            // Three more monitor intervals frozen: later passes must not judge it again. A negative check (and the length
+            // of the freeze): no event marks a second verdict that does not come.
             await Task.Delay(FastDetection.MonitorInterval * 3);
             var frozenFor = Stopwatch.GetElapsedTime(frozenAt);
 

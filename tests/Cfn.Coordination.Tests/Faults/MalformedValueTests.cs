@@ -52,12 +52,14 @@ public sealed class MalformedValueTests
         await database.StringSetAsync(garbageKey, Garbage);
         await database.SetAddAsync($"coordinator:owned:{swarm}:{badWork.Id}", "zbad"); // listed in its owner's index, as a real item would be
 
-        // Another crashed coordinator with nothing malformed, last in the pass (the newest heartbeat).
+        // Another crashed coordinator with nothing malformed, last in the pass (the newest heartbeat: started once the Redis
+        // clock has passed the other's last beat).
+        var badBeat = (await database.SortedSetScoreAsync("blocking:coordinators", badWork.Id))!.Value;
+        await EventuallyAsync(async () => await database.NowMsAsync() > badBeat, "the Redis clock never moved past the last heartbeat");
         var healthyDead = await world.StartAsync(TestIds.New("dead"), swarm, heartbeatLoop: false);
         await healthyDead.Work.CreateAsync("d0", JsonDocument.Parse("{\"n\":0}").RootElement);
         await healthyDead.Work.CreateAsync("d1", JsonDocument.Parse("{\"n\":1}").RootElement);
         await badWork.AbandonAsync();
-        await Task.Delay(20);
         await healthyDead.AbandonAsync();
 
         // Wait until all three are stale, so that they are judged in the same passes.

@@ -63,7 +63,8 @@ public sealed class RedisOutageTests(ITestOutputHelper output)
         var deaths = new ConcurrentQueue<CoordinatorDeath>();
         handler.Monitor.CoordinatorDied += deaths.Enqueue;
         handler.Start();
-        // Before the outage nobody dies: the time a silent coordinator takes to die.
+        // Before the outage nobody dies: the time a silent coordinator takes to die. A negative check on the Redis clock:
+        // no event marks "not declared dead".
         await Task.Delay(options.DeathAfter);
         Assert.Empty(deaths);
         double ConnectionFailures() => ids.Sum(id => fleet.Metrics.HeartbeatFailures.WithLabels(id, "connection", "connection").Value);
@@ -115,7 +116,8 @@ public sealed class RedisOutageTests(ITestOutputHelper output)
         Assert.Equal(AckWaitStatus.Completed, released.Status);
         Assert.Contains(peer.Id, released.Acks.Keys);
 
-        // Nobody is declared dead, during the outage or for stale threshold + 3 intervals (and more) after it.
+        // Nobody is declared dead, during the outage or for stale threshold + 3 intervals (and more) after it. A negative
+        // check over a window of the Redis clock: no event marks "not declared dead".
         var quiet = options.HeartbeatStaleThreshold + (3 * options.MonitorInterval) + TimeSpan.FromSeconds(2);
         if (restarted.Elapsed < quiet)
         {

@@ -58,7 +58,8 @@ public sealed class TwoMonitorsTests(ITestOutputHelper output)
 
         await EventuallyAsync(() => deaths.Count >= Coordinators, $"fewer than {Coordinators} deaths declared", options.DeathAfter + TimeSpan.FromSeconds(30), pollMs: 50);
 
-        // Keep both racing ten monitor intervals longer: no late duplicate may appear.
+        // Keep both racing ten monitor intervals longer: no late duplicate may appear. A negative check: no event marks a
+        // duplicate that does not come.
         await Task.Delay(options.MonitorInterval * 10);
         var all = deaths.ToList();
         output.WriteLine($"deaths: {all.Count} ({all.Count(d => d.Handler == "handler-a")} by handler-a, {all.Count(d => d.Handler == "handler-b")} by handler-b)");

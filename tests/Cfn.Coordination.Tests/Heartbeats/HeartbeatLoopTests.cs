@@ -426,7 +426,8 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
             sequence => sequence >= 3, "the heartbeat loop never reached sequence 3", TimeSpan.FromSeconds(20));
         await c.StopAsync();
         var stoppedAt = c.Heartbeats.Sequence;
-        // Shows that no beat follows the stop: four heartbeat intervals would have brought about four.
+        // Shows that no beat follows the stop: four heartbeat intervals would have brought about four. A negative check:
+        // a stopped loop has no pass to await.
         await Task.Delay(4 * h.Options.HeartbeatInterval);
         Assert.Equal(stoppedAt, c.Heartbeats.Sequence);
         Assert.False(await h.Database.KeyExistsAsync("blocking:heartbeat:" + c.Id));
@@ -483,7 +484,8 @@ public sealed partial class HeartbeatLoopTests(RedisServer server)
         var second = await h.StartAsync(id);
         await EventuallyAsync(() => first.IsSuperseded, "the first instance never saw it was superseded", TimeSpan.FromSeconds(20));
         var sequence = first.Heartbeats.Sequence;
-        // Shows that a superseded instance beats no more: five heartbeat intervals would have brought about five.
+        // Shows that a superseded instance beats no more: five heartbeat intervals would have brought about five. A
+        // negative check: a loop that ended has no pass to await.
         await Task.Delay(5 * h.Options.HeartbeatInterval);
         Assert.Equal(sequence, first.Heartbeats.Sequence);
         Assert.Equal(second.InstanceId, (await Probe.ReadJsonAsync(h.Database, "blocking:heartbeat:" + id)).GetProperty("instanceId").GetString());

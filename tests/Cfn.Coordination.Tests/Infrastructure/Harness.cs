@@ -62,13 +62,13 @@ public sealed class Harness : IAsyncDisposable
     }
 
     /// <summary>A harness with its own connection (its own pub/sub and command stream).</summary>
-    public static async Task<Harness> CreateIsolatedAsync(RedisServer server, Action<CoordinationOptions>? configure = null)
+    public static async Task<Harness> CreateIsolatedAsync(RedisServer server, Action<CoordinationOptions>? configure = null, TimeProvider? time = null)
     {
         var options = new CoordinationOptions();
         configure?.Invoke(options);
         options.Validate();
         var name = TestIds.New("harness");
-        return new Harness(server, options, await server.ConnectAsync(name), null) { ClientName = name };
+        return new Harness(server, options, await server.ConnectAsync(name), time) { ClientName = name };
     }
 
     /// <summary>The Redis client name of an isolated harness's own connections (null on the shared one).</summary>

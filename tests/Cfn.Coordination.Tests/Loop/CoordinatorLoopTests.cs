@@ -192,7 +192,8 @@ public sealed class CoordinatorLoopTests(RedisServer server)
         await world.Queue.EnqueueAsync("swarm-n", "item-n", JsonSerializer.SerializeToElement(1));
 
         Assert.True(await EventuallyAsync(() => Task.FromResult(loop.State.Phase == "waiting-for-validators"), Patience));
-        // Shows the item stays queued and the line is logged once: three of the loop's retries without validators.
+        // Shows the item stays queued and the line is logged once: three of the loop's retries without validators. A
+        // negative check: no event marks an item not taken or a line not logged again.
         await Task.Delay(3 * options.NoValidatorsRetryInterval);
 
         Assert.Equal(1, await world.Queue.LengthAsync("swarm-n"));

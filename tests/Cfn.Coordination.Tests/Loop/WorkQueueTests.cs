@@ -82,6 +82,7 @@ public sealed class WorkQueueTests(RedisServer server)
         var swarm = TestIds.New("swarm");
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var taking = queue.TakeAsync(swarm, cts.Token);
+        // A negative check: the take must still be waiting (no item yet); nothing marks "still waiting".
         await Task.Delay(300);
         Assert.False(taking.IsCompleted);
 

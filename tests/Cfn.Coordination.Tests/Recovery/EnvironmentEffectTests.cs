@@ -87,7 +87,8 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await using var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
 
         handler.Start();
-        // Shows that nobody is declared dead: five times the 300 ms stale threshold this test configures.
+        // Shows that nobody is declared dead: five times the 300 ms stale threshold this test configures. A negative check:
+        // with monitoring off no pass runs whose end could be awaited.
         await Task.Delay(1500);
 
         Assert.False(handler.Monitor.IsRunning);
@@ -107,8 +108,11 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         var options = Read(("CLEANUP_STALE_THRESHOLD_SECONDS", seconds));
         var handler = new TimeoutHandler(db.Redis, h.Keys, options, h.Metrics, new RecoveryMetrics(h.Registry), "env-handler");
         var victim = await db.StartAsync(h, TestIds.New("victim"), "env-swarm");
+        var lastBeat = (long)(await db.Database.SortedSetScoreAsync(Keys.Registry, victim.Id))!.Value;
         await victim.AbandonAsync();
-        await Task.Delay(2200);
+        // Silent for two whole seconds on the Redis clock, as the cleanup counts age (whole seconds of TIME).
+        await EventuallyAsync(async () => (await RedisTime.NowMsAsync(db.Database) / 1000) - (lastBeat / 1000) >= 2,
+            "the Redis clock never moved two seconds past the last heartbeat");
 
         var report = await handler.BatchCleanup.RunAsync(dryRun: false);
 

@@ -93,7 +93,9 @@ public sealed class ForceUnblockerTests(RedisServer server)
         await using var h = await Harness.CreateIsolatedAsync(server, o => o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(50));
         var c = await h.StartAsync(swarmId: TestIds.New("swarm"));
         var (wait, _, _) = await StartWaitAsync(h, c, TimeSpan.FromSeconds(6));
-        await Task.Delay(300); // the wait has read once and sleeps on its wake-up
+        // The wait has read once (its announcement wrote its start into K7): the marker must be newer than that start.
+        var started = (await Probe.ReadJsonAsync(h.Database, Keys.Activity(c.Id)!)).GetProperty("lastActivity").GetInt64();
+        await EventuallyAsync(async () => await RedisKit.NowAsync(h.Database) > started, "the Redis clock never moved past the wait's start");
 
         var now = await RedisKit.NowAsync(h.Database);
         await h.Database.StringSetAsync(Keys.Unblock(c.Id), now.ToString(CultureInfo.InvariantCulture), ForceUnblocker.MarkerTtl);

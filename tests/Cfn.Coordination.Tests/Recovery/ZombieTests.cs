@@ -138,6 +138,7 @@ public sealed class ZombieTests(RedisServer server)
 
             return count;
         });
+        // A negative check: nothing marks "the enumeration has not ended", so it is given 300 ms in which it must not.
         await Task.Delay(300);
         Assert.False(reading.IsCompleted, "the enumeration ended before the zombie knew it was superseded");
 

@@ -161,7 +161,9 @@ public sealed class InboxSafetyTests(RedisServer server)
         using var stop = new CancellationTokenSource();
         var reading = Task.Run(async () =>
         {
-            await Task.Delay(100);
+            // Drains only once the full inbox has refused the first attempt, so the retry is what delivers.
+            await EventuallyAsync(() => h.Messages.Any(m => m.Contains("Signal retry attempt failed", StringComparison.Ordinal) &&
+                                                            m.Contains(receiver.Id, StringComparison.Ordinal)), "the full inbox never refused an attempt");
             try
             {
                 await foreach (var _ in receiver.Inbox.ReadAllAsync(stop.Token))

@@ -1,9 +1,11 @@
 using System.Collections;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Swarms;
 using Cfn.Coordination.Tests.Faults;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests.Swarms;
 
@@ -82,6 +84,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         }
         else
         {
+            // A negative check: a claim 1.5 s old is not failed under a 60 s timeout; no event marks "not failed".
             await Task.Delay(1500);
             await manager.RunOnceAsync();
             Assert.Equal(SpawnStatus.Spawning, await world.StatusOfAsync(request.NewCoordinatorId));
@@ -100,13 +103,17 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     {
         await using var redisServer = await PrivateRedisServer.StartAsync();
         await using var h = Harness.Create(server);
-        await using var redis = new RedisContext(await redisServer.ConnectAsync(), h.Options, loggerFactory: h.LoggerFactory, ownsMultiplexer: true);
+        // The interval is the manager's own clock: a fake one, moved to a millisecond short of the interval, then onto it.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var redis = new RedisContext(await redisServer.ConnectAsync(), h.Options, time: time, loggerFactory: h.LoggerFactory, ownsMultiplexer: true);
         await using var host = new CoordinatorHost(redis, "host-interval", (_, _, _) => Task.FromResult<IAsyncDisposable>(new NeverHeartbeats()));
         await host.StartAsync();
         await using var manager = Manager(redis, Read(("SWARM_MANAGER_INTERVAL_MS", intervalMs)));
         manager.Start();
-        // The first pass took its snapshot before it logs holding the lease: a request written after that is not in it.
+        // The first pass took its snapshot before it logs holding the lease: a request written after that is not in it. Its
+        // sleep starts as the pass ends, on the fake clock.
         Assert.True(await EventuallyAsync(() => Task.FromResult(RecoveryKit.Lines(h, "Swarm manager reconciles swarm targets").Count == 1)));
+        await EventuallyAsync(() => redis.Loops.Snapshot().Any(l => l.Loop == LoopNames.SwarmManager && l.Passes == 1), "the first pass never ended");
 
         // Written as SpawnRequests.CreateAsync writes it, but without its PUBLISH.
         var spawns = new SpawnRequests(redis.Database, TimeProvider.System, 3600);
@@ -120,14 +127,17 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         await redis.Database.StringSetAsync(Keys.Spawn(id), Json.Serialize(request), TimeSpan.FromHours(1));
         await redis.Database.SortedSetAddAsync(Keys.SpawnIndex, id, now);
 
+        time.Advance(Read(("SWARM_MANAGER_INTERVAL_MS", intervalMs)).Interval - TimeSpan.FromMilliseconds(1));
+        // A negative check: a pass a millisecond early would have claimed it within 200 ms; no event marks a pass that does not run.
+        await Task.Delay(200);
+        Assert.Equal(SpawnStatus.Pending, (await spawns.GetAsync(id))?.Status);
         if (claimedWithoutWake)
         {
+            time.Advance(TimeSpan.FromMilliseconds(1));
             Assert.True(await EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, TimeSpan.FromSeconds(10)));
         }
         else
         {
-            await Task.Delay(1500);
-            Assert.Equal(SpawnStatus.Pending, (await spawns.GetAsync(id))?.Status);
             // A wake-up makes the very same manager claim it at once.
             await redis.Database.PublishAsync(Keys.SwarmManagerChannel, id);
             Assert.True(await EventuallyAsync(async () => (await spawns.GetAsync(id))?.Status == SpawnStatus.Spawning, TimeSpan.FromSeconds(10)));

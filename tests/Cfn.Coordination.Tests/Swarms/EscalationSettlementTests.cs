@@ -2,6 +2,7 @@ using System.Text.Json;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
 using StackExchange.Redis;
 
 namespace Cfn.Coordination.Tests.Swarms;
@@ -165,8 +166,18 @@ public sealed class EscalationSettlementTests(RedisServer server)
 
         var options = SwarmWorld.Options();
         options.SpawnTimeout = TimeSpan.FromMilliseconds(300);
-        var manager = world.Manager(options: options);
-        await Task.Delay(500);
+        // The spawn timeout is judged on the manager's own clock: a fake one, set to when the request was written.
+        var requestedAt = (await world.Spawns.GetAsync(newId))!.UpdatedAt;
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(requestedAt));
+        await using var timed = new RedisContext(world.Redis.Multiplexer, world.H.Options, database: DedicatedDatabase.SwarmTests, time: time,
+            loggerFactory: world.H.LoggerFactory);
+        await using var manager = new SwarmManager(timed, options, new RecoveryOptions(), world.Metrics, TestIds.New("manager"), expectedCoordinators: 12);
+
+        time.Advance(TimeSpan.FromMilliseconds(300));
+        await manager.RunOnceAsync();
+        Assert.Equal(SpawnStatus.Pending, await world.StatusOfAsync(newId)); // 300 ms is within the timeout
+
+        time.Advance(TimeSpan.FromMilliseconds(1));
         await manager.RunOnceAsync();
 
         Assert.Equal(SpawnStatus.Failed, await world.StatusOfAsync(newId));

@@ -44,7 +44,8 @@ public sealed class ReplacementListenerTests(RedisServer server)
         Assert.True(await EventuallyAsync(() => Task.FromResult(
             RecoveryKit.Lines(world.H, "Dead coordinator notice received").Count == 1 && listener.Acknowledged == 1 &&
             RecoveryKit.Lines(world.H, "Malformed replacement message ignored").Count == 1)));
-        await Task.Delay(200); // nothing more arrives (the other swarm's message is ignored)
+        // A negative check: nothing more arrives (the other swarm's message is ignored), and an ignored message leaves no event to await.
+        await Task.Delay(200);
         Assert.Equal(1, listener.Acknowledged);
         Assert.Contains("old=c-1 new=c-2", Assert.Single(RecoveryKit.Lines(world.H, "Replacement coordinator acknowledged")).Message, StringComparison.Ordinal);
         Assert.Single(RecoveryKit.Lines(world.H, "Malformed replacement message ignored"));

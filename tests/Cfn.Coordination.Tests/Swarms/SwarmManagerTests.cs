@@ -227,15 +227,22 @@ public sealed class SwarmManagerTests(RedisServer server)
 
         // A pod restarts in a rollout: its coordinator stops gracefully (it leaves the registry at once).
         await pods[0].StopAsync();
+        var shortFrom = await RedisTime.NowMsAsync(world.Database); // the grace counts from this pass's snapshot, no earlier
         await manager.RunOnceAsync();
         await manager.RunOnceAsync();
         Assert.Empty(await world.RequestsOfAsync("swarm-roll"));
         Assert.Single(RecoveryKit.Lines(world.H, "Swarm below target", "swarm-roll"));
 
-        // It did not come back within the grace: a scale request fills the gap.
-        await Task.Delay(1600);
-        await manager.RunOnceAsync();
-        Assert.Equal(["scale"], (await world.RequestsOfAsync("swarm-roll")).Select(r => r.Reason));
+        // It did not come back within the grace: a scale request fills the gap, and not before the grace has passed on the
+        // Redis clock (the manager's snapshots are timed by TIME, so the test passes until one creates it).
+        await EventuallyAsync(async () =>
+        {
+            await manager.RunOnceAsync();
+            return (await world.RequestsOfAsync("swarm-roll")).Count > 0;
+        }, "no scale request after the deficit grace");
+        var scale = Assert.Single(await world.RequestsOfAsync("swarm-roll"));
+        Assert.Equal("scale", scale.Reason);
+        Assert.True(scale.Timestamp - shortFrom >= 1500, $"requested {scale.Timestamp - shortFrom} ms into the 1500 ms grace");
 
         // A raised target is not damped.
         Assert.Equal(ScaleOutcome.Scaled, (await manager.ScaleAsync("swarm-roll", 4)).Outcome);

@@ -1,7 +1,9 @@
 using System.Collections;
+using Cfn.Coordination.Background;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
 using Cfn.Coordination.Validation;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Cfn.Coordination.Tests.Validation;
 
@@ -94,7 +96,7 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         var performance = new ValidatorPerformance(world.Redis, Read(("VALIDATOR_STATS_WINDOW_MS", "1000")).StatsWindow);
         var id = TestIds.New("validator");
         await performance.RecordAsync(id, 700);
-        await Task.Delay(1300);
+        await ValidatorPerformanceTests.OlderThanWindowAsync(world, id, 1000);
 
         await performance.RecordAsync(id, 300);
         var report = await performance.ReadAsync();
@@ -105,23 +107,32 @@ public sealed class EnvironmentEffectTests(RedisServer server)
     }
 
     [Theory]
-    [InlineData("100", true)]
-    [InlineData("600000", false)]
-    public async Task ValidatorRegistrationIntervalMs_RegistryEntryRefreshedEveryInterval(string value, bool refreshed)
+    [InlineData("100")]
+    [InlineData("600000")]
+    public async Task ValidatorRegistrationIntervalMs_RegistryEntryRefreshedEveryInterval(string value)
     {
         await using var h = Harness.Create(server);
-        await using var world = ValidationWorld.Create(server, h);
+        // The registration loop runs on the worker's own clock: a fake one, moved to a millisecond short of the interval, then onto it.
+        var time = new FakeTimeProvider();
+        await using var world = ValidationWorld.Create(server, h, time);
         var options = Read(("VALIDATOR_REGISTRATION_INTERVAL_MS", value));
         var worker = await world.StartValidatorAsync(new BuiltInValidation(options), options);
-        double? first = null;
-        await EventuallyAsync(async () => (first = await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId)) is not null,
-            "the validator never registered", TimeSpan.FromSeconds(5), pollMs: 50);
+        long Passes() => world.Redis.Loops.Snapshot().Where(l => l.Loop == LoopNames.ValidatorRegistration).Sum(l => l.Passes);
+        Task<double?> ScoreAsync() => world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId);
+        // Registered once at start, and its loop (whose timer starts with it) is running.
+        var first = (await EventuallyAsync(ScoreAsync, s => s is not null && world.Redis.Loops.Snapshot().Any(l => l.Loop == LoopNames.ValidatorRegistration),
+            "the validator never registered", TimeSpan.FromSeconds(5), pollMs: 50))!.Value;
+        // The score is Redis TIME: let it move past the registration, so a refresh shows.
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(world.Redis.Database) > (long)first, "the Redis clock never moved past the registration");
 
-        // Ten intervals of the fast setting: a refreshing worker has moved its score by then, a 10-minute one has not.
-        await Task.Delay(1000);
-        var second = await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, worker.ValidatorId);
+        time.Advance(options.RegistrationInterval - TimeSpan.FromMilliseconds(1));
+        // A negative check: a pass one millisecond early would have refreshed the entry within 200 ms; no event marks a pass that does not run.
+        await Task.Delay(200);
+        Assert.Equal(0, Passes());
+        Assert.Equal(first, await ScoreAsync());
 
-        Assert.NotNull(first);
-        Assert.Equal(refreshed, second > first);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        await EventuallyAsync(async () => await ScoreAsync() > first && Passes() >= 1, $"the entry was not refreshed after {value} ms");
+        Assert.Equal(1, Passes());
     }
 }

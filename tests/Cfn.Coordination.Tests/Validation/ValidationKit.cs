@@ -28,8 +28,9 @@ internal sealed class ValidationWorld : IAsyncDisposable
 
     public ValidatorPerformance Performance { get; }
 
-    public static ValidationWorld Create(RedisServer server, Harness h) =>
-        new(h, new RedisContext(server.Multiplexer, h.Options, database: DedicatedDatabase.ValidationTests, loggerFactory: h.LoggerFactory));
+    /// <summary>A world whose parts run on <paramref name="time"/> (the system clock when null).</summary>
+    public static ValidationWorld Create(RedisServer server, Harness h, TimeProvider? time = null) =>
+        new(h, new RedisContext(server.Multiplexer, h.Options, database: DedicatedDatabase.ValidationTests, time: time, loggerFactory: h.LoggerFactory));
 
     public async Task<Coordinator> StartAsync(string prefix, string swarmId)
     {

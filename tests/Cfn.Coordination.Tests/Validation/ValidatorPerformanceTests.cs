@@ -43,7 +43,10 @@ public sealed class ValidatorPerformanceTests(RedisServer server)
         var registry = new ValidatorRegistry(world.Redis);
         var dead = TestIds.New("validator");
         await registry.RegisterAsync(dead);
-        await Task.Delay(300); // its last sign of life is 300 ms old
+        // Its last sign of life is over 200 ms old on the Redis clock, which the registry judges by.
+        var registered = (await world.Redis.Database.SortedSetScoreAsync(Keys.Validators, dead))!.Value;
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(world.Redis.Database) - registered > 250,
+            "the Redis clock never moved 250 ms past the registration");
 
         // Coordinators keep charging it timeouts; that is no sign of life (the runbook trial found dead validators picked forever).
         await world.Performance.RecordAsync(dead, 20_000, timedOut: true);
@@ -66,7 +69,7 @@ public sealed class ValidatorPerformanceTests(RedisServer server)
         var performance = new ValidatorPerformance(world.Redis, TimeSpan.FromSeconds(1));
         var id = TestIds.New("validator");
         await performance.RecordAsync(id, 700);
-        await Task.Delay(1200);
+        await OlderThanWindowAsync(world, id, 1000);
 
         await performance.RecordAsync(id, 300);
         var stats = (await performance.ReadAsync()).Validators.Single(v => v.ValidatorId == id);
@@ -121,5 +124,16 @@ public sealed class ValidatorPerformanceTests(RedisServer server)
         var error = await Assert.ThrowsAsync<Cfn.Coordination.Identity.InvalidIdException>(() => world.Performance.RecordAsync("bad id*", 5));
 
         Assert.Equal("validatorId", error.Field);
+    }
+
+    /// <summary>
+    /// Waits until every duration recorded for <paramref name="validatorId"/> is older than <paramref name="windowMs"/> on
+    /// the Redis clock, which the window is judged by (validator_record.lua trims by TIME), so the next record trims it.
+    /// </summary>
+    internal static async Task OlderThanWindowAsync(ValidationWorld world, string validatorId, long windowMs)
+    {
+        var newest = (await world.Redis.Database.SortedSetRangeByRankWithScoresAsync(Keys.ValidatorDurations(validatorId), -1, -1)).Single().Score;
+        await EventuallyAsync(async () => await Probe.RedisNowMsAsync(world.Redis.Database) > (long)newest + windowMs,
+            "the Redis clock never moved a window past the recorded duration");
     }
 }

@@ -41,6 +41,7 @@ public sealed class ReconnectUnderLoadTests(RedisServer server)
         })).ToList();
 
         var stopSending = false;
+        var cycles = new long[pairs];
         var results = new List<AckWaitResult>[pairs];
         var sending = Enumerable.Range(0, pairs).Select(i => Task.Run(async () =>
         {
@@ -49,17 +50,27 @@ public sealed class ReconnectUnderLoadTests(RedisServer server)
             {
                 var sent = await senders[i].Signals.SendAsync(receivers[i].Id, SignalTypes.Completion, 0);
                 results[i].Add(await senders[i].Waiter.WaitForAcksAsync([receivers[i].Id], sent.MessageId, TimeSpan.FromSeconds(20)));
+                Interlocked.Increment(ref cycles[i]);
             }
         })).ToList();
+
+        // Every pair completes a cycle before each kill and after the last, so each reconnect happens under load and
+        // every pair is seen working across all of them.
+        async Task EveryPairCycledAsync(string when)
+        {
+            var from = Enumerable.Range(0, pairs).Select(i => Interlocked.Read(ref cycles[i])).ToArray();
+            await EventuallyAsync(() => Enumerable.Range(0, pairs).All(i => Interlocked.Read(ref cycles[i]) > from[i]),
+                $"a pair completed no cycle {when}", TimeSpan.FromSeconds(30));
+        }
 
         var killed = 0;
         for (var k = 0; k < 3; k++)
         {
-            await Task.Delay(500);
+            await EveryPairCycledAsync(k == 0 ? "before the first kill" : $"after kill {k}");
             killed += await h.KillSubscriptionAsync();
         }
 
-        await Task.Delay(500);
+        await EveryPairCycledAsync("after the last kill");
         Volatile.Write(ref stopSending, true);
         await Task.WhenAll(sending).WaitAsync(TimeSpan.FromSeconds(60));
         await stopReceiving.CancelAsync();

@@ -106,30 +106,24 @@ public sealed class TimeoutHandlerApiTests
 
     private static async Task WaitReadyAsync(HttpClient http, Process process)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (DateTime.UtcNow < deadline)
+        var ready = false;
+        await EventuallyAsync(async () =>
         {
-            if (process.HasExited)
-            {
-                Assert.Fail("cfn serve exited: " + await process.StandardError.ReadToEndAsync());
-            }
-
             try
             {
-                if ((await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
+                ready = (await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK;
             }
             catch (HttpRequestException)
             {
                 // not listening yet
             }
 
-            await Task.Delay(100);
+            return ready || process.HasExited;
+        }, "cfn serve did not become ready", TimeSpan.FromSeconds(30), pollMs: 100);
+        if (!ready)
+        {
+            Assert.Fail("cfn serve exited: " + await process.StandardError.ReadToEndAsync());
         }
-
-        Assert.Fail("cfn serve did not become ready within 30 s");
     }
 
     private static int FreePort()

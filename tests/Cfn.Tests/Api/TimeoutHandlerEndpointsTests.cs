@@ -41,10 +41,7 @@ public sealed class TimeoutHandlerEndpointsTests
         var waitA = a.Waiter.WaitForAcksAsync(["coordinator-b"], "coordinator-a:coordinator-b:validation:1:1", TimeSpan.FromMinutes(5));
         var waitB = b.Waiter.WaitForAcksAsync(["coordinator-a"], "coordinator-b:coordinator-a:validation:1:1", TimeSpan.FromMinutes(5));
         var waitC = c.Waiter.WaitForAcksAsync(["validator-gone"], "coordinator-c:validator-gone:validation:1:1", TimeSpan.FromMinutes(5));
-        while (await redis.Database.SortedSetLengthAsync(Keys.Deadlines) < 3)
-        {
-            await Task.Delay(20);
-        }
+        await EventuallyAsync(async () => await redis.Database.SortedSetLengthAsync(Keys.Deadlines) >= 3, "the three waits never entered the deadlines index");
 
         // GET /api/deadlocks is open, also from outside: it names the cycle.
         var deadlocks = JsonDocument.Parse(await web.External!.GetStringAsync("/api/deadlocks"));

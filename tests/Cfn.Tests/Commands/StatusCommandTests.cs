@@ -23,10 +23,8 @@ public sealed class StatusCommandTests
         await using var checker = await Coordinator.StartAsync(redis, keys, "checker-1", "validators", metrics, runHeartbeatLoop: false);
         using var cts = new CancellationTokenSource();
         var wait = parent.Waiter.WaitForAcksAsync(["validator-1"], "parent-1:validator-1:validation:1:x", TimeSpan.FromSeconds(30), cts.Token);
-        while ((string?)await redis.Database.StringGetAsync("coordinator:activity:parent-1") is not { } raw || !raw.Contains("blocking", StringComparison.Ordinal))
-        {
-            await Task.Delay(20);
-        }
+        await EventuallyAsync(async () => (string?)await redis.Database.StringGetAsync("coordinator:activity:parent-1") is { } raw &&
+                                          raw.Contains("blocking", StringComparison.Ordinal), "parent-1 never reported itself blocking");
 
         // Another process's breakers, one of them open, as that process publishes them.
         var breakers = new Cfn.Coordination.Resilience.CircuitBreakerRegistry(Prometheus.Metrics.NewCustomRegistry());

@@ -106,7 +106,7 @@ public sealed class UpCommandTests
         Assert.InRange(dump.Count, 5, 200);
         Assert.DoesNotContain(dump, l => l.Contains("deadlock", StringComparison.Ordinal));
         Assert.Contains(dump, l => l.Contains("pending wait", StringComparison.Ordinal) || l.Contains("coordinators in this process: ", StringComparison.Ordinal));
-        // The dump must not stop the process (a "does not happen" check): still running half a second later.
+        // The dump must not stop the process (a "does not happen" check, so no event to await): still running half a second later.
         await Task.Delay(500);
         Assert.False(up.HasExited);
         Assert.Equal("ok", JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s {api}/health/live")).RootElement.GetProperty("status").GetString());

@@ -432,26 +432,22 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
         /// <summary>Waits for <c>/-/ready</c> (config and rules loaded, TSDB open).</summary>
         public async Task WaitReadyAsync(HttpClient http, TimeSpan within)
         {
-            var deadline = DateTime.UtcNow + within;
-            while (DateTime.UtcNow < deadline && !_process.HasExited)
+            var ready = false;
+            await EventuallyAsync(async () =>
             {
                 try
                 {
                     using var response = await http.GetAsync(new Uri("/-/ready", UriKind.Relative));
-                    if (response.IsSuccessStatusCode)
-                    {
-                        return;
-                    }
+                    ready = response.IsSuccessStatusCode;
                 }
                 catch (HttpRequestException)
                 {
                     // not listening yet
                 }
 
-                await Task.Delay(200);
-            }
-
-            Assert.Fail($"prometheus not ready within {within.TotalSeconds}s (exited: {_process.HasExited}):\n{Tail(30)}");
+                return ready || _process.HasExited;
+            }, within, pollMs: 200);
+            Assert.True(ready, $"prometheus not ready within {within.TotalSeconds}s (exited: {_process.HasExited}):\n{Tail(30)}");
         }
 
         private void Add(string? line)

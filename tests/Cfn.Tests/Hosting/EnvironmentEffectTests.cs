@@ -37,12 +37,8 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
         var port = CfnRun.FreePort();
         RedisPort = port.ToString(CultureInfo.InvariantCulture);
         _redis = StartRedisServer(port);
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while ((await CfnRun.ShellAsync($"redis-cli -p {port} ping", allowFailure: true)).Trim() != "PONG")
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the private redis-server did not start");
-            await Task.Delay(50);
-        }
+        await EventuallyAsync(async () => (await CfnRun.ShellAsync($"redis-cli -p {port} ping", allowFailure: true)).Trim() == "PONG",
+            "the private redis-server did not start", TimeSpan.FromSeconds(20), pollMs: 50);
     }
 
     public async Task DisposeAsync()
@@ -85,12 +81,15 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
 
         Assert.False(await redis.GetDatabase(0).KeyExistsAsync("blocking:heartbeat:" + Id));
 
-        // HEARTBEAT_INTERVAL_MS=200: about 10 beats in 2 s (the default 30 s would give none).
-        await Task.Delay(2000);
-        using (var doc = JsonDocument.Parse((string)(await db.StringGetAsync("blocking:heartbeat:" + Id))!))
+        // HEARTBEAT_INTERVAL_MS=200: ten more beats take between nine and 25 intervals (1.8 s to 5 s; the default 30 s would
+        // give none). The process's clock is its own, so the test times the beats it sees instead of faking that clock.
+        var counting = System.Diagnostics.Stopwatch.StartNew();
+        await EventuallyAsync(async () =>
         {
-            Assert.InRange(doc.RootElement.GetProperty("sequence").GetInt64() - first, 4, 20);
-        }
+            using var doc = JsonDocument.Parse((string)(await db.StringGetAsync("blocking:heartbeat:" + Id))!);
+            return doc.RootElement.GetProperty("sequence").GetInt64() - first >= 10;
+        }, "ten more heartbeats never came", TimeSpan.FromSeconds(15), pollMs: 10);
+        Assert.InRange(counting.Elapsed, TimeSpan.FromMilliseconds(9 * 200), TimeSpan.FromSeconds(5));
 
         // HEARTBEAT_DEBUG=true: an INFO line per beat in the process log.
         Assert.True(run.Lines.Count(l => l.Contains($"Heartbeat sent coordinator={Id} ", StringComparison.Ordinal)) >= 5, run.Tail(20));
@@ -208,7 +207,7 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
             ("REDIS_HOST", RedisHost), ("REDIS_PORT", RedisPort), ("BLOCKING_COORDINATION_SECRET", secret)));
 
         Assert.Equal(2, await run.WaitForExitAsync(TimeSpan.FromSeconds(30)));
-        await Task.Delay(200); // the last line may still be on its way
+        await EventuallyAsync(() => run.Lines.Any(l => l.Length > 0), "cfn exited without a line"); // the last line may trail the exit
         var line = Assert.Single(run.Lines, l => l.Length > 0);
         Assert.StartsWith("configuration error: ", line, StringComparison.Ordinal);
         Assert.Contains("BLOCKING_COORDINATION_SECRET", line, StringComparison.Ordinal);
@@ -318,16 +317,13 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
 
     private static async Task WaitReadyAsync(HttpClient http, CfnRun run)
     {
-        var deadline = DateTime.UtcNow + Startup;
-        while (DateTime.UtcNow < deadline)
+        var ready = false;
+        await EventuallyAsync(async () =>
         {
             Assert.False(run.HasExited, "cfn serve exited:\n" + run.Tail(30));
             try
             {
-                if ((await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
+                ready = (await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK;
             }
             catch (HttpRequestException)
             {
@@ -338,9 +334,8 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
                 // slow start
             }
 
-            await Task.Delay(100);
-        }
-
-        Assert.Fail("cfn serve did not become ready:\n" + run.Tail(30));
+            return ready;
+        }, Startup, pollMs: 100);
+        Assert.True(ready, "cfn serve did not become ready:\n" + run.Tail(30));
     }
 }

@@ -78,26 +78,23 @@ public sealed class GracefulStopTests
         }
     }
 
+    /// <summary>The shared poll, which also stops when the process exits and counts "not listening yet" as not yet.</summary>
     private static async Task<bool> EventuallyAsync(CfnRun run, Func<Task<bool>> condition)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline && !run.HasExited)
+        var met = false;
+        await Cfn.Testing.Eventually.EventuallyAsync(async () =>
         {
             try
             {
-                if (await condition())
-                {
-                    return true;
-                }
+                met = await condition();
             }
             catch (HttpRequestException)
             {
                 // not listening yet
             }
 
-            await Task.Delay(100);
-        }
-
-        return false;
+            return met || run.HasExited;
+        }, TimeSpan.FromSeconds(60), pollMs: 100);
+        return met;
     }
 }

@@ -43,7 +43,8 @@ public sealed class ReadinessEndpointTests
                 }
             }, NullLogger.Instance, stop.Token);
 
-        Assert.True(await EventuallyAsync(async () => (await web.Loopback.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK));
+        await EventuallyAsync(async () => (await web.Loopback.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK, "/health/ready never answered 200",
+            TimeSpan.FromSeconds(10), pollMs: 25);
         var stale = await UntilAsync(web, HttpStatusCode.ServiceUnavailable);
         var failing = Assert.Single(stale.GetProperty("failingLoops").EnumerateArray());
         Assert.Equal(("batch_cleanup", "stale"), (failing.GetProperty("name").GetString(), failing.GetProperty("state").GetString()));
@@ -116,33 +117,12 @@ public sealed class ReadinessEndpointTests
 
     private static async Task<JsonElement> UntilAsync(TestWebApp web, HttpStatusCode wanted)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (true)
-        {
-            var response = await web.Loopback.GetAsync("/health/ready");
-            if (response.StatusCode == wanted)
+        var body = await EventuallyAsync(async () =>
             {
-                return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
-            }
-
-            Assert.True(DateTime.UtcNow < deadline, $"/health/ready never answered {wanted}: {await response.Content.ReadAsStringAsync()}");
-            await Task.Delay(25);
-        }
-    }
-
-    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (DateTime.UtcNow < deadline)
-        {
-            if (await condition())
-            {
-                return true;
-            }
-
-            await Task.Delay(25);
-        }
-
-        return false;
+                var response = await web.Loopback.GetAsync("/health/ready");
+                return (response.StatusCode, Body: await response.Content.ReadAsStringAsync());
+            },
+            r => r.StatusCode == wanted, $"/health/ready never answered {wanted}", TimeSpan.FromSeconds(10), pollMs: 25, describe: r => $"{r.StatusCode} {r.Body}");
+        return JsonDocument.Parse(body.Body).RootElement.Clone();
     }
 }

@@ -187,7 +187,8 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
         {
             await WaitForAsync(() => Task.FromResult(_runs.Values.SelectMany(r => r.Lines).Any(l => l.Contains(text, StringComparison.Ordinal)) ? true : (bool?)null),
                 $"a line with \"{text}\"");
-            // A second one would show within two of the processes' 250 ms monitor intervals.
+            // A second one would show within two of the processes' 250 ms monitor intervals. A negative check on other
+            // processes' clocks: no event marks a line that is not written.
             await Task.Delay(TimeSpan.FromMilliseconds(2 * 250));
             return _runs.Values.SelectMany(r => r.Lines).Count(l => l.Contains(text, StringComparison.Ordinal));
         }

@@ -3,7 +3,7 @@
 -- KEYS[1] coordinator:activity:{id}   KEYS[2] coordinator:epoch:{id}   KEYS[3] coordinator:deadlines
 -- ARGV[1] K7 JSON without its time fields   ARGV[2] TTL (s)   ARGV[3] comma-separated names of the fields that get the Redis time
 -- ARGV[4] the writer's epoch   ARGV[5] coordinator id
--- ARGV[6] earliest known wait deadline (Redis ms, 0 = none)   ARGV[7] timeout (ms) of a wait starting now (0 = none)
+-- ARGV[6] earliest known wait deadline (Redis ms, 0 = none, -1 = none and none indexed: lib_activity.lua)   ARGV[7] timeout (ms) of a wait starting now (0 = none)
 -- Returns the time written in ms, or {'fenced', currentEpoch} when the writer was superseded.
 local fenced = fence(KEYS[2], ARGV[4])
 if fenced then

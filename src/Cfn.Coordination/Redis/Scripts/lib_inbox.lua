@@ -24,8 +24,12 @@ end
 
 -- Appends one signal to a receiver's durable inbox (creating the stream and its consumer group on first use), shows it
 -- in the K2 view and announces it on the receiver's channel. Returns the stream entry ID.
-local function append_entry(inbox, view, group, message_id, json, ttl, channel)
-  if redis.call('EXISTS', inbox) == 0 then
+-- inbox_type: the inbox's TYPE when the caller read it already in this script (saves a command per send), else nil.
+local function append_entry(inbox, view, group, message_id, json, ttl, channel, inbox_type)
+  if inbox_type == nil then
+    inbox_type = redis.call('EXISTS', inbox) == 0 and 'none' or 'stream'
+  end
+  if inbox_type == 'none' then
     redis.call('XGROUP', 'CREATE', inbox, group, '0', 'MKSTREAM')
   end
   local id = redis.call('XADD', inbox, '*', 'messageId', message_id, 'signal', json)

@@ -70,9 +70,9 @@ local function check_room(inbox_type)
 end
 
 -- Appends the signal to the receiver's durable inbox, shows it in the K2 view and announces it on the receiver's
--- channel. Returns the stream entry ID.
-local function append_signal()
-  return append_entry(KEYS[2], KEYS[3], ARGV[6], ARGV[5], ARGV[1], ARGV[2], ARGV[4])
+-- channel. Returns the stream entry ID. inbox_type: what check_send read (no write came between).
+local function append_signal(inbox_type)
+  return append_entry(KEYS[2], KEYS[3], ARGV[6], ARGV[5], ARGV[1], ARGV[2], ARGV[4], inbox_type)
 end
 
 -- One send: the checks, then the idempotency record, and only then the signal. Returns {1, streamEntryId} when
@@ -91,6 +91,6 @@ local function deliver_signal()
     return refused
   end
   redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-  return {1, append_signal()}
+  return {1, append_signal(inbox_type)}
 end
 

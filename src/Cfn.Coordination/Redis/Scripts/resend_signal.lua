@@ -51,6 +51,6 @@ if refused then
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 if delivered then
-  return {2, append_signal()}
+  return {2, append_signal(inbox_type)}
 end
-return {1, append_signal()}
+return {1, append_signal(inbox_type)}

@@ -12,4 +12,5 @@ if sent.err or sent[1] == 'fenced' or sent[1] < 0 then
 end
 local now = now_ms()
 record_activity(KEYS[7], KEYS[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], now)
-return {sent[1], sent[2], now, redis.call('GET', KEYS[9]), redis.call('GET', KEYS[10])}
+local read = redis.call('MGET', KEYS[9], KEYS[10])
+return {sent[1], sent[2], now, read[1], read[2]}
