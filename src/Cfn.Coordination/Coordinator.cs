@@ -312,8 +312,12 @@ public sealed class Coordinator : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops like a crash: no more heartbeats, nothing removed (tests and the chaos tooling use it).</summary>
-    internal async Task AbandonAsync()
+    /// <summary>
+    /// Stops like a crash: no more heartbeats, nothing removed. The timeout handler then declares the instance dead and
+    /// recovers it (inbox handed over, work transferred), as for a process that died; <c>cfn agent run</c> does this when
+    /// the agent's program dies, and the fault tests and chaos tooling to simulate a crash.
+    /// </summary>
+    public async Task AbandonAsync()
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 1)
         {

@@ -8,6 +8,7 @@ var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook
     ServeCommand.Create(),
     CleanupCommand.Create(),
     StatusCommand.Create(),
+    AgentCommand.Create(),
 };
 
 var parsed = root.Parse(args);

@@ -1,0 +1,528 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Cfn.Coordination;
+using Cfn.Coordination.Acks;
+using Cfn.Coordination.Identity;
+using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Redis;
+using Cfn.Coordination.Signals;
+
+namespace Cfn.Commands;
+
+/// <summary>
+/// <c>cfn agent …</c>: the protocol for agents written in any language (SPEC D21), most often a program or an LLM agent
+/// that runs shell commands. <c>cfn agent run</c> keeps an agent ID alive (epoch, registry, heartbeat) while the agent's
+/// program runs; the other verbs, run by that program, act as that agent: they attach to the running instance through
+/// <c>CFN_AGENT_ID</c>, <c>CFN_SWARM_ID</c> and <c>CFN_AGENT_EPOCH</c>, which <c>run</c> puts in the program's
+/// environment, and speak Redis directly with the shared secret. Results are one JSON object on stdout, errors one line
+/// on stderr, and every verb exits with the same codes (<see cref="AgentExit"/>).
+/// </summary>
+internal static partial class AgentCommand
+{
+    public const string IdVariable = "CFN_AGENT_ID";
+    public const string SwarmVariable = "CFN_SWARM_ID";
+    public const string EpochVariable = "CFN_AGENT_EPOCH";
+
+    /// <summary>Longest payload accepted (a signal lives in a Redis stream and in K2).</summary>
+    public const int MaxPayloadBytes = 64 * 1024;
+
+    private static readonly JsonSerializerOptions Output = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static Command Create()
+    {
+        var agent = new Command("agent", "Take part in a swarm from any program: run an agent, send, wait, receive and reply (SPEC D21; docs/agents.md).");
+        agent.Subcommands.Add(RunCommand());
+        agent.Subcommands.Add(SendCommand());
+        agent.Subcommands.Add(WaitCommand());
+        agent.Subcommands.Add(ReceiveCommand());
+        agent.Subcommands.Add(ReplyCommand());
+        return agent;
+    }
+
+    private static Option<long?> TimeoutOption(string description) => new("--timeout-ms") { Description = description };
+
+    private static Command RunCommand()
+    {
+        var id = new Option<string>("--id") { Description = "the agent's ID (a coordinator or validator ID)", Required = true };
+        var swarm = new Option<string>("--swarm") { Description = "its swarm (validators: validators)", Required = true };
+        var program = new Argument<string[]>("command") { Arity = ArgumentArity.OneOrMore, Description = "the agent's program and its arguments, after --" };
+        var command = new Command("run", "Keep an agent alive (epoch, registry, heartbeat) while its program runs, and exit with the program's code.")
+        {
+            id, swarm, program,
+        };
+        command.SetAction((result, cancellationToken) => RunAsync(result.GetValue(id)!, result.GetValue(swarm)!, result.GetValue(program)!, cancellationToken));
+        return command;
+    }
+
+    /// <summary>
+    /// Starts the agent's instance (a new epoch, so an earlier instance under the ID is fenced), runs its program with the
+    /// agent's identity in the environment, forwards SIGTERM/SIGINT/SIGHUP to it and waits for it. Exit 0: a graceful stop
+    /// (the agent's keys go; unconsumed signals stay in its inbox). Any other exit, a signal included: the program died,
+    /// so the agent stops heartbeating and keeps its keys, and the timeout handler recovers it like a dead coordinator
+    /// (inbox handed over, work transferred).
+    /// </summary>
+    private static async Task<int> RunAsync(string id, string swarm, string[] argv, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (!Ids.IsValidName(id))
+            {
+                throw new AgentInputException("--id", Ids.NameRule);
+            }
+
+            if (!Ids.IsValidName(swarm))
+            {
+                throw new AgentInputException("--swarm", Ids.NameRule);
+            }
+
+            var (settings, keys) = Connection();
+            await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
+            var agent = await Coordinator.StartAsync(redis, keys, id, swarm, CoordinationMetrics.Default).ConfigureAwait(false);
+            var exit = AgentExit.Error;
+            try
+            {
+                exit = await RunProgramAsync(agent, argv).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (exit == 0 && !agent.IsSuperseded)
+                {
+                    await agent.DisposeAsync().ConfigureAwait(false);
+                }
+                else
+                {
+                    await agent.AbandonAsync().ConfigureAwait(false);
+                    await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                        $"cfn agent run: {id}'s program ended with exit code {exit}: heartbeat stopped, the agent is left for recovery")).ConfigureAwait(false);
+                }
+            }
+
+            return exit;
+        }
+        catch (Exception e)
+        {
+            return Fail("run", e);
+        }
+    }
+
+    private static async Task<int> RunProgramAsync(Coordinator agent, string[] argv)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(argv[0]) { UseShellExecute = false };
+        foreach (var argument in argv.Skip(1))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment[IdVariable] = agent.Id;
+        start.Environment[SwarmVariable] = agent.SwarmId;
+        start.Environment[EpochVariable] = agent.Epoch.ToString(CultureInfo.InvariantCulture);
+        using var child = new System.Diagnostics.Process { StartInfo = start };
+        try
+        {
+            child.Start();
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            await agent.StopAsync().ConfigureAwait(false);
+            throw new AgentInputException("command", $"cannot start {argv[0]}: {e.Message}");
+        }
+
+        // The program decides how to stop: the signal is passed on and this process waits for it to exit.
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Forward(c, child, "TERM"));
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Forward(c, child, "INT"));
+        using var hangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => Forward(c, child, "HUP"));
+        await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        return child.ExitCode;
+    }
+
+    private static void Forward(PosixSignalContext context, System.Diagnostics.Process child, string signal)
+    {
+        context.Cancel = true;
+        try
+        {
+            using var kill = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("kill")
+            {
+                ArgumentList = { "-" + signal, child.Id.ToString(CultureInfo.InvariantCulture) },
+                UseShellExecute = false,
+            });
+            kill?.WaitForExit();
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // the program has exited already
+        }
+    }
+
+    private static Command SendCommand()
+    {
+        var to = new Option<string>("--to") { Description = "receiver ID(s), comma-separated", Required = true };
+        var type = new Option<string>("--type") { Description = "signal type: " + string.Join(", ", SignalTypes.All.Order(StringComparer.Ordinal)), Required = true };
+        var payload = new Option<string?>("--payload") { Description = "JSON payload, or @FILE to read it from a file" };
+        var iteration = new Option<int>("--iteration") { Description = "the sender's iteration (default 1)", DefaultValueFactory = _ => 1 };
+        var idempotency = new Option<string?>("--idempotency-key") { Description = "a repeated send with the same key delivers nothing new" };
+        var wait = new Option<bool>("--wait") { Description = "block until every receiver ACKs" };
+        var timeout = TimeoutOption("with --wait: how long to wait (default BLOCKING_TIMEOUT_MS)");
+        var command = new Command("send", "Send a signed signal to one or more agents; with --wait, block until every ACK.")
+        {
+            to, type, payload, iteration, idempotency, wait, timeout,
+        };
+        command.SetAction((result, cancellationToken) => AsAgentAsync("send", async agent =>
+        {
+            var receivers = Receivers(result.GetValue(to), "--to");
+            var signalType = result.GetValue(type)!;
+            if (!SignalTypes.All.Contains(signalType))
+            {
+                throw new AgentInputException("--type", $"must be one of {string.Join(", ", SignalTypes.All.Order(StringComparer.Ordinal))}");
+            }
+
+            var body = ReadPayload(result.GetValue(payload), "--payload");
+            var iterationValue = result.GetValue(iteration);
+            if (iterationValue < 0)
+            {
+                throw new AgentInputException("--iteration", "must be 0 or more");
+            }
+
+            var key = result.GetValue(idempotency);
+            if (key is not null && !Ids.IsValidName(key))
+            {
+                throw new AgentInputException("--idempotency-key", Ids.NameRule);
+            }
+
+            var waitTimeout = Timeout(result.GetValue(timeout));
+            var sent = new List<SignalDeliveryResult>();
+            foreach (var receiver in receivers)
+            {
+                sent.Add(await agent.Signals.SendAsync(receiver, signalType, iterationValue, body, key).ConfigureAwait(false));
+            }
+
+            var messages = sent.Select(s => new { to = s.ReceiverId, messageId = s.MessageId, duplicate = s.IsDuplicate }).ToList();
+            if (!result.GetValue(wait))
+            {
+                return Print(new { status = "sent", messages }, AgentExit.Done);
+            }
+
+            var waited = await agent.Waiter.WaitForAcksAsync(
+                sent.Select(s => new KeyValuePair<string, string>(s.ReceiverId, s.MessageId)), waitTimeout, cancellationToken).ConfigureAwait(false);
+            return PrintWait(waited, messages);
+        }, cancellationToken));
+        return command;
+    }
+
+    private static Command WaitCommand()
+    {
+        var forIds = new Option<string>("--for") { Description = "the agent ID(s) whose ACKs to wait for, comma-separated", Required = true };
+        var messageId = new Option<string>("--message-id") { Description = "the message ID they must ACK", Required = true };
+        var timeout = TimeoutOption("how long to wait (default BLOCKING_TIMEOUT_MS)");
+        var command = new Command("wait", "Block until every listed agent has ACKed a message.") { forIds, messageId, timeout };
+        command.SetAction((result, cancellationToken) => AsAgentAsync("wait", async agent =>
+        {
+            var ids = Receivers(result.GetValue(forIds), "--for");
+            var signal = result.GetValue(messageId)!;
+            if (!Ids.IsValidSignalId(signal))
+            {
+                throw new AgentInputException("--message-id", "must be a message ID as send printed it");
+            }
+
+            var waited = await agent.Waiter.WaitForAcksAsync(ids, signal, Timeout(result.GetValue(timeout)), cancellationToken).ConfigureAwait(false);
+            return PrintWait(waited, messages: null);
+        }, cancellationToken));
+        return command;
+    }
+
+    private static Command ReceiveCommand()
+    {
+        var timeout = TimeoutOption("how long to wait for a signal (default: until one arrives)");
+        var command = new Command("receive", "Take the next signal from this agent's durable inbox, verified and ACKed, as one JSON object.") { timeout };
+        command.SetAction((result, cancellationToken) => AsAgentAsync("receive", async agent =>
+        {
+            var limit = Timeout(result.GetValue(timeout));
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            if (limit is { } l)
+            {
+                stop.CancelAfter(l);
+            }
+
+            try
+            {
+                await foreach (var received in agent.Inbox.ReadAllAsync(stop.Token).ConfigureAwait(false))
+                {
+                    // Printed, then consumed: a receive that dies before printing leaves the signal to the next one.
+                    var printed = Print(Describe(received), AgentExit.Done);
+                    await agent.Inbox.CompleteAsync(received).ConfigureAwait(false);
+                    return printed;
+                }
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                // the timeout
+            }
+
+            if (agent.IsSuperseded)
+            {
+                throw new CoordinatorSupersededException(agent.Id, agent.Epoch, null);
+            }
+
+            return Print(new { status = cancellationToken.IsCancellationRequested ? "cancelled" : "timeout" },
+                cancellationToken.IsCancellationRequested ? AgentExit.Error : AgentExit.Timeout);
+        }, cancellationToken));
+        return command;
+    }
+
+    private static Command ReplyCommand()
+    {
+        var to = new Option<string>("--to") { Description = "the agent that sent the request", Required = true };
+        var inReplyTo = new Option<string>("--in-reply-to") { Description = "the request's message ID", Required = true };
+        var payload = new Option<string>("--payload") { Description = "the answer: a JSON object (for a verdict {\"verdict\":\"pass\"|\"fail\",\"reason\":…}), or @FILE", Required = true };
+        var iteration = new Option<int>("--iteration") { Description = "the replier's iteration (default 1)", DefaultValueFactory = _ => 1 };
+        var command = new Command("reply", "Answer a request with a completion signal bound to it (a repeated reply delivers nothing new).")
+        {
+            to, inReplyTo, payload, iteration,
+        };
+        command.SetAction((result, cancellationToken) => AsAgentAsync("reply", async agent =>
+        {
+            var receiver = Receivers(result.GetValue(to), "--to") is [var one] ? one : throw new AgentInputException("--to", "must name exactly one agent");
+            var request = result.GetValue(inReplyTo)!;
+            if (!Ids.IsValidSignalId(request))
+            {
+                throw new AgentInputException("--in-reply-to", "must be the message ID of the request");
+            }
+
+            if (JsonNode.Parse(ReadPayload(result.GetValue(payload), "--payload")!.Value.GetRawText()) is not JsonObject answer)
+            {
+                throw new AgentInputException("--payload", "must be a JSON object");
+            }
+
+            answer["inReplyTo"] = request;
+            var body = JsonSerializer.SerializeToElement(answer);
+            // The key binds the reply to its request: replying twice to one request delivers one signal.
+            var key = "reply-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(request)))[..32];
+            var sent = await agent.Signals.SendAsync(receiver, SignalTypes.Completion, result.GetValue(iteration), body, key).ConfigureAwait(false);
+            return Print(new { status = "sent", to = receiver, messageId = sent.MessageId, inReplyTo = request, duplicate = sent.IsDuplicate }, AgentExit.Done);
+        }, cancellationToken));
+        return command;
+    }
+
+    /// <summary>Connects, attaches to the running agent instance and runs <paramref name="body"/>, mapping failures to exit codes.</summary>
+    private static async Task<int> AsAgentAsync(string verb, Func<Coordinator, Task<int>> body, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var id = Environment.GetEnvironmentVariable(IdVariable);
+            var swarm = Environment.GetEnvironmentVariable(SwarmVariable);
+            var epochText = Environment.GetEnvironmentVariable(EpochVariable);
+            if (string.IsNullOrEmpty(id) || string.IsNullOrEmpty(swarm) || string.IsNullOrEmpty(epochText))
+            {
+                throw new AgentInputException(IdVariable, $"cfn agent {verb} runs inside `cfn agent run` ({IdVariable}, {SwarmVariable} and {EpochVariable} are not set)");
+            }
+
+            if (!long.TryParse(epochText, NumberStyles.None, CultureInfo.InvariantCulture, out var epoch) || epoch < 1)
+            {
+                throw new AgentInputException(EpochVariable, "must be a positive whole number");
+            }
+
+            var (settings, keys) = Connection();
+            await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
+            await using var agent = await Coordinator.AttachAsync(redis, keys, id, swarm, epoch, CoordinationMetrics.Default).ConfigureAwait(false);
+            return await body(agent).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            return Fail(verb, e);
+        }
+    }
+
+    /// <summary>Where Redis is and the shared secret, from the environment (bad input when missing or invalid).</summary>
+    internal static (RedisSettings Settings, SigningKeys Keys) Connection()
+    {
+        RedisSettings settings;
+        try
+        {
+            settings = RedisSettings.FromEnvironment();
+        }
+        catch (ArgumentException e)
+        {
+            throw new AgentInputException("REDIS_URL", e.Message);
+        }
+
+        try
+        {
+            return (settings, SigningKeys.FromEnvironment());
+        }
+        catch (ArgumentException e)
+        {
+            throw new AgentInputException("BLOCKING_COORDINATION_SECRET", e.Message);
+        }
+    }
+
+    /// <summary>The exit code of a failure, with its one line on stderr.</summary>
+    internal static int Fail(string verb, Exception e)
+    {
+        var (code, message) = e switch
+        {
+            AgentInputException input => (AgentExit.BadInput, $"{input.Field}: {input.Rule}"),
+            InvalidIdException invalid => (AgentExit.BadInput, invalid.Message),
+            System.ComponentModel.DataAnnotations.ValidationException invalid => (AgentExit.BadInput, invalid.Message),
+            CoordinatorSupersededException superseded => (AgentExit.Superseded, superseded.Message),
+            SignalDeliveryException delivery when delivery.Reason == SignalDeliveryException.ReceiverDead => (AgentExit.PeerDead, delivery.Message),
+            _ when RedisErrors.IsTransient(e) => (AgentExit.Error, "Redis error: " + RedisErrors.FirstClause(e)),
+            _ => (AgentExit.Error, $"{e.GetType().Name}: {e.Message}"),
+        };
+        Console.Error.WriteLine($"cfn agent {verb}: {message.ReplaceLineEndings(" ")}");
+        return code;
+    }
+
+    private static int PrintWait(AckWaitResult waited, object? messages)
+    {
+        var code = waited.Status switch
+        {
+            AckWaitStatus.Completed => AgentExit.Done,
+            AckWaitStatus.Timeout => AgentExit.Timeout,
+            AckWaitStatus.PeerDead => AgentExit.PeerDead,
+            _ => AgentExit.Error,
+        };
+        return Print(new
+        {
+            status = waited.StatusLabel,
+            messages,
+            acked = waited.Acks.Keys.Order(StringComparer.Ordinal).ToList(),
+            missing = waited.Missing,
+            durationMs = (long)waited.Duration.TotalMilliseconds,
+        }, code);
+    }
+
+    private static object Describe(ReceivedSignal received)
+    {
+        var s = received.Signal;
+        return new
+        {
+            messageId = s.MessageId,
+            senderId = s.SenderId,
+            receiverId = s.ReceiverId,
+            type = s.Type,
+            iteration = s.Iteration,
+            timestamp = s.Timestamp,
+            payload = s.Payload,
+            handedOverFrom = s.HandedOverFrom,
+            redelivered = received.IsRedelivery,
+            senderGone = received.SenderGone,
+        };
+    }
+
+    private static int Print(object value, int code)
+    {
+        Console.Out.WriteLine(JsonSerializer.Serialize(value, Output));
+        Console.Out.Flush();
+        return code;
+    }
+
+    private static List<string> Receivers(string? text, string option)
+    {
+        var ids = (text ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (ids.Length == 0)
+        {
+            throw new AgentInputException(option, "must name at least one agent ID");
+        }
+
+        foreach (var id in ids)
+        {
+            if (!Ids.IsValidName(id))
+            {
+                throw new AgentInputException(option, $"\"{id}\": {Ids.NameRule}");
+            }
+        }
+
+        return ids.Distinct(StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The payload option: inline JSON, or <c>@FILE</c>; bounded and parsed before anything is written.</summary>
+    private static JsonElement? ReadPayload(string? value, string option)
+    {
+        if (value is null)
+        {
+            return null;
+        }
+
+        string text;
+        if (value.StartsWith('@'))
+        {
+            var path = value[1..];
+            try
+            {
+                var info = new FileInfo(path);
+                if (info.Exists && info.Length > MaxPayloadBytes)
+                {
+                    throw new AgentInputException(option, $"{path} is larger than {MaxPayloadBytes} bytes");
+                }
+
+                text = File.ReadAllText(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new AgentInputException(option, $"cannot read {path}: {e.Message}");
+            }
+        }
+        else
+        {
+            text = value;
+        }
+
+        if (System.Text.Encoding.UTF8.GetByteCount(text) > MaxPayloadBytes)
+        {
+            throw new AgentInputException(option, $"must be at most {MaxPayloadBytes} bytes");
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new AgentInputException(option, "must be JSON: " + e.Message.Split(" Path:")[0]);
+        }
+    }
+
+    private static TimeSpan? Timeout(long? milliseconds) => milliseconds switch
+    {
+        null => null,
+        <= 0 => throw new AgentInputException("--timeout-ms", "must be a positive number of milliseconds"),
+        > 7L * 24 * 3600 * 1000 => throw new AgentInputException("--timeout-ms", "must be at most 7 days"),
+        { } ms => TimeSpan.FromMilliseconds(ms),
+    };
+}
+
+/// <summary>The exit codes of every <c>cfn agent</c> verb (docs/agents.md).</summary>
+internal static class AgentExit
+{
+    /// <summary>Done.</summary>
+    public const int Done = 0;
+
+    /// <summary>Any other error (Redis unreachable, an unexpected failure); the line on stderr says which.</summary>
+    public const int Error = 1;
+
+    /// <summary>Bad input: an invalid ID, option, payload or environment; nothing was written.</summary>
+    public const int BadInput = 2;
+
+    /// <summary>A wait timed out: the partial result is on stdout, naming the missing peers.</summary>
+    public const int Timeout = 3;
+
+    /// <summary>A peer died with no replacement coming (<c>peer_dead</c>).</summary>
+    public const int PeerDead = 4;
+
+    /// <summary>This agent instance was superseded (its ID restarted elsewhere): its writes are fenced.</summary>
+    public const int Superseded = 5;
+}
+
+/// <summary>Bad input to a verb, naming the option or variable and the rule it breaks.</summary>
+internal sealed class AgentInputException(string field, string rule) : Exception($"{field}: {rule}")
+{
+    public string Field { get; } = field;
+
+    public string Rule { get; } = rule;
+}

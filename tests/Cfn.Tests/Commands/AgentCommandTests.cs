@@ -1,0 +1,245 @@
+using System.Globalization;
+using System.Text.Json;
+using Cfn.Tests.Infrastructure;
+using StackExchange.Redis;
+
+namespace Cfn.Tests.Commands;
+
+#pragma warning disable CA1416 // the agents are bash scripts: these tests run on Linux only, as the whole suite does
+
+/// <summary>
+/// <c>cfn agent …</c> through real processes and the real redis-server (database 38): bash agents, each kept alive by
+/// <c>cfn agent run</c>, talk through the verbs only, as a user's shell agent would. Every exit code is produced for real.
+/// </summary>
+public sealed class AgentCommandTests : IAsyncLifetime
+{
+    private const int Db = 38;
+    private const string Secret = "agent-command-secret-0123456789abcdef0123456789";
+    private readonly string _dir = Directory.CreateTempSubdirectory("cfn-agent-").FullName;
+    private ConnectionMultiplexer _redis = null!;
+    private string _endpoint = "";
+
+    private IDatabase Database => _redis.GetDatabase(Db);
+
+    public async Task InitializeAsync()
+    {
+        _endpoint = System.Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
+            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        _redis = await ConnectionMultiplexer.ConnectAsync($"{_endpoint},allowAdmin=true");
+        await Server.FlushDatabaseAsync(Db);
+        // `cfn` on the agents' PATH, as an installed binary would be.
+        var cfn = Path.Combine(_dir, "cfn");
+        await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
+        File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Server.FlushDatabaseAsync(Db);
+        await _redis.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    private IServer Server => _redis.GetServer(_redis.GetEndPoints()[0]);
+
+    private Dictionary<string, string?> Environment(Dictionary<string, string?>? extra = null)
+    {
+        var env = new Dictionary<string, string?>
+        {
+            ["REDIS_URL"] = $"redis://{_endpoint}/{Db}",
+            ["BLOCKING_COORDINATION_SECRET"] = Secret,
+            ["PATH"] = _dir + ":" + System.Environment.GetEnvironmentVariable("PATH"),
+            ["CFN_AGENT_ID"] = null,
+            ["CFN_SWARM_ID"] = null,
+            ["CFN_AGENT_EPOCH"] = null,
+        };
+        foreach (var (k, v) in extra ?? [])
+        {
+            env[k] = v;
+        }
+
+        return env;
+    }
+
+    private string Script(string name, string body)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, "#!/bin/bash\nset -u\n" + body + "\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return path;
+    }
+
+    [Fact]
+    public async Task BashAgents_CoordinatorAndTwoValidators_CompleteThreeLoops()
+    {
+        // A validator: answers three requests, passing even n and failing odd n.
+        var validator = Script("validator.sh", """
+            for i in 1 2 3; do
+              req=$(cfn agent receive --timeout-ms 30000) || exit 10
+              n=$(jq -r .payload.n <<<"$req")
+              if (( n % 2 == 0 )); then verdict=pass; else verdict=fail; fi
+              cfn agent reply --to "$(jq -r .senderId <<<"$req")" --in-reply-to "$(jq -r .messageId <<<"$req")" \
+                --payload "{\"verdict\":\"$verdict\",\"reason\":\"$CFN_AGENT_ID saw $n\"}" >/dev/null || exit 11
+            done
+            """);
+        // The coordinator: three loops of send for validation, wait for both ACKs, collect both verdicts, decide.
+        var coordinator = Script("coordinator.sh", """
+            for n in 2 3 4; do
+              sent=$(cfn agent send --to val-a,val-b --type validation --payload "{\"n\":$n}" --iteration $n --wait --timeout-ms 30000) || exit 20
+              [[ $(jq -r .status <<<"$sent") == completed ]] || exit 21
+              verdicts=""
+              for v in 1 2; do
+                reply=$(cfn agent receive --timeout-ms 30000) || exit 22
+                verdicts="$verdicts $(jq -r .payload.verdict <<<"$reply")"
+              done
+              if [[ $verdicts == *fail* ]]; then echo "loop $n: fail" >> "$DECISIONS"; else echo "loop $n: pass" >> "$DECISIONS"; fi
+            done
+            """);
+        await using var a = CfnRun.Start(["agent", "run", "--id", "val-a", "--swarm", "validators", "--", validator], Environment());
+        await using var b = CfnRun.Start(["agent", "run", "--id", "val-b", "--swarm", "validators", "--", validator], Environment());
+        await Task.WhenAll(WaitRegisteredAsync("val-a"), WaitRegisteredAsync("val-b"));
+        await using var c = CfnRun.Start(["agent", "run", "--id", "coord-1", "--swarm", "swarm-a", "--", coordinator],
+            Environment(new() { ["DECISIONS"] = Path.Combine(_dir, "decisions") }));
+
+        Assert.True(0 == await c.WaitForExitAsync(TimeSpan.FromSeconds(90)), c.Tail(30));
+        Assert.True(0 == await a.WaitForExitAsync(TimeSpan.FromSeconds(30)), a.Tail(30));
+        Assert.True(0 == await b.WaitForExitAsync(TimeSpan.FromSeconds(30)), b.Tail(30));
+        Assert.Equal(["loop 2: pass", "loop 3: fail", "loop 4: pass"], await File.ReadAllLinesAsync(Path.Combine(_dir, "decisions")));
+        // A graceful end: the agents' liveness keys are gone.
+        Assert.False(await Database.KeyExistsAsync("blocking:heartbeat:coord-1"));
+        Assert.Equal(0, await Database.SortedSetLengthAsync("blocking:coordinators"));
+    }
+
+    [Theory]
+    [InlineData(new[] { "send", "--to", "bad id!", "--type", "validation" }, "--to")]
+    [InlineData(new[] { "send", "--to", "val-x", "--type", "gossip" }, "--type")]
+    [InlineData(new[] { "send", "--to", "val-x", "--type", "validation", "--payload", "{not json" }, "--payload")]
+    [InlineData(new[] { "send", "--to", "val-x", "--type", "validation", "--wait", "--timeout-ms", "-5" }, "--timeout-ms")]
+    [InlineData(new[] { "reply", "--to", "val-x", "--in-reply-to", "val-x:agent-1:validation:1:5", "--payload", "[1]" }, "--payload")]
+    [InlineData(new[] { "wait", "--for", "val-x,", "--message-id", "a b" }, "--message-id")]
+    public async Task BadInput_Exit2NamingTheFieldAndNothingWritten(string[] args, string field)
+    {
+        var (epoch, keep) = await StartHeldAgentAsync("agent-1");
+        await using (keep)
+        {
+            var before = await Server.DatabaseSizeAsync(Db);
+
+            var (code, stdout, stderr) = await VerbAsync(args, "agent-1", epoch);
+
+            Assert.Equal(2, code);
+            Assert.Equal("", stdout);
+            Assert.StartsWith($"cfn agent {args[0]}: {field}: ", stderr, StringComparison.Ordinal);
+            Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Equal(before, await Server.DatabaseSizeAsync(Db));
+        }
+    }
+
+    [Fact]
+    public async Task Verb_OutsideRun_Exit2()
+    {
+        var (code, _, stderr) = await RunCfnAsync(["agent", "receive", "--timeout-ms", "100"], Environment());
+
+        Assert.Equal(2, code);
+        Assert.Contains("runs inside `cfn agent run`", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Wait_NobodyAcks_Exit3WithThePartialResult()
+    {
+        var (epoch, keep) = await StartHeldAgentAsync("agent-2");
+        await using (keep)
+        {
+            var (code, stdout, _) = await VerbAsync(["wait", "--for", "peer-1,peer-2", "--message-id", "agent-2:peer-1:validation:1:77", "--timeout-ms", "400"], "agent-2", epoch);
+
+            Assert.Equal(3, code);
+            var result = JsonDocument.Parse(stdout).RootElement;
+            Assert.Equal("timeout", result.GetProperty("status").GetString());
+            Assert.Equal(["peer-1", "peer-2"], result.GetProperty("missing").EnumerateArray().Select(e => e.GetString()!).ToArray());
+        }
+    }
+
+    [Fact]
+    public async Task Verb_StaleEpoch_Exit5AndNothingSent()
+    {
+        var (epoch, keep) = await StartHeldAgentAsync("agent-3");
+        await using (keep)
+        {
+            // Not the current epoch (the one a superseded instance would still hold).
+            var (code, _, stderr) = await VerbAsync(["send", "--to", "peer-3", "--type", "validation"], "agent-3", epoch + 1);
+
+            Assert.Equal(5, code);
+            Assert.Contains("superseded", stderr, StringComparison.Ordinal);
+            Assert.False(await Database.KeyExistsAsync("blocking:inbox:peer-3"));
+        }
+    }
+
+    [Fact]
+    public async Task Run_ProgramDies_HeartbeatStopsAndKeysStayForRecovery_ExitCodePassedOn()
+    {
+        var script = Script("dies.sh", "exit 7");
+
+        var (code, _, stderr) = await RunCfnAsync(["agent", "run", "--id", "agent-4", "--swarm", "swarm-d", "--", script], Environment());
+
+        Assert.Equal(7, code);
+        Assert.Contains("left for recovery", stderr, StringComparison.Ordinal);
+        Assert.True(await Database.KeyExistsAsync("blocking:heartbeat:agent-4"), "a died agent's heartbeat key must stay for the monitor to judge");
+        Assert.NotNull(await Database.SortedSetScoreAsync("blocking:coordinators", "agent-4"));
+    }
+
+    /// <summary>An agent kept alive by <c>cfn agent run</c> around <c>sleep</c>; returns its epoch and the run to dispose.</summary>
+    private async Task<(long Epoch, CfnRun Run)> StartHeldAgentAsync(string id)
+    {
+        var run = CfnRun.Start(["agent", "run", "--id", id, "--swarm", "swarm-t", "--", "sleep", "60"], Environment());
+        await WaitRegisteredAsync(id);
+        return ((long)await Database.StringGetAsync($"coordinator:epoch:{id}"), run);
+    }
+
+    /// <summary>Waits until the agent's start has written everything it writes (epoch, registry, heartbeat, activity).</summary>
+    private async Task WaitRegisteredAsync(string id) =>
+        Assert.True(await EventuallyAsync(async () => await Database.KeyExistsAsync($"coordinator:epoch:{id}") &&
+            (await Database.SortedSetScoreAsync("blocking:coordinators", id)).HasValue &&
+            (await Database.KeyExistsAsync($"blocking:heartbeat:{id}") || await Database.KeyExistsAsync($"validator:heartbeat:{id}")) &&
+            await Database.KeyExistsAsync($"coordinator:activity:{id}"), TimeSpan.FromSeconds(30)), $"{id} never started");
+
+    private Task<(int Code, string Stdout, string Stderr)> VerbAsync(string[] args, string id, long epoch) =>
+        RunCfnAsync(["agent", .. args], Environment(new()
+        {
+            ["CFN_AGENT_ID"] = id,
+            ["CFN_SWARM_ID"] = "swarm-t",
+            ["CFN_AGENT_EPOCH"] = epoch.ToString(CultureInfo.InvariantCulture),
+        }));
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunCfnAsync(string[] args, Dictionary<string, string?> env)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cfn.dll"));
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        foreach (var (k, v) in env)
+        {
+            if (v is null)
+            {
+                start.Environment.Remove(k);
+            }
+            else
+            {
+                start.Environment[k] = v;
+            }
+        }
+
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, (await stdout).Trim(), (await stderr).Trim());
+    }
+}
