@@ -23,10 +23,8 @@ public sealed class AgentCommandTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _endpoint = System.Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
-        _redis = await ConnectionMultiplexer.ConnectAsync($"{_endpoint},allowAdmin=true");
-        await Server.FlushDatabaseAsync(Db);
+        _endpoint = TestRedis.Endpoint;
+        (_redis, _, _) = await TestRedis.OpenEmptyAsync(Db);
         // `cfn` on the agents' PATH, as an installed binary would be.
         var cfn = Path.Combine(_dir, "cfn");
         await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
@@ -209,37 +207,6 @@ public sealed class AgentCommandTests : IAsyncLifetime
             ["CFN_AGENT_EPOCH"] = epoch.ToString(CultureInfo.InvariantCulture),
         }));
 
-    private static async Task<(int Code, string Stdout, string Stderr)> RunCfnAsync(string[] args, Dictionary<string, string?> env)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cfn.dll"));
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        foreach (var (k, v) in env)
-        {
-            if (v is null)
-            {
-                start.Environment.Remove(k);
-            }
-            else
-            {
-                start.Environment[k] = v;
-            }
-        }
-
-        using var process = System.Diagnostics.Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, (await stdout).Trim(), (await stderr).Trim());
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> RunCfnAsync(string[] args, Dictionary<string, string?> env) =>
+        CfnRun.RunToEndAsync(args, env);
 }

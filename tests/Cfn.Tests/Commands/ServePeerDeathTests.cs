@@ -20,12 +20,9 @@ public sealed class ServePeerDeathTests
     [Fact]
     public async Task Serve_ValidatorKilledWhileCoordinatorWaits_WaitCompletesWithReplacementAck()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
-        await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
-        var server = redis.GetServer(redis.GetEndPoints()[0]);
-        await server.FlushDatabaseAsync(Db);
-        var db = redis.GetDatabase(Db);
+        var endpoint = TestRedis.Endpoint;
+        var (redis, server, db) = await TestRedis.OpenEmptyAsync(Db);
+        await using var connection = redis;
 
         var ports = new Dictionary<string, int>();
         var runs = new Dictionary<string, CfnRun>();

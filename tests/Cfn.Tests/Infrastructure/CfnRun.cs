@@ -36,7 +36,21 @@ public sealed class CfnRun : IAsyncDisposable
     public string Output => string.Join('\n', _lines);
 
     /// <summary>Starts <c>dotnet cfn.dll args…</c> with the given extra environment (null removes a variable).</summary>
-    public static CfnRun Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null)
+    public static CfnRun Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null) =>
+        new(Process.Start(StartInfo(args, environment)) ?? throw new InvalidOperationException("cfn did not start"));
+
+    /// <summary>Runs <c>cfn args…</c> to its end (at most a minute) and returns its exit code, stdout and stderr, each trimmed.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunToEndAsync(IEnumerable<string> args, IDictionary<string, string?>? environment = null)
+    {
+        using var process = Process.Start(StartInfo(args, environment)) ?? throw new InvalidOperationException("cfn did not start");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(timeout.Token);
+        return (process.ExitCode, (await stdout).Trim(), (await stderr).Trim());
+    }
+
+    private static ProcessStartInfo StartInfo(IEnumerable<string> args, IDictionary<string, string?>? environment)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -62,7 +76,7 @@ public sealed class CfnRun : IAsyncDisposable
             }
         }
 
-        return new CfnRun(Process.Start(start) ?? throw new InvalidOperationException("cfn did not start"));
+        return start;
     }
 
     /// <summary>The first line matching <paramref name="predicate"/>, waiting up to <paramref name="timeout"/>; fails with the output so far.</summary>
