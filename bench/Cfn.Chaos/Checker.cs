@@ -416,9 +416,12 @@ internal sealed class Checker
             // The death fenced the instance whose epoch is below the epoch it set (fencedAtEpoch): an instance that
             // started later has a higher epoch and is not the one declared dead, even if its start was logged first.
             var fence = long.TryParse(death.Field("fencedAtEpoch"), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var f) ? f : (long?)null;
+            // With a fence known, only start lines that carry an epoch count: a validator's own start line has none, and
+            // a process restarted just before the death logs it within the time window below although its instance
+            // (epoch above the fence) is not the one declared dead (every validator also logs its epoch-bearing start).
             var instances = (starts.GetValueOrDefault(id) ?? []).Where(s =>
-                fence is { } fenced && long.TryParse(s.Field("epoch"), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var epoch)
-                    ? epoch < fenced
+                fence is { } fenced
+                    ? long.TryParse(s.Field("epoch"), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var epoch) && epoch < fenced
                     : s.Time <= at.AddMilliseconds(200)).ToList();
             var evidence = new List<string> { death.Evidence };
             evidence.AddRange(redisRestarts.Where(r => Math.Abs((r.At - at).TotalSeconds) < 15)
