@@ -39,6 +39,25 @@ public sealed class SignalSender
     private CoordinationMetrics Telemetry => _coordinator.Metrics;
 
     /// <summary>
+    /// Answers the request <paramref name="requestMessageId"/> with a <c>completion</c> signal to
+    /// <paramref name="receiverId"/>. The reply is bound to its request: every answer to the same request has the same
+    /// message ID, so a repeated reply (a redelivered request answered again) is a duplicate and delivers nothing new.
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    /// <exception cref="ArgumentException">The payload is too large; nothing was written.</exception>
+    /// <exception cref="SignalDeliveryException">As for <see cref="SendAsync"/>.</exception>
+    /// <exception cref="CoordinatorSupersededException">This instance was superseded; nothing was written.</exception>
+    public Task<SignalDeliveryResult> ReplyAsync(string receiverId, string requestMessageId, int iteration, JsonElement payload)
+    {
+        Ids.RequireSignalId(requestMessageId, "requestMessageId");
+        return SendAsync(receiverId, SignalTypes.Completion, iteration, payload, ReplyKey(requestMessageId));
+    }
+
+    /// <summary>The idempotency key of every reply to <paramref name="requestMessageId"/>: the same for each answer to it, different for any other request.</summary>
+    internal static string ReplyKey(string requestMessageId) =>
+        "v" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(requestMessageId)))[..40];
+
+    /// <summary>
     /// Sends a signal from this coordinator to <paramref name="receiverId"/>.
     /// </summary>
     /// <param name="receiverId">The receiving coordinator.</param>

@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json;
-using System.Text;
 using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
@@ -233,12 +231,8 @@ public sealed class ValidatorWorker
             SignalDeliveryResult sent;
             try
             {
-                sent = await _validator.Signals.SendAsync(
-                    signal.SenderId,
-                    SignalTypes.Completion,
-                    signal.Iteration,
-                    JsonSerializer.SerializeToElement(completion, Json.Options),
-                    idempotencyKey: VerdictKey(signal.MessageId)).ConfigureAwait(false);
+                sent = await _validator.Signals.ReplyAsync(
+                    signal.SenderId, signal.MessageId, signal.Iteration, JsonSerializer.SerializeToElement(completion, Json.Options)).ConfigureAwait(false);
             }
             catch (SignalDeliveryException e)
             {
@@ -363,13 +357,6 @@ public sealed class ValidatorWorker
         error = null;
         return true;
     }
-
-    /// <summary>
-    /// The idempotency key of the verdict to one validation signal: the same for every answer to that signal (so a
-    /// redelivery's verdict is a duplicate), different for every other signal.
-    /// </summary>
-    internal static string VerdictKey(string validationMessageId) =>
-        "v" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(validationMessageId)))[..40];
 
     private async Task TryRegisterAsync()
     {

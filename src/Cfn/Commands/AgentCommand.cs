@@ -299,10 +299,7 @@ internal static partial class AgentCommand
             }
 
             answer["inReplyTo"] = request;
-            var body = JsonSerializer.SerializeToElement(answer);
-            // The key binds the reply to its request: replying twice to one request delivers one signal.
-            var key = "reply-" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(request)))[..32];
-            var sent = await agent.Signals.SendAsync(receiver, SignalTypes.Completion, result.GetValue(iteration), body, key).ConfigureAwait(false);
+            var sent = await agent.Signals.ReplyAsync(receiver, request, result.GetValue(iteration), JsonSerializer.SerializeToElement(answer)).ConfigureAwait(false);
             return Print(new { status = "sent", to = receiver, messageId = sent.MessageId, inReplyTo = request, duplicate = sent.IsDuplicate }, AgentExit.Done);
         }, cancellationToken));
         return command;

@@ -209,7 +209,7 @@ public sealed class ValidatorWorkerTests(RedisServer server)
             Assert.Equal(2, validation.Calls);
             Assert.Null(await ValidationWorld.NextSignalAsync(coordinator, TimeSpan.FromMilliseconds(500)));
             Assert.Contains(h.Messages, m => m.Contains("Duplicate signal detected, skipping", StringComparison.Ordinal) &&
-                m.Contains(ValidatorWorker.VerdictKey(sent.MessageId), StringComparison.Ordinal));
+                m.Contains(Cfn.Coordination.Signals.SignalSender.ReplyKey(sent.MessageId), StringComparison.Ordinal));
         }
         finally
         {

@@ -43,8 +43,7 @@ public sealed class ApiEdgesTests
 
         public static async Task<World> StartAsync(bool hostsCoordinators = true)
         {
-            var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-                ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+            var endpoint = TestRedis.Endpoint;
             await using (var admin = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true"))
             {
                 await admin.GetServer(admin.GetEndPoints()[0]).FlushDatabaseAsync(Db);

@@ -54,8 +54,7 @@ public sealed class CoordinatorApiTests
 
         public static async Task<World> StartAsync()
         {
-            var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-                ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+            var endpoint = TestRedis.Endpoint;
             await using (var admin = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true"))
             {
                 await admin.GetServer(admin.GetEndPoints()[0]).FlushDatabaseAsync(DbIndex);

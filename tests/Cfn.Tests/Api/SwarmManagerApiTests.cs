@@ -198,8 +198,7 @@ public sealed class SwarmManagerApiTests
 
         public static async Task<World> CreateAsync()
         {
-            var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-                ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+            var endpoint = TestRedis.Endpoint;
             var multiplexer = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
             await multiplexer.GetDatabase(Db).ExecuteAsync("FLUSHDB");
             var world = new World(multiplexer, new RedisContext(multiplexer, new CoordinationOptions(), database: Db));

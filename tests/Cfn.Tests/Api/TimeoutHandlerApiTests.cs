@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using Cfn.Tests.Infrastructure;
 using StackExchange.Redis;
 
 namespace Cfn.Tests.Api;
@@ -15,8 +16,7 @@ public sealed class TimeoutHandlerApiTests
     [Fact]
     public async Task Serve_TimeoutHandler_AnswersHealthMetricsCleanupAndRefusesBadIds()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true,defaultDatabase={Db}");
         var db = redis.GetDatabase(Db);
         await db.ExecuteAsync("FLUSHDB");

@@ -24,8 +24,7 @@ public sealed class TimeoutHandlerEndpointsTests
     [Fact]
     public async Task ForceUnblockAll_UnblockOne_Deadlocks_AgainstRealWaits()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await RedisContext.ConnectAsync($"{endpoint},allowAdmin=true,defaultDatabase={Db}", new CoordinationOptions());
         await redis.Database.ExecuteAsync("FLUSHDB");
         var keys = new SigningKeys("timeout-handler-endpoints-secret-0123456789abcdef");

@@ -24,8 +24,7 @@ public sealed class ValidatorApiTests
 
     private static async Task<(ConnectionMultiplexer Multiplexer, RedisContext Redis)> ConnectAsync()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         var multiplexer = await ConnectionMultiplexer.ConnectAsync($"{endpoint},abortConnect=false");
         return (multiplexer, new RedisContext(multiplexer, new CoordinationOptions(), database: Db));
     }

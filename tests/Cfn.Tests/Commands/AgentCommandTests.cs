@@ -135,7 +135,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     [Fact]
     public async Task Verb_OutsideRun_Exit2()
     {
-        var (code, _, stderr) = await RunCfnAsync(["agent", "receive", "--timeout-ms", "100"], Environment());
+        var (code, _, stderr) = await CfnRun.RunToEndAsync(["agent", "receive", "--timeout-ms", "100"], Environment());
 
         Assert.Equal(2, code);
         Assert.Contains("runs inside `cfn agent run`", stderr, StringComparison.Ordinal);
@@ -176,7 +176,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     {
         var script = Script("dies.sh", "exit 7");
 
-        var (code, _, stderr) = await RunCfnAsync(["agent", "run", "--id", "agent-4", "--swarm", "swarm-d", "--", script], Environment());
+        var (code, _, stderr) = await CfnRun.RunToEndAsync(["agent", "run", "--id", "agent-4", "--swarm", "swarm-d", "--", script], Environment());
 
         Assert.Equal(7, code);
         Assert.Contains("left for recovery", stderr, StringComparison.Ordinal);
@@ -200,13 +200,10 @@ public sealed class AgentCommandTests : IAsyncLifetime
             await Database.KeyExistsAsync($"coordinator:activity:{id}"), TimeSpan.FromSeconds(30)), $"{id} never started");
 
     private Task<(int Code, string Stdout, string Stderr)> VerbAsync(string[] args, string id, long epoch) =>
-        RunCfnAsync(["agent", .. args], Environment(new()
+        CfnRun.RunToEndAsync(["agent", .. args], Environment(new()
         {
             ["CFN_AGENT_ID"] = id,
             ["CFN_SWARM_ID"] = "swarm-t",
             ["CFN_AGENT_EPOCH"] = epoch.ToString(CultureInfo.InvariantCulture),
         }));
-
-    private static Task<(int Code, string Stdout, string Stderr)> RunCfnAsync(string[] args, Dictionary<string, string?> env) =>
-        CfnRun.RunToEndAsync(args, env);
 }

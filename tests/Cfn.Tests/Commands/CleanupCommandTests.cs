@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Cfn.Tests.Infrastructure;
 using StackExchange.Redis;
 
 namespace Cfn.Tests.Commands;
@@ -9,8 +10,7 @@ namespace Cfn.Tests.Commands;
 /// </summary>
 public sealed class CleanupCommandTests
 {
-    private static readonly string Endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-        ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+    private static readonly string Endpoint = TestRedis.Endpoint;
 
     private static string Root => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
 

@@ -145,8 +145,7 @@ public sealed class ServeCommandTests
     public async Task Serve_All_OneProcessRunsEveryRoleOnOnePort()
     {
         const int db = 18;
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
         await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
         var port = CfnRun.FreePort();
@@ -186,8 +185,7 @@ public sealed class ServeCommandTests
     public async Task Serve_CoordinatorSuperseded_ProcessExitsThreeSoThePodRestarts()
     {
         const int db = 19;
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
         await redis.GetServer(redis.GetEndPoints()[0]).FlushDatabaseAsync(db);
         var port = CfnRun.FreePort();

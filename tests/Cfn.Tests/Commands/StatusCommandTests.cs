@@ -2,6 +2,7 @@ using Cfn.Commands;
 using Cfn.Coordination;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
+using Cfn.Tests.Infrastructure;
 
 namespace Cfn.Tests.Commands;
 
@@ -12,8 +13,7 @@ public sealed class StatusCommandTests
     public async Task Status_BlockingAndIdleCoordinators_TablesShowSwarmAgeAndWhomTheyWaitFor()
     {
         const int db = 6;
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await RedisContext.ConnectAsync($"{endpoint},allowAdmin=true,defaultDatabase={db}", new CoordinationOptions());
         await redis.Database.ExecuteAsync("FLUSHDB");
         var keys = new SigningKeys("status-test-secret-0123456789abcdef0123456789");

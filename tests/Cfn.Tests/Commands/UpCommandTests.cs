@@ -122,8 +122,7 @@ public sealed class UpCommandTests
     public async Task Up_GivenRedis_SigtermRemovesEveryCoordinatorKey()
     {
         const int Db = 15;
-        var endpoint = System.Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
         var server = redis.GetServer(redis.GetEndPoints()[0]);
         await server.FlushDatabaseAsync(Db);

@@ -106,8 +106,7 @@ public sealed class MetricsExportTests
     public async Task Serve_EachRoleExportsTheFamiliesItOwns()
     {
         const int db = 34;
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true");
         var server = redis.GetServer(redis.GetEndPoints()[0]);
         await server.FlushDatabaseAsync(db);

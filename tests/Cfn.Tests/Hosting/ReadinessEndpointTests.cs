@@ -22,8 +22,7 @@ public sealed class ReadinessEndpointTests
     [Fact]
     public async Task Ready_StaleLoopThenRunningAgain_StoppedLoop_NamedIn503()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await RedisContext.ConnectAsync($"{endpoint},defaultDatabase={Db}", new CoordinationOptions());
         await using var web = await StartAsync(new Source(redis, "timeout-handler"));
         var loops = redis.Loops;
@@ -71,8 +70,7 @@ public sealed class ReadinessEndpointTests
     [Fact]
     public async Task Live_AndReady_ExactBodiesAndHeaders()
     {
-        var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-            ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+        var endpoint = TestRedis.Endpoint;
         await using var redis = await RedisContext.ConnectAsync($"{endpoint},defaultDatabase={Db}", new CoordinationOptions());
         var source = new Source(redis, "coordinator");
         await using var web = await StartAsync(source);

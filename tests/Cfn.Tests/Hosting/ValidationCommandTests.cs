@@ -48,8 +48,7 @@ public sealed class ValidationCommandTests : IDisposable
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(10) };
-            Assert.True(await EventuallyAsync(async () => !run.HasExited && await ReadyAsync(http), TimeSpan.FromSeconds(60)),
-                "never ready:\n" + run.Tail(30));
+            await run.WaitReadyAsync(port);
 
             foreach (var (id, n) in new[] { ("item-even", 4), ("item-odd", 7) })
             {
@@ -84,18 +83,6 @@ public sealed class ValidationCommandTests : IDisposable
         finally
         {
             await server.FlushDatabaseAsync(Db);
-        }
-    }
-
-    private static async Task<bool> ReadyAsync(HttpClient http)
-    {
-        try
-        {
-            return (await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK;
-        }
-        catch (HttpRequestException)
-        {
-            return false; // not listening yet
         }
     }
 }

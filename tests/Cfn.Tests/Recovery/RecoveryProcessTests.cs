@@ -137,8 +137,7 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
 
         public static async Task<Cluster> StartAsync(int db, ITestOutputHelper output)
         {
-            var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS")
-                ?? throw new InvalidOperationException("CFN_TEST_REDIS is not set: run the tests with `bash scripts/test.sh`");
+            var endpoint = TestRedis.Endpoint;
             var cluster = new Cluster(endpoint, db, output) { _redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true") };
             await cluster.Server.FlushDatabaseAsync(db);
             return cluster;
