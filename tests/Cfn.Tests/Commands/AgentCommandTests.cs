@@ -9,7 +9,8 @@ namespace Cfn.Tests.Commands;
 
 /// <summary>
 /// <c>cfn agent …</c> through real processes and the real redis-server (database 38): bash agents, each kept alive by
-/// <c>cfn agent run</c>, talk through the verbs only, as a user's shell agent would. Every exit code is produced for real.
+/// <c>cfn agent run</c>, talk through the verbs only, as a user's shell agent would. Every exit code is produced for real;
+/// the full CFN loop of bash agents is the example's test (<c>Examples/ExampleAgentsTests</c>).
 /// </summary>
 public sealed class AgentCommandTests : IAsyncLifetime
 {
@@ -65,47 +66,6 @@ public sealed class AgentCommandTests : IAsyncLifetime
         File.WriteAllText(path, "#!/bin/bash\nset -u\n" + body + "\n");
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         return path;
-    }
-
-    [Fact]
-    public async Task BashAgents_CoordinatorAndTwoValidators_CompleteThreeLoops()
-    {
-        // A validator: answers three requests, passing even n and failing odd n.
-        var validator = Script("validator.sh", """
-            for i in 1 2 3; do
-              req=$(cfn agent receive --timeout-ms 30000) || exit 10
-              n=$(jq -r .payload.n <<<"$req")
-              if (( n % 2 == 0 )); then verdict=pass; else verdict=fail; fi
-              cfn agent reply --to "$(jq -r .senderId <<<"$req")" --in-reply-to "$(jq -r .messageId <<<"$req")" \
-                --payload "{\"verdict\":\"$verdict\",\"reason\":\"$CFN_AGENT_ID saw $n\"}" >/dev/null || exit 11
-            done
-            """);
-        // The coordinator: three loops of send for validation, wait for both ACKs, collect both verdicts, decide.
-        var coordinator = Script("coordinator.sh", """
-            for n in 2 3 4; do
-              sent=$(cfn agent send --to val-a,val-b --type validation --payload "{\"n\":$n}" --iteration $n --wait --timeout-ms 30000) || exit 20
-              [[ $(jq -r .status <<<"$sent") == completed ]] || exit 21
-              verdicts=""
-              for v in 1 2; do
-                reply=$(cfn agent receive --timeout-ms 30000) || exit 22
-                verdicts="$verdicts $(jq -r .payload.verdict <<<"$reply")"
-              done
-              if [[ $verdicts == *fail* ]]; then echo "loop $n: fail" >> "$DECISIONS"; else echo "loop $n: pass" >> "$DECISIONS"; fi
-            done
-            """);
-        await using var a = CfnRun.Start(["agent", "run", "--id", "val-a", "--swarm", "validators", "--", validator], Environment());
-        await using var b = CfnRun.Start(["agent", "run", "--id", "val-b", "--swarm", "validators", "--", validator], Environment());
-        await Task.WhenAll(WaitRegisteredAsync("val-a"), WaitRegisteredAsync("val-b"));
-        await using var c = CfnRun.Start(["agent", "run", "--id", "coord-1", "--swarm", "swarm-a", "--", coordinator],
-            Environment(new() { ["DECISIONS"] = Path.Combine(_dir, "decisions") }));
-
-        Assert.True(0 == await c.WaitForExitAsync(TimeSpan.FromSeconds(90)), c.Tail(30));
-        Assert.True(0 == await a.WaitForExitAsync(TimeSpan.FromSeconds(30)), a.Tail(30));
-        Assert.True(0 == await b.WaitForExitAsync(TimeSpan.FromSeconds(30)), b.Tail(30));
-        Assert.Equal(["loop 2: pass", "loop 3: fail", "loop 4: pass"], await File.ReadAllLinesAsync(Path.Combine(_dir, "decisions")));
-        // A graceful end: the agents' liveness keys are gone.
-        Assert.False(await Database.KeyExistsAsync("blocking:heartbeat:coord-1"));
-        Assert.Equal(0, await Database.SortedSetLengthAsync("blocking:coordinators"));
     }
 
     [Theory]
