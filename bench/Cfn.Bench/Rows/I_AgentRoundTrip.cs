@@ -87,15 +87,7 @@ internal sealed class I_AgentRoundTrip : IRow
             }
         }
 
-        await stop.CancelAsync();
-        try
-        {
-            await answering;
-        }
-        catch (OperationCanceledException)
-        {
-            // stopped
-        }
+        await StopAsync(stop, answering);
 
         await replies.DisposeAsync();
         await BenchContext.DropAsync([a, b]);
@@ -143,15 +135,7 @@ internal sealed class I_AgentRoundTrip : IRow
                 }
             }
 
-            await stop.CancelAsync();
-            try
-            {
-                await answering;
-            }
-            catch (OperationCanceledException)
-            {
-                // stopped
-            }
+            await StopAsync(stop, answering);
 
             return Summary(samples);
         }
@@ -278,6 +262,20 @@ internal sealed class I_AgentRoundTrip : IRow
         using var response = await http.SendAsync(request, cancellationToken);
         var answer = await response.Content.ReadFromJsonAsync<JsonElement>(cancellationToken);
         return response.IsSuccessStatusCode ? answer : throw new InvalidOperationException($"row i: {action} gave {response.StatusCode}: {answer}");
+    }
+
+    /// <summary>Stops B's answering loop.</summary>
+    private static async Task StopAsync(CancellationTokenSource stop, Task answering)
+    {
+        await stop.CancelAsync();
+        try
+        {
+            await answering;
+        }
+        catch (OperationCanceledException)
+        {
+            // stopped
+        }
     }
 
     private static int FreePort()

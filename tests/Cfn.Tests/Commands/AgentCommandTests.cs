@@ -26,10 +26,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     {
         _endpoint = TestRedis.Endpoint;
         (_redis, _, _) = await TestRedis.OpenEmptyAsync(Db);
-        // `cfn` on the agents' PATH, as an installed binary would be.
-        var cfn = Path.Combine(_dir, "cfn");
-        await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
-        File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await CfnRun.InstallLauncherAsync(_dir);
     }
 
     public async Task DisposeAsync()

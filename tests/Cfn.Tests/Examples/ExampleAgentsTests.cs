@@ -23,10 +23,7 @@ public sealed class ExampleAgentsTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         (_redis, _server, _) = await TestRedis.OpenEmptyAsync(Db);
-        // `cfn` on PATH, as an installed binary would be.
-        var cfn = Path.Combine(_bin, "cfn");
-        await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
-        File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await CfnRun.InstallLauncherAsync(_bin);
     }
 
     public async Task DisposeAsync()
