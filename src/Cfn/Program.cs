@@ -1,4 +1,4 @@
-// cfn: the blocking-coordination system's one executable (D1): up, serve, cleanup, status.
+// cfn: the blocking-coordination system's one executable (D1): up, serve, cleanup, status, agent, work.
 using System.CommandLine;
 using Cfn.Commands;
 
@@ -9,6 +9,7 @@ var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook
     CleanupCommand.Create(),
     StatusCommand.Create(),
     AgentCommand.Create(),
+    WorkCommand.Create(),
 };
 
 var parsed = root.Parse(args);
