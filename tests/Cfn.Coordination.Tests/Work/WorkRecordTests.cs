@@ -188,6 +188,30 @@ public sealed class WorkRecordTests(RedisServer server)
     }
 
     [Fact]
+    public async Task History_FortyEvents_KeepsTheLast32InOrder()
+    {
+        await using var h = Harness.Create(server);
+        await using var db = await DedicatedDatabase.CreateAsync(server, h, Db);
+        await using var queue = new WorkQueue(db.Redis);
+        var owner = await db.StartAsync(h, "coordinator-wg", "swarm-w6");
+        await queue.EnqueueAsync("swarm-w6", "item-w6", Input(6));
+        var created = await owner.Work.CreateAsync("item-w6", Data(6));
+        for (var i = 0; i < 38; i++)
+        {
+            await queue.EnqueueAsync("swarm-w6", "item-w6", Input(6)); // the same ID submitted again and again
+        }
+
+        await owner.Work.CompleteAsync(created.Item!, JsonSerializer.SerializeToElement(new { outcome = "pass" }));
+
+        var record = (await queue.GetRecordAsync("swarm-w6", "item-w6"))!;
+        Assert.Equal(32, record.History.Count);
+        Assert.Equal("completed", record.History[^1].Event);
+        Assert.All(record.History.Take(31), e => Assert.Equal("queued", e.Event)); // the first queued and the taken were dropped
+        Assert.True(record.History.Zip(record.History.Skip(1)).All(p => p.First.At <= p.Second.At), "the history is not oldest first");
+        Assert.Equal(32, (int)await db.Database.HashGetAsync(Keys.WorkRecord("swarm-w6", "item-w6"), "events"));
+    }
+
+    [Fact]
     public async Task Enqueue_FullQueueOrSameIdAgain_NoRecordForRefusedWorkAndAFinishedResultStands()
     {
         await using var h = Harness.Create(server);
