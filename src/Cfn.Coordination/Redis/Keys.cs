@@ -149,6 +149,13 @@ internal static class Keys
     /// </summary>
     public static readonly RedisKey Swarms = "coordinator:swarms";
 
+    /// <summary>
+    /// Participants that are agents run outside cfn (hash: id → <c>shell</c> or <c>http</c>, SPEC D21), written by the start
+    /// script and removed with the registry entry. A dead agent is not replaced: no host can start the user's program, so
+    /// its waiters get <c>peer_dead</c> at once instead of an ACK from a built-in coordinator that would never answer.
+    /// </summary>
+    public static readonly RedisKey Agents = "coordinator:agents";
+
     /// <summary>Deadlines of running waits (sorted set: id → Redis ms when its oldest wait times out), kept by the activity script.</summary>
     public static readonly RedisKey Deadlines = "coordinator:deadlines";
 

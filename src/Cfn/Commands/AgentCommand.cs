@@ -83,7 +83,7 @@ internal static partial class AgentCommand
 
             var (settings, keys) = Connection();
             await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
-            var agent = await Coordinator.StartAsync(redis, keys, id, swarm, CoordinationMetrics.Default).ConfigureAwait(false);
+            var agent = await Coordinator.StartAgentAsync(redis, keys, id, swarm, AgentKind.Shell, CoordinationMetrics.Default).ConfigureAwait(false);
             var exit = AgentExit.Error;
             try
             {

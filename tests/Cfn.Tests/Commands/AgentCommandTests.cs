@@ -184,6 +184,80 @@ public sealed class AgentCommandTests : IAsyncLifetime
         Assert.NotNull(await Database.SortedSetScoreAsync("blocking:coordinators", "agent-4"));
     }
 
+    [Fact]
+    public async Task Run_KilledWhileAPeerWaits_DetectedAndNotReplaced_WaiterGetsPeerDeadExit4()
+    {
+        var fast = new Dictionary<string, string?>
+        {
+            ["HEARTBEAT_INTERVAL_MS"] = "300",
+            ["HEARTBEAT_STALE_THRESHOLD_MS"] = "1500",
+            ["HEARTBEAT_MONITOR_INTERVAL_MS"] = "300",
+            ["HEARTBEAT_MAX_WARNINGS"] = "2",
+        };
+        var port = CfnRun.FreePort();
+        await using var handler = CfnRun.Start(["serve", "--role", "timeout-handler"],
+            Environment(new(fast) { ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture) }));
+        await handler.WaitReadyAsync(port);
+        // The validator's program never reads its inbox; once `go` exists it tries a verb as the (by then dead) agent.
+        var go = Path.Combine(_dir, "go");
+        var validator = Script("slow-validator.sh", $"""
+            echo $$ > "{_dir}/validator.pid"
+            while [[ ! -e "{go}" ]]; do sleep 0.1; done
+            cfn agent receive --timeout-ms 1000 >/dev/null 2>"{_dir}/late.err"
+            echo $? > "{_dir}/late.code"
+            """);
+        var coordinator = Script("waiting-coordinator.sh", """
+            cfn agent send --to val-k --type validation --payload '{"n":1}' --wait --timeout-ms 60000 > "$OUT"
+            echo $? > "$OUT.code"
+            """);
+        var runs = new List<CfnRun>();
+        try
+        {
+            var killed = CfnRun.Start(["agent", "run", "--id", "val-k", "--swarm", "validators", "--", validator], Environment(fast));
+            runs.Add(killed);
+            await WaitRegisteredAsync("val-k");
+            Assert.Equal("shell", (string?)await Database.HashGetAsync("coordinator:agents", "val-k"));
+            var output = Path.Combine(_dir, "wait.json");
+            var waiter = CfnRun.Start(["agent", "run", "--id", "coord-k", "--swarm", "swarm-k", "--", coordinator],
+                Environment(new(fast) { ["OUT"] = output }));
+            runs.Add(waiter);
+            // The send went out and the wait runs (the signal sits unread in val-k's inbox).
+            Assert.True(await EventuallyAsync(async () => await Database.StreamLengthAsync("blocking:inbox:val-k") == 1, TimeSpan.FromSeconds(30)),
+                waiter.Tail(20));
+
+            await killed.SignalAsync("KILL");
+
+            Assert.True(0 == await waiter.WaitForExitAsync(TimeSpan.FromSeconds(30)), waiter.Tail(30) + "\n" + handler.Tail(30));
+            Assert.Equal("4", (await File.ReadAllTextAsync(output + ".code")).Trim());
+            var result = JsonDocument.Parse(await File.ReadAllTextAsync(output)).RootElement;
+            Assert.Equal("peer_dead", result.GetProperty("status").GetString());
+            Assert.Equal(["val-k"], result.GetProperty("missing").EnumerateArray().Select(e => e.GetString()!).ToArray());
+            Assert.Contains(handler.Lines, l => l.Contains("Marking coordinator as DEAD coordinator=val-k", StringComparison.Ordinal));
+            Assert.Contains(handler.Lines, l => l.Contains("Dead agent is not replaced agent=val-k kind=shell", StringComparison.Ordinal));
+            // No replacement asked for (a built-in coordinator would ACK and never answer), the agent deregistered.
+            Assert.Equal(0, await Database.SortedSetLengthAsync("coordinator:spawns"));
+            Assert.Null(await Database.SortedSetScoreAsync("blocking:coordinators", "val-k"));
+            Assert.False(await Database.HashExistsAsync("coordinator:agents", "val-k"));
+
+            // The orphaned program outlives its `cfn agent run`; the ID was fenced at its death, so its verbs are refused.
+            await File.WriteAllTextAsync(go, "");
+            Assert.True(await EventuallyAsync(() => Task.FromResult(File.Exists(Path.Combine(_dir, "late.code"))), TimeSpan.FromSeconds(30)));
+            Assert.Equal("5", (await File.ReadAllTextAsync(Path.Combine(_dir, "late.code"))).Trim());
+        }
+        finally
+        {
+            if (File.Exists(Path.Combine(_dir, "validator.pid")))
+            {
+                await CfnRun.ShellAsync($"kill -9 {(await File.ReadAllTextAsync(Path.Combine(_dir, "validator.pid"))).Trim()}", allowFailure: true);
+            }
+
+            foreach (var run in runs)
+            {
+                await run.DisposeAsync();
+            }
+        }
+    }
+
     /// <summary>An agent kept alive by <c>cfn agent run</c> around <c>sleep</c>; returns its epoch and the run to dispose.</summary>
     private async Task<(long Epoch, CfnRun Run)> StartHeldAgentAsync(string id)
     {
