@@ -79,12 +79,19 @@ public sealed class WorkRecordTests(RedisServer server)
         Assert.True(progressed.Succeeded);
         Assert.Equal(inProgress.History.Count, (await queue.GetRecordAsync("swarm-w2", "item-w2"))!.History.Count);
 
-        // The owner dies: the monitor moves its epoch on, the escalation transfers its work to the replacement.
+        // The owner dies: the monitor moves its epoch on (the fence), and the escalation transfers its work to the
+        // replacement it names, hands its signals over and asks for the replacement to be started.
+        var lastBeat = first.Heartbeats.LastSentAt;
         var fence = await db.Database.StringIncrementAsync(Keys.Epoch(first.Id));
-        var transfer = new WorkTransfer(db.Redis, new RecoveryMetrics(h.Registry), h.LoggerFactory.CreateLogger("transfer"));
-        Assert.Equal(1, (await transfer.TransferAllAsync("swarm-w2", first.Id, "coordinator-wb", fence)).Transferred);
+        var recovery = new RecoveryOptions();
+        var metrics = new RecoveryMetrics(h.Registry);
+        var escalation = new EscalationService(db.Redis, h.Keys, recovery, metrics, new CoordinatorCleanup(db.Redis, recovery, metrics));
+        var escalated = await escalation.EscalateAsync(first.Id, "swarm-w2", fence, lastBeat, "handler-w");
+        Assert.Equal(EscalationOutcome.Escalated, escalated.Outcome);
+        Assert.Equal(1, escalated.Work!.Transferred);
+        var replacementId = escalated.NewCoordinatorId!;
         var transferred = (await queue.GetRecordAsync("swarm-w2", "item-w2"))!;
-        Assert.Equal(("transferred", "coordinator-wb"), (transferred.Status, transferred.Owner));
+        Assert.Equal(("transferred", replacementId), (transferred.Status, transferred.Owner));
         Assert.Equal("coordinator-wa", transferred.History[^1].From);
 
         // The dead instance, still running somewhere, tries to complete it: fenced, and the record does not move.
@@ -93,11 +100,11 @@ public sealed class WorkRecordTests(RedisServer server)
         Assert.Equal(transferred.History, (await queue.GetRecordAsync("swarm-w2", "item-w2"))!.History);
         Assert.Equal("transferred", (await queue.GetRecordAsync("swarm-w2", "item-w2"))!.Status);
 
-        var replacement = await db.StartAsync(h, "coordinator-wb", "swarm-w2");
+        var replacement = await db.StartAsync(h, replacementId, "swarm-w2");
         Assert.Single(await replacement.Work.AdoptableAsync());
         var adopted = await replacement.Work.AdoptAsync("item-w2");
         var adoptedRecord = (await queue.GetRecordAsync("swarm-w2", "item-w2"))!;
-        Assert.Equal(("adopted", "coordinator-wb"), (adoptedRecord.Status, adoptedRecord.Owner));
+        Assert.Equal(("adopted", replacementId), (adoptedRecord.Status, adoptedRecord.Owner));
 
         var result = JsonSerializer.SerializeToElement(new
         {
@@ -110,9 +117,9 @@ public sealed class WorkRecordTests(RedisServer server)
 
         var done = (await queue.GetRecordAsync("swarm-w2", "item-w2"))!;
         Assert.Equal("completed", done.Status); // every verdict came in: the work is done, its outcome is fail
-        Assert.Equal("coordinator-wb", done.Owner);
+        Assert.Equal(replacementId, done.Owner);
         Assert.Equal(["queued", "taken", "transferred", "adopted", "completed"], Events(done));
-        Assert.Equal([null, "coordinator-wa", "coordinator-wb", "coordinator-wb", "coordinator-wb"], done.History.Select(e => e.Owner));
+        Assert.Equal([null, "coordinator-wa", replacementId, replacementId, replacementId], done.History.Select(e => e.Owner));
         Assert.Equal([null, null, "coordinator-wa", "coordinator-wa", null], done.History.Select(e => e.From));
         Assert.Equal("fail", done.Result!.Value.GetProperty("outcome").GetString());
         Assert.False(done.Result.Value.TryGetProperty("input", out _));
