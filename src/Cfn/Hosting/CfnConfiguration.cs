@@ -96,6 +96,7 @@ internal sealed record CfnConfiguration
             ["SIGNAL_INBOX_MAX_LENGTH"] = $"{c.SignalInboxMaxLength}",
             ["ACK_POLL_INTERVAL_MS"] = Ms(c.AckFallbackPollInterval),
             ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
+            ["WORK_RESULT_TTL_SECONDS"] = $"{c.WorkResultTtlSeconds}",
             ["HEARTBEAT_STALE_THRESHOLD_MS"] = Ms(r.HeartbeatStaleThreshold),
             ["HEARTBEAT_MONITOR_INTERVAL_MS"] = Ms(r.MonitorInterval),
             ["HEARTBEAT_MAX_WARNINGS"] = $"{r.MaxWarnings}",
