@@ -90,6 +90,26 @@ public sealed class AgentCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Send_PayloadFromFile_JsonWithSpacesArrivesWhole()
+    {
+        var (epoch, keep) = await StartHeldAgentAsync("agent-5");
+        await using (keep)
+        {
+            var file = Path.Combine(_dir, "payload with spaces.json");
+            await File.WriteAllTextAsync(file, "{ \"diff\": \"a b c\", \"n\": 4 }");
+
+            var (code, stdout, stderr) = await VerbAsync(["send", "--to", "peer-5", "--type", "validation", "--payload", "@" + file], "agent-5", epoch);
+
+            Assert.True(code == 0, stderr);
+            var messageId = JsonDocument.Parse(stdout).RootElement.GetProperty("messages")[0].GetProperty("messageId").GetString();
+            var entry = Assert.Single(await Database.StreamRangeAsync("blocking:inbox:peer-5"));
+            var signal = JsonDocument.Parse((string)entry.Values.Single(v => v.Name == "signal").Value!).RootElement;
+            Assert.Equal(messageId, signal.GetProperty("messageId").GetString());
+            Assert.Equal("a b c", signal.GetProperty("payload").GetProperty("diff").GetString());
+        }
+    }
+
+    [Fact]
     public async Task Verb_OutsideRun_Exit2()
     {
         var (code, _, stderr) = await CfnRun.RunToEndAsync(["agent", "receive", "--timeout-ms", "100"], Environment());
