@@ -52,15 +52,32 @@ public sealed class RedisContext : IAsyncDisposable
     }
 
     /// <summary>Connects with a StackExchange.Redis configuration string (e.g. <c>127.0.0.1:6379,abortConnect=false</c>).</summary>
-    public static async Task<RedisContext> ConnectAsync(
+    public static Task<RedisContext> ConnectAsync(
         string configuration,
+        CoordinationOptions options,
+        TimeProvider? time = null,
+        ILoggerFactory? loggerFactory = null,
+        CircuitBreakerRegistry? breakers = null,
+        LoopHealth? loops = null) =>
+        ConnectAsync(ConfigurationOptions.Parse(configuration), options, time, loggerFactory, breakers, loops);
+
+    /// <summary>
+    /// Connects with StackExchange.Redis options as the user gave them (several endpoints, Sentinel's <c>serviceName</c>,
+    /// TLS with a trusted CA or a client certificate, an ACL user; SPEC D19). Unless the options say otherwise, RESP3 is
+    /// used: pub/sub then shares the one connection with commands, so a multiplexer holds one connection to Redis instead
+    /// of two. <paramref name="configuration"/> is not changed (a copy is connected).
+    /// </summary>
+    public static async Task<RedisContext> ConnectAsync(
+        ConfigurationOptions configuration,
         CoordinationOptions options,
         TimeProvider? time = null,
         ILoggerFactory? loggerFactory = null,
         CircuitBreakerRegistry? breakers = null,
         LoopHealth? loops = null)
     {
-        var config = ConfigurationOptions.Parse(configuration);
+        ArgumentNullException.ThrowIfNull(configuration);
+        var config = configuration.Clone();
+        config.Protocol ??= RedisProtocol.Resp3;
         // Reconnect within about 2 s of Redis coming back (the client's default backs off to 10 s), so heartbeats
         // resume well inside any sensible stale threshold.
         config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);

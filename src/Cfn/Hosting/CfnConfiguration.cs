@@ -83,8 +83,8 @@ internal sealed record CfnConfiguration
         var r = Recovery;
         return new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
-            ["REDIS"] = $"{Redis.Host}:{Redis.Port}/{Redis.Database}",
-            ["REDIS_PASSWORD"] = Redis.Password is null ? "" : "<redacted>",
+            ["REDIS"] = Redis.Display,
+            ["REDIS_PASSWORD"] = Redis.HasPassword ? "<redacted>" : "",
             ["REDIS_POOL_SIZE"] = $"{RedisPoolSize}",
             ["BLOCKING_TIMEOUT_MS"] = Ms(c.BlockingTimeout),
             ["HEARTBEAT_INTERVAL_MS"] = Ms(c.HeartbeatInterval),

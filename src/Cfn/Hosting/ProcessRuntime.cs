@@ -107,7 +107,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
     /// <summary>Connects the pool and waits until Redis answers; false when stopped first (nothing then starts).</summary>
     public async Task<bool> ConnectAsync(CancellationToken cancellationToken)
     {
-        _pool = await RedisPool.ConnectAsync(Config.Redis.ToConfiguration(), Config.RedisPoolSize, Config.Coordination,
+        _pool = await RedisPool.ConnectAsync(Config.Redis.ToOptions(), Config.RedisPoolSize, Config.Coordination,
             loggerFactory: Loggers, breakers: Breakers, loops: Loops).ConfigureAwait(false);
         if (!await WaitForRedisAsync(cancellationToken).ConfigureAwait(false))
         {
