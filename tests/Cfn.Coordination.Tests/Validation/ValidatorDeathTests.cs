@@ -73,6 +73,39 @@ public sealed class ValidatorDeathTests(RedisServer server)
     }
 
     [Fact]
+    public async Task Validator_KilledHoldingAcceptedValidationsNoReplacement_AnotherLiveValidatorAnswersEachBeforeTheTimeout()
+    {
+        await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
+        await using var world = await DeathWorld.CreateAsync(server, h);
+        var (validator, worker, stopWorker) = await world.StartHangingValidatorAsync();
+        var coordinators = await world.StartCoordinatorsAsync(2, TimeSpan.FromSeconds(60));
+        var workIds = await world.EnqueueAsync(2);
+        await DeathWorld.AllAcceptedAsync(worker, workIds.Count);
+        // Another validator comes up only now, so every request went to the one that dies.
+        var other = await world.Db.StartAsync(h, TestIds.New("validator"), Keys.ValidatorSwarm, heartbeatLoop: true);
+        var answers = new CountingValidation();
+        world.Run(new ValidatorWorker(other, answers, new ValidatorOptions(), world.Performance, world.Registry).RunAsync);
+
+        // Auto-escalation off: declared dead, nobody takes over its inbox; the death notice says so.
+        var killedAt = Stopwatch.GetTimestamp();
+        await world.KillAsync(validator, Detection(escalate: false));
+
+        foreach (var workId in workIds)
+        {
+            var item = await DeathWorld.CompletedAsync(workId, coordinators, TimeSpan.FromSeconds(30));
+            var data = item.Data!.Value;
+            Assert.Equal("pass", data.GetProperty("outcome").GetString());
+            var verdict = Assert.Single(data.GetProperty("verdicts").EnumerateArray().ToList());
+            Assert.Equal(other.Id, verdict.GetProperty("validatorId").GetString());
+        }
+
+        Assert.True(Stopwatch.GetElapsedTime(killedAt) < TimeSpan.FromSeconds(45), "answered by the other validator, not ended by the 60 s timeout");
+        Assert.Equal(2, answers.Calls);
+        Assert.Equal(2, RecoveryKit.Lines(h, "Validators died after ACK with no replacement, asking others", validator.Id).Count);
+        await stopWorker();
+    }
+
+    [Fact]
     public async Task Validator_KilledHoldingAcceptedValidationsNoReplacement_EveryItemEndsFailedAtItsTimeoutNamingIt()
     {
         await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
@@ -83,7 +116,7 @@ public sealed class ValidatorDeathTests(RedisServer server)
         var workIds = await world.EnqueueAsync(2);
         await DeathWorld.AllAcceptedAsync(worker, workIds.Count);
 
-        // Auto-escalation off: declared dead, and nobody takes over its inbox.
+        // Auto-escalation off: declared dead, nobody takes over its inbox, and no other validator is live to ask.
         await world.KillAsync(validator, Detection(escalate: false));
 
         foreach (var workId in workIds)
@@ -96,6 +129,7 @@ public sealed class ValidatorDeathTests(RedisServer server)
         }
 
         Assert.Equal(2, coordinators.Sum(c => c.Loop.State.ItemsFailed));
+        Assert.Equal(2, RecoveryKit.Lines(h, "Validators died after ACK with no replacement and none other live", validator.Id).Count);
         await stopWorker();
     }
 
