@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Diagnostics;
 using System.Text.Json;
 using Cfn.Coordination.Acks;
@@ -85,7 +86,8 @@ public sealed class ValidatorAcceptanceTests(RedisServer server)
         var validator = await world.StartAsync(h, TestIds.New("validator"), "validators");
         var gate = new GatedValidation();
         // Bound: 1 validating + 2 queued = 3 held ACKed and unanswered.
-        var worker = new ValidatorWorker(validator, gate, new ValidatorOptions { Concurrency = 1, QueueCapacity = 2 }, new ValidatorPerformance(world.Redis));
+        var options = ValidatorOptions.FromEnvironment(new Hashtable { ["VALIDATOR_CONCURRENCY"] = "1", ["VALIDATOR_QUEUE_CAPACITY"] = "2" });
+        var worker = new ValidatorWorker(validator, gate, options, new ValidatorPerformance(world.Redis));
         using var stop = new CancellationTokenSource();
         var run = Task.Run(() => worker.RunAsync(stop.Token));
         try
@@ -144,7 +146,8 @@ public sealed class ValidatorAcceptanceTests(RedisServer server)
         var coordinator = await world.StartAsync(h, TestIds.New("coord"), "swarm-two");
         var validator = await world.StartAsync(h, TestIds.New("validator"), "validators");
         var gate = new GatedValidation();
-        var worker = new ValidatorWorker(validator, gate, new ValidatorOptions { Concurrency = 2, QueueCapacity = 4 }, new ValidatorPerformance(world.Redis));
+        var options = ValidatorOptions.FromEnvironment(new Hashtable { ["VALIDATOR_CONCURRENCY"] = "2", ["VALIDATOR_QUEUE_CAPACITY"] = "4" });
+        var worker = new ValidatorWorker(validator, gate, options, new ValidatorPerformance(world.Redis));
         using var stop = new CancellationTokenSource();
         var run = Task.Run(() => worker.RunAsync(stop.Token));
         try
