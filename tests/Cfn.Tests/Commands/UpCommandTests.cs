@@ -24,7 +24,11 @@ public sealed class UpCommandTests
     public async Task Up_PrivateRedis_RunbookCommandsWork_SigquitDumps_SigtermStops()
     {
         var http = CfnRun.FreePort();
-        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], Environment());
+        // Validators that hold one request at a time (no queue): a validator ACKs a request on arrival, so only a busy
+        // one keeps its next sender waiting long enough for #65 below to see a coordinator waiting for it.
+        var environment = Environment();
+        environment["VALIDATOR_QUEUE_CAPACITY"] = "0";
+        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], environment);
         await up.WaitForLineAsync(l => l == "ready", Startup);
         var redisLine = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal));
         var endpoint = redisLine.Split(' ')[1];
