@@ -83,6 +83,17 @@ public sealed class UpCommandTests
 
         Assert.Contains("waits for validator-", waitsFor, StringComparison.Ordinal);
 
+        // A validator's state shows its queue depth: accepted and waiting (none here, the capacity is 0) and validating.
+        using (var validatorState = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s '{api}/api/coordinator/state?coordinatorId=validator-0'")))
+        {
+            var work = validatorState.RootElement.GetProperty("work");
+            Assert.Equal("validator-0", work.GetProperty("validatorId").GetString());
+            Assert.Equal(0, work.GetProperty("queued").GetInt64());
+            Assert.InRange(work.GetProperty("validating").GetInt64(), 0, 1);
+            Assert.Equal("0", validatorState.RootElement.GetProperty("config").GetProperty("VALIDATOR_QUEUE_CAPACITY").GetString());
+            Assert.Equal("1", validatorState.RootElement.GetProperty("config").GetProperty("VALIDATOR_CONCURRENCY").GetString());
+        }
+
         // #69: force-unblock-all answers with the count and the IDs.
         using (var unblock = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s -X POST {api}/api/timeouts/force-unblock-all")))
         {
