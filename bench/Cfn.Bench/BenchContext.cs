@@ -36,7 +36,10 @@ internal sealed class BenchContext : IAsyncDisposable
 
     public IDatabase Database => Redis.Database;
 
-    public SigningKeys Keys { get; } = new("bench-secret-0123456789abcdef0123456789abcdef");
+    /// <summary>The shared secret of the bench's agents (the <c>cfn</c> processes row i starts get it too).</summary>
+    public const string Secret = "bench-secret-0123456789abcdef0123456789abcdef";
+
+    public SigningKeys Keys { get; } = new(Secret);
 
     public CoordinationMetrics Metrics { get; } = new(Prometheus.Metrics.NewCustomRegistry());
 

@@ -10,7 +10,7 @@ using System.Text.Json.Nodes;
 using Cfn.Bench;
 using Cfn.Bench.Rows;
 
-IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup()];
+IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup(), new I_AgentRoundTrip()];
 string[] flags = ["--quick", "--alloc-types"];
 string[] valued = ["--redis", "--out", "--table", "--db", "--rows", "--pairs"];
 for (var i = 0; i < args.Length; i++)

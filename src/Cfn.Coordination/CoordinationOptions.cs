@@ -51,6 +51,15 @@ public sealed class CoordinationOptions
     public int WorkTtlSeconds { get; set; } = 3600;
 
     /// <summary>
+    /// How long the record of a finished work item (completed or failed: its status, owner history, result and verdicts,
+    /// not its input) is kept for <c>GET /api/swarms/{id}/work/{workId}</c> and <c>cfn work get</c>
+    /// (<c>WORK_RESULT_TTL_SECONDS</c>, 3600, as long as a K10 record lives). Longer lets a client ask later; Redis then
+    /// holds about one small record (well under 1 KiB with two verdicts) per item finished in that time (SPEC D23).
+    /// </summary>
+    [Range(1, 30 * 86_400, ErrorMessage = "WORK_RESULT_TTL_SECONDS is out of range ({1} to {2})")]
+    public int WorkResultTtlSeconds { get; set; } = 3600;
+
+    /// <summary>
     /// Period of the process-wide fallback check for ACKs whose wake-up cannot arrive (<c>ACK_POLL_INTERVAL_MS</c>,
     /// 1000): batched MGETs of the ACKs owed by peers that do not publish (not in the registry: TS coordinators), and of
     /// every missing ACK for two periods after a reconnect; never one read per waiter, none for waits on cfn peers (D3).
@@ -95,7 +104,7 @@ public sealed class CoordinationOptions
     /// <summary>
     /// Reads the protocol variables of SPEC §3.6 (<c>BLOCKING_TIMEOUT_MS</c>, <c>HEARTBEAT_INTERVAL_MS</c>,
     /// <c>HEARTBEAT_TTL_SECONDS</c>, <c>HEARTBEAT_DEBUG</c>, <c>ACK_TTL_SECONDS</c>, <c>SIGNAL_TTL_SECONDS</c>,
-    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, and the obsolete
+    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, <c>WORK_RESULT_TTL_SECONDS</c>, and the obsolete
     /// <c>BLOCKING_TIMEOUT</c>) from <paramref name="environment"/> (the process environment when null), then validates.
     /// </summary>
     /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
@@ -113,6 +122,7 @@ public sealed class CoordinationOptions
         o.SignalInboxMaxLength = env.PositiveInt("SIGNAL_INBOX_MAX_LENGTH") ?? o.SignalInboxMaxLength;
         o.AckFallbackPollInterval = env.Milliseconds("ACK_POLL_INTERVAL_MS") ?? o.AckFallbackPollInterval;
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
+        o.WorkResultTtlSeconds = env.PositiveInt("WORK_RESULT_TTL_SECONDS") ?? o.WorkResultTtlSeconds;
         o.Validate();
         return o;
     }

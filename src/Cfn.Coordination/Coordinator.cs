@@ -174,6 +174,9 @@ public sealed class Coordinator : IAsyncDisposable
         return coordinator;
     }
 
+    /// <summary>The kind of agent this instance was started as by <see cref="StartAgentAsync"/>; null for a coordinator or validator.</summary>
+    public AgentKind? AgentKind { get; private init; }
+
     /// <summary>True for an instance made by <see cref="AttachAsync"/>: it acts for an instance another process keeps alive.</summary>
     public bool IsAttached { get; private init; }
 
@@ -182,22 +185,55 @@ public sealed class Coordinator : IAsyncDisposable
     /// (unless <paramref name="runHeartbeatLoop"/> is false) the periodic heartbeat.
     /// </summary>
     /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
-    public static async Task<Coordinator> StartAsync(
+    public static Task<Coordinator> StartAsync(
         RedisContext redis,
         SigningKeys keys,
         string coordinatorId,
         string swarmId,
         CoordinationMetrics? metrics = null,
-        bool runHeartbeatLoop = true)
+        bool runHeartbeatLoop = true) =>
+        StartCoreAsync(redis, keys, coordinatorId, swarmId, null, metrics, runHeartbeatLoop);
+
+    /// <summary>
+    /// Starts the instance of an agent that runs outside cfn (SPEC D21): a shell program under <c>cfn agent run</c>, or an
+    /// HTTP agent session. It takes part like a coordinator, but it is marked as an agent of <paramref name="kind"/>, so
+    /// when it dies no replacement is started (no host can run the user's program): waits on it end with
+    /// <c>peer_dead</c> at once and its unfinished work items go back to the front of its swarm's queue.
+    /// </summary>
+    /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
+    public static Task<Coordinator> StartAgentAsync(
+        RedisContext redis,
+        SigningKeys keys,
+        string agentId,
+        string swarmId,
+        AgentKind kind,
+        CoordinationMetrics? metrics = null)
+    {
+        if (!Enum.IsDefined(kind))
+        {
+            throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown agent kind");
+        }
+
+        return StartCoreAsync(redis, keys, agentId, swarmId, kind, metrics, runHeartbeatLoop: true);
+    }
+
+    private static async Task<Coordinator> StartCoreAsync(
+        RedisContext redis,
+        SigningKeys keys,
+        string coordinatorId,
+        string swarmId,
+        AgentKind? kind,
+        CoordinationMetrics? metrics,
+        bool runHeartbeatLoop)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(keys);
         Ids.RequireName(coordinatorId, "coordinatorId");
         Ids.RequireName(swarmId, "swarmId");
         var epoch = (long)await RedisErrors.WhileLoadingAsync(() => redis.Database.ScriptEvaluateAsync(RedisScripts.EpochClaim,
-                [Keys.Epoch(coordinatorId), Keys.Registry, Keys.Swarms], [coordinatorId, swarmId]), redis.Time,
+                [Keys.Epoch(coordinatorId), Keys.Registry, Keys.Swarms, Keys.Agents], [coordinatorId, swarmId, AgentKinds.Label(kind)]), redis.Time,
             TimeSpan.FromSeconds(60)).ConfigureAwait(false);
-        var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch);
+        var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch) { AgentKind = kind };
         coordinator.Metrics.Initialize(coordinatorId);
         coordinator.Mailbox = await redis.Wakeups.RegisterAsync(coordinatorId).ConfigureAwait(false);
         await coordinator.Heartbeats.BeatAsync().ConfigureAwait(false);
@@ -352,6 +388,7 @@ public sealed class Coordinator : IAsyncDisposable
         await database.SortedSetRemoveAsync(Keys.Registry, Id).ConfigureAwait(false);
         await database.SortedSetRemoveAsync(Keys.Deadlines, Id).ConfigureAwait(false);
         await database.HashDeleteAsync(Keys.Swarms, Id).ConfigureAwait(false);
+        await database.HashDeleteAsync(Keys.Agents, Id).ConfigureAwait(false);
         // The emptiness check and the delete are one script: a signal appended between them would be deleted unread.
         var inbox = (long)await database.ScriptEvaluateAsync(RedisScripts.DeleteInboxIfEmpty, [Keys.Inbox(Id), Keys.Signal(Id)])
             .ConfigureAwait(false);

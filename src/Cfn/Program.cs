@@ -1,4 +1,4 @@
-// cfn: the blocking-coordination system's one executable (D1): up, serve, cleanup, status.
+// cfn: the blocking-coordination system's one executable (D1): up, serve, cleanup, status, agent, work.
 using System.CommandLine;
 using Cfn.Commands;
 
@@ -9,9 +9,12 @@ var root = new RootCommand("cfn: blocking coordination for agent swarms (runbook
     CleanupCommand.Create(),
     StatusCommand.Create(),
     AgentCommand.Create(),
+    WorkCommand.Create(),
 };
 
-var parsed = root.Parse(args);
+// No response files: `--input @FILE` and `--payload @FILE` name a JSON file the command reads whole, which the parser's
+// response-file expansion would otherwise split into tokens (or refuse when the file is missing).
+var parsed = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
 if (parsed.Errors.Count > 0)
 {
     // Usage errors exit 2, as the legacy cleanup script did for an unknown option.

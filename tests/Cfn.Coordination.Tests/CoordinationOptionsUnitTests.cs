@@ -59,6 +59,8 @@ public sealed class CoordinationOptionsUnitTests
     [InlineData("SIGNAL_INBOX_MAX_LENGTH", "0")]
     [InlineData("SIGNAL_INBOX_MAX_LENGTH", "many")]
     [InlineData("SIGNAL_INBOX_MAX_LENGTH", "20000000")]
+    [InlineData("WORK_RESULT_TTL_SECONDS", "0")]
+    [InlineData("WORK_RESULT_TTL_SECONDS", "3000000")]
     public void FromEnvironment_BadValue_NamesTheVariable(string name, string value)
     {
         var e = Assert.Throws<ValidationException>(() => CoordinationOptions.FromEnvironment(new Hashtable { [name] = value }));

@@ -200,6 +200,25 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         Assert.InRange(ttl!.Value.TotalSeconds, 1230, 1240);
     }
 
+    [Fact]
+    public async Task WorkResultTtlSeconds_123_FinishedWorkRecordKeptThatLong()
+    {
+        await using var h = FromEnvironment(server, ("WORK_RESULT_TTL_SECONDS", "123"));
+        var swarm = TestIds.New("swarm");
+        var c = await h.StartAsync(swarmId: swarm);
+        await using var queue = new WorkQueue(h.Redis);
+        var queued = await queue.EnqueueAsync(swarm, null, JsonSerializer.SerializeToElement(new { n = 1 }));
+        var created = await c.Work.CreateAsync(queued.WorkId, JsonSerializer.SerializeToElement(new { input = new { n = 1 } }));
+        var unfinished = await h.Database.KeyTimeToLiveAsync(Keys.WorkRecord(swarm, queued.WorkId));
+
+        await c.Work.CompleteAsync(created.Item!, JsonSerializer.SerializeToElement(new { outcome = "pass" }));
+        var finished = await h.Database.KeyTimeToLiveAsync(Keys.WorkRecord(swarm, queued.WorkId));
+
+        Assert.True(unfinished!.Value.TotalDays > 6, "an unfinished record is kept a week, whatever the variable");
+        Assert.InRange(finished!.Value.TotalSeconds, 110, 123);
+        Assert.Equal("completed", (await queue.GetRecordAsync(swarm, queued.WorkId))!.Status);
+    }
+
     private static async Task<long> SequenceAsync(Harness h, string id)
     {
         var json = (string?)await h.Database.StringGetAsync(Keys.Heartbeat(id));

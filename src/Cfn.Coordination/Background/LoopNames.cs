@@ -46,10 +46,13 @@ internal static class LoopNames
     /// <summary>A validator's inbox loop (wake-driven; instance = validator ID).</summary>
     public const string ValidatorWorker = "validator_worker";
 
+    /// <summary>The HTTP agent sessions' lease watchdog of a process that hosts them (periodic, 250 ms).</summary>
+    public const string AgentSessions = "agent_sessions";
+
     /// <summary>Every name.</summary>
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal)
     {
         HeartbeatMonitor, StuckWaits, BatchCleanup, SwarmManager, CoordinatorHost, Heartbeat, AckFallback, BreakerStates,
-        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker,
+        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker, AgentSessions,
     };
 }

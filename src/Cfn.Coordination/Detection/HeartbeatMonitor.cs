@@ -270,7 +270,16 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         _recoveryMetrics.DeadCoordinators.WithLabels(swarm).Inc();
 
         EscalationResult? escalation = null;
-        if (_options.EnableAutoEscalation && _escalation is not null)
+        var agentKind = (string?)await database.HashGetAsync(Keys.Agents, id).ConfigureAwait(false);
+        if (agentKind is not null)
+        {
+            _recoveryMetrics.Escalations.WithLabels("agent").Inc();
+            _logger.LogWarning(
+                "Dead agent is not replaced agent={CoordinatorId} kind={Kind} swarm={SwarmId}: no host can start the user's program, so waits on it end peer_dead and its work goes back to the queue",
+                id, agentKind, swarm);
+            await GiveUpAsync(id, swarm, fenceEpoch, DeathNotice.AgentNotRespawnable).ConfigureAwait(false);
+        }
+        else if (_options.EnableAutoEscalation && _escalation is not null)
         {
             escalation = await _escalation.EscalateAsync(id, swarm, fenceEpoch, now - ageMs, MonitorId).ConfigureAwait(false);
         }
@@ -280,7 +289,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
             _logger.LogWarning(
                 "Auto escalation disabled (ENABLE_AUTO_ESCALATION=false): dead coordinator={CoordinatorId} is not replaced; its work goes back to the queue, its signals stay until an operator acts",
                 id);
-            await GiveUpAsync(id, swarm).ConfigureAwait(false);
+            await GiveUpAsync(id, swarm, fenceEpoch, DeathNotice.AutoEscalationDisabled).ConfigureAwait(false);
         }
 
         var death = new CoordinatorDeath(id, swarm, fenceEpoch, ageMs, warnings, escalation);
@@ -311,10 +320,11 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
-        if (!_options.EnableAutoEscalation)
+        var isAgent = await _redis.Database.HashExistsAsync(Keys.Agents, id).ConfigureAwait(false);
+        if (isAgent || !_options.EnableAutoEscalation)
         {
             // The death's handler died before it was done; finish that.
-            await GiveUpAsync(id, swarm).ConfigureAwait(false);
+            await GiveUpAsync(id, swarm, fenceEpoch, isAgent ? DeathNotice.AgentNotRespawnable : DeathNotice.AutoEscalationDisabled).ConfigureAwait(false);
             return;
         }
 
@@ -327,12 +337,21 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
     }
 
     /// <summary>
-    /// No replacement will come (auto-escalation off): the dead coordinator's unfinished work goes back to the front of its
-    /// swarm's queue (D16; the dead instance is fenced, so it cannot finish it), then it leaves the registry. In that order,
-    /// so a handler dying in between leaves it registered and the next pass finishes the job.
+    /// No replacement will come (auto-escalation off, or the dead one was an agent run outside cfn): the dead instance's
+    /// unfinished work goes back to the front of its swarm's queue (D16; it is fenced, so it cannot finish it), then it
+    /// leaves the registry and the agent mark. In that order, so a handler dying in between leaves it registered and the
+    /// next pass finishes the job. Nothing is done once the ID runs again under a newer epoch: that is a new instance's.
     /// </summary>
-    private async Task GiveUpAsync(string id, string swarm)
+    private async Task GiveUpAsync(string id, string swarm, long fenceEpoch, string reason)
     {
+        var epoch = (long?)await _redis.Database.StringGetAsync(Keys.Epoch(id)).ConfigureAwait(false);
+        if (epoch is { } current && current != fenceEpoch)
+        {
+            _logger.LogInformation("Dead coordinator={CoordinatorId} runs again (epoch {Epoch}, fenced at {Fence}): nothing of the new instance is touched",
+                id, current, fenceEpoch);
+            return;
+        }
+
         if (_escalation is not null && Identity.Ids.IsValidName(swarm))
         {
             await _escalation.Work.RequeueAllAsync(swarm, id, "owner_dead_no_replacement").ConfigureAwait(false);
@@ -340,11 +359,13 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
 
         await _redis.Database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
         await _redis.Database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
+        await _redis.Database.HashDeleteAsync(Keys.Agents, id).ConfigureAwait(false);
         if (Identity.Ids.IsValidName(swarm))
         {
             // After the registry removal: a waiter confirms "nobody takes over" by the dead ID's absence there (D18).
             await DeathNotices.PublishAsync(_redis.Database,
-                new DeathNotice(id, swarm, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), DeathNotice.NoReplacement)).ConfigureAwait(false);
+                new DeathNotice(id, swarm, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), DeathNotice.NoReplacement, Reason: reason))
+                .ConfigureAwait(false);
         }
     }
 

@@ -6,6 +6,7 @@ using System.Text;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Loop;
 using Cfn.Coordination.Redis;
+using Cfn.Coordination.Work;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -60,7 +61,7 @@ public sealed class WorkQueueFullException(string swarmId, int maxLength)
 /// its K10 record is lost (a window of one round trip).
 /// </summary>
 [SuppressMessage("Naming", "CA1711:Identifiers should not have incorrect suffix", Justification = "It is a queue (a Redis list of work).")]
-public sealed class WorkQueue : IAsyncDisposable
+public sealed partial class WorkQueue : IAsyncDisposable
 {
     /// <summary>Default bound of a queue.</summary>
     public const int DefaultMaxLength = 10_000;
@@ -275,10 +276,12 @@ public sealed class WorkQueue : IAsyncDisposable
 
     private async Task<long> PushAsync(string swarmId, QueuedWork item, bool front)
     {
+        // The work ID's record says "queued" in the same step as the push (a give-back only when its owner released it).
         var result = await _redis.Database.ScriptEvaluateAsync(
             RedisScripts.WorkEnqueue,
-            [Keys.SwarmQueue(swarmId)],
-            [Json.Serialize(item), MaxLength, Keys.SwarmQueueChannel(swarmId).ToString(), front ? "front" : "back"]).ConfigureAwait(false);
+            [Keys.SwarmQueue(swarmId), Keys.WorkRecord(swarmId, item.WorkId)],
+            [Json.Serialize(item), MaxLength, Keys.SwarmQueueChannel(swarmId).ToString(), front ? "front" : "back",
+                (long)RecordNote.UnfinishedTtl.TotalMilliseconds, item.ReleasedBy ?? string.Empty]).ConfigureAwait(false);
         return (long)result;
     }
 

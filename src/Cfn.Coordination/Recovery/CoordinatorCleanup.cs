@@ -130,7 +130,7 @@ internal sealed class CoordinatorCleanup
             var batch = ordered.Skip(start).Take(BatchSize).ToList();
             RedisKey[] scriptKeys =
             [
-                Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId), Keys.Validators,
+                Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId), Keys.Validators, Keys.Agents,
                 .. batch.Select(b => b.Key),
             ];
             RedisValue[] args =

@@ -14,12 +14,20 @@ namespace Cfn.Coordination.Recovery;
 /// <param name="Timestamp">When the notice was published, ms.</param>
 /// <param name="Action">What happens to the dead coordinator's work and signals.</param>
 /// <param name="NewCoordinatorId">The replacement (absent for <see cref="NoReplacement"/>).</param>
-internal sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, long Timestamp, string Action, string? NewCoordinatorId = null)
+/// <param name="Reason">For <see cref="NoReplacement"/>: why (<see cref="AutoEscalationDisabled"/> or <see cref="AgentNotRespawnable"/>); absent in older notices.</param>
+internal sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, long Timestamp, string Action, string? NewCoordinatorId = null,
+    string? Reason = null)
 {
+    /// <summary><see cref="NoReplacement"/> because <c>ENABLE_AUTO_ESCALATION=false</c>.</summary>
+    public const string AutoEscalationDisabled = "auto_escalation_disabled";
+
+    /// <summary><see cref="NoReplacement"/> because the dead one was an agent run outside cfn (SPEC D21): no host can start it.</summary>
+    public const string AgentNotRespawnable = "agent_not_respawnable";
+
     /// <summary>Escalated: <see cref="NewCoordinatorId"/> is coming and gets the work and unconsumed signals.</summary>
     public const string SpawnReplacement = "spawn_replacement";
 
-    /// <summary>Auto-escalation is off: nobody takes over until an operator acts.</summary>
+    /// <summary>Nobody takes over (auto-escalation is off, or the dead one was an agent): its waiters get <c>peer_dead</c>.</summary>
     public const string NoReplacement = "no_replacement";
 
     /// <summary>The replacement <see cref="NewCoordinatorId"/> did not start (spawn failed or timed out).</summary>

@@ -55,7 +55,7 @@ internal sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, 
                 Stored = null,
             };
             var reply = await WorkItemStore.CasAsync(redis.Database, swarmId, deadId, raw, moved, Keys.Epoch(deadId), fenceEpoch,
-                redis.Options.WorkTtlSeconds).ConfigureAwait(false);
+                redis.Options, new RecordNote(WorkRecordStatus.Transferred, "transferred", From: deadId)).ConfigureAwait(false);
             switch ((string?)reply[0])
             {
                 case "ok":
@@ -87,6 +87,7 @@ internal sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, 
     public async Task<int> RequeueAllAsync(string swarmId, string ownerId, string reason)
     {
         ArgumentNullException.ThrowIfNull(redis);
+        Identity.Ids.RequireName(reason, "reason"); // written into the work record's history as it is
         var requeued = 0;
         var now = redis.Time.GetUtcNow().ToUnixTimeMilliseconds();
         await foreach (var (raw, item) in UnfinishedAsync(swarmId, ownerId).ConfigureAwait(false))
@@ -109,8 +110,9 @@ internal sealed class WorkTransfer(RedisContext redis, RecoveryMetrics metrics, 
             var entry = Json.Serialize(new QueuedWork { WorkId = item.WorkId, Input = input, EnqueuedAt = now, ReleasedBy = ownerId, Returns = 1 });
             var verdict = (string?)await redis.Database.ScriptEvaluateAsync(
                 RedisScripts.WorkRequeue,
-                [Keys.Work(swarmId, ownerId, item.WorkId), Keys.Owned(swarmId, ownerId), Keys.SwarmQueue(swarmId)],
-                [raw, json, stampFields, entry, Keys.SwarmQueueChannel(swarmId).ToString(), item.WorkId]).ConfigureAwait(false);
+                [Keys.Work(swarmId, ownerId, item.WorkId), Keys.Owned(swarmId, ownerId), Keys.SwarmQueue(swarmId), Keys.WorkRecord(swarmId, item.WorkId)],
+                [raw, json, stampFields, entry, Keys.SwarmQueueChannel(swarmId).ToString(), item.WorkId, ownerId, reason,
+                    (long)RecordNote.UnfinishedTtl.TotalMilliseconds]).ConfigureAwait(false);
             if (verdict == "ok")
             {
                 requeued++;

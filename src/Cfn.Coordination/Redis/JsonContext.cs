@@ -28,6 +28,7 @@ namespace Cfn.Coordination.Redis;
 [JsonSerializable(typeof(HeartbeatRecord))]
 [JsonSerializable(typeof(WorkItem))]
 [JsonSerializable(typeof(QueuedWork))]
+[JsonSerializable(typeof(List<WorkEvent>))]
 [JsonSerializable(typeof(EscalationRecord))]
 [JsonSerializable(typeof(SpawnRequest))]
 [JsonSerializable(typeof(DeathNotice))]

@@ -149,6 +149,13 @@ internal static class Keys
     /// </summary>
     public static readonly RedisKey Swarms = "coordinator:swarms";
 
+    /// <summary>
+    /// Participants that are agents run outside cfn (hash: id → <c>shell</c> or <c>http</c>, SPEC D21), written by the start
+    /// script and removed with the registry entry. A dead agent is not replaced: no host can start the user's program, so
+    /// its waiters get <c>peer_dead</c> at once instead of an ACK from a built-in coordinator that would never answer.
+    /// </summary>
+    public static readonly RedisKey Agents = "coordinator:agents";
+
     /// <summary>Deadlines of running waits (sorted set: id → Redis ms when its oldest wait times out), kept by the activity script.</summary>
     public static readonly RedisKey Deadlines = "coordinator:deadlines";
 
@@ -262,6 +269,21 @@ internal static class Keys
     /// </summary>
     public static RedisKey SwarmTaken(string swarmId, string coordinatorId) =>
         SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":taken:" + Ids.RequireName(coordinatorId, "coordinatorId");
+
+    /// <summary>
+    /// What became of one work ID submitted to a swarm: <c>swarm:{swarmId}:work:{workId}</c> (hash: <c>status</c>,
+    /// <c>owner</c>, <c>enqueuedAt</c>, <c>updatedAt</c>, <c>finishedAt</c>, <c>history</c> (a JSON array of the owner changes),
+    /// <c>events</c>, and once finished <c>result</c> and <c>verdicts</c>). Written by the same script as each transition it
+    /// describes (enqueue, create, claim, adopt, transfer, release, requeue, complete), so it is read by ID in one
+    /// <c>HGETALL</c> and outlives the K10 record, which is keyed by owner. TTL: a week while unfinished, then
+    /// <c>WORK_RESULT_TTL_SECONDS</c>.
+    /// </summary>
+    public static RedisKey WorkRecord(string swarmId, string workId) =>
+        SwarmPrefix + Ids.RequireName(swarmId, "swarmId") + ":work:" + Ids.RequireName(workId, "workId");
+
+    /// <summary>Published once when a work ID's record becomes completed or failed: <c>cfn:work:{swarmId}:{workId}</c> (the status).</summary>
+    public static RedisChannel WorkFinishedChannel(string swarmId, string workId) =>
+        RedisChannel.Literal("cfn:work:" + Ids.RequireName(swarmId, "swarmId") + ":" + Ids.RequireName(workId, "workId"));
 
     /// <summary>Live validators (sorted set: validatorId → last report, Redis ms).</summary>
     public static readonly RedisKey Validators = "validator:registry";

@@ -22,14 +22,14 @@ internal static class RedisScripts
     public static readonly string EpochClaim = Compose("epoch_claim.lua");
     public static readonly string Activity = Compose("lib_activity.lua", "activity.lua");
     public static readonly string WaitBegin = Compose("lib_activity.lua", "wait_begin.lua");
-    public static readonly string WorkCas = Compose("work_cas.lua");
-    public static readonly string WorkRequeue = Compose("work_requeue.lua");
+    public static readonly string WorkCas = Compose("lib_work_record.lua", "work_cas.lua");
+    public static readonly string WorkRequeue = Compose("lib_work_record.lua", "work_requeue.lua");
     public static readonly string MonitorCheck = Compose("monitor_check.lua");
     public static readonly string CleanupCoordinator = Compose("cleanup_coordinator.lua");
     public static readonly string CompareAndSet = Compose("compare_and_set.lua");
     public static readonly string HashCompareAndSet = Compose("hash_compare_and_set.lua");
     public static readonly string CompareAndDelete = Compose("compare_and_delete.lua");
-    public static readonly string WorkEnqueue = Compose("work_enqueue.lua");
+    public static readonly string WorkEnqueue = Compose("lib_work_record.lua", "work_enqueue.lua");
     public static readonly string WorkRequeueTaken = Compose("work_requeue_taken.lua");
     public static readonly string WorkUntake = Compose("work_untake.lua");
     public static readonly string ValidatorRecord = Compose("validator_record.lua");

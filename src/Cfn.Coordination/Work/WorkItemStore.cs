@@ -45,7 +45,7 @@ public sealed class WorkItemStore
             StartedAt = Json.NowMarker,
             UpdatedAt = Json.NowMarker,
         };
-        return WriteAsync(_coordinator.Id, expected: null, item);
+        return WriteAsync(_coordinator.Id, expected: null, item, new RecordNote(WorkRecordStatus.InProgress, "taken"));
     }
 
     /// <summary>Reads an item of this coordinator (null when absent or unreadable).</summary>
@@ -72,15 +72,19 @@ public sealed class WorkItemStore
 
     /// <summary>Records progress (new data) on an item this instance owns.</summary>
     public Task<WorkWriteResult> ProgressAsync(WorkItem item, JsonElement? data) =>
-        UpdateAsync(item, i => i with { Data = data ?? i.Data, Status = WorkStatus.InProgress });
+        UpdateAsync(item, i => i with { Data = data ?? i.Data, Status = WorkStatus.InProgress }, note: null);
 
-    /// <summary>Completes an item this instance owns; a completed item is never written or transferred again.</summary>
+    /// <summary>
+    /// Completes an item this instance owns; a completed item is never written or transferred again. The work ID's record
+    /// (<see cref="WorkRecord"/>) keeps <paramref name="result"/> without its <c>input</c>, and its <c>verdicts</c> apart;
+    /// it is <c>failed</c> when the result's <c>outcome</c> is other than <c>pass</c> or <c>fail</c>.
+    /// </summary>
     public Task<WorkWriteResult> CompleteAsync(WorkItem item, JsonElement? result = null) =>
-        UpdateAsync(item, i => i with { Data = result ?? i.Data, Status = WorkStatus.Completed });
+        UpdateAsync(item, i => i with { Data = result ?? i.Data, Status = WorkStatus.Completed }, RecordNote.Finished(result));
 
     /// <summary>Gives up an item this instance owns, so another coordinator may claim it.</summary>
     public Task<WorkWriteResult> ReleaseAsync(WorkItem item) =>
-        UpdateAsync(item, i => i with { Status = WorkStatus.Released });
+        UpdateAsync(item, i => i with { Status = WorkStatus.Released }, new RecordNote(WorkRecordStatus.Released, "released"));
 
     /// <summary>Takes over an item that <paramref name="fromCoordinatorId"/> released; it moves under this coordinator's key.</summary>
     public async Task<WorkWriteResult> ClaimAsync(string fromCoordinatorId, string workId)
@@ -108,7 +112,8 @@ public sealed class WorkItemStore
             TransferredAt = Json.NowMarker,
             Stored = null,
         };
-        return await WriteAsync(fromCoordinatorId, current.Stored, claimed).ConfigureAwait(false);
+        return await WriteAsync(fromCoordinatorId, current.Stored, claimed,
+            new RecordNote(WorkRecordStatus.InProgress, "claimed", From: fromCoordinatorId)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -189,10 +194,11 @@ public sealed class WorkItemStore
             UpdatedAt = Json.NowMarker,
             Stored = null,
         };
-        return await WriteAsync(_coordinator.Id, current.Stored, adopted).ConfigureAwait(false);
+        return await WriteAsync(_coordinator.Id, current.Stored, adopted, new RecordNote(WorkRecordStatus.Adopted, "adopted",
+            From: current.Status == WorkStatus.Transferred ? current.TransferredFrom : null)).ConfigureAwait(false);
     }
 
-    private async Task<WorkWriteResult> UpdateAsync(WorkItem item, Func<WorkItem, WorkItem> change)
+    private async Task<WorkWriteResult> UpdateAsync(WorkItem item, Func<WorkItem, WorkItem> change, RecordNote? note)
     {
         ArgumentNullException.ThrowIfNull(item);
         if (item.Stored is null)
@@ -212,13 +218,13 @@ public sealed class WorkItemStore
         }
 
         var next = change(item) with { UpdatedAt = Json.NowMarker, Stored = null };
-        return await WriteAsync(item.AssignedTo, item.Stored, next).ConfigureAwait(false);
+        return await WriteAsync(item.AssignedTo, item.Stored, next, note).ConfigureAwait(false);
     }
 
-    private async Task<WorkWriteResult> WriteAsync(string fromOwner, string? expected, WorkItem next)
+    private async Task<WorkWriteResult> WriteAsync(string fromOwner, string? expected, WorkItem next, RecordNote? note)
     {
         var reply = await CasAsync(_redis.Database, next.SwarmId, fromOwner, expected, next, Keys.Epoch(_coordinator.Id),
-            _coordinator.Epoch, _redis.Options.WorkTtlSeconds).ConfigureAwait(false);
+            _coordinator.Epoch, _redis.Options, note).ConfigureAwait(false);
         var verdict = (string)reply[0]!;
         var payload = (string?)reply[1];
         WorkItem? found = null;
@@ -253,18 +259,23 @@ public sealed class WorkItemStore
 
     /// <summary>
     /// One fenced compare-and-set of an item (<c>work_cas.lua</c>) from <paramref name="fromOwner"/>'s key to
-    /// <paramref name="next"/>'s owner's key, keeping both owners' indexes (<see cref="Keys.Owned"/>) in the same step.
+    /// <paramref name="next"/>'s owner's key, keeping both owners' indexes (<see cref="Keys.Owned"/>) and, when
+    /// <paramref name="note"/> is given, the work ID's record (<see cref="Keys.WorkRecord"/>) in the same step.
     /// </summary>
     internal static async Task<RedisResult[]> CasAsync(IDatabase database, string swarmId, string fromOwner, string? expected, WorkItem next,
-        RedisKey fenceKey, long fenceEpoch, int ttlSeconds)
+        RedisKey fenceKey, long fenceEpoch, CoordinationOptions options, RecordNote? note)
     {
         var (json, stampFields) = Json.SerializeForStamp(next);
         var keep = next.Status is WorkStatus.InProgress or WorkStatus.Transferred ? "keep" : "drop";
         return (RedisResult[])(await database.ScriptEvaluateAsync(
             RedisScripts.WorkCas,
             [Keys.Work(swarmId, fromOwner, next.WorkId), Keys.Work(swarmId, next.AssignedTo, next.WorkId), fenceKey,
-                Keys.Owned(swarmId, fromOwner), Keys.Owned(swarmId, next.AssignedTo), Keys.WorkOwner(swarmId, next.WorkId)],
-            [expected ?? string.Empty, json, fenceEpoch, ttlSeconds, stampFields, keep, next.WorkId, next.AssignedTo]).ConfigureAwait(false))!;
+                Keys.Owned(swarmId, fromOwner), Keys.Owned(swarmId, next.AssignedTo), Keys.WorkOwner(swarmId, next.WorkId),
+                Keys.WorkRecord(swarmId, next.WorkId)],
+            [expected ?? string.Empty, json, fenceEpoch, options.WorkTtlSeconds, stampFields, keep, next.WorkId, next.AssignedTo,
+                note?.Status ?? string.Empty, note?.Event ?? string.Empty, note?.From ?? string.Empty, note?.TtlMs(options) ?? 0,
+                note?.Result ?? string.Empty, note?.Verdicts ?? string.Empty,
+                Keys.WorkFinishedChannel(swarmId, next.WorkId).ToString()]).ConfigureAwait(false))!;
     }
 
     private WorkWriteResult Refused(WorkWriteResult result)

@@ -9,7 +9,8 @@ namespace Cfn.Api;
 /// <summary>
 /// The swarm manager's endpoints (SPEC §3.1 #1–#3): <c>GET /api/swarms/status</c> (open), and the admin endpoints
 /// <c>POST /api/spawning/pause</c>, <c>POST /api/spawning/resume</c> and <c>POST /api/swarms/{swarmId}/scale</c>; and the
-/// work intake that feeds a swarm's queue in production, <c>POST /api/swarms/{swarmId}/work</c>.
+/// work intake that feeds a swarm's queue in production, <c>POST /api/swarms/{swarmId}/work</c>, with the read of what
+/// became of an item, <c>GET /api/swarms/{swarmId}/work/{workId}</c> (open, like every read).
 /// </summary>
 internal static class SwarmManagerEndpoints
 {
@@ -17,6 +18,12 @@ internal static class SwarmManagerEndpoints
     private const int MaxScaleBodyBytes = 4096;
 
     private static readonly JsonSerializerOptions Web = new(JsonSerializerDefaults.Web);
+
+    /// <summary>A work record as <c>cfn work get</c> prints it: camelCase, absent fields left out.</summary>
+    private static readonly JsonSerializerOptions Record = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
 
     /// <summary>Maps the swarm manager's status, spawning and scale endpoints.</summary>
     public static void MapSwarmManagerApi(this IEndpointRouteBuilder app, SwarmManager manager, AdminAccess admin)
@@ -61,14 +68,34 @@ internal static class SwarmManagerEndpoints
     /// <summary>
     /// Maps <c>POST /api/swarms/{swarmId}/work</c> (admin, SPEC D12; body <c>{ "workId"?, "input" }</c> → 200
     /// <c>{ swarmId, workId, queueLength }</c>, 400 naming the field, 413 for an input over
-    /// <see cref="WorkQueue.MaxInputBytes"/>, 503 <c>QUEUE_FULL</c>).
+    /// <see cref="WorkQueue.MaxInputBytes"/>, 503 <c>QUEUE_FULL</c>), and <c>GET /api/swarms/{swarmId}/work/{workId}</c>
+    /// (open: 200 the work record — status, owner, history, verdicts, result —, 400 <c>INVALID_ID</c>, 404
+    /// <c>WORK_NOT_FOUND</c> for an unknown or expired ID).
     /// </summary>
     public static void MapWorkIntakeApi(this IEndpointRouteBuilder app, WorkQueue queue, AdminAccess admin)
     {
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(queue);
         ArgumentNullException.ThrowIfNull(admin);
-        app.MapApiGroup("/api/swarms").MapPost("/{swarmId}/work", async (string swarmId, HttpRequest request) =>
+        var swarms = app.MapApiGroup("/api/swarms");
+        swarms.MapGet("/{swarmId}/work/{workId}", async (string swarmId, string workId) =>
+        {
+            if (!Ids.IsValidName(swarmId))
+            {
+                return ApiErrors.InvalidId("swarmId", Ids.NameRule);
+            }
+
+            if (!Ids.IsValidName(workId))
+            {
+                return ApiErrors.InvalidId("workId", Ids.NameRule);
+            }
+
+            return await queue.GetRecordAsync(swarmId, workId).ConfigureAwait(false) is { } record
+                ? Results.Json(record, Record)
+                : ApiErrors.NotFound($"Work {workId} not found in swarm {swarmId}: unknown, or its record expired (WORK_RESULT_TTL_SECONDS)", "WORK_NOT_FOUND");
+        });
+
+        swarms.MapPost("/{swarmId}/work", async (string swarmId, HttpRequest request) =>
         {
             if (!Ids.IsValidName(swarmId))
             {

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Cfn.Agents;
 using Cfn.Coordination;
 using Cfn.Coordination.Acks;
 using Cfn.Coordination.Identity;
@@ -25,14 +26,6 @@ internal static partial class AgentCommand
     public const string IdVariable = "CFN_AGENT_ID";
     public const string SwarmVariable = "CFN_SWARM_ID";
     public const string EpochVariable = "CFN_AGENT_EPOCH";
-
-    /// <summary>Longest payload accepted (a signal lives in a Redis stream and in K2).</summary>
-    public const int MaxPayloadBytes = 64 * 1024;
-
-    private static readonly JsonSerializerOptions Output = new(JsonSerializerDefaults.Web)
-    {
-        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
-    };
 
     public static Command Create()
     {
@@ -83,7 +76,7 @@ internal static partial class AgentCommand
 
             var (settings, keys) = Connection();
             await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
-            var agent = await Coordinator.StartAsync(redis, keys, id, swarm, CoordinationMetrics.Default).ConfigureAwait(false);
+            var agent = await Coordinator.StartAgentAsync(redis, keys, id, swarm, AgentKind.Shell, CoordinationMetrics.Default).ConfigureAwait(false);
             var exit = AgentExit.Error;
             try
             {
@@ -174,42 +167,14 @@ internal static partial class AgentCommand
         };
         command.SetAction((result, cancellationToken) => AsAgentAsync("send", async agent =>
         {
-            var receivers = Receivers(result.GetValue(to), "--to");
-            var signalType = result.GetValue(type)!;
-            if (!SignalTypes.All.Contains(signalType))
-            {
-                throw new AgentInputException("--type", $"must be one of {string.Join(", ", SignalTypes.All.Order(StringComparer.Ordinal))}");
-            }
-
+            var receivers = AgentInput.Ids(result.GetValue(to), "--to");
+            var signalType = AgentInput.SignalType(result.GetValue(type), "--type");
             var body = ReadPayload(result.GetValue(payload), "--payload");
-            var iterationValue = result.GetValue(iteration);
-            if (iterationValue < 0)
-            {
-                throw new AgentInputException("--iteration", "must be 0 or more");
-            }
-
-            var key = result.GetValue(idempotency);
-            if (key is not null && !Ids.IsValidName(key))
-            {
-                throw new AgentInputException("--idempotency-key", Ids.NameRule);
-            }
-
-            var waitTimeout = Timeout(result.GetValue(timeout));
-            var sent = new List<SignalDeliveryResult>();
-            foreach (var receiver in receivers)
-            {
-                sent.Add(await agent.Signals.SendAsync(receiver, signalType, iterationValue, body, key).ConfigureAwait(false));
-            }
-
-            var messages = sent.Select(s => new { to = s.ReceiverId, messageId = s.MessageId, duplicate = s.IsDuplicate }).ToList();
-            if (!result.GetValue(wait))
-            {
-                return Print(new { status = "sent", messages }, AgentExit.Done);
-            }
-
-            var waited = await agent.Waiter.WaitForAcksAsync(
-                sent.Select(s => new KeyValuePair<string, string>(s.ReceiverId, s.MessageId)), waitTimeout, cancellationToken).ConfigureAwait(false);
-            return PrintWait(waited, messages);
+            var iterationValue = AgentInput.Iteration(result.GetValue(iteration), "--iteration");
+            var key = AgentInput.IdempotencyKey(result.GetValue(idempotency), "--idempotency-key");
+            var waitTimeout = AgentInput.Timeout(result.GetValue(timeout), "--timeout-ms");
+            return Print(await AgentActions.SendAsync(agent, receivers, signalType, iterationValue, body, key, result.GetValue(wait), waitTimeout,
+                cancellationToken).ConfigureAwait(false));
         }, cancellationToken));
         return command;
     }
@@ -222,15 +187,10 @@ internal static partial class AgentCommand
         var command = new Command("wait", "Block until every listed agent has ACKed a message.") { forIds, messageId, timeout };
         command.SetAction((result, cancellationToken) => AsAgentAsync("wait", async agent =>
         {
-            var ids = Receivers(result.GetValue(forIds), "--for");
-            var signal = result.GetValue(messageId)!;
-            if (!Ids.IsValidSignalId(signal))
-            {
-                throw new AgentInputException("--message-id", "must be a message ID as send printed it");
-            }
-
-            var waited = await agent.Waiter.WaitForAcksAsync(ids, signal, Timeout(result.GetValue(timeout)), cancellationToken).ConfigureAwait(false);
-            return PrintWait(waited, messages: null);
+            var ids = AgentInput.Ids(result.GetValue(forIds), "--for");
+            var signal = AgentInput.MessageId(result.GetValue(messageId), "--message-id", "must be a message ID as send printed it");
+            var limit = AgentInput.Timeout(result.GetValue(timeout), "--timeout-ms");
+            return Print(await AgentActions.WaitAsync(agent, ids, signal, limit, cancellationToken).ConfigureAwait(false));
         }, cancellationToken));
         return command;
     }
@@ -241,35 +201,21 @@ internal static partial class AgentCommand
         var command = new Command("receive", "Take the next signal from this agent's durable inbox, verified and ACKed, as one JSON object.") { timeout };
         command.SetAction((result, cancellationToken) => AsAgentAsync("receive", async agent =>
         {
-            var limit = Timeout(result.GetValue(timeout));
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            if (limit is { } l)
-            {
-                stop.CancelAfter(l);
-            }
-
+            var limit = AgentInput.Timeout(result.GetValue(timeout), "--timeout-ms");
             try
             {
-                await foreach (var received in agent.Inbox.ReadAllAsync(stop.Token).ConfigureAwait(false))
+                // Printed, then consumed: a receive that dies before printing leaves the signal to the next one.
+                var received = await AgentActions.ReceiveAsync(agent, limit, r =>
                 {
-                    // Printed, then consumed: a receive that dies before printing leaves the signal to the next one.
-                    var printed = Print(Describe(received), AgentExit.Done);
-                    await agent.Inbox.CompleteAsync(received).ConfigureAwait(false);
-                    return printed;
-                }
+                    Print(r);
+                    return Task.CompletedTask;
+                }, cancellationToken).ConfigureAwait(false);
+                return received.Exit;
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                // the timeout
+                return Print(new AgentResult(new { status = "cancelled" }, AgentExit.Error));
             }
-
-            if (agent.IsSuperseded)
-            {
-                throw new CoordinatorSupersededException(agent.Id, agent.Epoch, null);
-            }
-
-            return Print(new { status = cancellationToken.IsCancellationRequested ? "cancelled" : "timeout" },
-                cancellationToken.IsCancellationRequested ? AgentExit.Error : AgentExit.Timeout);
         }, cancellationToken));
         return command;
     }
@@ -286,21 +232,11 @@ internal static partial class AgentCommand
         };
         command.SetAction((result, cancellationToken) => AsAgentAsync("reply", async agent =>
         {
-            var receiver = Receivers(result.GetValue(to), "--to") is [var one] ? one : throw new AgentInputException("--to", "must name exactly one agent");
-            var request = result.GetValue(inReplyTo)!;
-            if (!Ids.IsValidSignalId(request))
-            {
-                throw new AgentInputException("--in-reply-to", "must be the message ID of the request");
-            }
-
-            if (JsonNode.Parse(ReadPayload(result.GetValue(payload), "--payload")!.Value.GetRawText()) is not JsonObject answer)
-            {
-                throw new AgentInputException("--payload", "must be a JSON object");
-            }
-
-            answer["inReplyTo"] = request;
-            var sent = await agent.Signals.ReplyAsync(receiver, request, result.GetValue(iteration), JsonSerializer.SerializeToElement(answer)).ConfigureAwait(false);
-            return Print(new { status = "sent", to = receiver, messageId = sent.MessageId, inReplyTo = request, duplicate = sent.IsDuplicate }, AgentExit.Done);
+            var receiver = AgentInput.OneId(result.GetValue(to), "--to");
+            var request = AgentInput.MessageId(result.GetValue(inReplyTo), "--in-reply-to", "must be the message ID of the request");
+            var answer = AgentInput.Reply(ReadPayload(result.GetValue(payload), "--payload")!.Value, request, "--payload");
+            var iterationValue = AgentInput.Iteration(result.GetValue(iteration), "--iteration");
+            return Print(await AgentActions.ReplyAsync(agent, receiver, request, iterationValue, answer).ConfigureAwait(false));
         }, cancellationToken));
         return command;
     }
@@ -374,67 +310,11 @@ internal static partial class AgentCommand
         return code;
     }
 
-    private static int PrintWait(AckWaitResult waited, object? messages)
+    private static int Print(AgentResult result)
     {
-        var code = waited.Status switch
-        {
-            AckWaitStatus.Completed => AgentExit.Done,
-            AckWaitStatus.Timeout => AgentExit.Timeout,
-            AckWaitStatus.PeerDead => AgentExit.PeerDead,
-            _ => AgentExit.Error,
-        };
-        return Print(new
-        {
-            status = waited.StatusLabel,
-            messages,
-            acked = waited.Acks.Keys.Order(StringComparer.Ordinal).ToList(),
-            missing = waited.Missing,
-            durationMs = (long)waited.Duration.TotalMilliseconds,
-        }, code);
-    }
-
-    private static object Describe(ReceivedSignal received)
-    {
-        var s = received.Signal;
-        return new
-        {
-            messageId = s.MessageId,
-            senderId = s.SenderId,
-            receiverId = s.ReceiverId,
-            type = s.Type,
-            iteration = s.Iteration,
-            timestamp = s.Timestamp,
-            payload = s.Payload,
-            handedOverFrom = s.HandedOverFrom,
-            redelivered = received.IsRedelivery,
-            senderGone = received.SenderGone,
-        };
-    }
-
-    private static int Print(object value, int code)
-    {
-        Console.Out.WriteLine(JsonSerializer.Serialize(value, Output));
+        Console.Out.WriteLine(JsonSerializer.Serialize(result.Body, AgentActions.Output));
         Console.Out.Flush();
-        return code;
-    }
-
-    private static List<string> Receivers(string? text, string option)
-    {
-        var ids = (text ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        if (ids.Length == 0)
-        {
-            throw new AgentInputException(option, "must name at least one agent ID");
-        }
-
-        foreach (var id in ids)
-        {
-            if (!Ids.IsValidName(id))
-            {
-                throw new AgentInputException(option, $"\"{id}\": {Ids.NameRule}");
-            }
-        }
-
-        return ids.Distinct(StringComparer.Ordinal).ToList();
+        return result.Exit;
     }
 
     /// <summary>The payload option: inline JSON, or <c>@FILE</c>; bounded and parsed before anything is written.</summary>
@@ -452,9 +332,9 @@ internal static partial class AgentCommand
             try
             {
                 var info = new FileInfo(path);
-                if (info.Exists && info.Length > MaxPayloadBytes)
+                if (info.Exists && info.Length > AgentInput.MaxPayloadBytes)
                 {
-                    throw new AgentInputException(option, $"{path} is larger than {MaxPayloadBytes} bytes");
+                    throw new AgentInputException(option, $"{path} is larger than {AgentInput.MaxPayloadBytes} bytes");
                 }
 
                 text = File.ReadAllText(path);
@@ -469,57 +349,6 @@ internal static partial class AgentCommand
             text = value;
         }
 
-        if (System.Text.Encoding.UTF8.GetByteCount(text) > MaxPayloadBytes)
-        {
-            throw new AgentInputException(option, $"must be at most {MaxPayloadBytes} bytes");
-        }
-
-        try
-        {
-            using var document = JsonDocument.Parse(text);
-            return document.RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            throw new AgentInputException(option, "must be JSON: " + e.Message.Split(" Path:")[0]);
-        }
+        return AgentInput.Payload(text, option);
     }
-
-    private static TimeSpan? Timeout(long? milliseconds) => milliseconds switch
-    {
-        null => null,
-        <= 0 => throw new AgentInputException("--timeout-ms", "must be a positive number of milliseconds"),
-        > 7L * 24 * 3600 * 1000 => throw new AgentInputException("--timeout-ms", "must be at most 7 days"),
-        { } ms => TimeSpan.FromMilliseconds(ms),
-    };
-}
-
-/// <summary>The exit codes of every <c>cfn agent</c> verb (docs/agents.md).</summary>
-internal static class AgentExit
-{
-    /// <summary>Done.</summary>
-    public const int Done = 0;
-
-    /// <summary>Any other error (Redis unreachable, an unexpected failure); the line on stderr says which.</summary>
-    public const int Error = 1;
-
-    /// <summary>Bad input: an invalid ID, option, payload or environment; nothing was written.</summary>
-    public const int BadInput = 2;
-
-    /// <summary>A wait timed out: the partial result is on stdout, naming the missing peers.</summary>
-    public const int Timeout = 3;
-
-    /// <summary>A peer died with no replacement coming (<c>peer_dead</c>).</summary>
-    public const int PeerDead = 4;
-
-    /// <summary>This agent instance was superseded (its ID restarted elsewhere): its writes are fenced.</summary>
-    public const int Superseded = 5;
-}
-
-/// <summary>Bad input to a verb, naming the option or variable and the rule it breaks.</summary>
-internal sealed class AgentInputException(string field, string rule) : Exception($"{field}: {rule}")
-{
-    public string Field { get; } = field;
-
-    public string Rule { get; } = rule;
 }

@@ -41,6 +41,9 @@ internal sealed record CfnConfiguration
     /// <summary><c>CFN_ADMIN_TOKEN</c>: bearer token for mutating endpoints from outside loopback (D12).</summary>
     public string? AdminToken { get; init; }
 
+    /// <summary>HTTP agent sessions: <c>CFN_AGENT_TOKEN</c> and <c>CFN_AGENT_SESSIONS_MAX</c> (SPEC D21).</summary>
+    public Agents.AgentSessionOptions AgentSessions { get; init; } = new();
+
     /// <summary><c>COORDINATOR_ID</c> (defaults to the host name, i.e. the pod name).</summary>
     public string? CoordinatorId { get; init; }
 
@@ -93,6 +96,7 @@ internal sealed record CfnConfiguration
             ["SIGNAL_INBOX_MAX_LENGTH"] = $"{c.SignalInboxMaxLength}",
             ["ACK_POLL_INTERVAL_MS"] = Ms(c.AckFallbackPollInterval),
             ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
+            ["WORK_RESULT_TTL_SECONDS"] = $"{c.WorkResultTtlSeconds}",
             ["HEARTBEAT_STALE_THRESHOLD_MS"] = Ms(r.HeartbeatStaleThreshold),
             ["HEARTBEAT_MONITOR_INTERVAL_MS"] = Ms(r.MonitorInterval),
             ["HEARTBEAT_MAX_WARNINGS"] = $"{r.MaxWarnings}",
@@ -124,6 +128,8 @@ internal sealed record CfnConfiguration
             ["TIMEOUT_HOOK_TIMEOUT_MS"] = Ms(Hooks.Timeout),
             ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
             ["CFN_ADMIN_TOKEN"] = AdminToken is null ? "" : "<redacted>",
+            ["CFN_AGENT_TOKEN"] = AgentSessions.Token is null ? "" : "<redacted>",
+            ["CFN_AGENT_SESSIONS_MAX"] = $"{AgentSessions.MaxSessions}",
             ["COORDINATOR_ID"] = CoordinatorId ?? "",
             ["SWARM_ID"] = SwarmId ?? "",
             ["SWARM_EXPECTED_COORDINATORS"] = ExpectedCoordinators?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
@@ -181,6 +187,13 @@ internal sealed record CfnConfiguration
                 RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 10, "REDIS_POOL_SIZE", 1, 64),
                 HttpPort = Range(env.PositiveInt("HTTP_PORT") ?? 8080, "HTTP_PORT", 1, 65535),
                 AdminToken = env.Text("CFN_ADMIN_TOKEN"),
+                AgentSessions = new Agents.AgentSessionOptions
+                {
+                    Token = env.Text("CFN_AGENT_TOKEN") is { } agentToken
+                        ? agentToken.Length >= 32 ? agentToken : throw new ValidationException("CFN_AGENT_TOKEN must be at least 32 characters")
+                        : null,
+                    MaxSessions = Range(env.PositiveInt("CFN_AGENT_SESSIONS_MAX") ?? 1000, "CFN_AGENT_SESSIONS_MAX", 1, 100_000),
+                },
                 CoordinatorId = coordinatorId is null ? null : Ids.RequireName(coordinatorId, "COORDINATOR_ID"),
                 SwarmId = swarmId is null ? null : Ids.RequireName(swarmId, "SWARM_ID"),
                 ExpectedCoordinators = env.PositiveInt("SWARM_EXPECTED_COORDINATORS"),

@@ -98,6 +98,7 @@ internal sealed class CfnProcess
         {
             app.MapSwarmManagerApi(app.Services.GetRequiredService<SwarmManagerRole>().Manager, process.Admin);
             app.MapWorkIntakeApi(process.Queue, process.Admin);
+            app.MapAgentSessionApi(app.Services.GetRequiredService<AgentSessionsRole>().Sessions, process.Admin);
             app.MapValidatorApi(process.Performance);
         }
 

@@ -24,6 +24,7 @@ internal static class ProcessServices
         if (plan.SwarmManager)
         {
             services.AddRole<SwarmManagerRole>();
+            services.AddRole<AgentSessionsRole>();
         }
 
         if (plan.Coordinator)

@@ -40,7 +40,7 @@ public sealed class RestartRaceTests(RedisServer server)
 
             // A new instance claims its epoch (the first step of Coordinator.StartAsync); the monitor's next pass comes
             // after the warning spacing and before the new instance's first heartbeat.
-            var claimed = (long)await database.ScriptEvaluateAsync(RedisScripts.EpochClaim, [Keys.Epoch(id), Keys.Registry, Keys.Swarms], [id, swarm]);
+            var claimed = (long)await database.ScriptEvaluateAsync(RedisScripts.EpochClaim, [Keys.Epoch(id), Keys.Registry, Keys.Swarms, Keys.Agents], [id, swarm, ""]);
             Assert.Equal(previous.Epoch + 1, claimed);
             // Past the warning spacing on the Redis clock (monitor_check.lua judges by TIME), so the pass judges rather than waits.
             var lastWarn = long.Parse(((string)(await database.HashGetAsync(Keys.Health, id))!).Split('|')[1], System.Globalization.CultureInfo.InvariantCulture);

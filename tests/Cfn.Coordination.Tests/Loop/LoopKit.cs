@@ -5,7 +5,7 @@ using Cfn.Coordination.Work;
 
 namespace Cfn.Coordination.Tests.Loop;
 
-/// <summary>A swarm on database <see cref="DedicatedDatabase.LoopTests"/> (flushed): coordinators with loops, validators with workers.</summary>
+/// <summary>A swarm on database <see cref="DedicatedDatabase.LoopTests"/>, or another given (flushed): coordinators with loops, validators with workers.</summary>
 internal sealed class SwarmWorld : IAsyncDisposable
 {
     private readonly List<(CancellationTokenSource Stop, Task Run)> _running = [];
@@ -29,8 +29,8 @@ internal sealed class SwarmWorld : IAsyncDisposable
 
     public ValidatorPerformance Performance { get; }
 
-    public static async Task<SwarmWorld> CreateAsync(RedisServer server, Harness h) =>
-        new(h, await DedicatedDatabase.CreateAsync(server, h, DedicatedDatabase.LoopTests));
+    public static async Task<SwarmWorld> CreateAsync(RedisServer server, Harness h, int database = DedicatedDatabase.LoopTests) =>
+        new(h, await DedicatedDatabase.CreateAsync(server, h, database));
 
     public static ValidatorOptions FastValidators() => new()
     {

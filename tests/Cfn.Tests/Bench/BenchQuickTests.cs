@@ -19,12 +19,12 @@ public sealed class BenchCollection
 [Collection(BenchCollection.Name)]
 public sealed class BenchQuickTests
 {
-    private static readonly string[] RowKeys = ["a", "a2", "b", "c", "d", "e", "f", "g"];
+    private static readonly string[] RowKeys = ["a", "a2", "b", "c", "d", "e", "f", "g", "i"];
 
     [Fact]
     public async Task QuickMode_Completes_WritesJsonWithEveryRowAndTheFloor()
     {
-        var root = RepoRoot();
+        var root = Infrastructure.Repository.Root;
         var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
         var dll = Path.Combine(root, "bench", "Cfn.Bench", "bin", configuration, "net10.0", "Cfn.Bench.dll");
         Assert.True(File.Exists(dll), $"{dll} is missing: the solution build builds bench/Cfn.Bench");
@@ -89,7 +89,7 @@ public sealed class BenchQuickTests
     [Fact]
     public async Task BadArguments_RefusedWithAMessage()
     {
-        var dll = Path.Combine(RepoRoot(), "bench", "Cfn.Bench", "bin", "Release", "net10.0", "Cfn.Bench.dll");
+        var dll = Path.Combine(Infrastructure.Repository.Root, "bench", "Cfn.Bench", "bin", "Release", "net10.0", "Cfn.Bench.dll");
         if (!File.Exists(dll))
         {
             dll = dll.Replace("Release", "Debug", StringComparison.Ordinal);
@@ -117,16 +117,5 @@ public sealed class BenchQuickTests
         await process.StandardOutput.ReadToEndAsync();
         await process.WaitForExitAsync();
         return (process.ExitCode, await error);
-    }
-
-    private static string RepoRoot()
-    {
-        var root = new DirectoryInfo(AppContext.BaseDirectory);
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "cfn.slnx")))
-        {
-            root = root.Parent;
-        }
-
-        return root?.FullName ?? throw new InvalidOperationException("no cfn.slnx above " + AppContext.BaseDirectory);
     }
 }

@@ -9,7 +9,8 @@ namespace Cfn.Tests.Commands;
 
 /// <summary>
 /// <c>cfn agent …</c> through real processes and the real redis-server (database 38): bash agents, each kept alive by
-/// <c>cfn agent run</c>, talk through the verbs only, as a user's shell agent would. Every exit code is produced for real.
+/// <c>cfn agent run</c>, talk through the verbs only, as a user's shell agent would. Every exit code is produced for real;
+/// the full CFN loop of bash agents is the example's test (<c>Examples/ExampleAgentsTests</c>).
 /// </summary>
 public sealed class AgentCommandTests : IAsyncLifetime
 {
@@ -25,10 +26,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     {
         _endpoint = TestRedis.Endpoint;
         (_redis, _, _) = await TestRedis.OpenEmptyAsync(Db);
-        // `cfn` on the agents' PATH, as an installed binary would be.
-        var cfn = Path.Combine(_dir, "cfn");
-        await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
-        File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await CfnRun.InstallLauncherAsync(_dir);
     }
 
     public async Task DisposeAsync()
@@ -65,47 +63,6 @@ public sealed class AgentCommandTests : IAsyncLifetime
         File.WriteAllText(path, "#!/bin/bash\nset -u\n" + body + "\n");
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         return path;
-    }
-
-    [Fact]
-    public async Task BashAgents_CoordinatorAndTwoValidators_CompleteThreeLoops()
-    {
-        // A validator: answers three requests, passing even n and failing odd n.
-        var validator = Script("validator.sh", """
-            for i in 1 2 3; do
-              req=$(cfn agent receive --timeout-ms 30000) || exit 10
-              n=$(jq -r .payload.n <<<"$req")
-              if (( n % 2 == 0 )); then verdict=pass; else verdict=fail; fi
-              cfn agent reply --to "$(jq -r .senderId <<<"$req")" --in-reply-to "$(jq -r .messageId <<<"$req")" \
-                --payload "{\"verdict\":\"$verdict\",\"reason\":\"$CFN_AGENT_ID saw $n\"}" >/dev/null || exit 11
-            done
-            """);
-        // The coordinator: three loops of send for validation, wait for both ACKs, collect both verdicts, decide.
-        var coordinator = Script("coordinator.sh", """
-            for n in 2 3 4; do
-              sent=$(cfn agent send --to val-a,val-b --type validation --payload "{\"n\":$n}" --iteration $n --wait --timeout-ms 30000) || exit 20
-              [[ $(jq -r .status <<<"$sent") == completed ]] || exit 21
-              verdicts=""
-              for v in 1 2; do
-                reply=$(cfn agent receive --timeout-ms 30000) || exit 22
-                verdicts="$verdicts $(jq -r .payload.verdict <<<"$reply")"
-              done
-              if [[ $verdicts == *fail* ]]; then echo "loop $n: fail" >> "$DECISIONS"; else echo "loop $n: pass" >> "$DECISIONS"; fi
-            done
-            """);
-        await using var a = CfnRun.Start(["agent", "run", "--id", "val-a", "--swarm", "validators", "--", validator], Environment());
-        await using var b = CfnRun.Start(["agent", "run", "--id", "val-b", "--swarm", "validators", "--", validator], Environment());
-        await Task.WhenAll(WaitRegisteredAsync("val-a"), WaitRegisteredAsync("val-b"));
-        await using var c = CfnRun.Start(["agent", "run", "--id", "coord-1", "--swarm", "swarm-a", "--", coordinator],
-            Environment(new() { ["DECISIONS"] = Path.Combine(_dir, "decisions") }));
-
-        Assert.True(0 == await c.WaitForExitAsync(TimeSpan.FromSeconds(90)), c.Tail(30));
-        Assert.True(0 == await a.WaitForExitAsync(TimeSpan.FromSeconds(30)), a.Tail(30));
-        Assert.True(0 == await b.WaitForExitAsync(TimeSpan.FromSeconds(30)), b.Tail(30));
-        Assert.Equal(["loop 2: pass", "loop 3: fail", "loop 4: pass"], await File.ReadAllLinesAsync(Path.Combine(_dir, "decisions")));
-        // A graceful end: the agents' liveness keys are gone.
-        Assert.False(await Database.KeyExistsAsync("blocking:heartbeat:coord-1"));
-        Assert.Equal(0, await Database.SortedSetLengthAsync("blocking:coordinators"));
     }
 
     [Theory]
@@ -182,6 +139,80 @@ public sealed class AgentCommandTests : IAsyncLifetime
         Assert.Contains("left for recovery", stderr, StringComparison.Ordinal);
         Assert.True(await Database.KeyExistsAsync("blocking:heartbeat:agent-4"), "a died agent's heartbeat key must stay for the monitor to judge");
         Assert.NotNull(await Database.SortedSetScoreAsync("blocking:coordinators", "agent-4"));
+    }
+
+    [Fact]
+    public async Task Run_KilledWhileAPeerWaits_DetectedAndNotReplaced_WaiterGetsPeerDeadExit4()
+    {
+        var fast = new Dictionary<string, string?>
+        {
+            ["HEARTBEAT_INTERVAL_MS"] = "300",
+            ["HEARTBEAT_STALE_THRESHOLD_MS"] = "1500",
+            ["HEARTBEAT_MONITOR_INTERVAL_MS"] = "300",
+            ["HEARTBEAT_MAX_WARNINGS"] = "2",
+        };
+        var port = CfnRun.FreePort();
+        await using var handler = CfnRun.Start(["serve", "--role", "timeout-handler"],
+            Environment(new(fast) { ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture) }));
+        await handler.WaitReadyAsync(port);
+        // The validator's program never reads its inbox; once `go` exists it tries a verb as the (by then dead) agent.
+        var go = Path.Combine(_dir, "go");
+        var validator = Script("slow-validator.sh", $"""
+            echo $$ > "{_dir}/validator.pid"
+            while [[ ! -e "{go}" ]]; do sleep 0.1; done
+            cfn agent receive --timeout-ms 1000 >/dev/null 2>"{_dir}/late.err"
+            echo $? > "{_dir}/late.code"
+            """);
+        var coordinator = Script("waiting-coordinator.sh", """
+            cfn agent send --to val-k --type validation --payload '{"n":1}' --wait --timeout-ms 60000 > "$OUT"
+            echo $? > "$OUT.code"
+            """);
+        var runs = new List<CfnRun>();
+        try
+        {
+            var killed = CfnRun.Start(["agent", "run", "--id", "val-k", "--swarm", "validators", "--", validator], Environment(fast));
+            runs.Add(killed);
+            await WaitRegisteredAsync("val-k");
+            Assert.Equal("shell", (string?)await Database.HashGetAsync("coordinator:agents", "val-k"));
+            var output = Path.Combine(_dir, "wait.json");
+            var waiter = CfnRun.Start(["agent", "run", "--id", "coord-k", "--swarm", "swarm-k", "--", coordinator],
+                Environment(new(fast) { ["OUT"] = output }));
+            runs.Add(waiter);
+            // The send went out and the wait runs (the signal sits unread in val-k's inbox).
+            Assert.True(await EventuallyAsync(async () => await Database.StreamLengthAsync("blocking:inbox:val-k") == 1, TimeSpan.FromSeconds(30)),
+                waiter.Tail(20));
+
+            await killed.SignalAsync("KILL");
+
+            Assert.True(0 == await waiter.WaitForExitAsync(TimeSpan.FromSeconds(30)), waiter.Tail(30) + "\n" + handler.Tail(30));
+            Assert.Equal("4", (await File.ReadAllTextAsync(output + ".code")).Trim());
+            var result = JsonDocument.Parse(await File.ReadAllTextAsync(output)).RootElement;
+            Assert.Equal("peer_dead", result.GetProperty("status").GetString());
+            Assert.Equal(["val-k"], result.GetProperty("missing").EnumerateArray().Select(e => e.GetString()!).ToArray());
+            Assert.Contains(handler.Lines, l => l.Contains("Marking coordinator as DEAD coordinator=val-k", StringComparison.Ordinal));
+            Assert.Contains(handler.Lines, l => l.Contains("Dead agent is not replaced agent=val-k kind=shell", StringComparison.Ordinal));
+            // No replacement asked for (a built-in coordinator would ACK and never answer), the agent deregistered.
+            Assert.Equal(0, await Database.SortedSetLengthAsync("coordinator:spawns"));
+            Assert.Null(await Database.SortedSetScoreAsync("blocking:coordinators", "val-k"));
+            Assert.False(await Database.HashExistsAsync("coordinator:agents", "val-k"));
+
+            // The orphaned program outlives its `cfn agent run`; the ID was fenced at its death, so its verbs are refused.
+            await File.WriteAllTextAsync(go, "");
+            Assert.True(await EventuallyAsync(() => Task.FromResult(File.Exists(Path.Combine(_dir, "late.code"))), TimeSpan.FromSeconds(30)));
+            Assert.Equal("5", (await File.ReadAllTextAsync(Path.Combine(_dir, "late.code"))).Trim());
+        }
+        finally
+        {
+            if (File.Exists(Path.Combine(_dir, "validator.pid")))
+            {
+                await CfnRun.ShellAsync($"kill -9 {(await File.ReadAllTextAsync(Path.Combine(_dir, "validator.pid"))).Trim()}", allowFailure: true);
+            }
+
+            foreach (var run in runs)
+            {
+                await run.DisposeAsync();
+            }
+        }
     }
 
     /// <summary>An agent kept alive by <c>cfn agent run</c> around <c>sleep</c>; returns its epoch and the run to dispose.</summary>

@@ -52,7 +52,7 @@ internal static class MetricCatalog
             Values: new Dictionary<string, string[]>
             {
                 ["loop"] = ["heartbeat_monitor", "stuck_waits", "batch_cleanup", "swarm_manager", "coordinator_host", "heartbeat", "ack_fallback",
-                    "breaker_states", "work_generator", "validator_registration", "work_loop", "inbox_pump", "validator_worker"],
+                    "breaker_states", "work_generator", "validator_registration", "work_loop", "inbox_pump", "validator_worker", "agent_sessions"],
                 ["scope"] = ["pass", "item"],
             }),
     ];

@@ -22,10 +22,10 @@ internal static partial class RulesTooling
     /// <summary>Where every runbook_url points: the placeholder host the rules file's header documents.</summary>
     public const string RunbookUrlBase = "https://runbooks.example.com/cfn/docs/runbook.md#";
 
-    /// <summary>The folder holding cfn.slnx, found by walking up from the test binaries.</summary>
-    public static string Root { get; } = FindRoot();
+    /// <summary>The folder holding cfn.slnx.</summary>
+    public static string Root => Infrastructure.Repository.Root;
 
-    public static string PathOf(string relative) => Path.Combine(Root, relative.Replace('/', Path.DirectorySeparatorChar));
+    public static string PathOf(string relative) => Infrastructure.Repository.PathOf(relative);
 
     public static string Read(string relative) => File.ReadAllText(PathOf(relative));
 
@@ -201,15 +201,4 @@ internal static partial class RulesTooling
     // An identifier not inside a number or duration (5m, 1e3) and not followed by "(" (a function call).
     [GeneratedRegex(@"(?<![\w.:])([A-Za-z_:][A-Za-z0-9_:]*)(?!\s*\()(?![\w:])")]
     private static partial Regex Identifier();
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "cfn.slnx")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new DirectoryNotFoundException("no cfn.slnx above " + AppContext.BaseDirectory);
-    }
 }

@@ -165,6 +165,15 @@ public sealed class CfnRun : IAsyncDisposable
         Assert.True(ready, $"{path} never answered 200 on port {port}; output:\n" + Tail(30));
     }
 
+    /// <summary>Writes a <c>cfn</c> launcher into <paramref name="directory"/>, for a PATH that has <c>cfn</c> as an installed binary would.</summary>
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public static async Task InstallLauncherAsync(string directory)
+    {
+        var cfn = Path.Combine(directory, "cfn");
+        await File.WriteAllTextAsync(cfn, $"#!/bin/bash\nexec dotnet {Path.Combine(AppContext.BaseDirectory, "cfn.dll")} \"$@\"\n");
+        File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -2,8 +2,9 @@
 -- checks on the client, deleted in one atomic step with the count per category taken from Redis's own DEL replies.
 -- Unless forced, a coordinator whose heartbeat is fresh is refused and nothing is deleted.
 -- KEYS[1] blocking:coordinators   KEYS[2] coordinator:health   KEYS[3] coordinator:deadlines   KEYS[4] coordinator:swarms
--- KEYS[5] coordinator:stuck   KEYS[6] blocking:heartbeat:{id}   KEYS[7] validator:registry   KEYS[8..] the keys to delete
--- ARGV[1] id   ARGV[2] '1' to force   ARGV[3] stale threshold (ms)   ARGV[4..] the category of each of KEYS[8..]
+-- KEYS[5] coordinator:stuck   KEYS[6] blocking:heartbeat:{id}   KEYS[7] validator:registry   KEYS[8] coordinator:agents
+-- KEYS[9..] the keys to delete
+-- ARGV[1] id   ARGV[2] '1' to force   ARGV[3] stale threshold (ms)   ARGV[4..] the category of each of KEYS[9..]
 -- The liveness check reads the registry, K1 and every key of category 'heartbeat' in the batch (a validator's
 -- validator:heartbeat:{id} among them), so either kind's fresh heartbeat refuses the cleanup.
 -- Returns {'fresh', ms since the heartbeat} or {'ok', category, count, category, count, ...}.
@@ -20,8 +21,8 @@ if ARGV[2] ~= '1' then
     end
   end
   newer(KEYS[6])
-  for i = 8, #KEYS do
-    if ARGV[i - 4] == 'heartbeat' then
+  for i = 9, #KEYS do
+    if ARGV[i - 5] == 'heartbeat' then
       newer(KEYS[i])
     end
   end
@@ -31,8 +32,8 @@ if ARGV[2] ~= '1' then
 end
 local counts = {}
 local order = {}
-for i = 8, #KEYS do
-  local category = ARGV[i - 4]
+for i = 9, #KEYS do
+  local category = ARGV[i - 5]
   if counts[category] == nil then
     counts[category] = 0
     order[#order + 1] = category
@@ -46,6 +47,7 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[5], ARGV[1])
 -- A dead validator must not be picked for validations any more.
 redis.call('ZREM', KEYS[7], ARGV[1])
+redis.call('HDEL', KEYS[8], ARGV[1])
 local reply = {'ok'}
 for _, category in ipairs(order) do
   reply[#reply + 1] = category

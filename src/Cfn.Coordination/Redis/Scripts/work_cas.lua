@@ -8,13 +8,36 @@
 -- ARGV[3] the caller's epoch   ARGV[4] TTL (s) of a new item   ARGV[5] comma-separated names of the fields that get the Redis time
 -- ARGV[6] 'keep' when the written item is still unfinished work of its owner (in progress, transferred), else 'drop'
 -- ARGV[7] the work ID (member of the owner indexes)   ARGV[8] the owner of KEYS[2]
+-- KEYS[7] swarm:{swarm}:work:{workId}, the work ID's record (lib_work_record.lua), written in this same step so it
+-- shows only transitions that happened   ARGV[9] its new status ('' = leave the record alone: a progress write)
+-- ARGV[10] the event   ARGV[11] the previous owner named by the event ('' none)   ARGV[12] the record's TTL (ms)
+-- ARGV[13] result JSON of a finished item ('' none)   ARGV[14] its verdicts JSON ('' none)
+-- ARGV[15] the channel told when the item is finished
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
 -- | {'owned_elsewhere', ownerId} (a create of a work ID whose record is under another coordinator's key)
 local fenced = fence(KEYS[3], ARGV[3])
 if fenced then
   return fenced
 end
-local json = stamp(ARGV[2], ARGV[5], now_ms())
+local now = now_ms()
+local json = stamp(ARGV[2], ARGV[5], now)
+-- The work ID's record follows the item: who has it now, and once finished, its result and verdicts.
+local function note()
+  if ARGV[9] == '' then
+    return
+  end
+  work_note(KEYS[7], ARGV[9], ARGV[10], ARGV[8], ARGV[11], '', now, tonumber(ARGV[12]))
+  if ARGV[9] == 'completed' or ARGV[9] == 'failed' then
+    redis.call('HSET', KEYS[7], 'finishedAt', string.format('%d', now))
+    if ARGV[13] ~= '' then
+      redis.call('HSET', KEYS[7], 'result', ARGV[13])
+    end
+    if ARGV[14] ~= '' then
+      redis.call('HSET', KEYS[7], 'verdicts', ARGV[14])
+    end
+    redis.call('PUBLISH', ARGV[15], ARGV[9])
+  end
+end
 -- The owner index lists exactly the unfinished items of an owner, so adoption and hand-over never scan the keyspace.
 local function index(ttl_ms)
   redis.call('SET', KEYS[6], ARGV[8], 'PX', ttl_ms)
@@ -42,6 +65,7 @@ if ARGV[1] == '' then
   end
   redis.call('SET', KEYS[1], json, 'EX', ARGV[4])
   index(tonumber(ARGV[4]) * 1000)
+  note()
   return {'ok', json}
 end
 if not current then
@@ -65,4 +89,5 @@ else
   redis.call('SET', KEYS[2], json)
 end
 index(ttl > 0 and ttl or tonumber(ARGV[4]) * 1000)
+note()
 return {'ok', json}
