@@ -78,6 +78,22 @@ internal sealed class WakeHub : IAsyncDisposable
     /// <summary>Number of keys the fallback MGETs read.</summary>
     public long FallbackKeysRead => Interlocked.Read(ref _fallbackKeysRead);
 
+    /// <summary>
+    /// Raised for each death notice Redis bears out, after the waits awaiting the peer were told: a work loop that waits
+    /// for something other than an ACK (a validator's verdict, after its ACK) follows the peer's fate too (D18). Handlers
+    /// run on the notice's thread and must be short.
+    /// </summary>
+    public event Action<PeerFate>? PeerFateConfirmed;
+
+    /// <summary>
+    /// The fate of <paramref name="peerId"/> from a death notice this process confirmed within the last
+    /// <see cref="FateMemory"/>, or null.
+    /// </summary>
+    public PeerFate? ConfirmedFate(string peerId) =>
+        _fates.TryGetValue(peerId, out var known) && known.Expires >= _time.GetTimestamp()
+            ? Resolve(peerId, null, null, known.Notice, inRegistry: false)
+            : null;
+
     /// <summary>Number of death notices (C1) this process confirmed against Redis and routed to its waits.</summary>
     public long DeathNoticesConfirmed => Interlocked.Read(ref _deathNoticesConfirmed);
 
@@ -417,6 +433,8 @@ internal sealed class WakeHub : IAsyncDisposable
             {
                 wait.Post(fate);
             }
+
+            PeerFateConfirmed?.Invoke(fate);
         }
         catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {

@@ -112,6 +112,8 @@ internal sealed record CfnConfiguration
             ["VALIDATION_FAILURE_RATE"] = Validators.FailureRate.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["VALIDATOR_STATS_WINDOW_MS"] = Ms(Validators.StatsWindow),
             ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = Ms(Validators.RegistrationInterval),
+            ["VALIDATOR_CONCURRENCY"] = $"{Validators.Concurrency}",
+            ["VALIDATOR_QUEUE_CAPACITY"] = $"{Validators.QueueCapacity}",
             // The program and how many arguments, not the arguments: they may carry a token.
             ["VALIDATION_COMMAND"] = Validators.Command is { } argv ? $"{argv[0]} (+{argv.Count - 1} args)" : "",
             ["VALIDATION_URL"] = Validators.Url is null ? "" : Cfn.Coordination.Resilience.ExternalCallHandler.SafeUrl(Validators.Url),

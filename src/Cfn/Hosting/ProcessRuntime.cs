@@ -189,7 +189,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
             Loggers.CreateLogger<ValidatorWorker>());
         var runtime = new CoordinatorRuntime(validator, "validator", worker.RunAsync,
             describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
-            snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
+            snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent, worker.Queued, worker.Validating },
             onStopped: Local.Remove, onSuperseded: onSuperseded);
         Local.Add(runtime);
         return runtime;
