@@ -218,11 +218,21 @@ internal sealed class WakeHub : IAsyncDisposable
 
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
     {
-        // Any connection: with RESP3 the wake-ups travel on the interactive one. The next two fallback periods read
-        // everything, for the wake-ups published while the client was re-subscribing.
-        Volatile.Write(ref _fullChecksOwed, 2);
+        // Any connection: with RESP3 the wake-ups travel on the interactive one.
         _logger.LogWarning("Redis {ConnectionType} connection restored ({Endpoint}); re-checking every wait and inbox",
             e.ConnectionType, e.EndPoint);
+        RecheckAll("connection restored");
+    }
+
+    /// <summary>
+    /// Re-checks every wait and inbox of this connection: after a reconnect (wake-ups published while the client was
+    /// re-subscribing are lost) or a failover (the new primary may lack recent writes, ACKs among them). The next two
+    /// fallback periods read every missing ACK, and every mailbox is woken to re-read its inbox.
+    /// </summary>
+    internal void RecheckAll(string reason)
+    {
+        Volatile.Write(ref _fullChecksOwed, 2);
+        _logger.LogDebug("Re-checking every wait and inbox: {Reason}", reason);
         foreach (var list in _mailboxes.Values)
         {
             CoordinatorMailbox[] copy;

@@ -115,11 +115,28 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         }
 
         var redis = _pool.Primary;
+        await WarnAboutDurabilityAsync(redis).ConfigureAwait(false);
         Queue = new WorkQueue(redis, logger: Loggers.CreateLogger<WorkQueue>());
         Validators = new ValidatorRegistry(redis);
         Performance = new ValidatorPerformance(redis, Config.Validators.StatsWindow);
         _hooks = new LifecycleHooks(Config.Hooks, Loggers.CreateLogger<LifecycleHooks>(), Prometheus.Metrics.DefaultRegistry);
         return true;
+    }
+
+    /// <summary>Logs, once at start, each of the server's settings that could drop coordination state (SPEC D19).</summary>
+    private async Task WarnAboutDurabilityAsync(RedisContext redis)
+    {
+        try
+        {
+            foreach (var warning in await redis.CheckDurabilityAsync().ConfigureAwait(false))
+            {
+                Log.LogWarning("{Warning}", warning);
+            }
+        }
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is RedisServerException)
+        {
+            Log.LogWarning("Could not read Redis's eviction and persistence settings: {Error}", RedisErrors.FirstClause(e));
+        }
     }
 
     /// <summary>
