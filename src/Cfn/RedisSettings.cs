@@ -71,12 +71,6 @@ internal sealed class RedisSettings
     {
         environment ??= Environment.GetEnvironmentVariables();
         string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
-        var tls = new TlsFiles(Get("REDIS_TLS_CA_FILE"), Get("REDIS_TLS_CERT_FILE"), Get("REDIS_TLS_KEY_FILE"));
-        if ((tls.Certificate is null) != (tls.Key is null))
-        {
-            throw new ArgumentException("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both or neither");
-        }
-
         var settings = Get("REDIS_URL") is { } url
             ? FromUrl(url)
             : new RedisSettings(
@@ -85,7 +79,24 @@ internal sealed class RedisSettings
                 Get("REDIS_PASSWORD"),
                 Number(Get("REDIS_DB"), "REDIS_DB", 0, 0, 255),
                 Get("REDIS_USERNAME"));
-        return tls == TlsFiles.None ? settings : new RedisSettings(settings._options, settings.Display, tls);
+        return settings.WithTlsFiles(environment);
+    }
+
+    /// <summary>
+    /// These settings with the TLS files of <paramref name="environment"/> (the process's when null):
+    /// <c>REDIS_TLS_CA_FILE</c>, <c>REDIS_TLS_CERT_FILE</c> and <c>REDIS_TLS_KEY_FILE</c>, which apply to any form of address.
+    /// </summary>
+    public RedisSettings WithTlsFiles(IDictionary? environment = null)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        string? Get(string name) => environment[name] as string is { Length: > 0 } v ? v.Trim() : null;
+        var tls = new TlsFiles(Get("REDIS_TLS_CA_FILE"), Get("REDIS_TLS_CERT_FILE"), Get("REDIS_TLS_KEY_FILE"));
+        if ((tls.Certificate is null) != (tls.Key is null))
+        {
+            throw new ArgumentException("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together: set both or neither");
+        }
+
+        return tls == TlsFiles.None ? this : new RedisSettings(_options, Display, tls);
     }
 
     /// <summary>Parses a <c>redis://</c> or <c>rediss://</c> URL, a configuration string, or <c>host[:port]</c>; see the class.</summary>
