@@ -112,6 +112,7 @@ public sealed partial class WorkQueue : IAsyncDisposable
     /// <exception cref="InvalidIdException">An ID is invalid; nothing was written.</exception>
     /// <exception cref="ArgumentException">The input is missing or larger than <see cref="MaxInputBytes"/>; nothing was written.</exception>
     /// <exception cref="WorkQueueFullException">The queue holds <see cref="MaxLength"/> items; nothing was written.</exception>
+    /// <exception cref="TimeoutException">The primary has replicas and none confirmed the item in time (a failover could drop it): retry with the same ID.</exception>
     public async Task<EnqueueResult> EnqueueAsync(string swarmId, string? workId, JsonElement input)
     {
         Ids.RequireName(swarmId, "swarmId");
@@ -133,6 +134,15 @@ public sealed partial class WorkQueue : IAsyncDisposable
         if (length < 0)
         {
             throw new WorkQueueFullException(swarmId, MaxLength);
+        }
+
+        // Accepted means it survives a failover: with replicas, an enqueue no replica confirmed is not reported as
+        // accepted (the old primary's unreplicated writes are dropped when it rejoins as a replica). Retrying with the
+        // same work ID is safe: a second copy of an ID is recognised by its work record.
+        if (!await _redis.Replication.ConfirmAsync("work_enqueue").ConfigureAwait(false))
+        {
+            throw new TimeoutException(string.Create(CultureInfo.InvariantCulture,
+                $"work {workId} was not confirmed by a replica within {_redis.Options.ReplicaWaitTimeout.TotalMilliseconds} ms (REDIS_WAIT_TIMEOUT_MS); retry with the same workId"));
         }
 
         return new EnqueueResult(workId, length);

@@ -168,6 +168,11 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
         await WaitAllCompletedAsync(http, after);
         output.WriteLine($"old primary killed: {after.Count} of 20 submissions accepted, every one completed once");
 
+        foreach (var line in run.Lines.Where(l => l.Contains("primary changed", StringComparison.Ordinal) || l.Contains("staleness is counted", StringComparison.Ordinal)))
+        {
+            output.WriteLine(line);
+        }
+
         Assert.DoesNotContain(run.Lines, l => l.Contains("Marking coordinator as DEAD", StringComparison.Ordinal));
         Assert.True(accepted.Count >= 30, $"only {accepted.Count} of 60 submissions accepted");
         Assert.True(after.Count >= 15, $"only {after.Count} of 20 submissions accepted after the old primary was killed");
