@@ -112,8 +112,6 @@ public sealed class AdminAccessTests
         Timeout = TimeSpan.FromSeconds(15),
     };
 
-    private static Uri Loopback(Uri pod) => new($"http://127.0.0.1:{pod.Port}");
-
     private static async Task<(HttpStatusCode Status, JsonElement Json)> PostAsync(HttpClient client, string path, HttpContent? content = null,
         params (string Name, string Value)[] headers)
     {
@@ -166,7 +164,7 @@ public sealed class AdminAccessTests
         }
 
         // The same request from the same source to 127.0.0.1: a loopback local address, as `kubectl exec … curl localhost` makes.
-        using var local = From(SidecarSource, Loopback(world.PodAddress));
+        using var local = From(SidecarSource, world.Web.Loopback.BaseAddress!);
         Assert.Equal("127.0.0.1", (await local.GetStringAsync("/test/connection")).Split(' ')[1]);
         var (accepted, unblocked) = await PostAsync(local, "/api/timeouts/force-unblock-all");
         Assert.Equal(HttpStatusCode.OK, accepted);
