@@ -313,6 +313,9 @@ public sealed class UpCommandTests
         // The try-lines' export, then a runbook command as written: the one coordinator's K1 key.
         var export = Assert.Single(up.Lines, l => l.StartsWith("  export REDISCLI_AUTH=", StringComparison.Ordinal)).Trim();
         Assert.Equal($"export REDISCLI_AUTH={redis.Password}", export);
+        // Printed for the operator there and in the redis: line only; the start-up config line shows it redacted.
+        Assert.Equal(2, up.Lines.Count(l => l.Contains(redis.Password, StringComparison.Ordinal)));
+        Assert.Contains(up.Lines, l => l.Contains(" config ", StringComparison.Ordinal) && l.Contains("REDIS_PASSWORD=<redacted>", StringComparison.Ordinal));
         Assert.Equal("1", (await CfnRun.ShellAsync($"{export}\n{bare} --scan --pattern \"blocking:heartbeat:*\" | wc -l")).Trim());
 
         // The server answering is the child cfn started (its pid, a child of cfn), and its password is not on its command line.
