@@ -247,16 +247,22 @@ internal static class AgentSessionEndpoints
         }
     }
 
-    /// <summary>Creating a session: <c>Authorization: Bearer $CFN_AGENT_TOKEN</c>, or what an admin endpoint accepts.</summary>
+    /// <summary>
+    /// Creating a session: <c>Authorization: Bearer $CFN_AGENT_TOKEN</c>, or what an admin endpoint accepts; either way a
+    /// cross-site browser request or a non-JSON body is refused, as on an admin endpoint.
+    /// </summary>
     private sealed class CreateAccess(string? agentToken, AdminAccess admin) : IEndpointFilter
     {
         public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
         {
             var header = context.HttpContext.Request.Headers.Authorization.ToString();
-            return agentToken is { Length: > 0 } && header.StartsWith("Bearer ", StringComparison.Ordinal) &&
-                   CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header["Bearer ".Length..]), Encoding.UTF8.GetBytes(agentToken))
-                ? next(context)
-                : admin.InvokeAsync(context, next);
+            if (!(agentToken is { Length: > 0 } && header.StartsWith("Bearer ", StringComparison.Ordinal) &&
+                  CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header["Bearer ".Length..]), Encoding.UTF8.GetBytes(agentToken))))
+            {
+                return admin.InvokeAsync(context, next);
+            }
+
+            return AdminAccess.Refusal(context.HttpContext) is { } refused ? ValueTask.FromResult<object?>(refused) : next(context);
         }
     }
 

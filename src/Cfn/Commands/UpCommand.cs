@@ -94,7 +94,7 @@ internal static class UpCommand
                     return 1;
                 }
 
-                config = config with { Redis = new RedisSettings("127.0.0.1", privateRedis.Port, null, 0) };
+                config = config with { Redis = new RedisSettings("127.0.0.1", privateRedis.Port, privateRedis.Password, 0) };
             }
         }
         catch (ArgumentException e)
@@ -116,23 +116,34 @@ internal static class UpCommand
         }
 
         var redisLine = $"{config.Redis.Host}:{config.Redis.Port}";
-        Console.Out.WriteLine($"redis: {redisLine}" + (privateRedis is null ? "" : " (private redis-server, stopped on exit)"));
+        // The endpoint stays the line's second word (scripts and tests take it from there). The password is printed for
+        // the operator's redis-cli: it guards the private server against other local users, not against whoever reads
+        // this terminal.
+        Console.Out.WriteLine($"redis: {redisLine}" + (privateRedis is null ? "" :
+            $" (private redis-server, stopped on exit; password {privateRedis.Password}; pid {privateRedis.ProcessId})"));
         var process = new CfnProcess(config, new ProcessPlan
         {
             Coordinator = true, Validator = true, SwarmManager = true, TimeoutHandler = true, Up = shape, BindAddress = "127.0.0.1",
         })
         {
-            OnReady = http => Announce(http, config.Redis),
+            OnReady = http => Announce(http, config.Redis, privateRedis?.Password),
         };
         return await process.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static void Announce(Uri http, RedisSettings redis)
+    /// <summary>The ready lines; <paramref name="privatePassword"/> is the private redis-server's, shown for redis-cli (a given Redis's password is not printed).</summary>
+    private static void Announce(Uri http, RedisSettings redis, string? privatePassword)
     {
         var h = http.ToString().TrimEnd('/');
         var cli = $"redis-cli -h {redis.Host} -p {redis.Port}" + (redis.Database != 0 ? $" -n {redis.Database}" : "");
         Console.Out.WriteLine($"http: {h}");
         Console.Out.WriteLine("try:");
+        if (privatePassword is not null)
+        {
+            // redis-cli reads REDISCLI_AUTH, so the commands below (and the runbook's) stay as they are.
+            Console.Out.WriteLine($"  export REDISCLI_AUTH={privatePassword}");
+        }
+
         Console.Out.WriteLine($"  curl -s {h}/api/swarms/status | jq '.swarms[] | {{swarmId, coordinatorCount}}'");
         Console.Out.WriteLine($"  {cli} --scan --pattern \"{CoordinationInspector.HeartbeatKeyPattern}\"");
         Console.Out.WriteLine($"  {cli} --scan --pattern \"{CoordinationInspector.ActivityKeyPattern}\" | while read key; do {cli} get $key | jq -c '{{coordinatorId, status, waitingFor}}'; done");

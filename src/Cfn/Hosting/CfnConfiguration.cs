@@ -41,8 +41,14 @@ internal sealed record CfnConfiguration
     /// <summary><c>HTTP_PORT</c> (8080).</summary>
     public int HttpPort { get; init; } = 8080;
 
-    /// <summary><c>CFN_ADMIN_TOKEN</c>: bearer token for mutating endpoints from outside loopback (D12).</summary>
+    /// <summary><c>CFN_ADMIN_TOKEN</c>: bearer token for mutating endpoints from outside loopback (D12); at least 32 characters (SPEC D20).</summary>
     public string? AdminToken { get; init; }
+
+    /// <summary>
+    /// <c>CFN_ADMIN_LOOPBACK</c> (true): mutating endpoints trust a connection that arrived on a loopback local address
+    /// (SPEC D20); false leaves only <see cref="AdminToken"/>.
+    /// </summary>
+    public bool AdminLoopback { get; init; } = true;
 
     /// <summary>HTTP agent sessions: <c>CFN_AGENT_TOKEN</c> and <c>CFN_AGENT_SESSIONS_MAX</c> (SPEC D21).</summary>
     public Agents.AgentSessionOptions AgentSessions { get; init; } = new();
@@ -131,6 +137,7 @@ internal sealed record CfnConfiguration
             ["TIMEOUT_HOOK_TIMEOUT_MS"] = Ms(Hooks.Timeout),
             ["BLOCKING_COORDINATION_SECRET"] = "<redacted>",
             ["CFN_ADMIN_TOKEN"] = AdminToken is null ? "" : "<redacted>",
+            ["CFN_ADMIN_LOOPBACK"] = B(AdminLoopback),
             ["CFN_AGENT_TOKEN"] = AgentSessions.Token is null ? "" : "<redacted>",
             ["CFN_AGENT_SESSIONS_MAX"] = $"{AgentSessions.MaxSessions}",
             ["COORDINATOR_ID"] = CoordinatorId ?? "",
@@ -189,7 +196,11 @@ internal sealed record CfnConfiguration
                     : new SigningKeys(secret, env.Text("BLOCKING_COORDINATION_SECRET_NEW"), env.Flag("BLOCKING_COORDINATION_SIGN_WITH_NEW") ?? false),
                 RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 2, "REDIS_POOL_SIZE", 1, 64),
                 HttpPort = Range(env.PositiveInt("HTTP_PORT") ?? 8080, "HTTP_PORT", 1, 65535),
-                AdminToken = env.Text("CFN_ADMIN_TOKEN"),
+                // A short token can be guessed by whoever reaches the pod; the secret and the agent token have the same rule.
+                AdminToken = env.Text("CFN_ADMIN_TOKEN") is { } adminToken
+                    ? adminToken.Length >= 32 ? adminToken : throw new ValidationException($"CFN_ADMIN_TOKEN must be at least 32 characters (got {adminToken.Length})")
+                    : null,
+                AdminLoopback = env.Flag("CFN_ADMIN_LOOPBACK") ?? true,
                 AgentSessions = new Agents.AgentSessionOptions
                 {
                     Token = env.Text("CFN_AGENT_TOKEN") is { } agentToken

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using System.Text;
 
 namespace Cfn.Hosting;
@@ -13,6 +14,10 @@ namespace Cfn.Hosting;
 /// Without persistence it holds nothing worth saving, so stopping it is a kill; with persistence
 /// (<c>appendonly yes, appendfsync always</c>) its data survives a kill and a restart on the same port and directory.
 /// Disposal kills it and removes its directory. The test projects compile this same file, so there is one of it.
+/// <c>cfn up</c>'s server asks for a random password (<c>requirepass</c>, kept in a file of its directory rather than on
+/// the command line, where <c>ps</c> would show it), so another local user cannot write to it. Whatever the start, the
+/// server that answers on the port must be this child (its <c>INFO server</c> <c>process_id</c>): without that check a
+/// redis-server already listening on the port would be used silently while the child fails to bind.
 /// </summary>
 internal sealed class PrivateRedisServer : IAsyncDisposable
 {
@@ -27,16 +32,20 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
     private readonly TimeSpan _startTimeout;
     private Process? _process;
 
-    private PrivateRedisServer(string executable, int port, string directory, bool persistent, TimeSpan startTimeout)
+    private PrivateRedisServer(string executable, int port, string directory, bool persistent, TimeSpan startTimeout, string? password)
     {
         _executable = executable;
         Port = port;
         Directory = directory;
         _persistent = persistent;
         _startTimeout = startTimeout;
+        Password = password;
     }
 
     public int Port { get; }
+
+    /// <summary>The <c>requirepass</c> a client must send (AUTH), or null when the server asks for none.</summary>
+    public string? Password { get; }
 
     /// <summary>Its working directory (log, and the append-only file when persistent).</summary>
     public string Directory { get; }
@@ -48,26 +57,32 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
     /// <summary>The redis-server process ID while it runs (the bench reads its CPU time through it).</summary>
     public int? ProcessId => IsRunning ? _process!.Id : null;
 
-    /// <summary>Starts redis-server on <paramref name="port"/> (0: a free one), without persistence, and waits until it answers.</summary>
+    /// <summary>
+    /// <c>cfn up</c>'s server: redis-server on <paramref name="port"/> (0: a free one), without persistence, with a random
+    /// <see cref="Password"/>; waits until it answers.
+    /// </summary>
     /// <exception cref="FileNotFoundException">redis-server is not installed (<see cref="MissingMessage"/>).</exception>
-    /// <exception cref="InvalidOperationException">It did not start; the message has its last log lines.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// It did not start (the message has its last log lines), or another server already listens on the port (one line naming it).
+    /// </exception>
     public static Task<PrivateRedisServer> StartAsync(int port, CancellationToken cancellationToken) =>
-        StartAsync(port, persistent: false, TimeSpan.FromSeconds(10), cancellationToken);
+        StartAsync(port, persistent: false, TimeSpan.FromSeconds(10), RandomNumberGenerator.GetHexString(32, lowercase: true), cancellationToken);
 
     /// <summary>
     /// Starts redis-server on a free port and waits until it answers; <paramref name="persistent"/> makes every write
     /// durable before it is acknowledged, so a kill and <see cref="RestartAsync"/> lose nothing.
     /// </summary>
     public static Task<PrivateRedisServer> StartAsync(bool persistent = false) =>
-        StartAsync(0, persistent, TimeSpan.FromSeconds(20), CancellationToken.None);
+        StartAsync(0, persistent, TimeSpan.FromSeconds(20), password: null, CancellationToken.None);
 
-    private static async Task<PrivateRedisServer> StartAsync(int port, bool persistent, TimeSpan startTimeout, CancellationToken cancellationToken)
+    private static async Task<PrivateRedisServer> StartAsync(int port, bool persistent, TimeSpan startTimeout, string? password,
+        CancellationToken cancellationToken)
     {
         var executable = FindOnPath("redis-server") ?? throw new FileNotFoundException(MissingMessage);
         for (var attempt = 1; ; attempt++)
         {
             var directory = System.IO.Directory.CreateTempSubdirectory("cfn-redis-").FullName;
-            var server = new PrivateRedisServer(executable, port > 0 ? port : FreePort(), directory, persistent, startTimeout);
+            var server = new PrivateRedisServer(executable, port > 0 ? port : FreePort(), directory, persistent, startTimeout, password);
             try
             {
                 await server.RestartAsync(cancellationToken).ConfigureAwait(false);
@@ -85,8 +100,10 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts it (again) on the same port and directory, and waits until it answers PING.</summary>
-    /// <exception cref="InvalidOperationException">It is already running, or did not start (the message has its last log lines).</exception>
+    /// <summary>Starts it (again) on the same port and directory, and waits until it answers PING as this child.</summary>
+    /// <exception cref="InvalidOperationException">
+    /// It is already running, did not start (the message has its last log lines), or another server listens on the port.
+    /// </exception>
     public async Task RestartAsync(CancellationToken cancellationToken = default)
     {
         if (IsRunning)
@@ -94,8 +111,16 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
             throw new InvalidOperationException("redis-server is already running");
         }
 
+        // The password goes in a file only this user can read: on the command line every local user would see it in ps.
+        var config = Path.Combine(Directory, "redis.conf");
+        await File.WriteAllTextAsync(config, Password is null ? "" : $"requirepass {Password}\n", cancellationToken).ConfigureAwait(false);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(config, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
         var start = new ProcessStartInfo(_executable,
-            ["--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "",
+            [config, "--port", Port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "",
              "--dir", Directory, "--logfile", Path.Combine(Directory, "redis.log"),
              .. _persistent ? (string[])["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]])
         {
@@ -115,17 +140,32 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < _startTimeout && !_process.HasExited)
         {
-            if (await AnswersPingAsync(Port, cancellationToken).ConfigureAwait(false))
+            var (answer, stranger) = await ProbeAsync(Port, Password, _process.Id, cancellationToken).ConfigureAwait(false);
+            if (answer == Answer.Ready)
             {
                 return;
+            }
+
+            if (answer == Answer.Stranger)
+            {
+                Kill();
+                throw new InvalidOperationException(PortTaken(stranger!));
             }
 
             await Task.Delay(25, cancellationToken).ConfigureAwait(false);
         }
 
         Kill();
-        throw new InvalidOperationException($"redis-server did not start on {Endpoint}: {LastLogLines()}");
+        var log = LastLogLines();
+        throw new InvalidOperationException(log.Contains("Address already in use", StringComparison.Ordinal)
+            ? PortTaken("redis-server: bind: Address already in use")
+            : $"redis-server did not start on {Endpoint}: {log}");
     }
+
+    /// <summary>The one line for a port another process holds.</summary>
+    private string PortTaken(string detail) =>
+        $"port {Port} is taken: another server already listens on {Endpoint} ({detail}); nothing was written to it. " +
+        $"Choose another --redis-port, or pass --redis {Endpoint} to use that server";
 
     /// <summary>Kills the server at once (SIGKILL): an outage, not a shutdown. It can be started again with <see cref="RestartAsync"/>.</summary>
     public void Kill()
@@ -140,25 +180,161 @@ internal sealed class PrivateRedisServer : IAsyncDisposable
         _process = null;
     }
 
-    private static async Task<bool> AnswersPingAsync(int port, CancellationToken cancellationToken)
+    private enum Answer
     {
+        /// <summary>Nothing answers yet (not listening, or loading its data).</summary>
+        NotYet,
+
+        /// <summary>This child answers PING.</summary>
+        Ready,
+
+        /// <summary>Something else answers on the port.</summary>
+        Stranger,
+    }
+
+    /// <summary>
+    /// Asks whoever listens on <paramref name="port"/> for AUTH (when there is a password), <c>INFO server</c> and PING, and
+    /// tells whether it is the child <paramref name="pid"/>, ready. Only reads: a stranger gets no write.
+    /// </summary>
+    private static async Task<(Answer Answer, string? Stranger)> ProbeAsync(int port, string? password, int pid, CancellationToken cancellationToken)
+    {
+        var commands = new List<string[]>();
+        if (password is not null)
+        {
+            commands.Add(["AUTH", password]);
+        }
+
+        commands.Add(["INFO", "server"]);
+        commands.Add(["PING"]);
+        List<string> replies = [];
         try
         {
             using var client = new TcpClient();
             await client.ConnectAsync(IPAddress.Loopback, port, cancellationToken).ConfigureAwait(false);
             var stream = client.GetStream();
-            await stream.WriteAsync("PING\r\n"u8.ToArray(), cancellationToken).ConfigureAwait(false);
-            var buffer = new byte[16];
+            var request = new StringBuilder();
+            foreach (var command in commands)
+            {
+                request.Append(CultureInfo.InvariantCulture, $"*{command.Length}\r\n");
+                foreach (var argument in command)
+                {
+                    request.Append(CultureInfo.InvariantCulture, $"${Encoding.UTF8.GetByteCount(argument)}\r\n{argument}\r\n");
+                }
+            }
+
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(request.ToString()), cancellationToken).ConfigureAwait(false);
             // A server that accepted but never answers must not hold the start past its timeout.
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(2));
-            var read = await stream.ReadAsync(buffer, timeout.Token).ConfigureAwait(false);
-            return read >= 5 && Encoding.ASCII.GetString(buffer, 0, read).StartsWith("+PONG", StringComparison.Ordinal);
+            var received = new List<byte>();
+            var buffer = new byte[4096];
+            while (true)
+            {
+                var read = await stream.ReadAsync(buffer, timeout.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return received.Count == 0 ? (Answer.NotYet, null) : (Answer.Stranger, "it closed the connection mid-answer");
+                }
+
+                received.AddRange(buffer.AsSpan(0, read));
+                if (Resp.TryParse(received, commands.Count, out replies, out var malformed))
+                {
+                    break;
+                }
+
+                if (malformed)
+                {
+                    return (Answer.Stranger, "it does not speak the Redis protocol");
+                }
+            }
         }
         catch (Exception e) when (e is SocketException or IOException ||
                                   (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return false;
+            return (Answer.NotYet, null);
+        }
+
+        if (password is not null && replies[0] != "+OK")
+        {
+            return (Answer.Stranger, $"it refused this run's password: {replies[0][1..]}");
+        }
+
+        var info = replies[^2];
+        if (info.StartsWith('-'))
+        {
+            return (Answer.Stranger, $"it answered INFO with {info[1..]}");
+        }
+
+        var processId = info.Split('\n').Select(l => l.TrimEnd('\r')).FirstOrDefault(l => l.StartsWith("process_id:", StringComparison.Ordinal));
+        if (processId is null || processId != $"process_id:{pid.ToString(CultureInfo.InvariantCulture)}")
+        {
+            return (Answer.Stranger, processId is null ? "its INFO has no process_id" : $"it is process {processId["process_id:".Length..]}, not the redis-server started here");
+        }
+
+        // -LOADING: it is the child, still reading its append-only file.
+        return (replies[^1] == "+PONG" ? Answer.Ready : Answer.NotYet, null);
+    }
+
+    /// <summary>Just enough of RESP2 to read the probe's replies: simple strings, errors, integers and bulk strings.</summary>
+    private static class Resp
+    {
+        /// <summary>
+        /// True when <paramref name="data"/> holds <paramref name="count"/> whole replies (a bulk string's text, or a simple
+        /// reply with its sign); <paramref name="malformed"/> when it cannot be RESP.
+        /// </summary>
+        public static bool TryParse(List<byte> data, int count, out List<string> replies, out bool malformed)
+        {
+            replies = [];
+            malformed = false;
+            var text = Encoding.UTF8.GetString(data.ToArray());
+            var at = 0;
+            while (replies.Count < count)
+            {
+                var end = text.IndexOf("\r\n", at, StringComparison.Ordinal);
+                if (end < 0)
+                {
+                    malformed = at < text.Length && text[at] is not ('+' or '-' or ':' or '$');
+                    return false;
+                }
+
+                var line = text[at..end];
+                if (line.Length == 0 || line[0] is not ('+' or '-' or ':' or '$'))
+                {
+                    malformed = true;
+                    return false;
+                }
+
+                if (line[0] != '$')
+                {
+                    replies.Add(line);
+                    at = end + 2;
+                    continue;
+                }
+
+                if (!int.TryParse(line.AsSpan(1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var length))
+                {
+                    malformed = true;
+                    return false;
+                }
+
+                if (length < 0)
+                {
+                    replies.Add("");
+                    at = end + 2;
+                    continue;
+                }
+
+                // The length counts bytes; INFO is ASCII, so bytes and characters agree.
+                if (text.Length < end + 2 + length + 2)
+                {
+                    return false;
+                }
+
+                replies.Add(text.Substring(end + 2, length));
+                at = end + 2 + length + 2;
+            }
+
+            return true;
         }
     }
 

@@ -41,7 +41,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         Breakers = new CircuitBreakerRegistry(Prometheus.Metrics.DefaultRegistry, config.Breakers, loggerFactory: loggers);
         // One registry of background loops for the whole process (every pooled connection shares it): /health/ready reads it.
         Loops = new LoopHealth(Prometheus.Metrics.DefaultRegistry);
-        Admin = new AdminAccess(config.AdminToken);
+        Admin = new AdminAccess(config.AdminToken, config.AdminLoopback);
         Keys = config.Keys ?? throw new InvalidOperationException("no signing keys");
         LoopOptions = plan.Up is not null && config.Loop.ExternalApiUrl is null
             // `cfn up` points its external calls at its own health endpoint when none is set.

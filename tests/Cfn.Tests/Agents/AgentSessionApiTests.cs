@@ -237,4 +237,42 @@ public sealed class AgentSessionApiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Unauthorized, (await CallAsync(remote, HttpMethod.Get, $"/api/agents/sessions/{session.Id}", token: AgentToken)).Status);
         Assert.Equal(HttpStatusCode.OK, (await CallAsync(remote, HttpMethod.Get, $"/api/agents/sessions/{session.Id}", token: session.Token)).Status);
     }
+
+    [Fact]
+    public async Task Create_CrossSiteOrNonJson_RefusedFromLoopbackAndWithTheAgentToken()
+    {
+        var (_, loopback, port) = await ServeAsync("swarm-manager");
+        using var local = loopback;
+        using var remote = new HttpClient { BaseAddress = new Uri($"http://{TestWebApp.NonLoopbackAddress()}:{port}"), Timeout = TimeSpan.FromSeconds(10) };
+        const string Body = """{"agentId":"http-browser","swarmId":"swarm-h"}""";
+
+        async Task<(HttpStatusCode Status, string? Code, string? Field)> CreateAsync(HttpClient http, string mediaType, string? token,
+            params (string Name, string Value)[] headers)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/agents/sessions") { Content = new StringContent(Body, Encoding.UTF8, mediaType) };
+            if (token is not null)
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            }
+
+            foreach (var (name, value) in headers)
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+
+            using var response = await http.SendAsync(request);
+            using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return response.StatusCode == HttpStatusCode.Created
+                ? (response.StatusCode, null, null)
+                : (response.StatusCode, doc.RootElement.GetProperty("code").GetString(), doc.RootElement.GetProperty("field").GetString());
+        }
+
+        // The agent token opens session creation, but not to a page of another site or a form.
+        Assert.Equal((HttpStatusCode.Forbidden, "CROSS_SITE", "Origin"), await CreateAsync(remote, "application/json", AgentToken, ("Origin", "http://evil.example")));
+        Assert.Equal((HttpStatusCode.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "Content-Type"), await CreateAsync(remote, "text/plain", AgentToken));
+        // Loopback goes through the admin check, which refuses the same.
+        Assert.Equal((HttpStatusCode.Forbidden, "CROSS_SITE", "Sec-Fetch-Site"),
+            await CreateAsync(local, "application/json", null, ("Sec-Fetch-Site", "cross-site")));
+        Assert.Equal(HttpStatusCode.Created, (await CreateAsync(local, "application/json", null)).Status);
+    }
 }

@@ -4,6 +4,7 @@ using Cfn.Coordination;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
+using Cfn.Hosting;
 using Cfn.Tests.Infrastructure;
 using StackExchange.Redis;
 
@@ -30,13 +31,10 @@ public sealed class UpCommandTests
         environment["VALIDATOR_QUEUE_CAPACITY"] = "0";
         await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], environment);
         await up.WaitForLineAsync(l => l == "ready", Startup);
-        var redisLine = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal));
-        var endpoint = redisLine.Split(' ')[1];
+        var redis = UpRedis.Of(up);
         Assert.Contains(up.Lines, l => l == $"http: http://127.0.0.1:{http}");
-        var host = endpoint[..endpoint.LastIndexOf(':')];
-        var port = endpoint[(endpoint.LastIndexOf(':') + 1)..];
-        // The runbook's `redis-cli -h redis.prod.example.com` with the host (and port) of this run.
-        var cli = $"redis-cli -h {host} -p {port}";
+        // The runbook's `redis-cli -h redis.prod.example.com` with the host, port (and password) of this run.
+        var cli = redis.Cli;
         var api = $"http://localhost:{http}";
 
         // #2: one K1 key per live coordinator (2 x 3); the 3 validators heartbeat to keys of their own.
@@ -104,7 +102,7 @@ public sealed class UpCommandTests
         // #84/#85: a coordinator that died without cleaning up (its connection simply dropped, like a forced pod
         // deletion) leaves keys; the manual cleanup removes every blocking:*{id}* key.
         var stuck = "coordinator-crashed-" + Guid.NewGuid().ToString("N")[..6];
-        await CrashCoordinatorAsync(endpoint, stuck);
+        await CrashCoordinatorAsync(redis.Configuration, stuck);
         Assert.NotEqual("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:*{stuck}*\"")).Trim());
         using (var cleanup = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s -X POST {api}/api/coordinators/{stuck}/cleanup")))
         {
@@ -175,12 +173,12 @@ public sealed class UpCommandTests
         var http = CfnRun.FreePort();
         await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "1", "--coordinators", "2", "--validators", "2"], env);
         await up.WaitForLineAsync(l => l == "ready", Startup);
-        var endpoint = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
+        var redis = UpRedis.Of(up);
 
         var dead = "coordinator-doomed-" + Guid.NewGuid().ToString("N")[..6];
-        await CrashCoordinatorAsync(endpoint, dead);
+        await CrashCoordinatorAsync(redis.Configuration, dead);
         var deadValidator = "validator-doomed-" + Guid.NewGuid().ToString("N")[..6];
-        await CrashCoordinatorAsync(endpoint, deadValidator, "validators");
+        await CrashCoordinatorAsync(redis.Configuration, deadValidator, "validators");
 
         // The timeout handler confirms the death, escalates (K8 lock, K9 replacement request), the swarm manager starts the
         // replacement on the coordinator host, and the swarm's coordinators acknowledge it (SPEC §2.9, §2.13, L7, L8).
@@ -199,7 +197,7 @@ public sealed class UpCommandTests
         var validatorStarted = await up.WaitForLineAsync(l => l.Contains("Validator started validatorId=coordinator-", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
         // The replacement validator heartbeats to its own key, not K1, and nothing of the dead validator is left (#85).
         var newValidator = validatorStarted.Split(' ').First(t => t.StartsWith("validatorId=", StringComparison.Ordinal))["validatorId=".Length..];
-        var cli = $"redis-cli -h {endpoint[..endpoint.LastIndexOf(':')]} -p {endpoint[(endpoint.LastIndexOf(':') + 1)..]}";
+        var cli = redis.Cli;
         Assert.Equal($"validator:heartbeat:{newValidator}", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"validator:heartbeat:{newValidator}\"")).Trim());
         Assert.Equal("", (await CfnRun.ShellAsync($"{cli} --scan --pattern \"blocking:heartbeat:{newValidator}\"")).Trim());
         Assert.True(await EventuallyAsync(async () => (await CfnRun.ShellAsync(
@@ -220,8 +218,7 @@ public sealed class UpCommandTests
         var http = CfnRun.FreePort();
         await using var up = CfnRun.Start(["up", "--http-port", $"{http}"], env);
         await up.WaitForLineAsync(l => l == "ready", Startup);
-        var endpoint = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
-        var cli = $"redis-cli -h {endpoint[..endpoint.LastIndexOf(':')]} -p {endpoint[(endpoint.LastIndexOf(':') + 1)..]}";
+        var cli = UpRedis.Of(up).Cli;
         var api = $"http://127.0.0.1:{http}";
 
         // Runbook §5 step 1, #1 and #2 verbatim (host and port of this run), the `if` included: no warning.
@@ -300,6 +297,66 @@ public sealed class UpCommandTests
     }
 
     [Fact]
+    public async Task Up_PrivateRedis_RefusesAnUnauthenticatedClient_AnswersAsTheChildItStarted()
+    {
+        await using var up = CfnRun.Start(["up", "--http-port", $"{CfnRun.FreePort()}", "--swarms", "1", "--coordinators", "1", "--validators", "1"], Environment());
+        await up.WaitForLineAsync(l => l == "ready", Startup);
+        var redis = UpRedis.Of(up);
+        var bare = $"redis-cli -h {redis.Host} -p {redis.Port}";
+
+        // No password, or a wrong one: refused, and nothing is read.
+        Assert.StartsWith("NOAUTH", (await CfnRun.ShellAsync($"{bare} ping 2>&1", allowFailure: true)).Trim(), StringComparison.Ordinal);
+        Assert.DoesNotContain("blocking:heartbeat:", await CfnRun.ShellAsync($"{bare} --scan --pattern \"blocking:heartbeat:*\" 2>&1", allowFailure: true),
+            StringComparison.Ordinal);
+        Assert.Contains("WRONGPASS", await CfnRun.ShellAsync($"REDISCLI_AUTH=not-the-password {bare} ping 2>&1", allowFailure: true), StringComparison.Ordinal);
+
+        // The try-lines' export, then a runbook command as written: the one coordinator's K1 key.
+        var export = Assert.Single(up.Lines, l => l.StartsWith("  export REDISCLI_AUTH=", StringComparison.Ordinal)).Trim();
+        Assert.Equal($"export REDISCLI_AUTH={redis.Password}", export);
+        // Printed for the operator there and in the redis: line only; the start-up config line shows it redacted.
+        Assert.Equal(2, up.Lines.Count(l => l.Contains(redis.Password, StringComparison.Ordinal)));
+        Assert.Contains(up.Lines, l => l.Contains(" config ", StringComparison.Ordinal) && l.Contains("REDIS_PASSWORD=<redacted>", StringComparison.Ordinal));
+        Assert.Equal("1", (await CfnRun.ShellAsync($"{export}\n{bare} --scan --pattern \"blocking:heartbeat:*\" | wc -l")).Trim());
+
+        // The server answering is the child cfn started (its pid, a child of cfn), and its password is not on its command line.
+        Assert.Contains($"process_id:{redis.Pid}\r", await CfnRun.ShellAsync($"{redis.Cli} info server"), StringComparison.Ordinal);
+        var stat = await File.ReadAllTextAsync($"/proc/{redis.Pid}/stat");
+        Assert.Equal(up.Pid, int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[1], CultureInfo.InvariantCulture));
+        Assert.DoesNotContain(redis.Password, await File.ReadAllTextAsync($"/proc/{redis.Pid}/cmdline"), StringComparison.Ordinal);
+
+        await up.SignalAsync("TERM");
+        Assert.Equal(0, await up.WaitForExitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task Up_AnotherRedisServerOnRedisPort_OneLineNamingThePort_NothingWrittenToIt()
+    {
+        // A redis-server without a password already on the port: the one cfn up would have used silently.
+        await using var other = await PrivateRedisServer.StartAsync();
+        await using var connection = await ConnectionMultiplexer.ConnectAsync($"{other.Endpoint},allowAdmin=true");
+        var server = connection.GetServer(connection.GetEndPoints()[0]);
+        var changes = await ChangesAsync(server);
+
+        await using var up = CfnRun.Start(["up", "--redis-port", $"{other.Port}", "--http-port", $"{CfnRun.FreePort()}"], Environment());
+        Assert.Equal(1, await up.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        await EventuallyAsync(() => up.Lines.Any(l => l.Length > 0), "cfn up exited without a line"); // the last line may trail the exit
+        var line = Assert.Single(up.Lines, l => l.Length > 0);
+        Assert.StartsWith($"port {other.Port} is taken: another server already listens on 127.0.0.1:{other.Port} (", line, StringComparison.Ordinal);
+        Assert.Contains($"--redis 127.0.0.1:{other.Port}", line, StringComparison.Ordinal);
+
+        // Nothing written: no change counted since the last save, no key in any database; the other server still runs.
+        Assert.Equal(changes, await ChangesAsync(server));
+        Assert.DoesNotContain(await server.InfoAsync("keyspace"), g => g.Any());
+        Assert.True(other.IsRunning);
+        Assert.Equal("PONG", (string?)await server.ExecuteAsync("PING"));
+    }
+
+    /// <summary>Redis's count of writes since the last save (<c>rdb_changes_since_last_save</c>): every write adds to it.</summary>
+    private static async Task<long> ChangesAsync(IServer server) =>
+        long.Parse((await server.InfoAsync("persistence")).SelectMany(g => g).Single(kv => kv.Key == "rdb_changes_since_last_save").Value,
+            CultureInfo.InvariantCulture);
+
+    [Fact]
     public async Task Up_NoRedisServerInstalled_OneLineWithTheInstallCommand()
     {
         var env = Environment();
@@ -322,9 +379,9 @@ public sealed class UpCommandTests
     };
 
     /// <summary>A coordinator in <paramref name="id"/>'s name that sends a signal and then loses its connection without any cleanup.</summary>
-    private static async Task CrashCoordinatorAsync(string endpoint, string id, string swarm = "swarm-1")
+    private static async Task CrashCoordinatorAsync(string configuration, string id, string swarm = "swarm-1")
     {
-        var redis = await RedisContext.ConnectAsync(endpoint, new CoordinationOptions());
+        var redis = await RedisContext.ConnectAsync(configuration, new CoordinationOptions());
         var coordinator = await Coordinator.StartAsync(redis, new SigningKeys(Secret), id, swarm);
         await coordinator.Signals.SendAsync("validator-0", SignalTypes.StatusUpdate, iteration: 1);
         await redis.Multiplexer.CloseAsync(allowCommandsToComplete: false);

@@ -56,11 +56,11 @@ public sealed class MetricsExportTests
                 ["HEARTBEAT_MAX_WARNINGS"] = "2",
             });
         await up.WaitForLineAsync(l => l == "ready", Startup);
-        var endpoint = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
+        var upRedis = UpRedis.Of(up);
 
         // A coordinator of swarm-1 that died a minute ago: only its registry entry is left.
         const string ghost = "coordinator-ghost-metrics";
-        await using (var redis = await ConnectionMultiplexer.ConnectAsync(endpoint))
+        await using (var redis = await ConnectionMultiplexer.ConnectAsync(upRedis.Configuration))
         {
             var db = redis.GetDatabase();
             await db.HashSetAsync("coordinator:swarms", ghost, "swarm-1");

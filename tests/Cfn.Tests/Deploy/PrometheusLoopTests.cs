@@ -59,13 +59,13 @@ public sealed class PrometheusLoopTests(ITestOutputHelper output)
             var upPort = CfnRun.FreePort();
             await using var up = CfnRun.Start(["up", "--http-port", $"{upPort}", "--swarms", "2", "--coordinators", "3", "--validators", "1"], upEnvironment);
             await up.WaitForLineAsync(l => l == "ready", Startup);
-            var redis = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal)).Split(' ')[1];
+            var redis = UpRedis.Of(up).Url;
 
             var validatorPort = CfnRun.FreePort();
             await using var validator = CfnRun.Start(["serve", "--role", "validator"], new Dictionary<string, string?>
             {
                 ["BLOCKING_COORDINATION_SECRET"] = Secret,
-                ["REDIS_URL"] = $"redis://{redis}",
+                ["REDIS_URL"] = redis,
                 ["REDIS_HOST"] = null,
                 ["COORDINATOR_ID"] = FrozenValidator,
                 ["HTTP_PORT"] = $"{validatorPort}",

@@ -52,6 +52,8 @@ public sealed class CfnConfigurationUnitTests
     [InlineData("REDIS_PORT", "70000")]
     [InlineData("LOG_FORMAT", "xml")]
     [InlineData("BLOCKING_COORDINATION_SECRET", "short")]
+    [InlineData("CFN_ADMIN_TOKEN", "admin-token-of-31-characters-ab")]
+    [InlineData("CFN_ADMIN_LOOPBACK", "no")]
     public void Load_BadValue_OneLineNamingTheVariable(string name, string value)
     {
         var env = new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, [name] = value };
@@ -60,6 +62,21 @@ public sealed class CfnConfigurationUnitTests
 
         Assert.Contains(name, e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void Load_AdminTokenAndLoopback_TrustedByDefault_OffWhenFalse_ShownRedacted()
+    {
+        const string Token = "admin-token-of-32-characters-abc";
+        var byDefault = CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, ["CFN_ADMIN_TOKEN"] = Token });
+        Assert.True(byDefault.AdminLoopback);
+        Assert.Equal(Token, byDefault.AdminToken);
+        Assert.Equal(("<redacted>", "true"), (byDefault.Redacted()["CFN_ADMIN_TOKEN"], byDefault.Redacted()["CFN_ADMIN_LOOPBACK"]));
+
+        var off = CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, ["CFN_ADMIN_LOOPBACK"] = "false" });
+        Assert.False(off.AdminLoopback);
+        Assert.Null(off.AdminToken);
+        Assert.Equal("false", off.Redacted()["CFN_ADMIN_LOOPBACK"]);
     }
 
     [Fact]

@@ -20,7 +20,7 @@ public sealed class EnvironmentEffectTests : IAsyncLifetime
     // Below 16: a multiplexer used right after connecting may not know yet that the server has more databases.
     private const int Db = 8;
     private const string Secret = "env-test-secret-0123456789abcdef0123456789abcdef";
-    private const string Token = "env-admin-token-0123456789";
+    private const string Token = "env-admin-token-0123456789abcdef0123456789";
 
     private static readonly TimeSpan Startup = TimeSpan.FromSeconds(60);
 
