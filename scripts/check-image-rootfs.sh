@@ -48,7 +48,7 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 [[ -n $ready ]] || { cat "$log" >&2; fail "cfn up did not become ready"; }
-echo "cfn up: /health/ready 200, $(curl -s "http://127.0.0.1:$HP/api/swarms/status" | jq -c '{swarms: (.swarms | length)}')"
+echo "cfn up: /health/ready 200; GET /api/swarms/status: $(curl -s "http://127.0.0.1:$HP/api/swarms/status" | head -c 160)…"
 kill -QUIT "$cfn_pid"
 for _ in $(seq 50); do grep -q '=== end of dump' "$log" && break; sleep 0.1; done
 grep -q '=== cfn diagnostic dump' "$log" || { tail -n 30 "$log" >&2; fail "no diagnostic dump after SIGQUIT"; }
