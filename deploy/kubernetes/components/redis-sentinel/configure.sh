@@ -4,11 +4,16 @@
 set -eu
 self=$(hostname -f)                       # redis-N.redis-headless.redis.svc.<cluster domain>
 domain=${self#*.}
+# Ask the Sentinels' Service, then each of the first five pods' Sentinels by name: through the Service alone an attempt
+# may land on this pod's own Sentinel, which is not running yet.
 primary=""
 for _ in 1 2 3 4 5; do
-  primary=$(REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h redis-sentinel -p 26379 \
-    sentinel get-master-addr-by-name mymaster 2>/dev/null | head -n 1) || primary=""
-  [ -n "$primary" ] && break
+  for sentinel in redis-sentinel redis-0.$domain redis-1.$domain redis-2.$domain redis-3.$domain redis-4.$domain; do
+    [ "$sentinel" = "$self" ] && continue
+    primary=$(REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "$sentinel" -p 26379 \
+      sentinel get-master-addr-by-name mymaster 2>/dev/null | head -n 1) || primary=""
+    [ -n "$primary" ] && break 2
+  done
   sleep 2
 done
 [ -n "$primary" ] || primary="redis-0.$domain"
