@@ -25,9 +25,14 @@ hosts() { # $1: the pod whose address the Service name points at
 hosts 0
 mount --bind "$W/hosts" /etc/hosts
 R() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h "$NET.$(($1 + 1))" -p "$2" "${@:3}" 2>/dev/null; }
-stop_pod() {
+stop_pod() { # SHUTDOWN, and the pid files for a server that refused it (one still loading a full sync does)
+  local pid
   R "$1" 6379 shutdown nosave >/dev/null; R "$1" 26379 shutdown nosave >/dev/null
-  for _ in $(seq 50); do R "$1" 6379 ping >/dev/null || R "$1" 26379 ping >/dev/null || break; sleep 0.1; done
+  for pid in $(cat "$W/pod$1/redis.pid" "$W/pod$1/sentinel.pid" 2>/dev/null); do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  done
+  return 0
 }
 cleanup() { for i in 0 1 2; do stop_pod "$i"; done; rm -rf "$W"; }
 trap cleanup EXIT
@@ -44,8 +49,10 @@ start_pod() {
   grep -E '^replicaof' "$dir/conf/redis.conf" >"$dir/replicaof" || echo 'no replicaof (primary)' >"$dir/replicaof"
   echo "redis-$i redis.conf: $(cat "$dir/replicaof")"
   sed -i "s#^dir /data#dir $dir/data#" "$dir/conf/redis.conf"
-  redis-server "$dir/conf/redis.conf" --bind "$NET.$((i + 1))" --daemonize yes --logfile "$dir/redis.log" || fail "redis-$i did not start"
-  redis-server "$dir/conf/sentinel.conf" --sentinel --bind "$NET.$((i + 1))" --daemonize yes --logfile "$dir/sentinel.log" || fail "sentinel $i did not start"
+  redis-server "$dir/conf/redis.conf" --bind "$NET.$((i + 1))" --daemonize yes --logfile "$dir/redis.log" \
+    --pidfile "$dir/redis.pid" || fail "redis-$i did not start"
+  redis-server "$dir/conf/sentinel.conf" --sentinel --bind "$NET.$((i + 1))" --daemonize yes --logfile "$dir/sentinel.log" \
+    --pidfile "$dir/sentinel.pid" || fail "sentinel $i did not start"
   for _ in $(seq 50); do R "$i" 26379 ping | grep -q PONG && break; sleep 0.1; done
 }
 role() { R "$1" 6379 role | head -n 1; }
