@@ -13,6 +13,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+# python3 runs examples/python (its test is skipped, with the reason printed, where it is absent)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 # kubectl renders deploy/kubernetes (kubectl kustomize). Debian's package is kubernetes-client; its kustomize must know

@@ -68,6 +68,16 @@ public sealed class CoordinationOptions
     public TimeSpan AckFallbackPollInterval { get; set; } = TimeSpan.FromMilliseconds(1000);
 
     /// <summary>
+    /// How long a fencing write (an epoch taken at start or at a death, the escalation lock, a work transfer) waits for
+    /// a replica to confirm it with <c>WAIT</c>, when the primary has replicas (<c>REDIS_WAIT_TIMEOUT_MS</c>, 200; SPEC
+    /// D19). A write a failover loses would turn fencing around. <c>WAIT</c> holds the multiplexer's connection while
+    /// it runs, so longer protects lagging replicas at the cost of stalling that connection; an unconfirmed write is
+    /// logged and counted, and goes ahead.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "00:00:10", ErrorMessage = "REDIS_WAIT_TIMEOUT_MS is out of range ({1} to {2})")]
+    public TimeSpan ReplicaWaitTimeout { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>
     /// Safety re-read of an idle inbox (30 s). Senders always publish a wake-up in the same script that appends the
     /// signal, and every inbox is re-read after a reconnect, so this only bounds the damage of a lost message.
     /// </summary>
@@ -104,7 +114,7 @@ public sealed class CoordinationOptions
     /// <summary>
     /// Reads the protocol variables of SPEC §3.6 (<c>BLOCKING_TIMEOUT_MS</c>, <c>HEARTBEAT_INTERVAL_MS</c>,
     /// <c>HEARTBEAT_TTL_SECONDS</c>, <c>HEARTBEAT_DEBUG</c>, <c>ACK_TTL_SECONDS</c>, <c>SIGNAL_TTL_SECONDS</c>,
-    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, <c>WORK_RESULT_TTL_SECONDS</c>, and the obsolete
+    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, <c>WORK_RESULT_TTL_SECONDS</c>, <c>REDIS_WAIT_TIMEOUT_MS</c>, and the obsolete
     /// <c>BLOCKING_TIMEOUT</c>) from <paramref name="environment"/> (the process environment when null), then validates.
     /// </summary>
     /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
@@ -123,6 +133,7 @@ public sealed class CoordinationOptions
         o.AckFallbackPollInterval = env.Milliseconds("ACK_POLL_INTERVAL_MS") ?? o.AckFallbackPollInterval;
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
         o.WorkResultTtlSeconds = env.PositiveInt("WORK_RESULT_TTL_SECONDS") ?? o.WorkResultTtlSeconds;
+        o.ReplicaWaitTimeout = env.Milliseconds("REDIS_WAIT_TIMEOUT_MS") ?? o.ReplicaWaitTimeout;
         o.Validate();
         return o;
     }

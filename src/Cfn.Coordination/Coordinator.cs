@@ -233,6 +233,8 @@ public sealed class Coordinator : IAsyncDisposable
         var epoch = (long)await RedisErrors.WhileLoadingAsync(() => redis.Database.ScriptEvaluateAsync(RedisScripts.EpochClaim,
                 [Keys.Epoch(coordinatorId), Keys.Registry, Keys.Swarms, Keys.Agents], [coordinatorId, swarmId, AgentKinds.Label(kind)]), redis.Time,
             TimeSpan.FromSeconds(60)).ConfigureAwait(false);
+        // A new instance's epoch fences its predecessor: a failover that lost it would let the zombie's writes win.
+        await redis.Replication.ConfirmAsync("start_epoch").ConfigureAwait(false);
         var coordinator = new Coordinator(redis, keys, metrics ?? CoordinationMetrics.Default, coordinatorId, swarmId, epoch) { AgentKind = kind };
         coordinator.Metrics.Initialize(coordinatorId);
         coordinator.Mailbox = await redis.Wakeups.RegisterAsync(coordinatorId).ConfigureAwait(false);

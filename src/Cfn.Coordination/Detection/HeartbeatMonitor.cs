@@ -56,6 +56,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         _redisCircuitOpen = redisCircuitOpen ?? (() => false);
         _logger = redis.LoggerFactory.CreateLogger<HeartbeatMonitor>();
         redis.Multiplexer.ConnectionFailed += OnConnectionFailed;
+        redis.PrimaryChanged += OnPrimaryChanged;
         _loop = new BackgroundLoop(redis.Loops, LoopNames.HeartbeatMonitor, null, options.MonitorInterval, ScheduledPassAsync, _logger, redis.Time)
         {
             Schedule = LoopSchedule.AfterPass,
@@ -133,7 +134,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
             // Heartbeats could not be written while Redis was away: count staleness from now.
             _redisLost = false;
             _notBeforeMs = now;
-            _logger.LogWarning("Redis reachable again; heartbeat staleness is counted from {NotBefore}", now);
+            _logger.LogWarning("Redis reachable again (or a new primary); heartbeat staleness is counted from {NotBefore}", now);
         }
 
         var threshold = (long)_options.HeartbeatStaleThreshold.TotalMilliseconds;
@@ -261,6 +262,8 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
     private async Task<CoordinatorDeath> HandleDeathAsync(string id, long fenceEpoch, long ageMs, int warnings, long now)
     {
         var database = _redis.Database;
+        // The verdict took the dead instance's fencing epoch: a replica must have it before anything is handed over.
+        await _redis.Replication.ConfirmAsync("death_epoch").ConfigureAwait(false);
         var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
 
         var reason = string.Create(CultureInfo.InvariantCulture, $"{warnings} consecutive warnings - heartbeat stale for {ageMs / 1000}s");
@@ -432,6 +435,10 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
 
     private void OnConnectionFailed(object? sender, ConnectionFailedEventArgs e) => _redisLost = true;
 
+    // A promoted replica may lack the last heartbeats written to the old primary, and coordinators were reconnecting:
+    // staleness counts afresh, as after an outage, so that no healthy coordinator is declared dead by the failover.
+    private void OnPrimaryChanged(string oldPrimary, string newPrimary) => _redisLost = true;
+
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
@@ -441,6 +448,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         _redis.Multiplexer.ConnectionFailed -= OnConnectionFailed;
+        _redis.PrimaryChanged -= OnPrimaryChanged;
         await _loop.DisposeAsync().ConfigureAwait(false);
     }
 }

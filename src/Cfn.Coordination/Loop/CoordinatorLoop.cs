@@ -7,6 +7,7 @@ using Cfn.Coordination.Redis;
 using Cfn.Coordination.Resilience;
 using Cfn.Coordination.Signals;
 using Cfn.Coordination.Validation;
+using Cfn.Coordination.Wakeups;
 using Cfn.Coordination.Work;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
@@ -601,89 +602,111 @@ public sealed class CoordinatorLoop
             var awaiting = new Dictionary<int, (string ValidatorId, string MessageId)>();
             IReadOnlyList<string> noAck = [];
             var forced = false;
-            for (var round = 0; ; round++)
+            var round = 0;
+            var deadValidators = new HashSet<string>(StringComparer.Ordinal);
+            while (true)
             {
-                if (toSend.Count > 0)
+                for (; ; round++)
                 {
-                    if (round > 0 || validation.Resumed)
+                    if (toSend.Count > 0)
                     {
-                        toSend = await ReassignAsync(validation, toSend).ConfigureAwait(false);
-                    }
-
-                    // Recorded in the item before anything is sent, so a replacement knows every request that may be out.
-                    foreach (var (slot, validatorId, key, planned) in await validation.PlanAsync(toSend, _coordinator.Id, iteration).ConfigureAwait(false))
-                    {
-                        var sent = await _coordinator.Signals.SendAsync(validatorId, SignalTypes.Validation, iteration, payload, idempotencyKey: key)
-                            .ConfigureAwait(false);
-                        if (sent.MessageId != planned)
+                        if (round > 0 || validation.Resumed)
                         {
-                            await validation.RedirectedAsync(slot, ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId).ConfigureAwait(false);
+                            toSend = await ReassignAsync(validation, toSend, deadValidators).ConfigureAwait(false);
                         }
 
-                        awaiting[slot] = (ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId);
+                        // Recorded in the item before anything is sent, so a replacement knows every request that may be out.
+                        foreach (var (slot, validatorId, key, planned) in await validation.PlanAsync(toSend, _coordinator.Id, iteration).ConfigureAwait(false))
+                        {
+                            var sent = await _coordinator.Signals.SendAsync(validatorId, SignalTypes.Validation, iteration, payload, idempotencyKey: key)
+                                .ConfigureAwait(false);
+                            if (sent.MessageId != planned)
+                            {
+                                await validation.RedirectedAsync(slot, ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId).ConfigureAwait(false);
+                            }
+
+                            awaiting[slot] = (ReceiverOf(sent.MessageId) ?? validatorId, sent.MessageId);
+                        }
                     }
+
+                    var open = validation.Open().Select(o => o.Slot).ToHashSet();
+                    var waitFor = awaiting.Where(a => open.Contains(a.Key)).ToList();
+                    if (waitFor.Count == 0)
+                    {
+                        break;
+                    }
+
+                    var remainingForAcks = timeout - time.GetElapsedTime(started);
+                    var acks = await _coordinator.Waiter.WaitForAcksAsync(
+                        waitFor.Select(a => KeyValuePair.Create(a.Value.ValidatorId, a.Value.MessageId)),
+                        remainingForAcks > TimeSpan.Zero ? remainingForAcks : TimeSpan.FromMilliseconds(1), token).ConfigureAwait(false);
+                    var ackedSlots = waitFor.Where(a => !acks.Missing.Contains(a.Value.ValidatorId)).Select(a => a.Key).ToList();
+                    foreach (var slot in ackedSlots)
+                    {
+                        awaiting.Remove(slot); // ACKed: its verdict is on its way
+                    }
+
+                    // Recorded in the item: a replacement that adopts it must not ask again what is being validated (D16).
+                    await validation.MarkAckedAsync(ackedSlots).ConfigureAwait(false);
+
+                    noAck = acks.Missing;
+                    if (acks.Status == AckWaitStatus.Cancelled)
+                    {
+                        token.ThrowIfCancellationRequested(); // the token includes the coordinator's superseded token
+                        return null;
+                    }
+
+                    forced = acks.Status == AckWaitStatus.Forced;
+                    var dead = DeadPeersOf(acks);
+                    if (dead.Count > 0 && round < MaxReassignRounds && time.GetElapsedTime(started) < timeout)
+                    {
+                        // Nobody will answer for these validators (D18): ask others with the time that is left.
+                        deadValidators.UnionWith(dead);
+                        toSend = waitFor.Where(a => dead.Contains(a.Value.ValidatorId)).Select(a => (a.Key, a.Value.ValidatorId)).ToList();
+                        foreach (var (slot, _) in toSend)
+                        {
+                            awaiting.Remove(slot);
+                        }
+
+                        _logger.LogWarning("Validators dead with no replacement, asking others workId={WorkId} coordinator={CoordinatorId} dead={Dead}",
+                            queued.WorkId, _coordinator.Id, string.Join(',', dead));
+                        continue;
+                    }
+
+                    break;
                 }
 
-                var open = validation.Open().Select(o => o.Slot).ToHashSet();
-                var waitFor = awaiting.Where(a => open.Contains(a.Key)).ToList();
-                if (waitFor.Count == 0)
+                var remaining = timeout - time.GetElapsedTime(started);
+                if (forced || remaining <= TimeSpan.Zero)
                 {
                     break;
                 }
 
-                var remainingForAcks = timeout - time.GetElapsedTime(started);
-                var acks = await _coordinator.Waiter.WaitForAcksAsync(
-                    waitFor.Select(a => KeyValuePair.Create(a.Value.ValidatorId, a.Value.MessageId)),
-                    remainingForAcks > TimeSpan.Zero ? remainingForAcks : TimeSpan.FromMilliseconds(1), token).ConfigureAwait(false);
-                var ackedSlots = waitFor.Where(a => !acks.Missing.Contains(a.Value.ValidatorId)).Select(a => a.Key).ToList();
-                foreach (var slot in ackedSlots)
+                // A validator ACKs on arrival and may die before it answers: with a replacement coming, the accepted requests
+                // reach it (they stay pending in the dead validator's inbox and are handed over); with none, they are asked
+                // of another validator like an unACKed one, or the item times out when the death notice is lost.
+                var diedAfterAck = await WaitForVerdictsAsync(validation, remaining, token).ConfigureAwait(false);
+                if (diedAfterAck.Count == 0 || round >= MaxReassignRounds)
                 {
-                    awaiting.Remove(slot); // ACKed: its verdict is on its way
+                    break;
                 }
 
-                // Recorded in the item: a replacement that adopts it must not ask again what is being validated (D16).
-                await validation.MarkAckedAsync(ackedSlots).ConfigureAwait(false);
-
-                noAck = acks.Missing;
-                if (acks.Status == AckWaitStatus.Cancelled)
+                deadValidators.UnionWith(diedAfterAck);
+                var others = (await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false))
+                    .Count(v => v != _coordinator.Id && !deadValidators.Contains(v));
+                if (others == 0)
                 {
-                    token.ThrowIfCancellationRequested(); // the token includes the coordinator's superseded token
-                    return null;
+                    // Nobody else to ask: the item waits out its timeout (the same ID started again would still answer).
+                    _logger.LogWarning("Validators died after ACK with no replacement and none other live workId={WorkId} coordinator={CoordinatorId} dead={Dead}",
+                        queued.WorkId, _coordinator.Id, string.Join(',', diedAfterAck));
+                    await WaitAllInAsync(validation, timeout - time.GetElapsedTime(started), token).ConfigureAwait(false);
+                    break;
                 }
 
-                forced = acks.Status == AckWaitStatus.Forced;
-                var dead = DeadPeersOf(acks);
-                if (dead.Count > 0 && round < MaxReassignRounds && time.GetElapsedTime(started) < timeout)
-                {
-                    // Nobody will answer for these validators (D18): ask others with the time that is left.
-                    toSend = waitFor.Where(a => dead.Contains(a.Value.ValidatorId)).Select(a => (a.Key, a.Value.ValidatorId)).ToList();
-                    foreach (var (slot, _) in toSend)
-                    {
-                        awaiting.Remove(slot);
-                    }
-
-                    _logger.LogWarning("Validators dead with no replacement, asking others workId={WorkId} coordinator={CoordinatorId} dead={Dead}",
-                        queued.WorkId, _coordinator.Id, string.Join(',', dead));
-                    continue;
-                }
-
-                break;
-            }
-
-            if (!forced)
-            {
-                var remaining = timeout - time.GetElapsedTime(started);
-                if (remaining > TimeSpan.Zero)
-                {
-                    try
-                    {
-                        await validation.AllIn.WaitAsync(remaining, time, token).ConfigureAwait(false);
-                    }
-                    catch (TimeoutException)
-                    {
-                        // some verdicts are missing: reported below
-                    }
-                }
+                toSend = validation.Open().Where(o => diedAfterAck.Contains(o.ValidatorId)).Select(o => (o.Slot, o.ValidatorId)).ToList();
+                _logger.LogWarning("Validators died after ACK with no replacement, asking others workId={WorkId} coordinator={CoordinatorId} dead={Dead}",
+                    queued.WorkId, _coordinator.Id, string.Join(',', diedAfterAck));
+                round++;
             }
 
             var slots = validation.Slots;
@@ -709,6 +732,68 @@ public sealed class CoordinatorLoop
     /// <summary>Rounds of asking other validators for requests whose validator died with no replacement.</summary>
     private const int MaxReassignRounds = 3;
 
+    /// <summary>Waits until every verdict is in or <paramref name="remaining"/> passes.</summary>
+    private async Task WaitAllInAsync(ItemValidation validation, TimeSpan remaining, CancellationToken token)
+    {
+        if (remaining <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        try
+        {
+            await validation.AllIn.WaitAsync(remaining, _coordinator.Redis.Time, token).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // some verdicts are missing: the caller reports them
+        }
+    }
+
+    /// <summary>
+    /// Waits until every verdict is in or <paramref name="remaining"/> passes. Returns early with the validators of
+    /// open slots that died after their ACK with nothing to take their place (a death notice Redis bore out, D18): their
+    /// requests must go to others. Empty when the verdicts are all in or the time is up. Push only: a lost notice
+    /// leaves the item to its timeout.
+    /// </summary>
+    private async Task<IReadOnlyList<string>> WaitForVerdictsAsync(ItemValidation validation, TimeSpan remaining, CancellationToken token)
+    {
+        var hub = _coordinator.Redis.Wakeups;
+        var watched = validation.Open().Select(o => o.ValidatorId).ToHashSet(StringComparer.Ordinal);
+        var died = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnFate(PeerFate fate)
+        {
+            if (fate.Kind == PeerFateKind.Dead && watched.Contains(fate.PeerId))
+            {
+                died.TrySetResult();
+            }
+        }
+
+        List<string> Dead() => [.. watched.Where(v => hub.ConfirmedFate(v) is { Kind: PeerFateKind.Dead })];
+
+        hub.PeerFateConfirmed += OnFate;
+        try
+        {
+            // A death confirmed between the ACK and now counts too.
+            if (Dead() is { Count: > 0 } already)
+            {
+                return already;
+            }
+
+            await Task.WhenAny(validation.AllIn, died.Task).WaitAsync(remaining, _coordinator.Redis.Time, token).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return []; // some verdicts are missing: the caller reports them
+        }
+        finally
+        {
+            hub.PeerFateConfirmed -= OnFate;
+        }
+
+        return validation.AllIn.IsCompleted ? [] : Dead();
+    }
+
     /// <summary>The receiver segment of a message ID (<c>{sender}:{receiver}:…</c>).</summary>
     private static string? ReceiverOf(string messageId)
     {
@@ -733,10 +818,16 @@ public sealed class CoordinatorLoop
         return open.Where(o => !acked.Contains(o.Slot)).Select(o => (o.Slot, o.ValidatorId)).ToList();
     }
 
-    /// <summary>Keeps each slot's validator when it is still live, else gives the slot another live one not asked for this item.</summary>
-    private async Task<List<(int Slot, string ValidatorId)>> ReassignAsync(ItemValidation validation, List<(int Slot, string ValidatorId)> slots)
+    /// <summary>
+    /// Keeps each slot's validator when it is still live, else gives the slot another live one not asked for this item.
+    /// Validators known dead (<paramref name="dead"/>) count as not live: the validator registry keeps a crashed one
+    /// until its entry goes stale.
+    /// </summary>
+    private async Task<List<(int Slot, string ValidatorId)>> ReassignAsync(
+        ItemValidation validation, List<(int Slot, string ValidatorId)> slots, HashSet<string> dead)
     {
-        var live = (await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false)).Where(v => v != _coordinator.Id).ToList();
+        var live = (await _validators.LiveAsync(_options.ValidatorStaleThreshold).ConfigureAwait(false))
+            .Where(v => v != _coordinator.Id && !dead.Contains(v)).ToList();
         var inUse = validation.Slots.Select(s => s.ValidatorId).ToHashSet(StringComparer.Ordinal);
         var spare = Pick(live.Where(v => !inUse.Contains(v)).ToList(), live.Count);
         var result = new List<(int, string)>();

@@ -152,6 +152,8 @@ internal sealed class EscalationService
             return new EscalationResult(EscalationOutcome.AlreadyEscalated, deadId, null, null, 0, null);
         }
 
+        // The lock (K8) decides which handler hands the work over: a replica must have it.
+        await _redis.Replication.ConfirmAsync("escalation_lock").ConfigureAwait(false);
         if (ReferenceEquals(record, fresh))
         {
             await database.SortedSetAddAsync(Keys.Escalating, deadId, now).ConfigureAwait(false);
@@ -285,6 +287,7 @@ internal sealed class EscalationService
                         }
 
                         record = record with { WorkItemsTransferred = record.WorkItemsTransferred + work.Transferred };
+                        await _redis.Replication.ConfirmAsync("work_transfer").ConfigureAwait(false);
                         break;
                     case EscalationSteps.SignalsHandedOver:
                         signals = await _signals.MoveAllAsync(deadId, newId).ConfigureAwait(false);

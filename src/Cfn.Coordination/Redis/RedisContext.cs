@@ -16,6 +16,8 @@ namespace Cfn.Coordination;
 public sealed class RedisContext : IAsyncDisposable
 {
     private readonly bool _ownsMultiplexer;
+    private readonly ILogger _logger;
+    private string? _primary;
 
     /// <summary>Wraps an existing multiplexer.</summary>
     public RedisContext(
@@ -49,18 +51,41 @@ public sealed class RedisContext : IAsyncDisposable
         multiplexer.ConnectionRestored += OnConnectionRestored;
         Wakeups = new WakeHub(multiplexer, Database, options.AckFallbackPollInterval, Time,
             LoggerFactory.CreateLogger<Wakeups.WakeHub>(), Loops);
+        _logger = LoggerFactory.CreateLogger<RedisContext>();
+        Replication = new RedisReplication(this, _logger);
+        _primary = CurrentPrimary();
+        multiplexer.ConfigurationChanged += OnConfigurationChanged;
     }
 
     /// <summary>Connects with a StackExchange.Redis configuration string (e.g. <c>127.0.0.1:6379,abortConnect=false</c>).</summary>
-    public static async Task<RedisContext> ConnectAsync(
+    public static Task<RedisContext> ConnectAsync(
         string configuration,
+        CoordinationOptions options,
+        TimeProvider? time = null,
+        ILoggerFactory? loggerFactory = null,
+        CircuitBreakerRegistry? breakers = null,
+        LoopHealth? loops = null) =>
+        ConnectAsync(ConfigurationOptions.Parse(configuration), options, time, loggerFactory, breakers, loops);
+
+    /// <summary>
+    /// Connects with StackExchange.Redis options as the user gave them (several endpoints, Sentinel's <c>serviceName</c>,
+    /// TLS with a trusted CA or a client certificate, an ACL user; SPEC D19). <paramref name="configuration"/> is not
+    /// changed (a copy is connected). A multiplexer holds two connections to Redis (commands and pub/sub), with RESP2 or
+    /// RESP3 alike (measured with StackExchange.Redis 3.4), so the protocol is left to the user (<c>protocol=resp3</c>).
+    /// </summary>
+    public static async Task<RedisContext> ConnectAsync(
+        ConfigurationOptions configuration,
         CoordinationOptions options,
         TimeProvider? time = null,
         ILoggerFactory? loggerFactory = null,
         CircuitBreakerRegistry? breakers = null,
         LoopHealth? loops = null)
     {
-        var config = ConfigurationOptions.Parse(configuration);
+        ArgumentNullException.ThrowIfNull(configuration);
+        var config = configuration.Clone();
+        // INFO and CONFIG GET (replicas for WAIT, the start-up durability warning) are "admin" to the client library;
+        // that guard is client-side only: what the connection may really do is the server's ACL (docs/configuration.md).
+        config.AllowAdmin = true;
         // Reconnect within about 2 s of Redis coming back (the client's default backs off to 10 s), so heartbeats
         // resume well inside any sensible stale threshold.
         config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);
@@ -94,12 +119,60 @@ public sealed class RedisContext : IAsyncDisposable
     /// <summary>The <c>redis</c> breaker: heartbeats and the heartbeat monitor go through it (SPEC §2.14).</summary>
     public CircuitBreaker RedisBreaker { get; }
 
-    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e) => RedisBreaker.MoveToHalfOpenNow();
+    /// <summary>Replicas and fencing-write confirmation (SPEC D19).</summary>
+    internal RedisReplication Replication { get; }
+
+    /// <summary>
+    /// Raised when another server became the primary (a Sentinel failover): writes since the last confirmed one may be
+    /// lost, so waits are re-checked and the heartbeat monitor counts staleness afresh (SPEC D19). Arguments: the old
+    /// and the new primary's endpoint.
+    /// </summary>
+    internal event Action<string, string>? PrimaryChanged;
+
+    /// <summary>
+    /// Warnings about the server's settings that could drop coordination state: an evicting <c>maxmemory-policy</c>, or a
+    /// primary with replicas and no persistence. A process logs each at start (SPEC D19). Empty when all is well.
+    /// </summary>
+    public Task<IReadOnlyList<string>> CheckDurabilityAsync() => Replication.DurabilityWarningsAsync();
+
+    private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
+    {
+        RedisBreaker.MoveToHalfOpenNow();
+        CheckPrimary();
+    }
+
+    private void OnConfigurationChanged(object? sender, EndPointEventArgs e) => CheckPrimary();
+
+    private void CheckPrimary()
+    {
+        if (CurrentPrimary() is not { } now)
+        {
+            return;
+        }
+
+        var old = Interlocked.Exchange(ref _primary, now);
+        if (old is null || old == now)
+        {
+            return;
+        }
+
+        _logger.LogWarning("Redis primary changed from {OldPrimary} to {NewPrimary}: every open wait is re-checked and heartbeat staleness counts afresh",
+            old, now);
+        Replication.Forget();
+        Wakeups.RecheckAll("primary changed");
+        PrimaryChanged?.Invoke(old, now);
+    }
+
+    private string? CurrentPrimary() =>
+        Multiplexer.GetServers().FirstOrDefault(s => s.IsConnected && !s.IsReplica && s.ServerType != ServerType.Sentinel)?.EndPoint is { } endpoint
+            ? EndPointCollection.ToString(endpoint)
+            : null;
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
         Multiplexer.ConnectionRestored -= OnConnectionRestored;
+        Multiplexer.ConfigurationChanged -= OnConfigurationChanged;
         await Wakeups.DisposeAsync().ConfigureAwait(false);
         if (_ownsMultiplexer)
         {

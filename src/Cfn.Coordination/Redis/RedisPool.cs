@@ -45,8 +45,24 @@ public sealed class RedisPool : IAsyncDisposable
     /// others are closed and the error is rethrown.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is below 1 or above 64 (<c>REDIS_POOL_SIZE</c>).</exception>
-    public static async Task<RedisPool> ConnectAsync(
+    public static Task<RedisPool> ConnectAsync(
         string configuration,
+        int size,
+        CoordinationOptions options,
+        TimeProvider? time = null,
+        ILoggerFactory? loggerFactory = null,
+        CircuitBreakerRegistry? breakers = null,
+        Background.LoopHealth? loops = null) =>
+        ConnectAsync(ConfigurationOptions.Parse(configuration), size, options, time, loggerFactory, breakers, loops);
+
+    /// <summary>
+    /// Connects <paramref name="size"/> multiplexers in parallel with the user's StackExchange.Redis options (see
+    /// <see cref="RedisContext.ConnectAsync(ConfigurationOptions, CoordinationOptions, TimeProvider?, ILoggerFactory?, CircuitBreakerRegistry?, Background.LoopHealth?)"/>).
+    /// If any fails, the others are closed and the error is rethrown.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is below 1 or above 64 (<c>REDIS_POOL_SIZE</c>).</exception>
+    public static async Task<RedisPool> ConnectAsync(
+        ConfigurationOptions configuration,
         int size,
         CoordinationOptions options,
         TimeProvider? time = null,

@@ -41,13 +41,24 @@ public sealed class SignalInbox
     /// The signals addressed to this coordinator, as they arrive: first those delivered earlier but never consumed,
     /// then new ones. Ends when <paramref name="cancellationToken"/> fires.
     /// </summary>
-    public async IAsyncEnumerable<ReceivedSignal> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<ReceivedSignal> ReadAllAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(consumeOnNext: true, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="ReadAllAsync"/> (each signal verified and ACKed as it is handed out), but with
+    /// <paramref name="consumeOnNext"/> false nothing handed out is consumed by asking for the next one: the caller
+    /// holds several at once and consumes each with <see cref="CompleteAsync"/> when it is done with it, in any order.
+    /// Until then each stays pending in the consumer group, so a crash hands it out again (or over to a replacement).
+    /// </summary>
+    internal async IAsyncEnumerable<ReceivedSignal> ReadAsync(bool consumeOnNext, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         // A superseded instance stops receiving: its successor (or replacement) owns the inbox now.
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _coordinator.SupersededToken);
         cancellationToken = linked.Token;
         var inbox = Keys.Inbox(_coordinator.Id);
         var readingPending = true;
+        // Own pending entries are read after the last one handed out: one the caller still holds is not handed out again.
+        var pendingAfter = "0-0";
         string? toConsume = null; // the last entry handed out: consumed with the next read, in the same round trip
         _logger.LogInformation("Waiting for signal receiver={ReceiverId}", _coordinator.Id);
         while (!cancellationToken.IsCancellationRequested)
@@ -57,9 +68,9 @@ public sealed class SignalInbox
             {
                 entries = toConsume is null
                     ? await Redis.Database.StreamReadGroupAsync(
-                        inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? "0-0" : StreamPosition.NewMessages, BatchSize)
+                        inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? pendingAfter : StreamPosition.NewMessages, BatchSize)
                         .ConfigureAwait(false)
-                    : await ConsumeAndReadAsync(toConsume, readingPending).ConfigureAwait(false);
+                    : await ConsumeAndReadAsync(toConsume, readingPending ? pendingAfter : ">").ConfigureAwait(false);
                 toConsume = null;
             }
             catch (RedisServerException e) when (e.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
@@ -88,6 +99,11 @@ public sealed class SignalInbox
 
             for (var i = 0; i < entries.Length; i++)
             {
+                if (readingPending)
+                {
+                    pendingAfter = (string)entries[i].Id!;
+                }
+
                 ReceivedSignal? received;
                 try
                 {
@@ -104,6 +120,11 @@ public sealed class SignalInbox
                 }
 
                 yield return received;
+                if (!consumeOnNext)
+                {
+                    continue; // the caller consumes it when done with it
+                }
+
                 // The caller asks for the next signal: this one is consumed now, or with the next read when it was the
                 // last one read (a caller that stops asking leaves it pending, to be handed out again).
                 if (i < entries.Length - 1)
@@ -197,12 +218,12 @@ public sealed class SignalInbox
             [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
 
     /// <summary>Consumes <paramref name="entryId"/> and reads the next entries (<c>inbox_next.lua</c>).</summary>
-    private async Task<StreamEntry[]> ConsumeAndReadAsync(string entryId, bool readingPending)
+    private async Task<StreamEntry[]> ConsumeAndReadAsync(string entryId, string readFrom)
     {
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.InboxNext,
             [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
-            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readingPending ? "0-0" : ">"])
+            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readFrom])
             .ConfigureAwait(false))!;
         var entries = new StreamEntry[reply.Length];
         for (var i = 0; i < reply.Length; i++)

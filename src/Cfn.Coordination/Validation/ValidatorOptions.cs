@@ -16,6 +16,12 @@ public sealed class ValidatorOptions
     /// <summary>Default <see cref="DurationP95"/>.</summary>
     public static readonly TimeSpan DefaultDurationP95 = TimeSpan.FromMilliseconds(1000);
 
+    /// <summary>Default <see cref="Concurrency"/>.</summary>
+    public const int DefaultConcurrency = 1;
+
+    /// <summary>Default <see cref="QueueCapacity"/>.</summary>
+    public const int DefaultQueueCapacity = 8;
+
     /// <summary>Verdicts of identical inputs are cached (<c>ENABLE_VALIDATION_CACHE</c>, false).</summary>
     public bool EnableCache { get; set; }
 
@@ -48,6 +54,21 @@ public sealed class ValidatorOptions
 
     /// <summary>How long one command or URL validation may take before it is killed or abandoned as a fail (<c>VALIDATION_TIMEOUT_MS</c>, 60000).</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// How many validations one validator runs at once (<c>VALIDATOR_CONCURRENCY</c>, 1, at most 64). Signals are ACKed on
+    /// arrival whatever this is; it only sets how many of the accepted ones are validated in parallel. One keeps a
+    /// user's <c>VALIDATION_COMMAND</c> or <c>VALIDATION_URL</c> seeing one request at a time, as before, and a validator
+    /// from competing for the two cores it shares with the coordinators; raise it for validations that mostly wait.
+    /// </summary>
+    public int Concurrency { get; set; } = DefaultConcurrency;
+
+    /// <summary>
+    /// How many accepted (ACKed) validation signals may wait for a free validation slot (<c>VALIDATOR_QUEUE_CAPACITY</c>,
+    /// 8, 0 to 10000). A validator holds at most <see cref="Concurrency"/> + this many signals ACKed and unanswered; when
+    /// it holds that many it reads no further, so the next sender's ACK waits (back-pressure) until a verdict is sent.
+    /// </summary>
+    public int QueueCapacity { get; set; } = DefaultQueueCapacity;
 
     /// <summary>Which validation runs: <c>command</c>, <c>url</c> or <c>built-in</c> (the simulated one, the default of <c>cfn up</c>).</summary>
     public string Kind => Command is not null ? "command" : Url is not null ? "url" : "built-in";
@@ -88,6 +109,18 @@ public sealed class ValidatorOptions
             throw new ValidationException("VALIDATOR_REGISTRATION_INTERVAL_MS must be positive and at most one hour");
         }
 
+        if (Concurrency is < 1 or > 64)
+        {
+            throw new ValidationException(string.Create(CultureInfo.InvariantCulture,
+                $"VALIDATOR_CONCURRENCY must be from 1 to 64 (got {Concurrency})"));
+        }
+
+        if (QueueCapacity is < 0 or > 10_000)
+        {
+            throw new ValidationException(string.Create(CultureInfo.InvariantCulture,
+                $"VALIDATOR_QUEUE_CAPACITY must be from 0 to 10000 (got {QueueCapacity})"));
+        }
+
         if (Command is not null && Url is not null)
         {
             throw new ValidationException("VALIDATION_COMMAND and VALIDATION_URL are exclusive: set one of them");
@@ -122,6 +155,8 @@ public sealed class ValidatorOptions
         o.FailureRate = Fraction(env, "VALIDATION_FAILURE_RATE") ?? o.FailureRate;
         o.StatsWindow = env.Milliseconds("VALIDATOR_STATS_WINDOW_MS") ?? o.StatsWindow;
         o.RegistrationInterval = env.Milliseconds("VALIDATOR_REGISTRATION_INTERVAL_MS") ?? o.RegistrationInterval;
+        o.Concurrency = env.PositiveInt("VALIDATOR_CONCURRENCY") ?? o.Concurrency;
+        o.QueueCapacity = WholeNumber(env, "VALIDATOR_QUEUE_CAPACITY") ?? o.QueueCapacity;
         o.Command = ParseCommand(env.Text("VALIDATION_COMMAND"));
         o.Url = env.Text("VALIDATION_URL") is { } url
             ? Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri : throw new ValidationException("VALIDATION_URL must be an absolute http:// or https:// URL")
@@ -158,6 +193,13 @@ public sealed class ValidatorOptions
             throw new ValidationException("VALIDATION_COMMAND must be a JSON array of strings: " + e.Message);
         }
     }
+
+    /// <summary>A whole number from 0 (zero allowed, unlike <see cref="EnvironmentSettings.PositiveInt"/>), or null when unset.</summary>
+    private static int? WholeNumber(EnvironmentSettings env, string name) => env.Text(name) is not { } text
+        ? null
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new ValidationException($"{name} must be a whole number from 0 (got \"{text}\")");
 
     /// <summary>A number from 0 to 1 (invariant culture), or null when unset.</summary>
     internal static double? Fraction(EnvironmentSettings env, string name) => env.Text(name) is not { } text

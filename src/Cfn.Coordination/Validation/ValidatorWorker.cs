@@ -1,5 +1,7 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using System.Threading.Channels;
 using Cfn.Coordination.Background;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Redis;
@@ -12,15 +14,28 @@ using StackExchange.Redis;
 namespace Cfn.Coordination;
 
 /// <summary>
-/// A validator's main loop. The validator is a coordinator (heartbeats, inbox, ACKs); its inbox hands out each
-/// <c>validation</c> signal already ACKed, and this loop then validates it — from the cache when
-/// <c>ENABLE_VALIDATION_CACHE</c> is on and an identical input was validated within the TTL — answers the sender with
-/// a <c>completion</c> signal carrying the verdict, and records the duration. A signal is consumed only after its
-/// verdict is sent; one whose verdict could not be sent is read again. A validation redelivered after a crash is
-/// validated again and its verdict sent with the same idempotency key, so the coordinator gets it at most once.
-/// Malformed requests are logged, counted (<c>signals_ignored_total{reason="malformed_payload"}</c>) and skipped. The
-/// validator reports itself live every <see cref="ValidatorOptions.RegistrationInterval"/> and leaves the registry on
-/// a graceful stop. One worker validates one signal at a time; run several validators to validate in parallel.
+/// A validator's main loop. The validator is a coordinator (heartbeats, inbox, ACKs). Its inbox ACKs each signal as it
+/// hands it out, and this loop takes the next one as soon as it has room to hold it, so a sender's ACK means "received"
+/// (SPEC §2.2–§2.6), not "your turn came": it never waits for the validations queued ahead of it. The accepted signals
+/// wait in a local queue for one of <see cref="ValidatorOptions.Concurrency"/> validation slots; each <c>validation</c>
+/// signal is then validated — from the cache when <c>ENABLE_VALIDATION_CACHE</c> is on and an identical input was
+/// validated within the TTL — answered with a <c>completion</c> signal carrying the verdict, bound to the request
+/// (<see cref="Signals.SignalSender.ReplyAsync"/>), and its duration recorded.
+/// <para>
+/// The bound: at most <see cref="ValidatorOptions.Concurrency"/> + <see cref="ValidatorOptions.QueueCapacity"/> signals
+/// are held ACKed and unanswered; with that many held the loop reads no further, so the next sender's ACK waits until a
+/// verdict is sent (honest back-pressure: the sender's ACK timeout, retries and reassignment apply).
+/// </para>
+/// <para>
+/// A signal is consumed from the inbox only after its verdict is sent: until then it stays pending in the inbox's
+/// consumer group, so a validator that dies with accepted work loses none of it. The next start of its ID reads it
+/// again, and a validator declared dead has it handed over, with the rest of its inbox, to its replacement, whose
+/// verdict names the original request. A verdict that cannot be sent is sent again after <see cref="RetryDelay"/>. A
+/// validation redelivered after a crash is validated again and its verdict sent with the same idempotency key, so the
+/// coordinator gets it at most once. Malformed requests are logged, counted
+/// (<c>signals_ignored_total{reason="malformed_payload"}</c>) and skipped. The validator reports itself live every
+/// <see cref="ValidatorOptions.RegistrationInterval"/> and leaves the registry on a graceful stop.
+/// </para>
 /// </summary>
 public sealed class ValidatorWorker
 {
@@ -40,11 +55,13 @@ public sealed class ValidatorWorker
     private long _cacheHits;
     private long _malformed;
     private long _verdictsSent;
+    private long _queued;
+    private long _validating;
 
     /// <summary>Creates the loop of <paramref name="validator"/> (started with <see cref="Coordinator.StartAsync"/>).</summary>
     /// <param name="validator">The validator's coordinator instance (its ID is the validator ID, e.g. the pod name).</param>
     /// <param name="validation">What decides a verdict (e.g. <see cref="BuiltInValidation"/>).</param>
-    /// <param name="options">Cache and registration settings.</param>
+    /// <param name="options">Cache, registration, concurrency and queue settings.</param>
     /// <param name="performance">Where durations are recorded.</param>
     /// <param name="registry">The live-validator registry (one over the validator's Redis with the stats window when null).</param>
     /// <param name="logger">Logger (from the Redis context's factory when null).</param>
@@ -85,8 +102,18 @@ public sealed class ValidatorWorker
     public long VerdictsSent => Interlocked.Read(ref _verdictsSent);
 
     /// <summary>
-    /// Runs until <paramref name="cancellationToken"/> fires or the validator is superseded. A validation in progress
-    /// at cancellation is abandoned unanswered and stays in the inbox for the validator's next start.
+    /// The queue depth: signals accepted (ACKed) and waiting for a validation slot, at most
+    /// <see cref="ValidatorOptions.QueueCapacity"/>.
+    /// </summary>
+    public long Queued => Interlocked.Read(ref _queued);
+
+    /// <summary>Accepted signals being validated or answered now, at most <see cref="ValidatorOptions.Concurrency"/>.</summary>
+    public long Validating => Interlocked.Read(ref _validating);
+
+    /// <summary>
+    /// Runs until <paramref name="cancellationToken"/> fires or the validator is superseded. Validations in progress and
+    /// accepted signals still queued at cancellation are abandoned unanswered and stay in the inbox for the validator's
+    /// next start (or its replacement).
     /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -95,10 +122,20 @@ public sealed class ValidatorWorker
         var time = _validator.Redis.Time;
         await TryRegisterAsync().ConfigureAwait(false);
         var registration = KeepRegisteredAsync(token);
-        _logger.LogInformation("Validator started validatorId={ValidatorId} cache={Cache} cacheTtl={CacheTtl}",
-            ValidatorId, _options.EnableCache, _options.CacheTtlSeconds);
+        _logger.LogInformation(
+            "Validator started validatorId={ValidatorId} cache={Cache} cacheTtl={CacheTtl} concurrency={Concurrency} queueCapacity={QueueCapacity}",
+            ValidatorId, _options.EnableCache, _options.CacheTtlSeconds, _options.Concurrency, _options.QueueCapacity);
         // Wake-driven (it sleeps until a validation arrives), so only its stopping counts against readiness.
         var health = _validator.Redis.Loops.Register(LoopNames.ValidatorWorker, ValidatorId, interval: null);
+        // What was accepted and not yet answered: the room bounds it, the set knows it (an entry read again after a Redis
+        // error is not taken twice), the channel hands it to the validation slots.
+        using var room = new SemaphoreSlim(_options.Concurrency + _options.QueueCapacity);
+        var held = new ConcurrentDictionary<string, byte>(StringComparer.Ordinal);
+        var accepted = Channel.CreateUnbounded<ReceivedSignal>(new UnboundedChannelOptions { SingleWriter = true });
+        using var slotsStop = CancellationTokenSource.CreateLinkedTokenSource(token);
+        var slots = Enumerable.Range(0, _options.Concurrency)
+            .Select(_ => Task.Run(() => ValidateAcceptedAsync(accepted.Reader, room, held, health, slotsStop.Token), CancellationToken.None))
+            .ToArray();
         string? ended = null;
         try
         {
@@ -106,24 +143,9 @@ public sealed class ValidatorWorker
             {
                 try
                 {
-                    await foreach (var received in _validator.Inbox.ReadAllAsync(token).ConfigureAwait(false))
+                    if (await AcceptPassAsync(accepted.Writer, room, held, token).ConfigureAwait(false))
                     {
-                        bool answered;
-                        try
-                        {
-                            answered = await HandleAsync(received, token).ConfigureAwait(false);
-                        }
-                        catch (Exception e) when (LoopHealth.IsRecordFault(e) && e is not (RedisException or SignalDeliveryException or CoordinatorSupersededException))
-                        {
-                            // One signal that throws is skipped (consumed with the next read), not retried forever.
-                            health.RecordFailed(_logger, $"{Keys.Inbox(ValidatorId)} {received.Signal.MessageId}", e);
-                            continue;
-                        }
-
-                        if (!answered)
-                        {
-                            break; // not answered: leave it unconsumed and read it again
-                        }
+                        break; // superseded: a newer instance of this validator answers from now on
                     }
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -163,6 +185,11 @@ public sealed class ValidatorWorker
         }
         finally
         {
+            // The slots stop with the loop: what they hold unanswered stays pending in the inbox.
+            accepted.Writer.TryComplete();
+            await slotsStop.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(slots).ConfigureAwait(false);
+            Interlocked.Exchange(ref _queued, 0);
             health.Ended(token.IsCancellationRequested, _logger, ended);
             _validator.IsWorking = false;
             await registration.ConfigureAwait(false);
@@ -183,7 +210,146 @@ public sealed class ValidatorWorker
         }
     }
 
-    /// <summary>Handles one signal; false when its verdict could not be sent (it must not be consumed).</summary>
+    /// <summary>
+    /// One pass over the inbox: each signal is taken, and so ACKed by the inbox, only once there is room to hold it, then
+    /// queued for the validation slots. True when the pass ended because the validator was superseded.
+    /// </summary>
+    private async Task<bool> AcceptPassAsync(
+        ChannelWriter<ReceivedSignal> accepted, SemaphoreSlim room, ConcurrentDictionary<string, byte> held, CancellationToken token)
+    {
+        var signals = _validator.Inbox.ReadAsync(consumeOnNext: false, token).GetAsyncEnumerator(token);
+        await using (signals.ConfigureAwait(false))
+        {
+            while (true)
+            {
+                // Room first: the inbox ACKs a signal as it hands it out, so with the room full the next sender's ACK waits.
+                await room.WaitAsync(token).ConfigureAwait(false);
+                var taken = false;
+                try
+                {
+                    if (!await signals.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        return !token.IsCancellationRequested; // the inbox stops handing out only when cancelled or superseded
+                    }
+
+                    var received = signals.Current;
+                    if (held.TryAdd(received.EntryId, 0))
+                    {
+                        Interlocked.Increment(ref _queued);
+                        taken = accepted.TryWrite(received);
+                        if (!taken)
+                        {
+                            Interlocked.Decrement(ref _queued);
+                            held.TryRemove(received.EntryId, out _);
+                        }
+                    }
+                }
+                finally
+                {
+                    if (!taken)
+                    {
+                        room.Release(); // nothing new is held: an entry already held (read again after an error), or the end
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>A validation slot: answers accepted signals one at a time and consumes each once it is answered.</summary>
+    private async Task ValidateAcceptedAsync(
+        ChannelReader<ReceivedSignal> accepted, SemaphoreSlim room, ConcurrentDictionary<string, byte> held, LoopHandle health, CancellationToken token)
+    {
+        try
+        {
+            await foreach (var received in accepted.ReadAllAsync(token).ConfigureAwait(false))
+            {
+                Interlocked.Decrement(ref _queued);
+                Interlocked.Increment(ref _validating);
+                _validator.IsWorking = true;
+                try
+                {
+                    if (await AnswerAsync(received, health, token).ConfigureAwait(false))
+                    {
+                        await ConsumeAsync(received).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    _validator.IsWorking = Interlocked.Decrement(ref _validating) > 0;
+                    held.TryRemove(received.EntryId, out _);
+                    room.Release();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Stopping: what is still queued stays pending in the inbox, for the next start or a replacement.
+        }
+    }
+
+    /// <summary>
+    /// Answers one accepted signal, again after <see cref="RetryDelay"/> while Redis fails; true when it may be consumed
+    /// (answered, or nothing to answer), false when it must stay pending (stopping, or superseded).
+    /// </summary>
+    private async Task<bool> AnswerAsync(ReceivedSignal received, LoopHandle health, CancellationToken token)
+    {
+        while (true)
+        {
+            try
+            {
+                return await HandleAsync(received, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return false;
+            }
+            catch (CoordinatorSupersededException)
+            {
+                return false; // a newer instance of this validator answers it
+            }
+            catch (Exception e) when (RedisErrors.IsTransient(e) || e is SignalDeliveryException)
+            {
+                _logger.LogWarning("Redis error in validator validatorId={ValidatorId}: {Error}", ValidatorId, RedisErrors.FirstClause(e));
+            }
+            catch (Exception e) when (LoopHealth.IsRecordFault(e) && e is not RedisException)
+            {
+                // One signal that throws is skipped (consumed), not retried forever.
+                health.RecordFailed(_logger, $"{Keys.Inbox(ValidatorId)} {received.Signal.MessageId}", e);
+                return true;
+            }
+#pragma warning disable CA1031 // one failure must not end the slot: logged, counted, answered again after the delay
+            catch (Exception e) when (!token.IsCancellationRequested)
+#pragma warning restore CA1031
+            {
+                health.PassFailed(e, _logger);
+            }
+
+            try
+            {
+                await Task.Delay(RetryDelay, _validator.Redis.Time, token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>Consumes an answered signal; when that fails it stays pending and is answered again (a duplicate verdict) at the next start.</summary>
+    private async Task ConsumeAsync(ReceivedSignal received)
+    {
+        try
+        {
+            await _validator.Inbox.CompleteAsync(received).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
+        {
+            _logger.LogWarning("Answered signal not consumed validatorId={ValidatorId} messageId={MessageId}: {Error}",
+                ValidatorId, received.Signal.MessageId, RedisErrors.FirstClause(e));
+        }
+    }
+
+    /// <summary>Handles one signal; true once it is answered or needs no answer (it may be consumed).</summary>
     private async Task<bool> HandleAsync(ReceivedSignal received, CancellationToken cancellationToken)
     {
         var signal = received.Signal;
@@ -212,54 +378,59 @@ public sealed class ValidatorWorker
         }
 
         var startedAt = EntryTime(received.EntryId) ?? signal.Timestamp;
-        _validator.IsWorking = true;
-        try
+        var (verdict, cached) = await DecideAsync(request!, cancellationToken).ConfigureAwait(false);
+        var finishedAt = await RedisTime.NowMsAsync(_validator.Redis.Database).ConfigureAwait(false);
+        var durationMs = Math.Max(0, finishedAt - startedAt);
+        var completion = new ValidationCompletion
         {
-            var (verdict, cached) = await DecideAsync(request!, cancellationToken).ConfigureAwait(false);
-            var finishedAt = await RedisTime.NowMsAsync(_validator.Redis.Database).ConfigureAwait(false);
-            var durationMs = Math.Max(0, finishedAt - startedAt);
-            var completion = new ValidationCompletion
-            {
-                WorkId = request!.WorkId,
-                ValidatorId = ValidatorId,
-                Verdict = verdict.Wire,
-                Reason = verdict.Reason is { Length: > MaxReasonLength } text ? text[..MaxReasonLength] : verdict.Reason,
-                DurationMs = durationMs,
-                Cached = cached,
-                RequestMessageId = signal.HandedOverFrom ?? signal.MessageId,
-            };
-            SignalDeliveryResult sent;
+            WorkId = request!.WorkId,
+            ValidatorId = ValidatorId,
+            Verdict = verdict.Wire,
+            Reason = verdict.Reason is { Length: > MaxReasonLength } text ? text[..MaxReasonLength] : verdict.Reason,
+            DurationMs = durationMs,
+            Cached = cached,
+            RequestMessageId = signal.HandedOverFrom ?? signal.MessageId,
+        };
+        var payload = JsonSerializer.SerializeToElement(completion, Json.Options);
+        SignalDeliveryResult sent;
+        while (true)
+        {
             try
             {
-                sent = await _validator.Signals.ReplyAsync(
-                    signal.SenderId, signal.MessageId, signal.Iteration, JsonSerializer.SerializeToElement(completion, Json.Options)).ConfigureAwait(false);
+                sent = await _validator.Signals.ReplyAsync(signal.SenderId, signal.MessageId, signal.Iteration, payload).ConfigureAwait(false);
+                break;
+            }
+            catch (SignalDeliveryException e) when (e.Reason is SignalDeliveryException.ReceiverDead or SignalDeliveryException.TooManyRedirects)
+            {
+                // Nobody will read it (the requester died and no replacement is coming): sending again would hold this
+                // slot for ever. Its waits end by themselves (peer_dead, or their timeout).
+                _logger.LogWarning("Verdict dropped: requester unreachable workId={WorkId} coordinator={CoordinatorId} reason={Reason}",
+                    request.WorkId, signal.SenderId, e.Reason);
+                return true;
             }
             catch (SignalDeliveryException e)
             {
+                // The verdict is kept and sent again: the validation is not run twice for one failed send.
                 _logger.LogWarning("Verdict not sent, will retry workId={WorkId} coordinator={CoordinatorId}: {Error}",
                     request.WorkId, signal.SenderId, e.Message);
-                return false;
+                await Task.Delay(RetryDelay, _validator.Redis.Time, cancellationToken).ConfigureAwait(false);
             }
-
-            Interlocked.Increment(ref _verdictsSent);
-            try
-            {
-                await _performance.RecordAsync(ValidatorId, durationMs).ConfigureAwait(false);
-            }
-            catch (Exception e) when (RedisErrors.IsTransient(e))
-            {
-                _logger.LogWarning("Validator duration not recorded validatorId={ValidatorId}: {Error}", ValidatorId, e.Message);
-            }
-
-            _logger.LogInformation(
-                "Validation complete workId={WorkId} validatorId={ValidatorId} coordinator={CoordinatorId} verdict={Verdict} durationMs={DurationMs} cached={Cached} redelivery={Redelivery} duplicate={Duplicate}",
-                request.WorkId, ValidatorId, signal.SenderId, completion.Verdict, durationMs, cached, received.IsRedelivery, sent.IsDuplicate);
-            return true;
         }
-        finally
+
+        Interlocked.Increment(ref _verdictsSent);
+        try
         {
-            _validator.IsWorking = false;
+            await _performance.RecordAsync(ValidatorId, durationMs).ConfigureAwait(false);
         }
+        catch (Exception e) when (RedisErrors.IsTransient(e))
+        {
+            _logger.LogWarning("Validator duration not recorded validatorId={ValidatorId}: {Error}", ValidatorId, e.Message);
+        }
+
+        _logger.LogInformation(
+            "Validation complete workId={WorkId} validatorId={ValidatorId} coordinator={CoordinatorId} verdict={Verdict} durationMs={DurationMs} cached={Cached} redelivery={Redelivery} duplicate={Duplicate}",
+            request.WorkId, ValidatorId, signal.SenderId, completion.Verdict, durationMs, cached, received.IsRedelivery, sent.IsDuplicate);
+        return true;
     }
 
     /// <summary>The verdict: from the cache when enabled and present, else from the validation (then cached).</summary>

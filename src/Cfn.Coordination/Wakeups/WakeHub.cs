@@ -78,6 +78,22 @@ internal sealed class WakeHub : IAsyncDisposable
     /// <summary>Number of keys the fallback MGETs read.</summary>
     public long FallbackKeysRead => Interlocked.Read(ref _fallbackKeysRead);
 
+    /// <summary>
+    /// Raised for each death notice Redis bears out, after the waits awaiting the peer were told: a work loop that waits
+    /// for something other than an ACK (a validator's verdict, after its ACK) follows the peer's fate too (D18). Handlers
+    /// run on the notice's thread and must be short.
+    /// </summary>
+    public event Action<PeerFate>? PeerFateConfirmed;
+
+    /// <summary>
+    /// The fate of <paramref name="peerId"/> from a death notice this process confirmed within the last
+    /// <see cref="FateMemory"/>, or null.
+    /// </summary>
+    public PeerFate? ConfirmedFate(string peerId) =>
+        _fates.TryGetValue(peerId, out var known) && known.Expires >= _time.GetTimestamp()
+            ? Resolve(peerId, null, null, known.Notice, inRegistry: false)
+            : null;
+
     /// <summary>Number of death notices (C1) this process confirmed against Redis and routed to its waits.</summary>
     public long DeathNoticesConfirmed => Interlocked.Read(ref _deathNoticesConfirmed);
 
@@ -202,11 +218,21 @@ internal sealed class WakeHub : IAsyncDisposable
 
     private void OnConnectionRestored(object? sender, ConnectionFailedEventArgs e)
     {
-        // Any connection: with RESP3 the wake-ups travel on the interactive one. The next two fallback periods read
-        // everything, for the wake-ups published while the client was re-subscribing.
-        Volatile.Write(ref _fullChecksOwed, 2);
+        // Any connection: with RESP3 the wake-ups travel on the interactive one.
         _logger.LogWarning("Redis {ConnectionType} connection restored ({Endpoint}); re-checking every wait and inbox",
             e.ConnectionType, e.EndPoint);
+        RecheckAll("connection restored");
+    }
+
+    /// <summary>
+    /// Re-checks every wait and inbox of this connection: after a reconnect (wake-ups published while the client was
+    /// re-subscribing are lost) or a failover (the new primary may lack recent writes, ACKs among them). The next two
+    /// fallback periods read every missing ACK, and every mailbox is woken to re-read its inbox.
+    /// </summary>
+    internal void RecheckAll(string reason)
+    {
+        Volatile.Write(ref _fullChecksOwed, 2);
+        _logger.LogDebug("Re-checking every wait and inbox: {Reason}", reason);
         foreach (var list in _mailboxes.Values)
         {
             CoordinatorMailbox[] copy;
@@ -417,6 +443,8 @@ internal sealed class WakeHub : IAsyncDisposable
             {
                 wait.Post(fate);
             }
+
+            PeerFateConfirmed?.Invoke(fate);
         }
         catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {

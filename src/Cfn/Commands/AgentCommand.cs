@@ -75,7 +75,7 @@ internal static partial class AgentCommand
             }
 
             var (settings, keys) = Connection();
-            await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
+            await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
             var agent = await Coordinator.StartAgentAsync(redis, keys, id, swarm, AgentKind.Shell, CoordinationMetrics.Default).ConfigureAwait(false);
             var exit = AgentExit.Error;
             try
@@ -260,7 +260,7 @@ internal static partial class AgentCommand
             }
 
             var (settings, keys) = Connection();
-            await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
+            await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), CoordinationOptions.FromEnvironment()).ConfigureAwait(false);
             await using var agent = await Coordinator.AttachAsync(redis, keys, id, swarm, epoch, CoordinationMetrics.Default).ConfigureAwait(false);
             return await body(agent).ConfigureAwait(false);
         }

@@ -64,7 +64,7 @@ internal static class CleanupCommand
             log?.WriteLine(text);
         }
 
-        await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), new CoordinationOptions()).ConfigureAwait(false);
+        await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), new CoordinationOptions()).ConfigureAwait(false);
         var metrics = new RecoveryMetrics(Prometheus.Metrics.NewCustomRegistry());
         var job = new BatchCleanup(redis, recovery, metrics);
         var report = await job.RunAsync(dryRun, Write, $"{settings.Host}:{settings.Port}").ConfigureAwait(false);

@@ -32,7 +32,7 @@ internal static class StatusCommand
                 return 2;
             }
 
-            await using var redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), new CoordinationOptions()).ConfigureAwait(false);
+            await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), new CoordinationOptions()).ConfigureAwait(false);
             try
             {
                 await Console.Out.WriteAsync(await RenderAsync(redis, RecoveryOptions.FromEnvironment()).ConfigureAwait(false)).ConfigureAwait(false);

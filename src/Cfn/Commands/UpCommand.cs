@@ -75,7 +75,7 @@ internal static class UpCommand
         {
             if (redisOption is not null)
             {
-                config = config with { Redis = RedisSettings.FromUrl(redisOption) };
+                config = config with { Redis = RedisSettings.FromUrl(redisOption).WithTlsFiles() };
             }
             else if (!environmentRedis)
             {

@@ -139,7 +139,7 @@ internal static class WorkCommand
             var options = CoordinationOptions.FromEnvironment();
             return await body(options, async () =>
             {
-                redis = await RedisContext.ConnectAsync(settings.ToConfiguration(), options).ConfigureAwait(false);
+                redis = await RedisContext.ConnectAsync(settings.ToOptions(), options).ConfigureAwait(false);
                 return queue = new WorkQueue(redis);
             }).ConfigureAwait(false);
         }

@@ -32,8 +32,11 @@ internal sealed record CfnConfiguration
     /// <summary>Null when the secret is generated (only <c>cfn up</c> may do that, D12).</summary>
     public required SigningKeys? Keys { get; init; }
 
-    /// <summary><c>REDIS_POOL_SIZE</c> (10).</summary>
-    public int RedisPoolSize { get; init; } = 10;
+    /// <summary>
+    /// <c>REDIS_POOL_SIZE</c> (2): multiplexers per process, two connections each. A process runs one coordinator in
+    /// production, so more only multiplies connections (1,000 pods × 10 × 2 were twice Redis's default maxclients).
+    /// </summary>
+    public int RedisPoolSize { get; init; } = 2;
 
     /// <summary><c>HTTP_PORT</c> (8080).</summary>
     public int HttpPort { get; init; } = 8080;
@@ -83,8 +86,8 @@ internal sealed record CfnConfiguration
         var r = Recovery;
         return new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
-            ["REDIS"] = $"{Redis.Host}:{Redis.Port}/{Redis.Database}",
-            ["REDIS_PASSWORD"] = Redis.Password is null ? "" : "<redacted>",
+            ["REDIS"] = Redis.Display,
+            ["REDIS_PASSWORD"] = Redis.HasPassword ? "<redacted>" : "",
             ["REDIS_POOL_SIZE"] = $"{RedisPoolSize}",
             ["BLOCKING_TIMEOUT_MS"] = Ms(c.BlockingTimeout),
             ["HEARTBEAT_INTERVAL_MS"] = Ms(c.HeartbeatInterval),
@@ -112,6 +115,8 @@ internal sealed record CfnConfiguration
             ["VALIDATION_FAILURE_RATE"] = Validators.FailureRate.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["VALIDATOR_STATS_WINDOW_MS"] = Ms(Validators.StatsWindow),
             ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = Ms(Validators.RegistrationInterval),
+            ["VALIDATOR_CONCURRENCY"] = $"{Validators.Concurrency}",
+            ["VALIDATOR_QUEUE_CAPACITY"] = $"{Validators.QueueCapacity}",
             // The program and how many arguments, not the arguments: they may carry a token.
             ["VALIDATION_COMMAND"] = Validators.Command is { } argv ? $"{argv[0]} (+{argv.Count - 1} args)" : "",
             ["VALIDATION_URL"] = Validators.Url is null ? "" : Cfn.Coordination.Resilience.ExternalCallHandler.SafeUrl(Validators.Url),
@@ -182,7 +187,7 @@ internal sealed record CfnConfiguration
                 Keys = secret is null && !secretRequired
                     ? null
                     : new SigningKeys(secret, env.Text("BLOCKING_COORDINATION_SECRET_NEW"), env.Flag("BLOCKING_COORDINATION_SIGN_WITH_NEW") ?? false),
-                RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 10, "REDIS_POOL_SIZE", 1, 64),
+                RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 2, "REDIS_POOL_SIZE", 1, 64),
                 HttpPort = Range(env.PositiveInt("HTTP_PORT") ?? 8080, "HTTP_PORT", 1, 65535),
                 AdminToken = env.Text("CFN_ADMIN_TOKEN"),
                 AgentSessions = new Agents.AgentSessionOptions

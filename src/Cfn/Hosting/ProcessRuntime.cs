@@ -107,7 +107,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
     /// <summary>Connects the pool and waits until Redis answers; false when stopped first (nothing then starts).</summary>
     public async Task<bool> ConnectAsync(CancellationToken cancellationToken)
     {
-        _pool = await RedisPool.ConnectAsync(Config.Redis.ToConfiguration(), Config.RedisPoolSize, Config.Coordination,
+        _pool = await RedisPool.ConnectAsync(Config.Redis.ToOptions(), Config.RedisPoolSize, Config.Coordination,
             loggerFactory: Loggers, breakers: Breakers, loops: Loops).ConfigureAwait(false);
         if (!await WaitForRedisAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -115,11 +115,28 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
         }
 
         var redis = _pool.Primary;
+        await WarnAboutDurabilityAsync(redis).ConfigureAwait(false);
         Queue = new WorkQueue(redis, logger: Loggers.CreateLogger<WorkQueue>());
         Validators = new ValidatorRegistry(redis);
         Performance = new ValidatorPerformance(redis, Config.Validators.StatsWindow);
         _hooks = new LifecycleHooks(Config.Hooks, Loggers.CreateLogger<LifecycleHooks>(), Prometheus.Metrics.DefaultRegistry);
         return true;
+    }
+
+    /// <summary>Logs, once at start, each of the server's settings that could drop coordination state (SPEC D19).</summary>
+    private async Task WarnAboutDurabilityAsync(RedisContext redis)
+    {
+        try
+        {
+            foreach (var warning in await redis.CheckDurabilityAsync().ConfigureAwait(false))
+            {
+                Log.LogWarning("{Warning}", warning);
+            }
+        }
+        catch (Exception e) when (RedisErrors.IsTransient(e) || e is RedisServerException)
+        {
+            Log.LogWarning("Could not read Redis's eviction and persistence settings: {Error}", RedisErrors.FirstClause(e));
+        }
     }
 
     /// <summary>
@@ -189,7 +206,7 @@ internal sealed class ProcessRuntime : IReadinessSource, IAsyncDisposable
             Loggers.CreateLogger<ValidatorWorker>());
         var runtime = new CoordinatorRuntime(validator, "validator", worker.RunAsync,
             describe: () => [$"validator validated={worker.Validated} cacheHits={worker.CacheHits} malformed={worker.Malformed} verdictsSent={worker.VerdictsSent}"],
-            snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent },
+            snapshot: () => new { worker.ValidatorId, worker.Validated, worker.CacheHits, worker.Malformed, worker.VerdictsSent, worker.Queued, worker.Validating },
             onStopped: Local.Remove, onSuperseded: onSuperseded);
         Local.Add(runtime);
         return runtime;

@@ -24,7 +24,11 @@ public sealed class UpCommandTests
     public async Task Up_PrivateRedis_RunbookCommandsWork_SigquitDumps_SigtermStops()
     {
         var http = CfnRun.FreePort();
-        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], Environment());
+        // Validators that hold one request at a time (no queue): a validator ACKs a request on arrival, so only a busy
+        // one keeps its next sender waiting long enough for #65 below to see a coordinator waiting for it.
+        var environment = Environment();
+        environment["VALIDATOR_QUEUE_CAPACITY"] = "0";
+        await using var up = CfnRun.Start(["up", "--http-port", $"{http}", "--swarms", "2", "--coordinators", "3", "--validators", "3"], environment);
         await up.WaitForLineAsync(l => l == "ready", Startup);
         var redisLine = up.Lines.First(l => l.StartsWith("redis: ", StringComparison.Ordinal));
         var endpoint = redisLine.Split(' ')[1];
@@ -78,6 +82,17 @@ public sealed class UpCommandTests
             TimeSpan.FromSeconds(30), pollMs: 200);
 
         Assert.Contains("waits for validator-", waitsFor, StringComparison.Ordinal);
+
+        // A validator's state shows its queue depth: accepted and waiting (none here, the capacity is 0) and validating.
+        using (var validatorState = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s '{api}/api/coordinator/state?coordinatorId=validator-0'")))
+        {
+            var work = validatorState.RootElement.GetProperty("work");
+            Assert.Equal("validator-0", work.GetProperty("validatorId").GetString());
+            Assert.Equal(0, work.GetProperty("queued").GetInt64());
+            Assert.InRange(work.GetProperty("validating").GetInt64(), 0, 1);
+            Assert.Equal("0", validatorState.RootElement.GetProperty("config").GetProperty("VALIDATOR_QUEUE_CAPACITY").GetString());
+            Assert.Equal("1", validatorState.RootElement.GetProperty("config").GetProperty("VALIDATOR_CONCURRENCY").GetString());
+        }
 
         // #69: force-unblock-all answers with the count and the IDs.
         using (var unblock = JsonDocument.Parse(await CfnRun.ShellAsync($"curl -s -X POST {api}/api/timeouts/force-unblock-all")))

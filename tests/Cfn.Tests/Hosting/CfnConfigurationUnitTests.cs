@@ -81,7 +81,7 @@ public sealed class CfnConfigurationUnitTests
             ["REDIS_HOST"] = "ignored",
         });
 
-        Assert.Equal(new RedisSettings("10.0.0.5", 6390, "pw", 3), config.Redis);
+        AssertRedis(config.Redis, "10.0.0.5", 6390, "pw", 3);
     }
 
     [Theory]
@@ -92,7 +92,14 @@ public sealed class CfnConfigurationUnitTests
     {
         var config = CfnConfiguration.Load(new Hashtable { ["BLOCKING_COORDINATION_SECRET"] = Secret, ["REDIS_URL"] = url });
 
-        Assert.Equal(new RedisSettings(host, port, password, db), config.Redis);
+        AssertRedis(config.Redis, host, port, password, db);
+    }
+
+    private static void AssertRedis(RedisSettings settings, string host, int port, string? password, int db)
+    {
+        Assert.Equal((host, port, db), (settings.Host, settings.Port, settings.Database));
+        Assert.Equal(password, settings.ToOptions().Password);
+        Assert.DoesNotContain(password ?? "\u0000", settings.Display, StringComparison.Ordinal);
     }
 
     [Fact]

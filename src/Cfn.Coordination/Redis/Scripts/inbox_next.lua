@@ -2,7 +2,7 @@
 -- and the next entries are read, in one round trip (it is on every cycle's path: benchmark row c).
 -- KEYS[1] blocking:inbox:{receiverId}   KEYS[2] blocking:signal:{receiverId}
 -- ARGV[1] the entry to consume   ARGV[2] consumer group   ARGV[3] signal TTL (s)   ARGV[4] consumer name
--- ARGV[5] most entries to read   ARGV[6] where to read from ('0-0': own pending entries, '>': new ones)
+-- ARGV[5] most entries to read   ARGV[6] where to read from (an entry ID: own pending entries after it, '>': new ones)
 -- Returns the entries read, each {id, {field, value, ...}} (fields false for a pending entry deleted since), or
 -- {} when there are none or the inbox has no consumer group yet.
 consume_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
