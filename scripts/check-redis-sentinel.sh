@@ -73,7 +73,14 @@ echo "new cluster: roles $roles; Sentinels see 2 replicas and 2 other Sentinels"
 R 0 6379 set cfn:sentinel-check v1 >/dev/null
 until_true 5 bash -c "[[ \$(REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h $NET.3 get cfn:sentinel-check 2>/dev/null) == v1 ]]" || fail "not replicated to redis-2"
 
-[[ $(R 1 26379 sentinel failover mymaster) == OK ]] || fail "SENTINEL FAILOVER refused"
+# A Sentinel refuses (NOGOODSLAVE) until its latest INFO of the replicas shows their links up: ask again for a while.
+answer=""
+for _ in $(seq 60); do
+  answer=$(R 1 26379 sentinel failover mymaster)
+  [[ $answer == OK ]] && break
+  sleep 0.5
+done
+[[ $answer == OK ]] || fail "SENTINEL FAILOVER refused: $answer"
 until_true 30 bash -c "p=\$(REDISCLI_AUTH=$REDIS_PASSWORD redis-cli -h $NET.2 -p 26379 sentinel get-master-addr-by-name mymaster 2>/dev/null | head -n 1); [[ -n \$p && \$p != redis-0.$D ]]" \
   || fail "no new primary after SENTINEL FAILOVER"
 new=$(primary 1)
