@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Wraps deploy/prometheus/rules/blocking-coordination.yaml into a Prometheus Operator PrometheusRule
-# (deploy/kubernetes/blocking-coordination-prometheusrule.yaml): the rules file's `groups:` onwards, indented under `spec:`.
+# (deploy/kubernetes/monitoring/blocking-coordination-prometheusrule.yaml): the rules file's `groups:` onwards, indented under `spec:`.
 # Deterministic, so a test can check that the committed manifest is this script's output.
 # Usage: bash scripts/gen-prometheusrule.sh [--stdout]   (default: rewrite the manifest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rules=deploy/prometheus/rules/blocking-coordination.yaml
-manifest=deploy/kubernetes/blocking-coordination-prometheusrule.yaml
+manifest=deploy/kubernetes/monitoring/blocking-coordination-prometheusrule.yaml
 
 generate() {
   grep -q '^groups:' "$rules" || { echo "$rules: no top-level 'groups:' line" >&2; return 1; }

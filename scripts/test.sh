@@ -17,6 +17,9 @@ command -v openssl >/dev/null || need+=(openssl)
 # python3 runs examples/python (its test is skipped, with the reason printed, where it is absent)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+# kubectl renders deploy/kubernetes (kubectl kustomize). Debian's package is kubernetes-client; its kustomize must know
+# components (kustomize 3.7 or later, kubectl 1.21 or later).
+command -v kubectl >/dev/null || need+=(kubernetes-client)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then echo "need root to install ${need[*]} (apt-get install -y ${need[*]})" >&2; exit 1; fi

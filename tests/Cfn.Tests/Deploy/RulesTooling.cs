@@ -15,8 +15,8 @@ internal static partial class RulesTooling
     public const string RulesFile = "deploy/prometheus/rules/blocking-coordination.yaml";
     public const string RuleTestsFolder = "deploy/prometheus/tests";
     public const string AlertmanagerFile = "deploy/alertmanager/alertmanager.yml";
-    public const string GeneratedManifest = "deploy/kubernetes/blocking-coordination-prometheusrule.yaml";
-    public const string EarlyWarningManifest = "deploy/kubernetes/heartbeat-early-warning.yaml";
+    public const string GeneratedManifest = "deploy/kubernetes/monitoring/blocking-coordination-prometheusrule.yaml";
+    public const string EarlyWarningManifest = "deploy/kubernetes/monitoring/heartbeat-early-warning.yaml";
     public const string RunbookFile = "docs/runbook.md";
 
     /// <summary>Where every runbook_url points: the placeholder host the rules file's header documents.</summary>
