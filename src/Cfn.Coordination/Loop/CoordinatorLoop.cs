@@ -888,6 +888,25 @@ public sealed class CoordinatorLoop
             adopted = validation.Resumed ? true : (bool?)null,
         }, Json.Options);
         var written = await validation.CompleteAsync(result).ConfigureAwait(false);
+        if (written.Succeeded && !await _coordinator.Redis.Replication.ConfirmAsync("work_complete").ConfigureAwait(false))
+        {
+            // No replica has the completion yet: a failover now could drop it. Read it back (from the primary of the
+            // moment) rather than trust the reply.
+            var stored = await _coordinator.Work.GetAsync(queued.WorkId).ConfigureAwait(false);
+            written = stored is { Status: WorkStatus.Completed } ? written : new WorkWriteResult(WorkWriteOutcome.NotFound, stored);
+        }
+
+        if (written.Outcome == WorkWriteOutcome.NotFound && !_coordinator.IsSuperseded)
+        {
+            // The item's record is gone although this instance owns it: a failover dropped writes the old primary had
+            // acknowledged (its creation, or this completion). The input is in hand: the item goes back to the front of
+            // the queue and is validated again, rather than being lost.
+            _logger.LogWarning("Work item record lost (a Redis failover dropped its writes) workId={WorkId} coordinator={CoordinatorId}: back to the front of the queue",
+                queued.WorkId, _coordinator.Id);
+            await _queue.ReturnAsync(_coordinator.SwarmId, queued with { ReleasedBy = null }, null).ConfigureAwait(false);
+            return;
+        }
+
         if (!written.Succeeded)
         {
             NoteError($"work item not completed workId={queued.WorkId} outcome={written.Label}");

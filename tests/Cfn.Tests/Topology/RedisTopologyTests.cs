@@ -253,7 +253,13 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
             await Task.Delay(200);
         }
 
-        Assert.True(open.Count == 0, $"{open.Count} accepted item(s) never completed: {string.Join(", ", open.Take(10))}");
+        var records = new List<string>();
+        foreach (var id in open.Take(5))
+        {
+            records.Add($"{id}: {await http.GetStringAsync($"/api/swarms/swarm-1/work/{id}").ConfigureAwait(false)}");
+        }
+
+        Assert.True(open.Count == 0, $"{open.Count} accepted item(s) never completed: {string.Join("\n", records)}");
         return clock.Elapsed;
     }
 
