@@ -907,6 +907,17 @@ public sealed class CoordinatorLoop
             return;
         }
 
+        if (written.Outcome == WorkWriteOutcome.Conflict && !_coordinator.IsSuperseded)
+        {
+            // The stored item is not the one this instance last wrote: a failover dropped some of its writes. It is
+            // still this instance's, so it is released and given back to the front of the queue to be done again,
+            // rather than left in progress for ever.
+            _logger.LogWarning("Work item changed under its owner (a Redis failover dropped its writes) workId={WorkId} coordinator={CoordinatorId}: given back to the queue",
+                queued.WorkId, _coordinator.Id);
+            await GiveBackAsync(queued, validation.Item).ConfigureAwait(false);
+            return;
+        }
+
         if (!written.Succeeded)
         {
             NoteError($"work item not completed workId={queued.WorkId} outcome={written.Label}");

@@ -159,6 +159,9 @@ public sealed class RedisContext : IAsyncDisposable
         _logger.LogWarning("Redis primary changed from {OldPrimary} to {NewPrimary}: every open wait is re-checked and heartbeat staleness counts afresh",
             old, now);
         Replication.Forget();
+        // Failures against the old primary may have opened the redis breaker: heartbeats must reach the new one now,
+        // not after the breaker's delay (that delay made a coordinator look dead once in a failover test).
+        RedisBreaker.MoveToHalfOpenNow();
         Wakeups.RecheckAll("primary changed");
         PrimaryChanged?.Invoke(old, now);
     }

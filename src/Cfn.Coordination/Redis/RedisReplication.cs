@@ -104,7 +104,10 @@ internal sealed class RedisReplication
     private async Task<long> ReplicasAsync()
     {
         var now = _redis.Time.GetTimestamp();
-        if (_redis.Time.GetElapsedTime(Interlocked.Read(ref _readAt), now) < ReplicasFresh)
+        // "No replicas" is trusted for a second only: after a failover the old primary rejoins as a replica within
+        // moments, and writes made before it did could be lost by a second failover.
+        var fresh = Interlocked.Read(ref _replicas) > 0 ? ReplicasFresh : TimeSpan.FromSeconds(1);
+        if (_redis.Time.GetElapsedTime(Interlocked.Read(ref _readAt), now) < fresh)
         {
             return Interlocked.Read(ref _replicas);
         }

@@ -157,7 +157,7 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
         await submitting;
         Assert.True(await EventuallyAsync(async () => (await CfnRun.ShellAsync($"redis-cli -p {replica.Port} ROLE")).StartsWith("master", StringComparison.Ordinal),
             TimeSpan.FromSeconds(30)), "the replica was never promoted");
-        await WaitAllCompletedAsync(http, accepted);
+        await WaitAllCompletedAsync(http, accepted, run);
         output.WriteLine($"failover: {accepted.Count} of 60 submissions accepted, every one completed once; all done {failoverAt.Elapsed.TotalSeconds:F1} s after SENTINEL FAILOVER");
         output.WriteLine($"longest pause between two completed items around the failover: {LongestPause(run, failoverStarted).TotalMilliseconds:F0} ms");
 
@@ -168,7 +168,8 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
         await WaitAllCompletedAsync(http, after);
         output.WriteLine($"old primary killed: {after.Count} of 20 submissions accepted, every one completed once");
 
-        foreach (var line in run.Lines.Where(l => l.Contains("primary changed", StringComparison.Ordinal) || l.Contains("staleness is counted", StringComparison.Ordinal)))
+        foreach (var line in run.Lines.Where(l => l.Contains("primary changed", StringComparison.Ordinal) || l.Contains("staleness is counted", StringComparison.Ordinal) ||
+                     l.Contains(" WARN ", StringComparison.Ordinal) || l.Contains(" ERROR ", StringComparison.Ordinal)).Take(80))
         {
             output.WriteLine(line);
         }
@@ -216,7 +217,7 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     /// <summary>Waits until every ledger item's record is completed, with exactly one completion; returns how long it took.</summary>
-    private static async Task<TimeSpan> WaitAllCompletedAsync(HttpClient http, List<string> ledger)
+    private static async Task<TimeSpan> WaitAllCompletedAsync(HttpClient http, List<string> ledger, CfnRun? run = null)
     {
         var clock = Stopwatch.StartNew();
         var open = new HashSet<string>(ledger);
@@ -258,6 +259,7 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
         {
             using var response = await http.GetAsync($"/api/swarms/swarm-1/work/{id}").ConfigureAwait(false);
             records.Add($"{id}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync().ConfigureAwait(false)}");
+            records.AddRange(run?.Lines.Where(l => l.Contains(id, StringComparison.Ordinal) || l.Contains("primary changed", StringComparison.Ordinal) || l.Contains("not confirmed", StringComparison.Ordinal) || l.Contains("record lost", StringComparison.Ordinal)).Take(40) ?? []);
         }
 
         Assert.True(open.Count == 0, $"{open.Count} accepted item(s) never completed: {string.Join("\n", records)}");
