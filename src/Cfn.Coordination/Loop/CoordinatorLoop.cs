@@ -893,7 +893,12 @@ public sealed class CoordinatorLoop
             // No replica has the completion yet: a failover now could drop it. Read it back (from the primary of the
             // moment) rather than trust the reply.
             var stored = await _coordinator.Work.GetAsync(queued.WorkId).ConfigureAwait(false);
-            written = stored is { Status: WorkStatus.Completed } ? written : new WorkWriteResult(WorkWriteOutcome.NotFound, stored);
+            written = stored switch
+            {
+                { Status: WorkStatus.Completed } => written,
+                null => new WorkWriteResult(WorkWriteOutcome.NotFound, null),
+                _ => new WorkWriteResult(WorkWriteOutcome.Conflict, stored), // still ours, completion lost: given back below
+            };
         }
 
         if (written.Outcome == WorkWriteOutcome.NotFound && !_coordinator.IsSuperseded)
