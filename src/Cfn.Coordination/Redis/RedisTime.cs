@@ -49,10 +49,36 @@ public static class RedisErrors
         }
     }
 
-    /// <summary>The first clause of a StackExchange.Redis message (its timeout text runs to a screenful).</summary>
+    /// <summary>
+    /// The first clause of a StackExchange.Redis message (its timeout text runs to a screenful). When the server refused
+    /// the credentials, what to do about it follows: StackExchange.Redis reports that only deep in the timeout text
+    /// ("Last Connection Exception: AuthenticationFailure") or in an inner exception.
+    /// </summary>
     public static string FirstClause(Exception exception)
     {
         ArgumentNullException.ThrowIfNull(exception);
-        return exception.Message.Split(" - ", 2)[0];
+        var first = exception.Message.Split(" - ", 2)[0];
+        return IsAuthenticationFailure(exception) ? first + "; " + AuthenticationHint : first;
+    }
+
+    /// <summary>What an operator does when Redis refuses cfn's credentials.</summary>
+    private const string AuthenticationHint =
+        "Redis refused the credentials (NOAUTH or WRONGPASS): give the password, and the ACL user if any, in REDIS_URL " +
+        "(redis://user:password@host:6379) or in REDIS_PASSWORD and REDIS_USERNAME";
+
+    /// <summary>True when Redis refused the connection's credentials (anywhere in the exception chain).</summary>
+    internal static bool IsAuthenticationFailure(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is RedisConnectionException { FailureType: ConnectionFailureType.AuthenticationFailure } ||
+                e.Message.Contains("AuthenticationFailure", StringComparison.Ordinal) ||
+                e.Message.Contains("NOAUTH", StringComparison.Ordinal) || e.Message.Contains("WRONGPASS", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -9,7 +9,8 @@ namespace Cfn.Api;
 /// <summary>
 /// The filter of every mutating endpoint (SPEC D12, D20). A request is trusted when its connection arrived on a loopback
 /// <em>local</em> address (what the runbook's <c>kubectl exec … curl localhost:8080</c> produces) or when it carries
-/// <c>Authorization: Bearer $CFN_ADMIN_TOKEN</c>; anything else gets 401. The peer's address is not looked at: a sidecar
+/// <c>Authorization: Bearer $CFN_ADMIN_TOKEN</c>; anything else gets 401. Loopback trust also needs a loopback name in
+/// <c>Host</c> (<c>localhost:8080</c>), which a DNS-rebinding page cannot send. The peer's address is not looked at: a sidecar
 /// proxy (Istio/Envoy forwards outside traffic from 127.0.0.6 to the pod IP) or any same-pod proxy would make every
 /// outside caller look like loopback. <paramref name="loopbackTrusted"/> false (<c>CFN_ADMIN_LOOPBACK=false</c>) leaves
 /// only the token. A trusted request is still refused when a browser sent it from another site (403) or when its body
@@ -38,7 +39,7 @@ internal sealed class AdminAccess(string? token, bool loopbackTrusted = true) : 
     private bool IsTrusted(HttpContext http)
     {
         if (loopbackTrusted && http.Connection.LocalIpAddress is { } local &&
-            IPAddress.IsLoopback(local.IsIPv4MappedToIPv6 ? local.MapToIPv4() : local))
+            IPAddress.IsLoopback(local.IsIPv4MappedToIPv6 ? local.MapToIPv4() : local) && NamesLoopback(http.Request.Host))
         {
             return true;
         }
@@ -46,6 +47,23 @@ internal sealed class AdminAccess(string? token, bool loopbackTrusted = true) : 
         var header = http.Request.Headers.Authorization.ToString();
         return token is { Length: > 0 } && header.StartsWith("Bearer ", StringComparison.Ordinal) &&
                CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header["Bearer ".Length..]), Encoding.UTF8.GetBytes(token));
+    }
+
+    /// <summary>
+    /// The request's <c>Host</c> is a loopback name or address (<c>localhost</c>, <c>127.0.0.1</c>, <c>[::1]</c>), or absent
+    /// (HTTP/1.0). A page whose own name was re-pointed at 127.0.0.1 (DNS rebinding) reaches the loopback socket with its
+    /// own name in <c>Host</c>, and its requests are same-origin to the browser, so only this tells it from an operator.
+    /// </summary>
+    private static bool NamesLoopback(HostString host)
+    {
+        if (!host.HasValue)
+        {
+            return true;
+        }
+
+        var name = host.Host.Trim('[', ']');
+        return name.Equals("localhost", StringComparison.OrdinalIgnoreCase) ||
+               (IPAddress.TryParse(name, out var address) && IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address));
     }
 
     /// <summary>

@@ -32,16 +32,15 @@ internal static class StatusCommand
                 return 2;
             }
 
-            await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), new CoordinationOptions()).ConfigureAwait(false);
             try
             {
+                await using var redis = await RedisContext.ConnectAsync(settings.ToOptions(), new CoordinationOptions()).ConfigureAwait(false);
                 await Console.Out.WriteAsync(await RenderAsync(redis, RecoveryOptions.FromEnvironment()).ConfigureAwait(false)).ConfigureAwait(false);
                 return 0;
             }
             catch (Exception e) when (RedisErrors.IsTransient(e))
             {
-                await Console.Error.WriteLineAsync($"Redis connection failed (host: {settings.Host}, port: {settings.Port}): {RedisErrors.FirstClause(e)}")
-                    .ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"Redis connection failed ({settings.Display}): {RedisErrors.FirstClause(e)}").ConfigureAwait(false);
                 return 1;
             }
         });

@@ -203,6 +203,38 @@ public sealed class AdminAccessTests
     }
 
     [Fact]
+    public async Task Admin_DnsRebindingPageOnLoopback_401_LoopbackNamesAndTheTokenAccepted()
+    {
+        await using var world = await World.StartAsync(new AdminAccess(Token));
+        var loopback = world.Web.Loopback;
+        var port = loopback.BaseAddress!.Port;
+
+        // A page of rebound.example whose name now resolves to 127.0.0.1: to the browser its fetch is same-origin, JSON
+        // and all, and it reaches the loopback socket. Only its Host tells it from an operator's curl.
+        var rebound = $"rebound.example:{port}";
+        using (var json = new StringContent("{}", Encoding.UTF8, "application/json"))
+        {
+            var (status, body) = await PostAsync(loopback, "/api/timeouts/force-unblock-all", json,
+                ("Host", rebound), ("Origin", $"http://{rebound}"), ("Sec-Fetch-Site", "same-origin"));
+            Assert.Equal(HttpStatusCode.Unauthorized, status);
+            AssertError(body, "UNAUTHORIZED", null);
+        }
+
+        Assert.Equal("401", await CfnRun.ShellAsync($"curl -s -o /dev/null -w '%{{http_code}}' -X POST -H 'Host: {rebound}' http://127.0.0.1:{port}/api/spawning/pause"));
+        Assert.False(await world.PausedAsync());
+
+        // The names an operator uses on the pod are trusted; the token works whatever the Host.
+        foreach (var host in new[] { $"localhost:{port}", $"127.0.0.1:{port}", $"[::1]:{port}", $"LOCALHOST:{port}" })
+        {
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync(loopback, "/api/spawning/pause", null, ("Host", host))).Status);
+            Assert.Equal(HttpStatusCode.OK, (await PostAsync(loopback, "/api/spawning/resume", null, ("Host", host))).Status);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(loopback, "/api/spawning/pause", null, ("Host", rebound), ("Authorization", $"Bearer {Token}"))).Status);
+        Assert.True(await world.PausedAsync());
+    }
+
+    [Fact]
     public async Task Admin_NonJsonBody_415NamingContentType_EmptyBodyAndJsonFine_RunbookCurlCommandsWork()
     {
         await using var world = await World.StartAsync(new AdminAccess(Token));
