@@ -78,6 +78,16 @@ public sealed class CoordinationOptions
     public TimeSpan ReplicaWaitTimeout { get; set; } = TimeSpan.FromMilliseconds(200);
 
     /// <summary>
+    /// How many replicas must confirm a fencing write and a work intake (<c>REDIS_MIN_REPLICAS</c>; SPEC D19). Unset: 1
+    /// when Redis is reached through Sentinel (a primary there is expected to have replicas, and one that has none may
+    /// be an old primary a failover has not yet demoted, whose writes will be dropped), else 1 only while the primary
+    /// reports replicas. With a requirement, work is refused (503) while no replica confirms it: durability over
+    /// availability, as Redis's own <c>min-replicas-to-write</c>. 0 confirms only when replicas exist.
+    /// </summary>
+    [Range(0, 10, ErrorMessage = "REDIS_MIN_REPLICAS must be from 0 to 10")]
+    public int? MinReplicas { get; set; }
+
+    /// <summary>
     /// Safety re-read of an idle inbox (30 s). Senders always publish a wake-up in the same script that appends the
     /// signal, and every inbox is re-read after a reconnect, so this only bounds the damage of a lost message.
     /// </summary>
@@ -134,6 +144,7 @@ public sealed class CoordinationOptions
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
         o.WorkResultTtlSeconds = env.PositiveInt("WORK_RESULT_TTL_SECONDS") ?? o.WorkResultTtlSeconds;
         o.ReplicaWaitTimeout = env.Milliseconds("REDIS_WAIT_TIMEOUT_MS") ?? o.ReplicaWaitTimeout;
+        o.MinReplicas = env.WholeNumber("REDIS_MIN_REPLICAS") ?? o.MinReplicas;
         o.Validate();
         return o;
     }

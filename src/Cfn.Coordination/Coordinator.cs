@@ -3,6 +3,7 @@ using Cfn.Coordination.Activity;
 using Cfn.Coordination.Heartbeats;
 using Cfn.Coordination.Identity;
 using Cfn.Coordination.Metrics;
+using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Security;
 using Cfn.Coordination.Signals;
@@ -340,8 +341,12 @@ public sealed class Coordinator : IAsyncDisposable
                 return;
             }
 
-            var deleted = await DeleteOwnKeysAsync().ConfigureAwait(false);
+            var (deleted, inboxKept) = await DeleteOwnKeysAsync().ConfigureAwait(false);
             _logger.LogInformation("Coordinator stopped coordinator={CoordinatorId} keysDeleted={KeysDeleted}", Id, deleted);
+            if (inboxKept && IsValidator)
+            {
+                await NoticeUnansweredAsync().ConfigureAwait(false);
+            }
         }
         catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
         {
@@ -372,7 +377,22 @@ public sealed class Coordinator : IAsyncDisposable
         return current != Epoch;
     }
 
-    private async Task<long> DeleteOwnKeysAsync()
+    /// <summary>
+    /// A validator stopped with requests in its inbox (accepted and not answered, or not yet read). A validator's ID is
+    /// its pod's name in a Deployment, so no later instance reads them, and a graceful stop is never declared dead: its
+    /// waiters would wait out their timeouts. The notice a death without replacement publishes tells them to ask
+    /// another validator (D18), which is what a rolling update needs so that no wait is lost.
+    /// </summary>
+    private async Task NoticeUnansweredAsync()
+    {
+        var notice = new DeathNotice(Id, SwarmId, _redis.Time.GetUtcNow().ToUnixTimeMilliseconds(), DeathNotice.NoReplacement,
+            Reason: DeathNotice.StoppedWithRequests);
+        var receivers = await DeathNotices.PublishAsync(_redis.Database, notice).ConfigureAwait(false);
+        _logger.LogWarning("Validator stopped with requests unanswered; their senders ask other validators validatorId={ValidatorId} notified={Notified}",
+            Id, receivers);
+    }
+
+    private async Task<(long Deleted, bool InboxKept)> DeleteOwnKeysAsync()
     {
         var database = _redis.Database;
         // Both heartbeat families: an ID that ran as the other kind before leaves nothing behind either.
@@ -394,7 +414,7 @@ public sealed class Coordinator : IAsyncDisposable
         // The emptiness check and the delete are one script: a signal appended between them would be deleted unread.
         var inbox = (long)await database.ScriptEvaluateAsync(RedisScripts.DeleteInboxIfEmpty, [Keys.Inbox(Id), Keys.Signal(Id)])
             .ConfigureAwait(false);
-        return deleted + Math.Max(0, inbox);
+        return (deleted + Math.Max(0, inbox), inbox < 0);
     }
 
     /// <inheritdoc/>

@@ -27,6 +27,13 @@ public sealed class EnvironmentSettings(IDictionary? environment = null)
         ? null
         : value <= int.MaxValue ? (int)value : throw new ValidationException($"{name} is too large (got {value})");
 
+    /// <summary>A whole number from 0 (zero allowed, unlike <see cref="PositiveInt"/>), or null when unset.</summary>
+    internal int? WholeNumber(string name) => Text(name) is not { } text
+        ? null
+        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            ? value
+            : throw new ValidationException($"{name} must be a whole number from 0 (got \"{text}\")");
+
     /// <summary>A duration in milliseconds, or null when unset.</summary>
     public TimeSpan? Milliseconds(string name) => Positive(name) is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 

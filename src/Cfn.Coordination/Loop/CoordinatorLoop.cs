@@ -729,6 +729,9 @@ public sealed class CoordinatorLoop
         }
     }
 
+    /// <summary>How long an unconfirmed completion waits for a primary with its replicas before it is read back (a client moves to a new primary within about 10 s).</summary>
+    private static readonly TimeSpan SettlePatience = TimeSpan.FromSeconds(30);
+
     /// <summary>Rounds of asking other validators for requests whose validator died with no replacement.</summary>
     private const int MaxReassignRounds = 3;
 
@@ -890,8 +893,15 @@ public sealed class CoordinatorLoop
         var written = await validation.CompleteAsync(result).ConfigureAwait(false);
         if (written.Succeeded && !await _coordinator.Redis.Replication.ConfirmAsync("work_complete").ConfigureAwait(false))
         {
-            // No replica has the completion yet: a failover now could drop it. Read it back (from the primary of the
-            // moment) rather than trust the reply.
+            // No replica has the completion yet: a failover now could drop it, and the server that took it may be an old
+            // primary a failover left behind. Once a primary with its replicas answers (the client has moved on if it
+            // had to), read the item back from it rather than trust the reply.
+            if (!await _coordinator.Redis.Replication.SettleAsync(SettlePatience).ConfigureAwait(false))
+            {
+                _logger.LogWarning("Work item completion still not confirmed by a replica after {Seconds}s workId={WorkId} coordinator={CoordinatorId}: reading it back anyway",
+                    SettlePatience.TotalSeconds, queued.WorkId, _coordinator.Id);
+            }
+
             var stored = await _coordinator.Work.GetAsync(queued.WorkId).ConfigureAwait(false);
             written = stored switch
             {

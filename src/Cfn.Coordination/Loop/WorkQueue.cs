@@ -142,7 +142,7 @@ public sealed partial class WorkQueue : IAsyncDisposable
         if (!await _redis.Replication.ConfirmAsync("work_enqueue").ConfigureAwait(false))
         {
             throw new TimeoutException(string.Create(CultureInfo.InvariantCulture,
-                $"work {workId} was not confirmed by a replica within {_redis.Options.ReplicaWaitTimeout.TotalMilliseconds} ms (REDIS_WAIT_TIMEOUT_MS); retry with the same workId"));
+                $"work {workId} was not confirmed by a replica within {_redis.Options.ReplicaWaitTimeout.TotalMilliseconds} ms (REDIS_WAIT_TIMEOUT_MS, REDIS_MIN_REPLICAS); retry with the same workId"));
         }
 
         return new EnqueueResult(workId, length);

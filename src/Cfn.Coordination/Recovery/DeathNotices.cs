@@ -14,7 +14,7 @@ namespace Cfn.Coordination.Recovery;
 /// <param name="Timestamp">When the notice was published, ms.</param>
 /// <param name="Action">What happens to the dead coordinator's work and signals.</param>
 /// <param name="NewCoordinatorId">The replacement (absent for <see cref="NoReplacement"/>).</param>
-/// <param name="Reason">For <see cref="NoReplacement"/>: why (<see cref="AutoEscalationDisabled"/> or <see cref="AgentNotRespawnable"/>); absent in older notices.</param>
+/// <param name="Reason">For <see cref="NoReplacement"/>: why (<see cref="AutoEscalationDisabled"/>, <see cref="AgentNotRespawnable"/> or <see cref="StoppedWithRequests"/>); absent in older notices.</param>
 internal sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, long Timestamp, string Action, string? NewCoordinatorId = null,
     string? Reason = null)
 {
@@ -23,6 +23,12 @@ internal sealed record DeathNotice(string DeadCoordinatorId, string SwarmId, lon
 
     /// <summary><see cref="NoReplacement"/> because the dead one was an agent run outside cfn (SPEC D21): no host can start it.</summary>
     public const string AgentNotRespawnable = "agent_not_respawnable";
+
+    /// <summary>
+    /// <see cref="NoReplacement"/> because a validator stopped gracefully with requests in its inbox: not dead, but
+    /// nobody will answer them (a Deployment's next pod has another ID), so its waiters ask other validators.
+    /// </summary>
+    public const string StoppedWithRequests = "stopped_with_requests";
 
     /// <summary>Escalated: <see cref="NewCoordinatorId"/> is coming and gets the work and unconsumed signals.</summary>
     public const string SpawnReplacement = "spawn_replacement";

@@ -90,7 +90,10 @@ public sealed class RedisContext : IAsyncDisposable
         // resume well inside any sensible stale threshold.
         config.ReconnectRetryPolicy = new ExponentialRetry(250, 2000);
         var multiplexer = await ConnectionMultiplexer.ConnectAsync(config).ConfigureAwait(false);
-        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true, breakers, loops);
+        return new RedisContext(multiplexer, options, config.DefaultDatabase ?? -1, time, loggerFactory, ownsMultiplexer: true, breakers, loops)
+        {
+            ViaSentinel = !string.IsNullOrEmpty(config.ServiceName),
+        };
     }
 
     /// <summary>The shared multiplexer.</summary>
@@ -118,6 +121,9 @@ public sealed class RedisContext : IAsyncDisposable
 
     /// <summary>The <c>redis</c> breaker: heartbeats and the heartbeat monitor go through it (SPEC §2.14).</summary>
     public CircuitBreaker RedisBreaker { get; }
+
+    /// <summary>Reached through Sentinel (<c>serviceName=</c>): the primary is expected to have replicas (SPEC D19).</summary>
+    internal bool ViaSentinel { get; init; }
 
     /// <summary>Replicas and fencing-write confirmation (SPEC D19).</summary>
     internal RedisReplication Replication { get; }

@@ -40,7 +40,58 @@ internal sealed class RedisReplication
     /// </summary>
     public async Task<bool> ConfirmAsync(string write)
     {
-        if (await ReplicasAsync().ConfigureAwait(false) <= 0)
+        if (await WaitAsync(write).ConfigureAwait(false))
+        {
+            return true;
+        }
+
+        Unconfirmed.WithLabels(write).Inc();
+        _logger.LogWarning("Fencing write {Write} not confirmed by {Required} replica(s) within {TimeoutMs} ms: a failover now could lose it",
+            write, Math.Max(1, Required), (long)_redis.Options.ReplicaWaitTimeout.TotalMilliseconds);
+        return false;
+    }
+
+    /// <summary>
+    /// After an unconfirmed write: waits (up to <paramref name="patience"/>) until the primary of the moment has the
+    /// replicas it needs and they hold everything this connection wrote, so that what is read next is what survives.
+    /// An old primary that a failover left behind has no replica: this waits until the client has moved to the new one
+    /// (which it does when the old one is demoted). False when <paramref name="patience"/> ran out first.
+    /// </summary>
+    public async Task<bool> SettleAsync(TimeSpan patience, CancellationToken cancellationToken = default)
+    {
+        var started = _redis.Time.GetTimestamp();
+        while (true)
+        {
+            try
+            {
+                Forget();
+                if (await WaitAsync("settle").ConfigureAwait(false))
+                {
+                    return true;
+                }
+            }
+            catch (Exception e) when (RedisErrors.IsTransient(e))
+            {
+                // the client is moving to another server: ask again
+            }
+
+            if (_redis.Time.GetElapsedTime(started) >= patience)
+            {
+                return false;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(250), _redis.Time, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Replicas every confirmation needs: <c>REDIS_MIN_REPLICAS</c>, else 1 through Sentinel, else 0 (only while replicas exist).</summary>
+    private int Required => _redis.Options.MinReplicas ?? (_redis.ViaSentinel ? 1 : 0);
+
+    /// <summary><c>WAIT</c> for the replicas needed (none needed: true at once); true when enough confirmed in time.</summary>
+    private async Task<bool> WaitAsync(string write)
+    {
+        var needed = Required > 0 ? Required : await ReplicasAsync().ConfigureAwait(false) > 0 ? 1 : 0;
+        if (needed == 0)
         {
             return true;
         }
@@ -49,20 +100,14 @@ internal sealed class RedisReplication
         try
         {
             // WAIT covers every write sent before it on this connection: the multiplexer keeps one, in order.
-            var acked = (long)await _redis.Database.ExecuteAsync("WAIT", 1, timeout).ConfigureAwait(false);
-            if (acked >= 1)
-            {
-                return true;
-            }
+            var acked = (long)await _redis.Database.ExecuteAsync("WAIT", needed, timeout).ConfigureAwait(false);
+            return acked >= needed;
         }
         catch (RedisServerException e)
         {
-            _logger.LogWarning("WAIT refused ({Error}); fencing write {Write} not confirmed by a replica", e.Message, write);
+            _logger.LogWarning("WAIT refused ({Error}); {Write} not confirmed by a replica", e.Message, write);
+            return false;
         }
-
-        Unconfirmed.WithLabels(write).Inc();
-        _logger.LogWarning("Fencing write {Write} not confirmed by a replica within {TimeoutMs} ms: a failover now could lose it", write, timeout);
-        return false;
     }
 
     /// <summary>

@@ -156,7 +156,7 @@ public sealed class ValidatorOptions
         o.StatsWindow = env.Milliseconds("VALIDATOR_STATS_WINDOW_MS") ?? o.StatsWindow;
         o.RegistrationInterval = env.Milliseconds("VALIDATOR_REGISTRATION_INTERVAL_MS") ?? o.RegistrationInterval;
         o.Concurrency = env.PositiveInt("VALIDATOR_CONCURRENCY") ?? o.Concurrency;
-        o.QueueCapacity = WholeNumber(env, "VALIDATOR_QUEUE_CAPACITY") ?? o.QueueCapacity;
+        o.QueueCapacity = env.WholeNumber("VALIDATOR_QUEUE_CAPACITY") ?? o.QueueCapacity;
         o.Command = ParseCommand(env.Text("VALIDATION_COMMAND"));
         o.Url = env.Text("VALIDATION_URL") is { } url
             ? Uri.TryCreate(url, UriKind.Absolute, out var uri) ? uri : throw new ValidationException("VALIDATION_URL must be an absolute http:// or https:// URL")
@@ -193,13 +193,6 @@ public sealed class ValidatorOptions
             throw new ValidationException("VALIDATION_COMMAND must be a JSON array of strings: " + e.Message);
         }
     }
-
-    /// <summary>A whole number from 0 (zero allowed, unlike <see cref="EnvironmentSettings.PositiveInt"/>), or null when unset.</summary>
-    private static int? WholeNumber(EnvironmentSettings env, string name) => env.Text(name) is not { } text
-        ? null
-        : int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
-            ? value
-            : throw new ValidationException($"{name} must be a whole number from 0 (got \"{text}\")");
 
     /// <summary>A number from 0 to 1 (invariant culture), or null when unset.</summary>
     internal static double? Fraction(EnvironmentSettings env, string name) => env.Text(name) is not { } text

@@ -507,9 +507,12 @@ internal sealed class WakeHub : IAsyncDisposable
 
         return notice.Action switch
         {
-            DeathNotice.NoReplacement => new PeerFate(peerId, PeerFateKind.Dead, null, notice.Reason == DeathNotice.AgentNotRespawnable
-                ? "agent died; agents are not replaced (notice no_replacement)"
-                : "auto-escalation disabled (notice no_replacement)"),
+            DeathNotice.NoReplacement => new PeerFate(peerId, PeerFateKind.Dead, null, notice.Reason switch
+            {
+                DeathNotice.AgentNotRespawnable => "agent died; agents are not replaced (notice no_replacement)",
+                DeathNotice.StoppedWithRequests => "validator stopped gracefully with requests unanswered (notice no_replacement)",
+                _ => "auto-escalation disabled (notice no_replacement)",
+            }),
             DeathNotice.ReplacementFailed => new PeerFate(peerId, PeerFateKind.Dead, notice.NewCoordinatorId,
                 $"replacement {notice.NewCoordinatorId} failed to start (notice replacement_failed)"),
             DeathNotice.SpawnReplacement => new PeerFate(peerId, PeerFateKind.HandedOver, notice.NewCoordinatorId,

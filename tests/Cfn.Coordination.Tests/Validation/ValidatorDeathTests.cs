@@ -106,6 +106,42 @@ public sealed class ValidatorDeathTests(RedisServer server)
     }
 
     [Fact]
+    public async Task Validator_StoppedGracefullyHoldingAcceptedValidations_AnotherLiveValidatorAnswersEachBeforeTheTimeout()
+    {
+        // A rolling update of the validator Deployment: the pod stops (SIGTERM) with requests it ACKed and never
+        // answered, and no pod ever starts under its name again. It is not dead, so nothing is escalated.
+        await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
+        await using var world = await DeathWorld.CreateAsync(server, h);
+        var (validator, worker, stopWorker) = await world.StartHangingValidatorAsync();
+        var coordinators = await world.StartCoordinatorsAsync(2, TimeSpan.FromSeconds(60));
+        var workIds = await world.EnqueueAsync(2);
+        await DeathWorld.AllAcceptedAsync(worker, workIds.Count);
+        var other = await world.Db.StartAsync(h, TestIds.New("validator"), Keys.ValidatorSwarm, heartbeatLoop: true);
+        var answers = new CountingValidation();
+        world.Run(new ValidatorWorker(other, answers, new ValidatorOptions(), world.Performance, world.Registry).RunAsync);
+
+        var stoppedAt = Stopwatch.GetTimestamp();
+        await stopWorker();
+        await validator.StopAsync();
+        Assert.Single(RecoveryKit.Lines(h, "Validator stopped with requests unanswered", validator.Id));
+
+        foreach (var workId in workIds)
+        {
+            var item = await DeathWorld.CompletedAsync(workId, coordinators, TimeSpan.FromSeconds(30));
+            var data = item.Data!.Value;
+            Assert.Equal("pass", data.GetProperty("outcome").GetString());
+            var verdict = Assert.Single(data.GetProperty("verdicts").EnumerateArray().ToList());
+            Assert.Equal(other.Id, verdict.GetProperty("validatorId").GetString());
+        }
+
+        Assert.True(Stopwatch.GetElapsedTime(stoppedAt) < TimeSpan.FromSeconds(20), "answered by the other validator, not ended by the 60 s timeout");
+        Assert.Equal(2, answers.Calls);
+        Assert.Equal(0, coordinators.Sum(c => c.Loop.State.ItemsFailed));
+        // Not a death: nothing was escalated for it.
+        Assert.False(await world.Db.Database.KeyExistsAsync(Keys.Escalation(validator.Id)));
+    }
+
+    [Fact]
     public async Task Validator_KilledHoldingAcceptedValidationsNoReplacement_EveryItemEndsFailedAtItsTimeoutNamingIt()
     {
         await using var h = Harness.Create(server, o => o.HeartbeatInterval = TimeSpan.FromMilliseconds(100));
