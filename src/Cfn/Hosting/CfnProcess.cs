@@ -76,6 +76,11 @@ internal sealed class CfnProcess
         {
             process.SupersededWhileStarting(superseded);
         }
+        catch (OperationCanceledException) when (_plan.Up is null && process.ExitCode == SupersededExitCode)
+        {
+            // Superseded while the host was still starting (seen in the chaos run: Kestrel still binding): the stop the
+            // supersession asked for cancelled the start. Exit 3 all the same, so the pod restarts as a new instance.
+        }
         finally
         {
             // The host stops the roles in the reverse of their start order (ProcessServices), then Kestrel.
