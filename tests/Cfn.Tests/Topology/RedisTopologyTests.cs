@@ -180,14 +180,7 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
             TimeSpan.FromSeconds(30)), "the replica was never promoted");
         try
         {
-            await WaitAllCompletedAsync(http, accepted, run);
-        }
-        catch
-        {
-            var saved = Path.Combine(Path.GetTempPath(), $"cfn-failover-{httpPort}.log");
-            await File.WriteAllTextAsync(saved, run.Output);
-            output.WriteLine($"cfn up's output: {saved}");
-            throw;
+            await SavingOutputOnFailureAsync(run, httpPort, () => WaitAllCompletedAsync(http, accepted, run));
         }
         finally
         {
@@ -215,17 +208,7 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
             TimeSpan.FromSeconds(30)), "the new replica never came online");
         var after = new List<string>();
         await SubmitAsync(http, "after", 20, after);
-        try
-        {
-            await WaitAllCompletedAsync(http, after, run);
-        }
-        catch
-        {
-            var saved = Path.Combine(Path.GetTempPath(), $"cfn-failover-{httpPort}.log");
-            await File.WriteAllTextAsync(saved, run.Output);
-            output.WriteLine($"cfn up's output: {saved}");
-            throw;
-        }
+        await SavingOutputOnFailureAsync(run, httpPort, () => WaitAllCompletedAsync(http, after, run));
 
         foreach (var refusal in Refusals.Take(10))
         {
@@ -248,6 +231,22 @@ public sealed class RedisTopologyTests(ITestOutputHelper output) : IAsyncLifetim
         Assert.DoesNotContain(run.Lines, l => l.Contains("Marking coordinator as DEAD", StringComparison.Ordinal));
         Assert.True(accepted.Count >= 30, $"only {accepted.Count} of 60 submissions accepted");
         Assert.True(after.Count >= 15, $"only {after.Count} of 20 submissions accepted once a new replica was up");
+    }
+
+    /// <summary>Runs <paramref name="check"/>; when it fails, <c>cfn up</c>'s whole output is saved to a file the test names.</summary>
+    private async Task SavingOutputOnFailureAsync(CfnRun run, int httpPort, Func<Task> check)
+    {
+        try
+        {
+            await check();
+        }
+        catch
+        {
+            var saved = Path.Combine(Path.GetTempPath(), $"cfn-failover-{httpPort}.log");
+            await File.WriteAllTextAsync(saved, run.Output);
+            output.WriteLine($"cfn up's output: {saved}");
+            throw;
+        }
     }
 
     /// <summary>The longest time between two "Work item complete" lines from 2 s before <paramref name="from"/> to 30 s after it.</summary>
