@@ -24,17 +24,37 @@ public sealed class CoordinationOptions
     /// <summary>Log every successful heartbeat at INFO (<c>HEARTBEAT_DEBUG</c>, false).</summary>
     public bool HeartbeatDebug { get; set; }
 
-    /// <summary>K3 TTL (<c>ACK_TTL_SECONDS</c>, 3600).</summary>
+    /// <summary>
+    /// K3 TTL as written (<c>ACK_TTL_SECONDS</c>, 3600): how long an ACK waits for a waiter that has not read it, a TS
+    /// waiter polling for it included (D13).
+    /// </summary>
     [Range(1, 7 * 86_400, ErrorMessage = "ACK_TTL_SECONDS is out of range ({1} to {2})")]
     public int AckTtlSeconds { get; set; } = 3600;
+
+    /// <summary>
+    /// How long the ACKs a cfn wait received are kept once it has ended (<c>ACK_RETENTION_SECONDS</c>, 300; SPEC D23):
+    /// the waiter shortens their TTL to this. It leaves time for a coordinator that adopts a dead one's work item to see
+    /// which requests were ACKed (the item records them right after the wait; this covers a death in between), and for
+    /// the runbook's counts of ACK keys while a wait lasts. Shorter: less memory (an ACK key is about 470 bytes); longer
+    /// than <see cref="AckTtlSeconds"/> changes nothing.
+    /// </summary>
+    [Range(1, 7 * 86_400, ErrorMessage = "ACK_RETENTION_SECONDS is out of range ({1} to {2})")]
+    public int AckRetentionSeconds { get; set; } = 300;
 
     /// <summary>K2 and inbox TTL (<c>SIGNAL_TTL_SECONDS</c>, 86400). Also the age past which a signal is "too old".</summary>
     [Range(1, 30 * 86_400, ErrorMessage = "SIGNAL_TTL_SECONDS is out of range ({1} to {2})")]
     public int SignalTtlSeconds { get; set; } = 86_400;
 
-    /// <summary>K4 TTL (<c>IDEMPOTENCY_TTL_SECONDS</c>, 86400).</summary>
+    /// <summary>
+    /// K4 TTL (<c>IDEMPOTENCY_TTL_SECONDS</c>, 900; SPEC D23): the window in which a repeat of a signal (the same message
+    /// ID: a sender's retry, a resend of an adopted item's request, a replayed HTTP delivery) is recognised as a
+    /// duplicate. A sender retries a signal only while it waits for it (<c>BLOCKING_TIMEOUT_MS</c>, 300 s), and
+    /// <c>POST /api/signals/receive</c> refuses a request whose signed timestamp is more than 5 minutes old, so within
+    /// the defaults nothing can repeat a signal after its record is gone. Longer: about 170 bytes per signal per second
+    /// kept longer; shorter than the longest wait lets a late retry through as a second signal.
+    /// </summary>
     [Range(1, 30 * 86_400, ErrorMessage = "IDEMPOTENCY_TTL_SECONDS is out of range ({1} to {2})")]
-    public int IdempotencyTtlSeconds { get; set; } = 86_400;
+    public int IdempotencyTtlSeconds { get; set; } = 900;
 
     /// <summary>
     /// Most signals pending in one receiver's inbox (<c>SIGNAL_INBOX_MAX_LENGTH</c>, 10000). A send that would go beyond
@@ -45,6 +65,16 @@ public sealed class CoordinationOptions
     /// </summary>
     [Range(1, 10_000_000, ErrorMessage = "SIGNAL_INBOX_MAX_LENGTH is out of range ({1} to {2})")]
     public int SignalInboxMaxLength { get; set; } = 10_000;
+
+    /// <summary>
+    /// How long a completed work item's K10 record (<c>coordinator:work:…</c>: its input and validation progress) stays
+    /// once it is done (<c>FINISHED_WORK_RETENTION_SECONDS</c>, 300; SPEC D23). Its outcome, verdicts and history stay in
+    /// the work record for <see cref="WorkResultTtlSeconds"/> (<c>GET /api/swarms/{id}/work/{workId}</c>). It covers a
+    /// completion read back after a failover (about 30 s) and an operator looking at a recent item with
+    /// <c>redis-cli</c>. Longer: about 800 bytes per item per second kept longer.
+    /// </summary>
+    [Range(1, 30 * 86_400, ErrorMessage = "FINISHED_WORK_RETENTION_SECONDS is out of range ({1} to {2})")]
+    public int FinishedWorkRetentionSeconds { get; set; } = 300;
 
     /// <summary>K10 TTL of a new work item (3600).</summary>
     [Range(1, 30 * 86_400, ErrorMessage = "WorkTtlSeconds is out of range ({1} to {2})")]
@@ -137,12 +167,14 @@ public sealed class CoordinationOptions
         o.HeartbeatTtlSeconds = env.PositiveInt("HEARTBEAT_TTL_SECONDS") ?? o.HeartbeatTtlSeconds;
         o.HeartbeatDebug = env.Flag("HEARTBEAT_DEBUG") ?? o.HeartbeatDebug;
         o.AckTtlSeconds = env.PositiveInt("ACK_TTL_SECONDS") ?? o.AckTtlSeconds;
+        o.AckRetentionSeconds = env.PositiveInt("ACK_RETENTION_SECONDS") ?? o.AckRetentionSeconds;
         o.SignalTtlSeconds = env.PositiveInt("SIGNAL_TTL_SECONDS") ?? o.SignalTtlSeconds;
         o.IdempotencyTtlSeconds = env.PositiveInt("IDEMPOTENCY_TTL_SECONDS") ?? o.IdempotencyTtlSeconds;
         o.SignalInboxMaxLength = env.PositiveInt("SIGNAL_INBOX_MAX_LENGTH") ?? o.SignalInboxMaxLength;
         o.AckFallbackPollInterval = env.Milliseconds("ACK_POLL_INTERVAL_MS") ?? o.AckFallbackPollInterval;
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
         o.WorkResultTtlSeconds = env.PositiveInt("WORK_RESULT_TTL_SECONDS") ?? o.WorkResultTtlSeconds;
+        o.FinishedWorkRetentionSeconds = env.PositiveInt("FINISHED_WORK_RETENTION_SECONDS") ?? o.FinishedWorkRetentionSeconds;
         o.ReplicaWaitTimeout = env.Milliseconds("REDIS_WAIT_TIMEOUT_MS") ?? o.ReplicaWaitTimeout;
         o.MinReplicas = env.WholeNumber("REDIS_MIN_REPLICAS") ?? o.MinReplicas;
         o.Validate();

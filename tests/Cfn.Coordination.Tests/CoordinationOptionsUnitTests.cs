@@ -15,7 +15,8 @@ public sealed class CoordinationOptionsUnitTests
         Assert.Equal(300, o.HeartbeatTtlSeconds);
         Assert.Equal(3600, o.AckTtlSeconds);
         Assert.Equal(86_400, o.SignalTtlSeconds);
-        Assert.Equal(86_400, o.IdempotencyTtlSeconds);
+        // D8 said 86400; D23 (later) bounds retention by what can still read it: the retry window (docs/decisions.md).
+        Assert.Equal(900, o.IdempotencyTtlSeconds);
         Assert.Equal(TimeSpan.FromSeconds(1), o.AckFallbackPollInterval);
         Assert.False(o.HeartbeatDebug);
         Assert.Equal(10_000, o.SignalInboxMaxLength);

@@ -378,6 +378,7 @@ public sealed class AckWaiter
             HandedOver = handedOver,
         };
         Telemetry.BlockingDuration.WithLabels(swarm, self, result.StatusLabel).Observe(duration.TotalSeconds);
+        ShortenAcks(targets, acks);
         switch (status)
         {
             case AckWaitStatus.Timeout:
@@ -411,6 +412,31 @@ public sealed class AckWaiter
         // caller does next (an operator or the deadlock check never sees an ended wait as blocking for long).
         _ = _coordinator.Activity.TryRecordAsync(_logger);
         return result;
+    }
+
+    /// <summary>
+    /// The ACKs this wait received have served it: their TTL drops to <see cref="CoordinationOptions.AckRetentionSeconds"/>
+    /// (SPEC D23), never raised (<c>PEXPIRE … LT</c>), without a reply awaited. Left at <c>ACK_TTL_SECONDS</c>, they were
+    /// most of what a cycle leaves in Redis.
+    /// </summary>
+    private void ShortenAcks(List<Target> targets, Dictionary<string, SignalAck> acks)
+    {
+        var retentionMs = _coordinator.Redis.Options.AckRetentionSeconds * 1000L;
+        if (retentionMs >= _coordinator.Redis.Options.AckTtlSeconds * 1000L)
+        {
+            return;
+        }
+
+        foreach (var target in targets)
+        {
+            if (!acks.ContainsKey(target.CoordinatorId))
+            {
+                continue;
+            }
+
+            var link = target.AckedBy is { } by && target.IndexOf(by) is >= 0 and var at ? target.LinkAt(at) : target.LinkAt(0);
+            _ = _coordinator.Redis.Database.ExecuteAsync("PEXPIRE", [Keys.Ack(link.AckerId, link.SignalId), retentionMs, "LT"], CommandFlags.FireAndForget);
+        }
     }
 
     /// <summary>

@@ -275,7 +275,8 @@ public sealed class WorkItemStore
             [expected ?? string.Empty, json, fenceEpoch, options.WorkTtlSeconds, stampFields, keep, next.WorkId, next.AssignedTo,
                 note?.Status ?? string.Empty, note?.Event ?? string.Empty, note?.From ?? string.Empty, note?.TtlMs(options) ?? 0,
                 note?.Result ?? string.Empty, note?.Verdicts ?? string.Empty,
-                Keys.WorkFinishedChannel(swarmId, next.WorkId).ToString()]).ConfigureAwait(false))!;
+                Keys.WorkFinishedChannel(swarmId, next.WorkId).ToString(),
+                next.Status == WorkStatus.Completed ? options.FinishedWorkRetentionSeconds * 1000L : 0]).ConfigureAwait(false))!;
     }
 
     private WorkWriteResult Refused(WorkWriteResult result)

@@ -13,6 +13,7 @@
 -- ARGV[10] the event   ARGV[11] the previous owner named by the event ('' none)   ARGV[12] the record's TTL (ms)
 -- ARGV[13] result JSON of a finished item ('' none)   ARGV[14] its verdicts JSON ('' none)
 -- ARGV[15] the channel told when the item is finished
+-- ARGV[16] for a completed item, how long (ms) its K10 stays (FINISHED_WORK_RETENTION_SECONDS; 0 = keep its TTL)
 -- Returns {'ok', newJson} | {'fenced', currentEpoch} | {'exists', storedJson} | {'not_found', ''} | {'conflict', storedJson}
 -- | {'owned_elsewhere', ownerId} (a create of a work ID whose record is under another coordinator's key)
 local fenced = fence(KEYS[3], ARGV[3])
@@ -82,9 +83,16 @@ if KEYS[2] ~= KEYS[1] then
   end
   redis.call('DEL', KEYS[1])
 end
--- The remaining TTL is kept, never reset (W40e).
-if ttl > 0 then
-  redis.call('SET', KEYS[2], json, 'PX', ttl)
+-- The remaining TTL is kept, never reset (W40e), except that a completed item's is cut to the finished-work retention:
+-- its result and verdicts live on in the work record (KEYS[7]), so the rest is dropped soon (D23). The work-owner
+-- marker keeps the full TTL (a resubmission of the ID is still recognised).
+local item_ttl = ttl
+local finished_ms = tonumber(ARGV[16])
+if finished_ms > 0 and (item_ttl <= 0 or item_ttl > finished_ms) then
+  item_ttl = finished_ms
+end
+if item_ttl > 0 then
+  redis.call('SET', KEYS[2], json, 'PX', item_ttl)
 else
   redis.call('SET', KEYS[2], json)
 end
