@@ -264,7 +264,7 @@ internal sealed class H_Retention : IRow
         }
 
         list.Add(new RetentionSetting(nameof(ValidatorOptions.CacheTtlSeconds), "VALIDATION_CACHE_TTL_SECONDS", validatorOptions.CacheTtlSeconds));
-        list.Add(new RetentionSetting(nameof(ValidatorOptions.StatsWindow), "VALIDATOR_STATS_WINDOW_MS", (int)validatorOptions.StatsWindow.TotalSeconds));
+        list.Add(new RetentionSetting(nameof(ValidatorOptions.StatsWindow), "VALIDATOR_STATS_WINDOW_MS ÷ 1000", (int)validatorOptions.StatsWindow.TotalSeconds));
         list.Add(new RetentionSetting("UnfinishedWorkRecord", "unfinished work record (a week)", 7 * 86_400));
         return list;
     }
@@ -422,15 +422,20 @@ internal sealed class Measurement
 
     private async Task SampleAsync()
     {
-        var info = (string?)await _ctx.Server.ExecuteAsync("INFO", "memory") ?? "";
-        var line = info.Split('\n').Select(l => l.Trim()).First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
-        var used = long.Parse(line["used_memory:".Length..], CultureInfo.InvariantCulture);
-        var keys = await _ctx.Server.DatabaseSizeAsync(_ctx.DatabaseIndex);
+        var (used, keys) = await ReadAsync();
         var seconds = Stopwatch.GetElapsedTime(_start).TotalSeconds;
         lock (_samples)
         {
             _samples.Add((seconds, _cycles(), used, keys));
         }
+    }
+
+    /// <summary>used_memory and DBSIZE (which counts expired keys Redis has not reclaimed yet).</summary>
+    private async Task<(long UsedMemory, long Keys)> ReadAsync()
+    {
+        var info = (string?)await _ctx.Server.ExecuteAsync("INFO", "memory") ?? "";
+        var line = info.Split('\n').Select(l => l.Trim()).First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
+        return (long.Parse(line["used_memory:".Length..], CultureInfo.InvariantCulture), await _ctx.Server.DatabaseSizeAsync(_ctx.DatabaseIndex));
     }
 
     /// <param name="cycles">Cycles done in the measured run.</param>
@@ -442,7 +447,11 @@ internal sealed class Measurement
         _stop.TrySetResult();
         await _sampling;
         await SampleAsync();
+        // Active expiry stops while under 10 % of the keys it samples have expired, so keys whose TTL ran out can stay
+        // in memory a long time beside longer-lived ones. SCAN reclaims every expired key it meets: after it, used_memory
+        // holds the live keys only, which is what MEMORY USAGE measured.
         var end = await KeyCensus.AllKeysAsync(_ctx);
+        var (usedLive, keysLive) = await ReadAsync();
         var random = new Random(17);
         var families = new JsonArray();
         double projected = 0, leak = 0, leftPerCycle = 0;
@@ -546,7 +555,9 @@ internal sealed class Measurement
         var usedLeftPerCycle = cycles == 0 ? 0 : (samples[^1].UsedMemory - samples[0].UsedMemory) / (double)cycles;
         // MEMORY USAGE leaves out what Redis spends per key beside it (the expires entry, hash-table buckets); used_memory
         // counts it, so the projection is also given scaled by how much more used_memory grew than the keys measured.
-        var overhead = leftPerCycle > 0 ? usedLeftPerCycle / leftPerCycle : 1;
+        var liveLeftPerCycle = cycles == 0 ? 0 : (usedLive - samples[0].UsedMemory) / (double)cycles;
+        var expiredUnreclaimed = Math.Max(0, samples[^1].Keys - keysLive);
+        var overhead = leftPerCycle > 0 ? liveLeftPerCycle / leftPerCycle : 1;
         ProjectedBytes = projected;
         ProjectedWithOverheadBytes = projected * overhead;
         LeakBytesPerCycle = leak;
@@ -556,6 +567,9 @@ internal sealed class Measurement
             ["used_memory_start"] = samples[0].UsedMemory,
             ["used_memory_end"] = samples[^1].UsedMemory,
             ["used_memory_left_per_cycle"] = Stats.Round(usedLeftPerCycle, 1),
+            ["used_memory_live"] = usedLive,
+            ["used_memory_live_left_per_cycle"] = Stats.Round(liveLeftPerCycle, 1),
+            ["expired_keys_unreclaimed_at_end"] = expiredUnreclaimed,
             ["slope_bytes_per_s"] = Stats.Round(slopePerSecond, 0),
             ["slope_bytes_per_cycle"] = Stats.Round(slopePerSecond / rate, 1),
             ["keys_left_per_cycle"] = cycles == 0 ? 0 : Stats.Round((samples[^1].Keys - samples[0].Keys) / (double)cycles, 3),
@@ -573,7 +587,9 @@ internal sealed class Measurement
         Json["used_memory_to_memory_usage_ratio"] = Stats.Round(overhead, 3);
         Json["projected_with_overhead_bytes_per_1000_per_s"] = Math.Round(ProjectedWithOverheadBytes);
         Json["leak_bytes_per_cycle"] = Stats.Round(leak, 1);
-        _summary = $"{H_Retention.Bytes(usedLeftPerCycle)} left per {{0}} (used_memory {H_Retention.Bytes(samples[0].UsedMemory)} → {H_Retention.Bytes(samples[^1].UsedMemory)}, " +
+        var unreclaimed = expiredUnreclaimed == 0 ? ""
+            : $"; {expiredUnreclaimed:N0} expired keys not yet reclaimed, {H_Retention.Bytes(usedLive)} once SCAN removed them";
+        _summary = $"{H_Retention.Bytes(usedLeftPerCycle)} left per {{0}} (used_memory {H_Retention.Bytes(samples[0].UsedMemory)} → {H_Retention.Bytes(samples[^1].UsedMemory)}{unreclaimed}, " +
             $"slope {H_Retention.Bytes(slopePerSecond)}/s = {H_Retention.Bytes(slopePerSecond / rate)} per {{0}}; by family {H_Retention.Bytes(leftPerCycle)}); " +
             $"per {{0}}: {string.Join("; ", perFamilyText)}; projected {H_Retention.Bytes(projected)} per 1,000 {{1}}/s " +
             $"({H_Retention.Bytes(ProjectedWithOverheadBytes)} with Redis's per-key overhead: used_memory grew ×{overhead:0.00} the keys' MEMORY USAGE)" +
