@@ -50,6 +50,15 @@ internal sealed class BenchContext : IAsyncDisposable
     /// <summary>Row c's pair counts when <c>--pairs</c> names them (null: the mode's own).</summary>
     public int[]? PairCounts { get; set; }
 
+    /// <summary>Row h's cycles per second when <c>--h-rate</c> gives it (null: 200).</summary>
+    public double? RetentionRate { get; set; }
+
+    /// <summary>Row h's work items per second when <c>--h-work-rate</c> gives it (null: 50).</summary>
+    public double? RetentionWorkRate { get; set; }
+
+    /// <summary>Row h's seconds per sub-run when <c>--h-seconds</c> gives them (null: the mode's own).</summary>
+    public double? RetentionSeconds { get; set; }
+
     public static async Task<BenchContext> ConnectAsync(string endpoint, int database, bool quick)
     {
         var configuration = $"{endpoint},abortConnect=false,allowAdmin=true,defaultDatabase={database},syncTimeout=30000,asyncTimeout=30000";

@@ -1,6 +1,8 @@
 // cfn benchmarks (issue 6): every row of the table beside the Redis round-trip floor (PING) measured in the same run.
 // Usage: dotnet Cfn.Bench.dll --redis HOST:PORT [--db N] [--quick] [--alloc-types] [--out FILE] [--table FILE] [--rows a,b,…]
 // [--pairs 100,…] (row c: only these pair counts, for comparing one change at one load)
+// [--h-rate N] [--h-work-rate N] [--h-seconds S] (row h: signal cycles/s (200), work items/s (50), seconds of each
+// sub-run (60, quick 2.5))
 // `bash bench/run.sh [--quick]` starts a private redis-server (no persistence) and passes --redis. The database must be
 // empty: the bench flushes it between rows. Full mode rewrites the table in docs/benchmarks.md; quick mode writes a
 // table only when --table is given.
@@ -10,9 +12,9 @@ using System.Text.Json.Nodes;
 using Cfn.Bench;
 using Cfn.Bench.Rows;
 
-IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup(), new I_AgentRoundTrip()];
+IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup(), new H_Retention(), new I_AgentRoundTrip()];
 string[] flags = ["--quick", "--alloc-types"];
-string[] valued = ["--redis", "--out", "--table", "--db", "--rows", "--pairs"];
+string[] valued = ["--redis", "--out", "--table", "--db", "--rows", "--pairs", "--h-rate", "--h-work-rate", "--h-seconds"];
 for (var i = 0; i < args.Length; i++)
 {
     if (valued.Contains(args[i]) && i + 1 < args.Length)
@@ -21,7 +23,7 @@ for (var i = 0; i < args.Length; i++)
     }
     else if (!flags.Contains(args[i]))
     {
-        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --alloc-types, --out FILE, --table FILE, --rows a,b,…, --pairs n,…)");
+        return Fail($"unknown or incomplete argument '{args[i]}' (expected --redis HOST:PORT, --db N, --quick, --alloc-types, --out FILE, --table FILE, --rows a,b,…, --pairs n,…, --h-rate N, --h-work-rate N, --h-seconds S)");
     }
 }
 
@@ -57,9 +59,26 @@ if (Arg("--pairs") is { } pairList)
     }
 }
 
+double? hRate = null, hWorkRate = null, hSeconds = null;
+foreach (var (name, set) in new (string, Action<double>)[] { ("--h-rate", v => hRate = v), ("--h-work-rate", v => hWorkRate = v), ("--h-seconds", v => hSeconds = v) })
+{
+    if (Arg(name) is { } text)
+    {
+        if (!double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value) || value <= 0 || value > 100_000)
+        {
+            return Fail($"{name} must be a positive number (got '{text}')");
+        }
+
+        set(value);
+    }
+}
+
 var rows = allRows.Where(r => selected is null || selected.Contains(r.Key)).ToList();
 await using var ctx = await BenchContext.ConnectAsync(redisEndpoint, database, quick);
 ctx.PairCounts = pairs;
+ctx.RetentionRate = hRate;
+ctx.RetentionWorkRate = hWorkRate;
+ctx.RetentionSeconds = hSeconds;
 var size = await ctx.Server.DatabaseSizeAsync(database);
 if (size > 0)
 {

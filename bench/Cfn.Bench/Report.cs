@@ -40,10 +40,11 @@ internal static class Report
         await File.WriteAllTextAsync(path, json + "\n");
     }
 
-    /// <summary>Replaces what lies between the table markers of <paramref name="path"/> (the rest of the file is kept).</summary>
+    /// <summary>Replaces what lies between the table markers of <paramref name="path"/> (the rest of the file is kept; a missing file is created).</summary>
     public static async Task WriteTableAsync(string path, JsonObject header, IEnumerable<TableLine> lines)
     {
-        var text = await File.ReadAllTextAsync(path);
+        // A new file (e.g. --table /tmp/h.md) gets just the table.
+        var text = File.Exists(path) ? await File.ReadAllTextAsync(path) : $"{TableStart}\n{TableEnd}\n";
         var start = text.IndexOf(TableStart, StringComparison.Ordinal);
         var end = text.IndexOf(TableEnd, StringComparison.Ordinal);
         if (start < 0 || end < start)

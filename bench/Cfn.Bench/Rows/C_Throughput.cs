@@ -114,7 +114,7 @@ internal sealed class C_Throughput : IRow
         return new RowResult(new JsonObject { ["runs"] = runs }, lines);
     }
 
-    private static async Task ReceiveAsync(Coordinator receiver, CancellationToken stop)
+    internal static async Task ReceiveAsync(Coordinator receiver, CancellationToken stop)
     {
         try
         {
