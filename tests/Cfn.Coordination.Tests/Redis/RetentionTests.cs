@@ -28,7 +28,7 @@ public sealed class RetentionTests(RedisServer server)
         Assert.Equal(300, o.AckRetentionSeconds);
         Assert.Equal(3600, o.AckTtlSeconds);
         Assert.Equal(300, o.FinishedWorkRetentionSeconds);
-        Assert.Equal(3600, o.WorkResultTtlSeconds);
+        Assert.Equal(900, o.WorkResultTtlSeconds);
     }
 
     [Fact]
@@ -149,6 +149,9 @@ public sealed class RetentionTests(RedisServer server)
         foreach (var workId in workIds)
         {
             Assert.True(await db.Database.HashExistsAsync(Keys.WorkRecord("swarm-retention", workId), "result"), $"{workId}: result kept");
+            // The work-owner marker goes with the record (WORK_RESULT_TTL_SECONDS, 900), not an hour after the start.
+            var marker = await db.Database.KeyTimeToLiveAsync(Keys.WorkOwner("swarm-retention", workId));
+            Assert.InRange(marker!.Value.TotalSeconds, 800, 900);
         }
     }
 

@@ -85,7 +85,7 @@ if KEYS[2] ~= KEYS[1] then
 end
 -- The remaining TTL is kept, never reset (W40e), except that a completed item's is cut to the finished-work retention:
 -- its result and verdicts live on in the work record (KEYS[7]), so the rest is dropped soon (D23). The work-owner
--- marker keeps the full TTL (a resubmission of the ID is still recognised).
+-- marker lives as long as the record (a resubmission of the ID is recognised while the result can be read).
 local item_ttl = ttl
 local finished_ms = tonumber(ARGV[16])
 if finished_ms > 0 and (item_ttl <= 0 or item_ttl > finished_ms) then
@@ -96,6 +96,10 @@ if item_ttl > 0 then
 else
   redis.call('SET', KEYS[2], json)
 end
-index(ttl > 0 and ttl or tonumber(ARGV[4]) * 1000)
+local marker_ttl = ttl > 0 and ttl or tonumber(ARGV[4]) * 1000
+if finished_ms > 0 and tonumber(ARGV[12]) > 0 then
+  marker_ttl = tonumber(ARGV[12])
+end
+index(marker_ttl)
 note()
 return {'ok', json}
