@@ -32,8 +32,10 @@ public sealed class CoordinationOptions
     public int AckTtlSeconds { get; set; } = 3600;
 
     /// <summary>
-    /// How long the ACKs a cfn wait received are kept once it has ended (<c>ACK_RETENTION_SECONDS</c>, 300; SPEC D23):
-    /// the waiter shortens their TTL to this. It leaves time for a coordinator that adopts a dead one's work item to see
+    /// How long an ACK for a cfn participant is kept (<c>ACK_RETENTION_SECONDS</c>, 300; SPEC D23): <c>ack.lua</c> gives
+    /// this TTL to the ACK of a sender in the registry (its wait gets the ACK with the wake-up), and a cfn waiter cuts to
+    /// it an ACK it read from its key (a TS peer's, written for an hour). A wait must start within this time of the ACK
+    /// to find it (<c>cfn agent wait</c> long after <c>cfn agent send</c>). It leaves time for a coordinator that adopts a dead one's work item to see
     /// which requests were ACKed (the item records them right after the wait; this covers a death in between), and for
     /// the runbook's counts of ACK keys while a wait lasts. Shorter: less memory (an ACK key is about 470 bytes); longer
     /// than <see cref="AckTtlSeconds"/> changes nothing.

@@ -87,7 +87,7 @@ public sealed class AckService
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.Ack,
             activity is null ? [key, own.Epoch] : [key, own.Epoch, Keys.Heartbeat(senderId), Keys.Registry, own.Activity, Keys.Deadlines],
-            activity is { } write ? [.. arguments, .. write.TrailingArguments(self)] : arguments)
+            activity is { } write ? [.. arguments, .. write.TrailingArguments(self), Redis.Options.AckRetentionSeconds] : arguments)
             .ConfigureAwait(false))!;
         if (RedisScripts.IsFenced(reply, out var currentEpoch))
         {
@@ -109,6 +109,7 @@ public sealed class AckService
 
         var written = (long)reply[0] == 1;
         var redisNow = (long)reply[2];
+        var ttlSeconds = reply.Length > 3 ? (int)reply[3] : Redis.Options.AckTtlSeconds;
 
         if (!written)
         {
@@ -131,7 +132,7 @@ public sealed class AckService
 
         var latencyMs = Math.Max(0, redisNow - sentAtMs);
         Telemetry.SignalLatency.WithLabels(self, signalType).Observe(latencyMs / 1000.0);
-        _logger.AckSent(signalId, self, ack.Iteration, (string)key!, Redis.Options.AckTtlSeconds,
+        _logger.AckSent(signalId, self, ack.Iteration, (string)key!, ttlSeconds,
             (long)Redis.Time.GetElapsedTime(started).TotalMilliseconds, latencyMs);
         return ack;
     }

@@ -415,9 +415,10 @@ public sealed class AckWaiter
     }
 
     /// <summary>
-    /// The ACKs this wait received have served it: their TTL drops to <see cref="CoordinationOptions.AckRetentionSeconds"/>
-    /// (SPEC D23), never raised (<c>PEXPIRE … LT</c>), without a reply awaited. Left at <c>ACK_TTL_SECONDS</c>, they were
-    /// most of what a cycle leaves in Redis.
+    /// The ACKs this wait read from their keys have served it: their TTL drops to
+    /// <see cref="CoordinationOptions.AckRetentionSeconds"/> (SPEC D23), never raised (<c>PEXPIRE … LT</c>), without a
+    /// reply awaited. Those are the ones a TS peer may have written with its own hour; an ACK that came with its wake-up
+    /// was written by cfn's <c>ack.lua</c>, which already gives a registered sender's ACK that retention (no command then).
     /// </summary>
     private void ShortenAcks(List<Target> targets, Dictionary<string, SignalAck> acks)
     {
@@ -429,7 +430,7 @@ public sealed class AckWaiter
 
         foreach (var target in targets)
         {
-            if (!acks.ContainsKey(target.CoordinatorId))
+            if (!target.ReadFromRedis || !acks.ContainsKey(target.CoordinatorId))
             {
                 continue;
             }
@@ -623,6 +624,7 @@ public sealed class AckWaiter
                 accepted = accepted || (raw is not null && Accept(target, target.LinkAt(link), raw, acks, rejected));
             }
 
+            target.ReadFromRedis |= accepted;
             if (!accepted)
             {
                 still.Add(target);
@@ -761,6 +763,9 @@ public sealed class AckWaiter
 
         /// <summary>The replacement whose ACK counted, when one did.</summary>
         public string? AckedBy { get; set; }
+
+        /// <summary>Its ACK was read from its key, not carried by a wake-up: it may have been written with a TS peer's TTL.</summary>
+        public bool ReadFromRedis { get; set; }
 
         public Link LinkAt(int index) => index == 0 ? new Link(CoordinatorId, SignalId) : _followed![index - 1];
 

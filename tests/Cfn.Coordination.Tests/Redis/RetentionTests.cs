@@ -91,6 +91,37 @@ public sealed class RetentionTests(RedisServer server)
     }
 
     [Fact]
+    public async Task AckThroughTheInbox_ForACfnSender_WrittenForTheRetention_ForATsSender_ForAckTtl()
+    {
+        await using var h = Harness.Create(server, o => o.AckRetentionSeconds = 30);
+        var receiver = await h.StartAsync();
+        var cfnSender = await h.StartAsync();
+        var tsSender = TestIds.New("ts-coordinator");
+        // A TS coordinator is known by its heartbeat key only (it never writes the registry).
+        await h.Database.StringSetAsync(Keys.Heartbeat(tsSender), "{}", TimeSpan.FromMinutes(5));
+        var fromCfn = await cfnSender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await foreach (var received in receiver.Inbox.ReadAllAsync(stop.Token))
+        {
+            break; // read, verified and ACKed by the inbox
+        }
+
+        // The inbox's ACK of a signal whose sender is a TS coordinator (the path a TS signal takes once it is in the inbox).
+        var tsSignalId = $"{tsSender}:{receiver.Id}:completion:1:{TestIds.New("m")}";
+        await receiver.Acks.AcknowledgeAsync(new Signal
+        {
+            MessageId = tsSignalId, SenderId = tsSender, ReceiverId = receiver.Id, Type = SignalTypes.Completion, Iteration = 1,
+            Timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        }, null, new System.Runtime.CompilerServices.StrongBox<bool>());
+
+        var cfnTtl = await h.Database.KeyTimeToLiveAsync(Keys.Ack(receiver.Id, fromCfn.MessageId));
+        Assert.InRange(cfnTtl!.Value.TotalSeconds, 20, 30);
+        var tsTtl = await h.Database.KeyTimeToLiveAsync(Keys.Ack(receiver.Id, tsSignalId));
+        Assert.InRange(tsTtl!.Value.TotalSeconds, 3590, 3600);
+    }
+
+    [Fact]
     public async Task Burst_AfterTheRetentions_KeysLeftAreBoundedByFamily()
     {
         await using var h = Harness.Create(server, o =>

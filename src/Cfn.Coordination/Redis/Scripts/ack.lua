@@ -11,7 +11,10 @@
 -- Optional, the ACKer's progress record (lib_activity.lua), written whether or not the ACK is stored:
 -- KEYS[5] coordinator:activity:{ackerId}   KEYS[6] coordinator:deadlines   ARGV[7..12] K7 JSON, TTL, time fields,
 -- ACKer ID, known deadline, starting timeout.
--- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms}, {2, ARGV[1], time} when not stored because
+-- ARGV[13] (with the sender check) the TTL (s) of an ACK for a sender in the registry: a cfn participant, whose wait
+-- reads the ACK within moments (it comes with the wake-up), so it is kept only ACK_RETENTION_SECONDS (D23); a sender
+-- outside the registry (a TS coordinator, D13) may poll for it, so it keeps ARGV[2].
+-- Returns {1 if written now else 0, the stored ACK JSON, Redis time in ms, the TTL given (s)}, {2, ARGV[1], time} when not stored because
 -- the sender is gone, or {'fenced', currentEpoch} when the ACKer was superseded.
 local fenced = fence(KEYS[2], ARGV[5])
 if fenced then
@@ -21,12 +24,19 @@ local now = now_ms()
 if KEYS[5] then
   record_activity(KEYS[5], KEYS[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], now)
 end
-if ARGV[6] and ARGV[6] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 and not redis.call('ZSCORE', KEYS[4], ARGV[6]) then
-  return {2, ARGV[1], now}
+local ttl = ARGV[2]
+if ARGV[6] and ARGV[6] ~= '' then
+  local registered = redis.call('ZSCORE', KEYS[4], ARGV[6])
+  if not registered and redis.call('EXISTS', KEYS[3]) == 0 then
+    return {2, ARGV[1], now}
+  end
+  if registered and ARGV[13] and tonumber(ARGV[13]) < tonumber(ttl) then
+    ttl = ARGV[13]
+  end
 end
 local written = 1
 local stored = ARGV[1]
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ttl) then
   written = 0
   stored = redis.call('GET', KEYS[1])
 end
@@ -34,4 +44,4 @@ end
 if ARGV[3] ~= '' then
   redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. stored)
 end
-return {written, stored, now}
+return {written, stored, now, tonumber(ttl)}
