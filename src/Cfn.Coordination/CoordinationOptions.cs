@@ -78,8 +78,12 @@ public sealed class CoordinationOptions
     [Range(1, 30 * 86_400, ErrorMessage = "FINISHED_WORK_RETENTION_SECONDS is out of range ({1} to {2})")]
     public int FinishedWorkRetentionSeconds { get; set; } = 300;
 
-    /// <summary>K10 TTL of a new work item (3600).</summary>
-    [Range(1, 30 * 86_400, ErrorMessage = "WorkTtlSeconds is out of range ({1} to {2})")]
+    /// <summary>
+    /// K10 TTL of a new work item (<c>WORK_TTL_SECONDS</c>, 3600): the longest an item may stay unfinished with its
+    /// input and validation progress, kept (never reset) through claims, transfers and requeues. An item still in progress
+    /// when it expires is gone; its work record says so for a week. Longer suits items that wait long for validators.
+    /// </summary>
+    [Range(1, 30 * 86_400, ErrorMessage = "WORK_TTL_SECONDS is out of range ({1} to {2})")]
     public int WorkTtlSeconds { get; set; } = 3600;
 
     /// <summary>
@@ -178,6 +182,7 @@ public sealed class CoordinationOptions
         o.ActivityCheckInterval = env.Milliseconds("ACTIVITY_CHECK_INTERVAL_MS") ?? o.ActivityCheckInterval;
         o.WorkResultTtlSeconds = env.PositiveInt("WORK_RESULT_TTL_SECONDS") ?? o.WorkResultTtlSeconds;
         o.FinishedWorkRetentionSeconds = env.PositiveInt("FINISHED_WORK_RETENTION_SECONDS") ?? o.FinishedWorkRetentionSeconds;
+        o.WorkTtlSeconds = env.PositiveInt("WORK_TTL_SECONDS") ?? o.WorkTtlSeconds;
         o.ReplicaWaitTimeout = env.Milliseconds("REDIS_WAIT_TIMEOUT_MS") ?? o.ReplicaWaitTimeout;
         o.MinReplicas = env.WholeNumber("REDIS_MIN_REPLICAS") ?? o.MinReplicas;
         o.Validate();

@@ -219,6 +219,46 @@ public sealed class EnvironmentEffectTests(RedisServer server)
         Assert.Equal("completed", (await queue.GetRecordAsync(swarm, queued.WorkId))!.Status);
     }
 
+    [Fact]
+    public async Task WorkTtlSeconds_60_NewWorkItemExpiresInAMinute()
+    {
+        await using var h = FromEnvironment(server, ("WORK_TTL_SECONDS", "60"));
+        var swarm = TestIds.New("swarm");
+        var c = await h.StartAsync(swarmId: swarm);
+        var created = await c.Work.CreateAsync(TestIds.New("work"));
+
+        var ttl = await h.Database.KeyTimeToLiveAsync(Keys.Work(swarm, c.Id, created.Item!.WorkId));
+        Assert.InRange(ttl!.Value.TotalSeconds, 50, 60);
+    }
+
+    [Fact]
+    public async Task FinishedWorkRetentionAndAckRetentionSeconds_CutTheK10OfACompletedItemAndTheAckOfACfnSender()
+    {
+        await using var h = FromEnvironment(server, ("FINISHED_WORK_RETENTION_SECONDS", "42"), ("ACK_RETENTION_SECONDS", "77"));
+        var swarm = TestIds.New("swarm");
+        var c = await h.StartAsync(swarmId: swarm);
+        var created = await c.Work.CreateAsync(TestIds.New("work"));
+        await c.Work.CompleteAsync(created.Item!, JsonSerializer.SerializeToElement(new { outcome = "pass" }));
+        var k10 = await h.Database.KeyTimeToLiveAsync(Keys.Work(swarm, c.Id, created.Item!.WorkId));
+        Assert.InRange(k10!.Value.TotalSeconds, 35, 42);
+
+        var sender = await h.StartAsync();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var received in c.Inbox.ReadAllAsync(stop.Token))
+            {
+                break; // read, verified and ACKed by the inbox
+            }
+        });
+        var sent = await sender.Waiter.SendAndWaitAsync(c.Id, SignalTypes.Completion, 0, timeout: TimeSpan.FromSeconds(20));
+        Assert.Equal(AckWaitStatus.Completed, sent.Wait.Status);
+        await reading;
+
+        var ack = await h.Database.KeyTimeToLiveAsync(Keys.Ack(c.Id, sent.Delivery.MessageId));
+        Assert.InRange(ack!.Value.TotalSeconds, 70, 77);
+    }
+
     private static async Task<long> SequenceAsync(Harness h, string id)
     {
         var json = (string?)await h.Database.StringGetAsync(Keys.Heartbeat(id));

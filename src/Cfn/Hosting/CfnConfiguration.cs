@@ -108,6 +108,7 @@ internal sealed record CfnConfiguration
             ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
             ["WORK_RESULT_TTL_SECONDS"] = $"{c.WorkResultTtlSeconds}",
             ["FINISHED_WORK_RETENTION_SECONDS"] = $"{c.FinishedWorkRetentionSeconds}",
+            ["WORK_TTL_SECONDS"] = $"{c.WorkTtlSeconds}",
             ["HEARTBEAT_STALE_THRESHOLD_MS"] = Ms(r.HeartbeatStaleThreshold),
             ["HEARTBEAT_MONITOR_INTERVAL_MS"] = Ms(r.MonitorInterval),
             ["HEARTBEAT_MAX_WARNINGS"] = $"{r.MaxWarnings}",
