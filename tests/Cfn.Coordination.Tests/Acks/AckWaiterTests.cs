@@ -405,7 +405,7 @@ public sealed class AckWaiterTests(RedisServer server)
         var readsBefore = h.Redis.Wakeups.FallbackReads;
 
         // A correctly signed ACK written like a TS coordinator would: plain SET, no PUBLISH.
-        await h.Database.StringSetAsync($"blocking:ack:{peerId}:{signalId}", SignedAckJson(h.Keys, peerId, signalId));
+        await h.Database.StringSetAsync($"blocking:ack:{peerId}:{signalId}", TestAcks.SignedJson(h.Keys, peerId, signalId));
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Equal(AckWaitStatus.Completed, result.Status);
@@ -425,7 +425,7 @@ public sealed class AckWaiterTests(RedisServer server)
         var waiting = self.Waiter.WaitForAcksAsync([peer.Id], signalId, TimeSpan.FromSeconds(30));
         await WaitUntilAsync(async () => await ActivityStatusAsync(h, self.Id) == "blocking", "the wait to start");
 
-        await h.Database.PublishAsync(RedisChannel.Literal($"cfn:events:{self.Id}"), $"ack {signalId} {peer.Id} {SignedAckJson(h.Keys, peer.Id, signalId)}");
+        await h.Database.PublishAsync(RedisChannel.Literal($"cfn:events:{self.Id}"), $"ack {signalId} {peer.Id} {TestAcks.SignedJson(h.Keys, peer.Id, signalId)}");
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
 
         Assert.Equal(AckWaitStatus.Completed, result.Status);
@@ -444,7 +444,7 @@ public sealed class AckWaiterTests(RedisServer server)
         await WaitUntilAsync(async () => await ActivityStatusAsync(h, self.Id) == "blocking", "the wait to start");
         var channel = RedisChannel.Literal($"cfn:events:{self.Id}");
 
-        var forged = SignedAckJson(new SigningKeys("another-secret-0123456789abcdef0123456789"), peer.Id, signalId);
+        var forged = TestAcks.SignedJson(new SigningKeys("another-secret-0123456789abcdef0123456789"), peer.Id, signalId);
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id} {forged}");
         await WaitUntilAsync(() => Task.FromResult(h.Metrics.AckVerificationFailures.WithLabels(self.Id, "bad_signature").Value >= 1),
             "the forged ACK to be counted");
@@ -454,7 +454,7 @@ public sealed class AckWaiterTests(RedisServer server)
         Assert.False(waiting.IsCompleted);
 
         // A genuine ACK stored without its JSON in the wake-up: the waiter reads it.
-        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
+        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), TestAcks.SignedJson(h.Keys, peer.Id, signalId));
         await h.Database.PublishAsync(channel, $"ack {signalId} {peer.Id}");
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
 
@@ -486,7 +486,7 @@ public sealed class AckWaiterTests(RedisServer server)
         await FallbackPeriodAsync();
         Assert.True(h.Redis.Wakeups.PublisherLookups > 0, "the fallback check did not look the peer up");
 
-        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), SignedAckJson(h.Keys, peer.Id, signalId));
+        await h.Database.StringSetAsync(Keys.Ack(peer.Id, signalId), TestAcks.SignedJson(h.Keys, peer.Id, signalId));
         // Shows the ACK stays unseen: ten fallback passes, each one completed, read nothing.
         for (var period = 0; period < 10; period++)
         {
@@ -517,7 +517,7 @@ public sealed class AckWaiterTests(RedisServer server)
         Assert.False(waiting.IsCompleted);
         Assert.Equal(1, h.Redis.Wakeups.PublisherLookups);
 
-        await h.Database.StringSetAsync(Keys.Ack(peerId, signalId), SignedAckJson(h.Keys, peerId, signalId));
+        await h.Database.StringSetAsync(Keys.Ack(peerId, signalId), TestAcks.SignedJson(h.Keys, peerId, signalId));
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(20));
 
         Assert.Equal(AckWaitStatus.Completed, result.Status);
@@ -635,7 +635,7 @@ public sealed class AckWaiterTests(RedisServer server)
         var peerId = TestIds.New("peer");
         var signalId = TestIds.New("signal");
         var forger = new SigningKeys("forger-secret-0000000000000000000000000000");
-        await h.Database.StringSetAsync($"blocking:ack:{peerId}:{signalId}", SignedAckJson(forger, peerId, signalId));
+        await h.Database.StringSetAsync($"blocking:ack:{peerId}:{signalId}", TestAcks.SignedJson(forger, peerId, signalId));
 
         var result = await self.Waiter.WaitForAcksAsync([peerId], signalId, TimeSpan.FromSeconds(1));
 
@@ -670,19 +670,6 @@ public sealed class AckWaiterTests(RedisServer server)
     private static bool IsBlockingGaugePresent(Harness h, Coordinator c) =>
         h.Metrics.BlockingActive.GetAllLabelValues().Any(l => l[0] == c.Id);
 
-    private static string SignedAckJson(SigningKeys keys, string coordinatorId, string signalId)
-    {
-        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        return Json.Serialize(new SignalAck
-        {
-            CoordinatorId = coordinatorId,
-            SignalId = signalId,
-            Timestamp = timestamp,
-            Iteration = 0,
-            Signature = keys.Sign(SignedMessages.Ack(coordinatorId, signalId, timestamp, 0)),
-            Metadata = new AckMetadata { SignalType = SignalTypes.Completion },
-        });
-    }
 
     private static async Task<JsonDocument> ActivityAsync(Harness h, string coordinatorId)
     {

@@ -213,9 +213,9 @@ public sealed class PeerDeathWaitTests(RedisServer server)
 
         var forgeries = new (string Reason, string Json)[]
         {
-            ("coordinator_mismatch", AckJson(w.H.Keys, other.Id, handedOverId)), // another coordinator's genuine ACK, copied
-            ("signal_mismatch", AckJson(w.H.Keys, newId, sent.MessageId)), // the replacement's ACK of another signal ID
-            ("bad_signature", AckJson(new SigningKeys("another-secret-0123456789abcdef0123456789abcdef"), newId, handedOverId)),
+            ("coordinator_mismatch", TestAcks.SignedJson(w.H.Keys, other.Id, handedOverId, withMetadata: false)), // another coordinator's genuine ACK, copied
+            ("signal_mismatch", TestAcks.SignedJson(w.H.Keys, newId, sent.MessageId, withMetadata: false)), // the replacement's ACK of another signal ID
+            ("bad_signature", TestAcks.SignedJson(new SigningKeys("another-secret-0123456789abcdef0123456789abcdef"), newId, handedOverId, withMetadata: false)),
         };
         foreach (var (reason, json) in forgeries)
         {
@@ -279,19 +279,5 @@ public sealed class PeerDeathWaitTests(RedisServer server)
         var result = await wait.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(AckWaitStatus.Completed, result.Status);
         Assert.Empty(result.HandedOver);
-    }
-
-    /// <summary>A correctly shaped ACK signed under <paramref name="keys"/>.</summary>
-    private static string AckJson(SigningKeys keys, string ackerId, string signalId)
-    {
-        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        return Json.Serialize(new SignalAck
-        {
-            CoordinatorId = ackerId,
-            SignalId = signalId,
-            Timestamp = timestamp,
-            Iteration = 0,
-            Signature = keys.Sign(SignedMessages.Ack(ackerId, signalId, timestamp, 0)),
-        });
     }
 }

@@ -65,13 +65,13 @@ public sealed class RetentionTests(RedisServer server)
         // A TS coordinator ACKs two seconds later, as it does: a plain SET with its own one-hour TTL, no wake-up.
         await Task.Delay(TimeSpan.FromSeconds(2));
         Assert.False(waiting.IsCompleted);
-        await h.Database.StringSetAsync(Keys.Ack(tsPeer, signalId), SignedAckJson(h.Keys, tsPeer, signalId), TimeSpan.FromHours(1));
+        await h.Database.StringSetAsync(Keys.Ack(tsPeer, signalId), TestAcks.SignedJson(h.Keys, tsPeer, signalId), TimeSpan.FromHours(1));
         var result = await waiting.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Equal(AckWaitStatus.Completed, result.Status);
         // The wait has what it needs: the key goes after the retention (cut without a reply awaited, so asked until seen).
-        await WaitUntilAsync(async () => (await h.Database.KeyTimeToLiveAsync(Keys.Ack(tsPeer, signalId)))?.TotalSeconds <= 30,
-            "the ACK's TTL to be cut to ACK_RETENTION_SECONDS");
+        await EventuallyAsync(async () => (await h.Database.KeyTimeToLiveAsync(Keys.Ack(tsPeer, signalId)))?.TotalSeconds <= 30,
+            "the ACK's TTL was never cut to ACK_RETENTION_SECONDS", TimeSpan.FromSeconds(10));
     }
 
     [Fact]
@@ -195,29 +195,5 @@ public sealed class RetentionTests(RedisServer server)
         }
 
         return count;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(50);
-        }
-    }
-
-    private static string SignedAckJson(SigningKeys keys, string coordinatorId, string signalId)
-    {
-        var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        return Json.Serialize(new SignalAck
-        {
-            CoordinatorId = coordinatorId,
-            SignalId = signalId,
-            Timestamp = timestamp,
-            Iteration = 0,
-            Signature = keys.Sign(SignedMessages.Ack(coordinatorId, signalId, timestamp, 0)),
-            Metadata = new AckMetadata { SignalType = SignalTypes.Completion },
-        });
     }
 }
