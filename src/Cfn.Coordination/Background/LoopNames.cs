@@ -49,10 +49,13 @@ internal static class LoopNames
     /// <summary>The HTTP agent sessions' lease watchdog of a process that hosts them (periodic, 250 ms).</summary>
     public const string AgentSessions = "agent_sessions";
 
+    /// <summary>The live dashboard's reader of a swarm-manager or timeout-handler process (periodic, DASHBOARD_REFRESH_MS).</summary>
+    public const string LiveView = "live_view";
+
     /// <summary>Every name.</summary>
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal)
     {
         HeartbeatMonitor, StuckWaits, BatchCleanup, SwarmManager, CoordinatorHost, Heartbeat, AckFallback, BreakerStates,
-        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker, AgentSessions,
+        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker, AgentSessions, LiveView,
     };
 }

@@ -121,6 +121,8 @@ internal static class UpCommand
         // this terminal.
         Console.Out.WriteLine($"redis: {redisLine}" + (privateRedis is null ? "" :
             $" (private redis-server, stopped on exit; password {privateRedis.Password}; pid {privateRedis.ProcessId})"));
+        // Before the log lines start: the first thing to open.
+        Console.Out.WriteLine($"dashboard: http://127.0.0.1:{config.HttpPort}/ (live view of the swarms; open it in a browser)");
         var process = new CfnProcess(config, new ProcessPlan
         {
             Coordinator = true, Validator = true, SwarmManager = true, TimeoutHandler = true, Up = shape, BindAddress = "127.0.0.1",

@@ -41,6 +41,9 @@ internal sealed record CfnConfiguration
     /// <summary><c>HTTP_PORT</c> (8080).</summary>
     public int HttpPort { get; init; } = 8080;
 
+    /// <summary><c>DASHBOARD_REFRESH_MS</c> (1000): how often the live dashboard's one reader per process reads Redis.</summary>
+    public TimeSpan DashboardRefresh { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary><c>CFN_ADMIN_TOKEN</c>: bearer token for mutating endpoints from outside loopback (D12); at least 32 characters (SPEC D20).</summary>
     public string? AdminToken { get; init; }
 
@@ -147,6 +150,7 @@ internal sealed record CfnConfiguration
             ["SWARM_ID"] = SwarmId ?? "",
             ["SWARM_EXPECTED_COORDINATORS"] = ExpectedCoordinators?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "",
             ["HTTP_PORT"] = $"{HttpPort}",
+            ["DASHBOARD_REFRESH_MS"] = Ms(DashboardRefresh),
             ["COORDINATOR_HOST_CAPACITY"] = $"{Swarms.HostCapacity}",
             ["SPAWN_TIMEOUT_MS"] = Ms(Swarms.SpawnTimeout),
             ["SWARM_MANAGER_INTERVAL_MS"] = Ms(Swarms.Interval),
@@ -199,6 +203,7 @@ internal sealed record CfnConfiguration
                     : new SigningKeys(secret, env.Text("BLOCKING_COORDINATION_SECRET_NEW"), env.Flag("BLOCKING_COORDINATION_SIGN_WITH_NEW") ?? false),
                 RedisPoolSize = Range(env.PositiveInt("REDIS_POOL_SIZE") ?? 2, "REDIS_POOL_SIZE", 1, 64),
                 HttpPort = Range(env.PositiveInt("HTTP_PORT") ?? 8080, "HTTP_PORT", 1, 65535),
+                DashboardRefresh = TimeSpan.FromMilliseconds(Range(env.PositiveInt("DASHBOARD_REFRESH_MS") ?? 1000, "DASHBOARD_REFRESH_MS", 100, 60_000)),
                 // A short token can be guessed by whoever reaches the pod; the secret and the agent token have the same rule.
                 AdminToken = env.Text("CFN_ADMIN_TOKEN") is { } adminToken
                     ? adminToken.Length >= 32 ? adminToken : throw new ValidationException($"CFN_ADMIN_TOKEN must be at least 32 characters (got {adminToken.Length})")

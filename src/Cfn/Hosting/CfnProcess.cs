@@ -1,5 +1,6 @@
 using Cfn.Api;
 using Cfn.Coordination;
+using Cfn.Dashboard;
 using Microsoft.Extensions.Logging.Console;
 using Prometheus;
 
@@ -115,6 +116,11 @@ internal sealed class CfnProcess
                 Config = _config.Redacted().ToDictionary(kv => kv.Key, kv => (string?)kv.Value),
                 Extra = c => local.Find(c.Id)?.Snapshot(),
             }, process.Admin);
+        }
+
+        if (_plan.SwarmManager || _plan.TimeoutHandler)
+        {
+            app.MapDashboard(app.Services.GetRequiredService<LiveViewRole>().View);
         }
 
         HealthEndpoints.Map(app);

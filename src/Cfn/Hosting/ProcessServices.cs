@@ -38,6 +38,11 @@ internal static class ProcessServices
         }
 
         services.AddRole<LocalCoordinatorsRole>();
+        if (plan.SwarmManager || plan.TimeoutHandler)
+        {
+            services.AddRole<LiveViewRole>();
+        }
+
         if (plan.Up is not null)
         {
             services.AddRole<WorkGeneratorRole>();
