@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
-using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Cfn.Coordination;
@@ -97,12 +96,12 @@ internal sealed class I_AgentRoundTrip : IRow
     /// <summary>Two sessions on a real <c>cfn serve --role swarm-manager</c>; B long-polls and replies in its own loop.</summary>
     private static async Task<JsonObject> HttpSessionAsync(BenchContext ctx, int count)
     {
-        var port = FreePort();
-        using var serve = StartCfn(ctx, ["serve", "--role", "swarm-manager"], new() { ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture) });
+        var port = CfnExecutable.FreePort();
+        using var serve = CfnExecutable.Start(ctx, "i", ["serve", "--role", "swarm-manager"], new() { ["HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture) });
         try
         {
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
-            await WaitReadyAsync(http, serve);
+            await CfnExecutable.WaitReadyAsync(http, serve, "i");
             var a = await CreateSessionAsync(http, ctx.Id("i-http-a", 0));
             var b = await CreateSessionAsync(http, ctx.Id("i-http-b", 0));
             using var stop = new CancellationTokenSource();
@@ -180,7 +179,7 @@ internal sealed class I_AgentRoundTrip : IRow
     private static async Task<string> VerbAsync(BenchContext ctx, Coordinator agent, List<double> durations, params string[] args)
     {
         var start = Stopwatch.GetTimestamp();
-        using var process = StartCfn(ctx, ["agent", .. args], new()
+        using var process = CfnExecutable.Start(ctx, "i", ["agent", .. args], new()
         {
             ["CFN_AGENT_ID"] = agent.Id,
             ["CFN_SWARM_ID"] = agent.SwarmId,
@@ -191,57 +190,6 @@ internal sealed class I_AgentRoundTrip : IRow
         await process.WaitForExitAsync();
         durations.Add(Stats.Ms(start, Stopwatch.GetTimestamp()));
         return process.ExitCode == 0 ? output : throw new InvalidOperationException($"row i: cfn agent {args[0]} exited {process.ExitCode}: {error}");
-    }
-
-    /// <summary>The <c>cfn</c> executable built beside the bench (a project reference), on the bench's database and secret.</summary>
-    private static Process StartCfn(BenchContext ctx, string[] args, Dictionary<string, string> env)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "cfn.dll"));
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        var endpoint = ctx.Configuration.Split(',')[0];
-        start.Environment["REDIS_URL"] = $"redis://{endpoint}/{ctx.DatabaseIndex}";
-        start.Environment["BLOCKING_COORDINATION_SECRET"] = BenchContext.Secret;
-        foreach (var (key, value) in env)
-        {
-            start.Environment[key] = value;
-        }
-
-        return Process.Start(start) ?? throw new InvalidOperationException("row i: cfn did not start");
-    }
-
-    private static async Task WaitReadyAsync(HttpClient http, Process serve)
-    {
-        // Its output is drained so that a chatty process never blocks on a full pipe.
-        _ = serve.StandardOutput.ReadToEndAsync();
-        _ = serve.StandardError.ReadToEndAsync();
-        for (var i = 0; i < 600; i++)
-        {
-            if (serve.HasExited)
-            {
-                throw new InvalidOperationException($"row i: cfn serve exited with {serve.ExitCode}");
-            }
-
-            try
-            {
-                if ((await http.GetAsync("/health/ready")).StatusCode == HttpStatusCode.OK)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-                // not listening yet
-            }
-
-            await Task.Delay(100);
-        }
-
-        throw new TimeoutException("row i: cfn serve was not ready within 60 s");
     }
 
     private sealed record Session(string Id, string Token, string AgentId);
@@ -276,12 +224,5 @@ internal sealed class I_AgentRoundTrip : IRow
         {
             // stopped
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
