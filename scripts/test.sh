@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 ARTIFACTS="${CFN_TEST_ARTIFACTS:-$ROOT/.artifacts/test}"
 rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
+# The browser tests save their screenshots and console logs under it (browser/).
+export CFN_TEST_ARTIFACTS="$ARTIFACTS"
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -20,6 +22,9 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 # kubectl renders deploy/kubernetes (kubectl kustomize). Debian's package is kubernetes-client; its kustomize must know
 # components (kustomize 3.7 or later, kubectl 1.21 or later).
 command -v kubectl >/dev/null || need+=(kubernetes-client)
+# Debian's Chromium, which the dashboard's browser tests drive through Microsoft.Playwright (its own browser download
+# cannot work here).
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "installing: ${need[*]}"
   if [[ $(id -u) -ne 0 ]]; then echo "need root to install ${need[*]} (apt-get install -y ${need[*]})" >&2; exit 1; fi
