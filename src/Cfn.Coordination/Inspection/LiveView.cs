@@ -202,16 +202,23 @@ public sealed class LiveView : IAsyncDisposable
         var ids = status.Coordinators.Select(c => c.CoordinatorId).ToList();
         var batch = database.CreateBatch();
         var epochs = batch.StringGetAsync([.. ids.Select(id => Keys.Epoch(id))]);
+        // The force-unblock markers (their value is when): a new one is a force-unblock for the timeline.
+        var unblocks = batch.StringGetAsync([.. ids.Select(id => Keys.Unblock(id))]);
         var owned = status.Coordinators.Select(c => c.IsValidator ? null : batch.SetMembersAsync(Keys.Owned(c.SwarmId, c.CoordinatorId))).ToList();
         batch.Execute();
         var epochValues = ids.Count == 0 ? [] : await epochs.ConfigureAwait(false);
+        var unblockValues = ids.Count == 0 ? [] : await unblocks.ConfigureAwait(false);
         var ownedValues = new List<string[]>(owned.Count);
         foreach (var task in owned)
         {
             ownedValues.Add(task is null ? [] : [.. (await task.ConfigureAwait(false)).Select(v => v.ToString())]);
         }
 
-        return new LiveState(status, swarms, graph, epochValues.Select(ParseEpoch).ToList(), ownedValues);
+        return new LiveState(status, swarms, graph, epochValues.Select(ParseEpoch).ToList(), ownedValues)
+        {
+            Unblocks = ids.Select((id, i) => (id, value: unblockValues[i])).Where(u => u.value.HasValue)
+                .ToDictionary(u => u.id, u => u.value.ToString(), StringComparer.Ordinal),
+        };
     }
 
     /// <summary>
@@ -266,6 +273,9 @@ public sealed class LiveView : IAsyncDisposable
 internal sealed record LiveState(
     CoordinationStatus Status, SwarmStatusReport Swarms, WaitGraphReport Graph, IReadOnlyList<long?> Epochs, IReadOnlyList<string[]> Owned)
 {
+    /// <summary>Force-unblock markers of the participants, by ID (value: when it was set).</summary>
+    public IReadOnlyDictionary<string, string> Unblocks { get; init; } = new Dictionary<string, string>();
+
     public IEnumerable<(CoordinatorHealth Health, long? Epoch, string[] Owned)> Participants =>
         Status.Coordinators.Select((c, i) => (c, Epochs.Count > i ? Epochs[i] : null, Owned.Count > i ? Owned[i] : []));
 
@@ -358,7 +368,7 @@ internal sealed record LiveState(
 
 /// <summary>One line of the dashboard's timeline.</summary>
 /// <param name="At">Redis time of the refresh that saw it (Unix ms).</param>
-/// <param name="Kind"><c>joined</c>, <c>left</c>, <c>warning</c>, <c>death</c>, <c>escalation</c>, <c>replacement</c>, <c>spawn</c>, <c>stuck_wait</c>, <c>deadlock</c> or <c>breaker</c>.</param>
+/// <param name="Kind"><c>joined</c>, <c>left</c>, <c>warning</c>, <c>death</c>, <c>escalation</c>, <c>replacement</c>, <c>spawn</c>, <c>stuck_wait</c>, <c>force_unblock</c>, <c>deadlock</c> or <c>breaker</c>.</param>
 /// <param name="Text">What happened, for people.</param>
 /// <param name="Ids">The coordinators it names.</param>
 internal sealed record LiveEvent(long At, string Kind, string Text, IReadOnlyList<string> Ids);
@@ -413,6 +423,14 @@ internal static class LiveTimeline
             {
                 var dead = escalated.Contains(id) || was.Health?.State == "dead";
                 events.Add(new LiveEvent(now, dead ? "death" : "left", dead ? $"{id} declared dead and removed (escalated)" : $"{id} left (stopped)", [id]));
+            }
+        }
+
+        foreach (var (id, at) in after.Unblocks)
+        {
+            if (!before.Unblocks.TryGetValue(id, out var was) || was != at)
+            {
+                events.Add(new LiveEvent(now, "force_unblock", $"{id} force-unblocked (its waits end as forced)", [id]));
             }
         }
 

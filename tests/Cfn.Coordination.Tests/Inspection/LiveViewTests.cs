@@ -68,6 +68,13 @@ public sealed class LiveViewTests(RedisServer server)
             Assert.Contains(received, r => r.Event == "snapshot" && r.Data.Contains("\"cycles\":[[", StringComparison.Ordinal));
         }
 
+        // Force-unblocked (as the page's action does through the timeout handler's endpoint): the timeline says so.
+        await using var handler = new TimeoutHandler(db.Redis, h.Keys, new RecoveryOptions(), h.Metrics, new RecoveryMetrics(h.Registry), TestIds.New("handler"));
+        await handler.ForceUnblockAsync(a.Id);
+        await view.RefreshAsync();
+        Assert.Contains(view.Timeline, t => t.Contains("\"kind\":\"force_unblock\"", StringComparison.Ordinal) && t.Contains(a.Id, StringComparison.Ordinal));
+        Assert.Equal(AckWaitStatus.Forced, (await waitA.WaitAsync(TimeSpan.FromSeconds(10))).Status);
+
         await stop.CancelAsync();
         await Task.WhenAll(waitA, waitB);
     }
