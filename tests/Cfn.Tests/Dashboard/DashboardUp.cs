@@ -76,23 +76,8 @@ public sealed class DashboardUp : IAsyncLifetime
     }
 
     /// <summary>A JSON request to cfn up with a bearer token (the admin token unless another is given); the status and the body.</summary>
-    public async Task<(HttpStatusCode Status, JsonElement Body)> CallAsync(HttpMethod method, string path, string? json = null, string? token = AdminToken)
-    {
-        using var request = new HttpRequestMessage(method, path);
-        if (json is not null)
-        {
-            request.Content = new StringContent(json, Encoding.UTF8, "application/json");
-        }
-
-        if (token is not null)
-        {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        }
-
-        using var response = await Api.SendAsync(request);
-        var text = await response.Content.ReadAsStringAsync();
-        return (response.StatusCode, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
-    }
+    public Task<(HttpStatusCode Status, JsonElement Body)> CallAsync(HttpMethod method, string path, string? json = null, string? token = AdminToken) =>
+        Api.SendJsonAsync(method, path, json, token);
 
     /// <summary>An HTTP agent session (docs/agents.md) for <paramref name="agentId"/>: an agent that waits, or never answers, as the test says.</summary>
     public async Task<AgentSession> OpenSessionAsync(string agentId, string swarmId, int leaseMs = 120_000)
