@@ -24,7 +24,7 @@ public sealed class TimeoutHandlerApiTests
         await db.StringSetAsync("blocking:signal:coordinator-1", "{}");
         await db.StringSetAsync("blocking:heartbeat:coordinator-10", "{\"coordinatorId\":\"coordinator-10\",\"timestamp\":1}");
 
-        var port = FreePort();
+        var port = CfnRun.FreePort();
         using var process = Start(endpoint, port);
         try
         {
@@ -70,7 +70,7 @@ public sealed class TimeoutHandlerApiTests
     public async Task Serve_InvalidVariable_StopsWithOneLineNamingIt()
     {
         var endpoint = Environment.GetEnvironmentVariable("CFN_TEST_REDIS") ?? "127.0.0.1:6379";
-        using var process = Start(endpoint, FreePort(), ("HEARTBEAT_MAX_WARNINGS", "many"));
+        using var process = Start(endpoint, CfnRun.FreePort(), ("HEARTBEAT_MAX_WARNINGS", "many"));
         var stderr = await process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
 
@@ -124,12 +124,5 @@ public sealed class TimeoutHandlerApiTests
         {
             Assert.Fail("cfn serve exited: " + await process.StandardError.ReadToEndAsync());
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

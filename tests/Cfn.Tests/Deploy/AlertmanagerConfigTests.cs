@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Cfn.Tests.Infrastructure;
 using static Cfn.Tests.Deploy.RulesTooling;
 
 namespace Cfn.Tests.Deploy;
@@ -155,7 +156,7 @@ public sealed class AlertmanagerConfigTests
             var binary = new[] { "/usr/bin/prometheus-alertmanager", "/usr/local/bin/alertmanager", "/usr/bin/alertmanager" }.FirstOrDefault(File.Exists)
                 ?? throw new FileNotFoundException("no Alertmanager binary (apt-get install prometheus-alertmanager)");
             var storage = Directory.CreateTempSubdirectory("cfn-am-").FullName;
-            var port = FreePort();
+            var port = CfnRun.FreePort();
             var start = new ProcessStartInfo(binary)
             {
                 RedirectStandardOutput = true,
@@ -237,13 +238,6 @@ public sealed class AlertmanagerConfigTests
 
             _process.Dispose();
             Directory.Delete(_storage, recursive: true);
-        }
-
-        private static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
         }
     }
 }

@@ -174,12 +174,38 @@ public sealed class CfnRun : IAsyncDisposable
         File.SetUnixFileMode(cfn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
     }
 
+    /// <summary>
+    /// A loopback port nothing listens on, below Linux's ephemeral range (32768–60999): a port the kernel handed out for
+    /// port 0 is also what it hands to outgoing connections, so one could take it between this check and the process's
+    /// bind (seen in CI: "Address already in use"). Never the same port twice in one test process.
+    /// </summary>
     public static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        while (true)
+        {
+            var port = Random.Shared.Next(20_000, 32_000);
+            lock (HandedOut)
+            {
+                if (!HandedOut.Add(port))
+                {
+                    continue;
+                }
+            }
+
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // taken: try another
+            }
+        }
     }
+
+    private static readonly HashSet<int> HandedOut = [];
 
     private void Add(string? line)
     {
