@@ -11,6 +11,9 @@ namespace Cfn.Hosting;
 /// </summary>
 internal sealed class CoordinatorRole(ProcessRuntime process) : RoleService(process)
 {
+    /// <summary>How long the start of the process's own coordinator is retried while Redis fails.</summary>
+    private static readonly TimeSpan StartPatience = TimeSpan.FromSeconds(30);
+
     private CoordinatorHost? _host;
     private ReplacementListener? _replacements;
 
@@ -32,7 +35,8 @@ internal sealed class CoordinatorRole(ProcessRuntime process) : RoleService(proc
             var id = process.Config.CoordinatorId ?? ProcessRuntime.HostId();
             process.Local.PrimaryId = id;
             var swarm = process.Config.SwarmId ?? "default";
-            var primary = Start(await Coordinator.StartAsync(process.Pool.Rent(), process.Keys, id, swarm, process.Metrics).ConfigureAwait(false),
+            var primary = Start(await RetryWhileRedisFailsAsync(() => Coordinator.StartAsync(process.Pool.Rent(), process.Keys, id, swarm, process.Metrics),
+                    id, cancellationToken).ConfigureAwait(false),
                 process.StopProcessSuperseded);
             await host.RegisterRunningAsync(id, swarm, primary).ConfigureAwait(false);
         }
@@ -54,6 +58,28 @@ internal sealed class CoordinatorRole(ProcessRuntime process) : RoleService(proc
         if (_host is not null)
         {
             await _host.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Starts the process's own coordinator again while Redis fails part-way through the start (a restart or failover
+    /// of Redis just then; seen in the chaos run): the pod would otherwise exit 1 and be restarted for it. A start that
+    /// got as far as its epoch is simply superseded by the next one. Gives up after <see cref="StartPatience"/>.
+    /// </summary>
+    private async Task<Coordinator> RetryWhileRedisFailsAsync(Func<Task<Coordinator>> start, string id, CancellationToken cancellationToken)
+    {
+        var started = Process.Redis.Time.GetTimestamp();
+        while (true)
+        {
+            try
+            {
+                return await start().ConfigureAwait(false);
+            }
+            catch (Exception e) when (RedisErrors.IsTransient(e) && Process.Redis.Time.GetElapsedTime(started) < StartPatience)
+            {
+                Process.Log.LogWarning("Redis failed while starting coordinator={CoordinatorId}; starting again: {Error}", id, RedisErrors.FirstClause(e));
+                await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 
