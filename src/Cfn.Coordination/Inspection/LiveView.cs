@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Cfn.Coordination.Background;
+using Cfn.Coordination.Deadlocks;
 using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Swarms;
@@ -196,7 +197,8 @@ public sealed class LiveView : IAsyncDisposable
     {
         var status = await _inspector.ReadStatusAsync().ConfigureAwait(false);
         var swarms = await _swarms.ReadAsync().ConfigureAwait(false);
-        var graph = await _inspector.ReadWaitGraphAsync().ConfigureAwait(false);
+        // The wait-for graph from the activity records the status read already has (no second read, no cap).
+        var cycles = CycleFinder.FindDeadlocks(WaitForGraph.FromActivity(status.Coordinators.Where(c => c.Blocking).Select(c => c.Activity!)));
         var database = _redis.Database;
         // Epochs and items in hand: one batch for every participant (O(participants), no SCAN).
         var ids = status.Coordinators.Select(c => c.CoordinatorId).ToList();
@@ -214,7 +216,7 @@ public sealed class LiveView : IAsyncDisposable
             ownedValues.Add(task is null ? [] : [.. (await task.ConfigureAwait(false)).Select(v => v.ToString())]);
         }
 
-        return new LiveState(status, swarms, graph, epochValues.Select(ParseEpoch).ToList(), ownedValues)
+        return new LiveState(status, swarms, cycles, epochValues.Select(ParseEpoch).ToList(), ownedValues)
         {
             Unblocks = ids.Select((id, i) => (id, value: unblockValues[i])).Where(u => u.value.HasValue)
                 .ToDictionary(u => u.id, u => u.value.ToString(), StringComparer.Ordinal),
@@ -271,7 +273,7 @@ public sealed class LiveView : IAsyncDisposable
 
 /// <summary>What one refresh read.</summary>
 internal sealed record LiveState(
-    CoordinationStatus Status, SwarmStatusReport Swarms, WaitGraphReport Graph, IReadOnlyList<long?> Epochs, IReadOnlyList<string[]> Owned)
+    CoordinationStatus Status, SwarmStatusReport Swarms, IReadOnlyList<Deadlock> Cycles, IReadOnlyList<long?> Epochs, IReadOnlyList<string[]> Owned)
 {
     /// <summary>Force-unblock markers of the participants, by ID (value: when it was set).</summary>
     public IReadOnlyDictionary<string, string> Unblocks { get; init; } = new Dictionary<string, string>();
@@ -285,7 +287,7 @@ internal sealed record LiveState(
 
     public object ToSnapshot(string processId, IReadOnlyList<string> roles, RecoveryOptions recovery, IReadOnlyList<LiveAlert> alerts)
     {
-        var cycles = Graph.Cycles.Select(c => c.Coordinators).ToList();
+        var cycles = Cycles.Select(c => c.Coordinators).ToList();
         var targets = Swarms.Swarms.ToDictionary(s => s.SwarmId, s => s.TargetSize, StringComparer.Ordinal);
         return new
         {
@@ -331,14 +333,14 @@ internal sealed record LiveState(
                 status = p.Health.Activity?.Status,
                 phase = p.Health.Activity?.Phase,
                 iteration = p.Health.Activity?.Iteration,
-                waitingFor = p.Health.Blocking ? Split(p.Health.Activity?.WaitingFor) : [],
+                waitingFor = p.Health.Blocking ? WaitForGraph.SplitWaitingFor(p.Health.Activity?.WaitingFor) : [],
                 waitingForSignal = p.Health.Blocking ? p.Health.Activity?.WaitingForSignal : null,
                 blockingForMs = BlockingFor(p.Health),
                 ownedItems = p.Owned,
             }),
             waits = new
             {
-                edges = Status.Coordinators.Where(c => c.Blocking).SelectMany(c => Split(c.Activity?.WaitingFor).Select(to => new
+                edges = Status.Coordinators.Where(c => c.Blocking).SelectMany(c => WaitForGraph.SplitWaitingFor(c.Activity?.WaitingFor).Select(to => new
                 {
                     from = c.CoordinatorId,
                     to,
@@ -361,9 +363,6 @@ internal sealed record LiveState(
             alerts,
         };
     }
-
-    internal static string[] Split(string? list) =>
-        string.IsNullOrEmpty(list) ? [] : list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 }
 
 /// <summary>One line of the dashboard's timeline.</summary>
@@ -456,8 +455,8 @@ internal static class LiveTimeline
             }
         }
 
-        var cycles = before.Graph.Cycles.Select(Key).ToHashSet(StringComparer.Ordinal);
-        foreach (var cycle in after.Graph.Cycles.Where(c => !cycles.Contains(Key(c))))
+        var cycles = before.Cycles.Select(Key).ToHashSet(StringComparer.Ordinal);
+        foreach (var cycle in after.Cycles.Where(c => !cycles.Contains(Key(c))))
         {
             events.Add(new LiveEvent(now, "deadlock", "deadlock: " + string.Join(" → ", cycle.Path), cycle.Coordinators));
         }
@@ -475,7 +474,7 @@ internal static class LiveTimeline
         return events;
     }
 
-    private static string Key(Deadlocks.Deadlock cycle) => string.Join(',', cycle.Coordinators.Order(StringComparer.Ordinal));
+    private static string Key(Deadlock cycle) => string.Join(',', cycle.Coordinators.Order(StringComparer.Ordinal));
 }
 
 /// <summary>One of the runbook's six alerts as the dashboard shows it.</summary>
