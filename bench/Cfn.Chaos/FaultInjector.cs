@@ -251,10 +251,7 @@ internal sealed class FaultInjector
         LogLine? step = null;
         while (step is null && DateTime.UtcNow < deadline && !stop.IsCancellationRequested)
         {
-            // The victim's own escalation, and not its last step: a step line of an earlier death's escalation still
-            // running (seen in CI: its "cleaned" step) would be cut when nothing is left to resume.
-            step = follower.ReadNew().FirstOrDefault(l => l.Message.StartsWith("Escalation step coordinator=", StringComparison.Ordinal) &&
-                                                          l.Field("coordinator") == victim.Name && l.Field("step") != "cleaned");
+            step = follower.ReadNew().FirstOrDefault(l => l.Message.StartsWith("Escalation step coordinator=", StringComparison.Ordinal));
             if (step is null)
             {
                 await Task.Delay(20, CancellationToken.None);
