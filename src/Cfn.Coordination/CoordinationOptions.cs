@@ -131,6 +131,16 @@ public sealed class CoordinationOptions
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "InboxFallbackPollInterval is out of range ({1} to {2})")]
     public TimeSpan InboxFallbackPollInterval { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Mixed fleets with the original TypeScript coordinators (<c>CFN_TS_COMPAT</c>, false; SPEC D13). When on, a receiver
+    /// also takes a signal that a TS coordinator wrote only as its K2 value (no inbox entry, usually unsigned), moving
+    /// it into its inbox exactly once; the monitor watches TS coordinators by their <c>lastHeartbeat</c>; waits on a TS
+    /// peer are woken by keyspace notifications when the server sends them. The security cost: anyone who can write
+    /// <c>blocking:signal:*</c> can then inject an unsigned signal (logged and counted). When off, such a K2 value is left
+    /// in place and reported once. In either mode no stop or cleanup deletes it, except an operator's forced cleanup.
+    /// </summary>
+    public bool TsCompat { get; set; }
+
     /// <summary>Activity check interval of the timeout handler (<c>ACTIVITY_CHECK_INTERVAL_MS</c>, 30000); sizes the K7 TTL.</summary>
     [Range(typeof(TimeSpan), "00:00:00.010", "01:00:00", ErrorMessage = "ACTIVITY_CHECK_INTERVAL_MS is out of range ({1} to {2})")]
     public TimeSpan ActivityCheckInterval { get; set; } = TimeSpan.FromMilliseconds(30_000);
@@ -161,7 +171,7 @@ public sealed class CoordinationOptions
     /// <summary>
     /// Reads the protocol variables of SPEC §3.6 (<c>BLOCKING_TIMEOUT_MS</c>, <c>HEARTBEAT_INTERVAL_MS</c>,
     /// <c>HEARTBEAT_TTL_SECONDS</c>, <c>HEARTBEAT_DEBUG</c>, <c>ACK_TTL_SECONDS</c>, <c>SIGNAL_TTL_SECONDS</c>,
-    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, <c>WORK_RESULT_TTL_SECONDS</c>, <c>REDIS_WAIT_TIMEOUT_MS</c>, and the obsolete
+    /// <c>IDEMPOTENCY_TTL_SECONDS</c>, <c>SIGNAL_INBOX_MAX_LENGTH</c>, <c>ACK_POLL_INTERVAL_MS</c>, <c>ACTIVITY_CHECK_INTERVAL_MS</c>, <c>WORK_RESULT_TTL_SECONDS</c>, <c>REDIS_WAIT_TIMEOUT_MS</c>, <c>CFN_TS_COMPAT</c>, and the obsolete
     /// <c>BLOCKING_TIMEOUT</c>) from <paramref name="environment"/> (the process environment when null), then validates.
     /// </summary>
     /// <exception cref="ValidationException">A value is not a number, or breaks its range; the message names the variable.</exception>
@@ -185,6 +195,7 @@ public sealed class CoordinationOptions
         o.WorkTtlSeconds = env.PositiveInt("WORK_TTL_SECONDS") ?? o.WorkTtlSeconds;
         o.ReplicaWaitTimeout = env.Milliseconds("REDIS_WAIT_TIMEOUT_MS") ?? o.ReplicaWaitTimeout;
         o.MinReplicas = env.WholeNumber("REDIS_MIN_REPLICAS") ?? o.MinReplicas;
+        o.TsCompat = env.Flag("CFN_TS_COMPAT") ?? o.TsCompat;
         o.Validate();
         return o;
     }

@@ -150,6 +150,20 @@ internal static class Keys
     public static readonly RedisKey Swarms = "coordinator:swarms";
 
     /// <summary>
+    /// TS coordinators being watched (CFN_TS_COMPAT, SPEC D13; sorted set: id → Redis ms when its K1 was last seen to
+    /// change). TS coordinators never write the registry, and judging their own <c>lastHeartbeat</c> clock would let a
+    /// skewed clock cause or hide a death; so the monitor samples their K1 and scores the moment it saw it change.
+    /// Not under <c>blocking:</c>, so no runbook glob counts it.
+    /// </summary>
+    public static readonly RedisKey TsCoordinators = "coordinator:ts-coordinators";
+
+    /// <summary>
+    /// What the monitor last saw of each watched TS coordinator's K1 (hash: id → <c>lastHeartbeat:sequence</c>, empty when
+    /// found but no heartbeat seen yet); an entry is how a TS coordinator is discovered (from traffic or the slow scan).
+    /// </summary>
+    public static readonly RedisKey TsHeartbeats = "coordinator:ts-heartbeats";
+
+    /// <summary>
     /// Participants that are agents run outside cfn (hash: id → <c>shell</c> or <c>http</c>, SPEC D21), written by the start
     /// script and removed with the registry entry. A dead agent is not replaced: no host can start the user's program, so
     /// its waiters get <c>peer_dead</c> at once instead of an ACK from a built-in coordinator that would never answer.

@@ -108,6 +108,7 @@ internal sealed record CfnConfiguration
             ["IDEMPOTENCY_TTL_SECONDS"] = $"{c.IdempotencyTtlSeconds}",
             ["SIGNAL_INBOX_MAX_LENGTH"] = $"{c.SignalInboxMaxLength}",
             ["ACK_POLL_INTERVAL_MS"] = Ms(c.AckFallbackPollInterval),
+            ["CFN_TS_COMPAT"] = B(c.TsCompat),
             ["ACTIVITY_CHECK_INTERVAL_MS"] = Ms(c.ActivityCheckInterval),
             ["WORK_RESULT_TTL_SECONDS"] = $"{c.WorkResultTtlSeconds}",
             ["FINISHED_WORK_RETENTION_SECONDS"] = $"{c.FinishedWorkRetentionSeconds}",
