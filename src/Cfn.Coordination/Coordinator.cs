@@ -414,7 +414,13 @@ public sealed class Coordinator : IAsyncDisposable
         // The emptiness check and the delete are one script: a signal appended between them would be deleted unread.
         var inbox = (long)await database.ScriptEvaluateAsync(RedisScripts.DeleteInboxIfEmpty, [Keys.Inbox(Id), Keys.Signal(Id)])
             .ConfigureAwait(false);
-        return (deleted + Math.Max(0, inbox), inbox < 0);
+        if (inbox == -2)
+        {
+            _logger.LogWarning("Coordinator stopped with a TS signal in {Key}: left for the next instance coordinator={CoordinatorId}",
+                (string?)Keys.Signal(Id), Id);
+        }
+
+        return (deleted + Math.Max(0, inbox), inbox == -1);
     }
 
     /// <inheritdoc/>

@@ -41,8 +41,12 @@ public sealed class AckService
     /// <param name="enqueuedAtMs">Redis time the signal entered the inbox (its stream ID), for the latency metric.</param>
     public Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs = null) => AcknowledgeAsync(signal, enqueuedAtMs, null);
 
-    /// <summary>The inbox's ACK: like <see cref="AcknowledgeAsync(Signal, long?)"/>, but not stored when the sender is gone (<paramref name="senderGone"/> is set).</summary>
-    internal Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs, StrongBox<bool>? senderGone)
+    /// <summary>
+    /// The inbox's ACK: like <see cref="AcknowledgeAsync(Signal, long?)"/>, but not stored when the sender is gone (<paramref name="senderGone"/> is set).
+    /// <paramref name="checkSender"/> false skips that check: a TS sender (D13) may write no heartbeat at all, and its
+    /// wait still reads the ACK (kept <c>ACK_TTL_SECONDS</c>).
+    /// </summary>
+    internal Task<SignalAck> AcknowledgeAsync(Signal signal, long? enqueuedAtMs, StrongBox<bool>? senderGone, bool checkSender = true)
     {
         ArgumentNullException.ThrowIfNull(signal);
         if (!string.Equals(signal.ReceiverId, _coordinator.Id, StringComparison.Ordinal))
@@ -56,17 +60,18 @@ public sealed class AckService
             ? ph.GetString()
             : null;
         return AcknowledgeCoreAsync(signal.MessageId, signal.SenderId, signal.Type, phase, enqueuedAtMs ?? signal.Timestamp, senderGone,
-            signal.HandedOverFrom);
+            signal.HandedOverFrom, checkSender);
     }
 
     /// <summary>
     /// ACKs a signal known only by ID (the TS <c>CoordinationSignal</c> shape): <paramref name="senderId"/> is woken.
     /// </summary>
     public Task<SignalAck> AcknowledgeAsync(string signalId, string senderId, string signalType, string? phase, long sentAtMs) =>
-        AcknowledgeCoreAsync(signalId, senderId, signalType, phase, sentAtMs, null, null);
+        AcknowledgeCoreAsync(signalId, senderId, signalType, phase, sentAtMs, null, null, checkSender: false);
 
     private async Task<SignalAck> AcknowledgeCoreAsync(
-        string signalId, string senderId, string signalType, string? phase, long sentAtMs, StrongBox<bool>? senderGone, string? handedOverFrom)
+        string signalId, string senderId, string signalType, string? phase, long sentAtMs, StrongBox<bool>? senderGone, string? handedOverFrom,
+        bool checkSender)
     {
         Ids.RequireSignalId(signalId, "signalId");
         Ids.RequireName(senderId, "senderId");
@@ -81,7 +86,7 @@ public sealed class AckService
         var own = _coordinator.Activity.OwnKeys;
         RedisValue[] arguments =
             [Json.SerializeToUtf8(ack), Redis.Options.AckTtlSeconds, Keys.Events(senderId).ToString(), $"ack {signalId} {self}", _coordinator.Epoch,
-                senderGone is null ? "" : senderId];
+                senderGone is null || !checkSender ? "" : senderId];
         // A signal taken from the inbox is a progress event: this coordinator's K7 goes with the ACK (one round trip).
         var activity = senderGone is null ? (ActivityWrite?)null : _coordinator.Activity.Prepare();
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(

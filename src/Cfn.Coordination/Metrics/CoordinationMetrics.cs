@@ -68,6 +68,9 @@ public sealed class CoordinationMetrics
         SignalsIgnored = f.CreateCounter("signals_ignored_total",
             "Signals consumed without being handed to the application (stale_epoch, too_old, invalid).",
             "coordinator_id", "reason");
+        TsSignals = f.CreateCounter("ts_signals_total",
+            "Signals a TS coordinator wrote only to K2 (CFN_TS_COMPAT): accepted_unsigned, accepted_signed, left_compat_off.",
+            "coordinator_id", "reason");
 
         registry.AddBeforeCollectCallback(UpdateCurrentDurations);
     }
@@ -116,6 +119,9 @@ public sealed class CoordinationMetrics
 
     /// <summary><c>signals_ignored_total{coordinator_id, reason}</c>.</summary>
     public Counter SignalsIgnored { get; }
+
+    /// <summary><c>ts_signals_total{coordinator_id, reason}</c>.</summary>
+    public Counter TsSignals { get; }
 
     /// <summary>Counts a heartbeat failure under both label names.</summary>
     public void CountHeartbeatFailure(string coordinatorId, string reason) =>

@@ -23,6 +23,14 @@ internal sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recov
         var from = Keys.Inbox(deadId);
         var moved = 0;
         var after = "-";
+        var compat = redis.Options.TsCompat;
+        if (compat &&
+            (string?)await database.ScriptEvaluateAsync(RedisScripts.TakeTsSignal, [from, Keys.Signal(deadId)],
+                [Keys.InboxGroup, redis.Options.SignalTtlSeconds]).ConfigureAwait(false) is { Length: > 0 })
+        {
+            logger.LogInformation("TS signal in {Key} joins the inbox to be handed over from={DeadId}", (string?)Keys.Signal(deadId), deadId);
+        }
+
         while (true)
         {
             var entries = await database.StreamRangeAsync(from, after, "+", PageSize).ConfigureAwait(false);
@@ -35,7 +43,12 @@ internal sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recov
             {
                 after = "(" + entry.Id; // exclusive: continue after this entry whatever happens to it
                 var raw = (string?)entry["signal"];
-                if (!Json.TryDeserialize<Signal>(raw, out var signal, out var error) || !SignalSignatures.Verify(keys, signal!))
+                // A TS signal (CFN_TS_COMPAT) carries no signatures, or only the FAQ one; the copy is signed below.
+                var fromTs = compat && string.Equals((string?)entry["origin"], "ts", StringComparison.Ordinal);
+                if (!Json.TryDeserialize<Signal>(raw, out var signal, out var error) ||
+                    !(fromTs
+                        ? signal!.Signature is null || keys.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature)
+                        : SignalSignatures.Verify(keys, signal!)))
                 {
                     // Not a signal anyone could act on (the receiver would refuse it too); it goes with the cleanup.
                     metrics.MalformedValues.WithLabels("signal").Inc();

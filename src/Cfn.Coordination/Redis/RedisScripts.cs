@@ -33,7 +33,9 @@ internal static class RedisScripts
     public static readonly string WorkRequeueTaken = Compose("work_requeue_taken.lua");
     public static readonly string WorkUntake = Compose("work_untake.lua");
     public static readonly string ValidatorRecord = Compose("validator_record.lua");
-    public static readonly string DeleteInboxIfEmpty = Compose("delete_inbox_if_empty.lua");
+    public static readonly string DeleteInboxIfEmpty = Compose("lib_inbox.lua", "delete_inbox_if_empty.lua");
+    public static readonly string InboxRead = Compose("lib_inbox.lua", "inbox_read.lua");
+    public static readonly string TakeTsSignal = Compose("lib_inbox.lua", "take_ts_signal.lua");
 
     /// <summary>
     /// A script with the libraries it uses in front: <c>lib_common.lua</c> (Redis time, time stamping, the epoch fence)

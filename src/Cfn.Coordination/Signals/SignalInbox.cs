@@ -24,6 +24,7 @@ public sealed class SignalInbox
 
     private readonly Coordinator _coordinator;
     private readonly ILogger _logger;
+    private string? _reportedForeign; // the last TS signal reported left in K2: each is said once
 
     internal SignalInbox(Coordinator coordinator, ILogger logger)
     {
@@ -60,18 +61,38 @@ public sealed class SignalInbox
         // Own pending entries are read after the last one handed out: one the caller still holds is not handed out again.
         var pendingAfter = "0-0";
         string? toConsume = null; // the last entry handed out: consumed with the next read, in the same round trip
+        // A TS coordinator writes only K2 and publishes nothing (D13): with CFN_TS_COMPAT every read first takes such a
+        // signal into the inbox, and an idle inbox is re-read at the ACK fallback period; without, K2 is looked at on
+        // the first read and after each idle period, only to report it.
+        var compat = Redis.Options.TsCompat;
+        var idlePoll = compat && Redis.Options.AckFallbackPollInterval < Redis.Options.InboxFallbackPollInterval
+            ? Redis.Options.AckFallbackPollInterval
+            : Redis.Options.InboxFallbackPollInterval;
+        var lookAtView = true;
         _logger.LogInformation("Waiting for signal receiver={ReceiverId}", _coordinator.Id);
         while (!cancellationToken.IsCancellationRequested)
         {
             StreamEntry[] entries;
             try
             {
-                entries = toConsume is null
-                    ? await Redis.Database.StreamReadGroupAsync(
+                var from = readingPending ? pendingAfter : ">";
+                if (toConsume is not null)
+                {
+                    entries = await ConsumeAndReadAsync(toConsume, from, compat).ConfigureAwait(false);
+                }
+                else if (compat || lookAtView)
+                {
+                    entries = await ReadLookingAtViewAsync(from, compat).ConfigureAwait(false);
+                }
+                else
+                {
+                    entries = await Redis.Database.StreamReadGroupAsync(
                         inbox, Keys.InboxGroup, _coordinator.Id, readingPending ? pendingAfter : StreamPosition.NewMessages, BatchSize)
-                        .ConfigureAwait(false)
-                    : await ConsumeAndReadAsync(toConsume, readingPending ? pendingAfter : ">").ConfigureAwait(false);
+                        .ConfigureAwait(false);
+                }
+
                 toConsume = null;
+                lookAtView = false;
             }
             catch (RedisServerException e) when (e.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
             {
@@ -92,8 +113,7 @@ public sealed class SignalInbox
                     continue;
                 }
 
-                await _coordinator.Mailbox.InboxWake.WaitAsync(Redis.Options.InboxFallbackPollInterval, cancellationToken)
-                    .ConfigureAwait(false);
+                lookAtView = !await _coordinator.Mailbox.InboxWake.WaitAsync(idlePoll, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -218,13 +238,49 @@ public sealed class SignalInbox
             [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds]).ConfigureAwait(false);
 
     /// <summary>Consumes <paramref name="entryId"/> and reads the next entries (<c>inbox_next.lua</c>).</summary>
-    private async Task<StreamEntry[]> ConsumeAndReadAsync(string entryId, string readFrom)
+    private async Task<StreamEntry[]> ConsumeAndReadAsync(string entryId, string readFrom, bool takeTsSignal)
     {
         var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
             RedisScripts.InboxNext,
             [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
-            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readFrom])
+            [entryId, Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readFrom, takeTsSignal ? "1" : "0"])
             .ConfigureAwait(false))!;
+        return ParseEntries(reply);
+    }
+
+    /// <summary>
+    /// Reads the next entries and looks at K2 in the same step (<c>inbox_read.lua</c>): with CFN_TS_COMPAT a TS signal
+    /// found there is taken into the inbox first (and is among the entries read); without, it is reported once and left.
+    /// </summary>
+    private async Task<StreamEntry[]> ReadLookingAtViewAsync(string readFrom, bool takeTsSignal)
+    {
+        var reply = (RedisResult[])(await Redis.Database.ScriptEvaluateAsync(
+            RedisScripts.InboxRead,
+            [Keys.Inbox(_coordinator.Id), Keys.Signal(_coordinator.Id)],
+            [Keys.InboxGroup, Redis.Options.SignalTtlSeconds, _coordinator.Id, BatchSize, readFrom, takeTsSignal ? "take" : "report"])
+            .ConfigureAwait(false))!;
+        var foreign = (string?)reply[0];
+        if (!string.IsNullOrEmpty(foreign) && !string.Equals(foreign, _reportedForeign, StringComparison.Ordinal))
+        {
+            _reportedForeign = foreign;
+            ReportLeftInView(foreign);
+        }
+
+        return ParseEntries((RedisResult[])reply[1]!);
+    }
+
+    /// <summary>CFN_TS_COMPAT is off: a TS signal in K2 is neither read nor deleted; said once per signal.</summary>
+    private void ReportLeftInView(string raw)
+    {
+        Json.TryDeserialize<Signal>(raw, out var signal, out _);
+        Telemetry.TsSignals.WithLabels(_coordinator.Id, "left_compat_off").Inc();
+        _logger.LogWarning(
+            "TS signal left in {Key}: not read and not deleted because CFN_TS_COMPAT=false messageId={MessageId} senderId={SenderId}; set CFN_TS_COMPAT=true to receive signals from TS coordinators",
+            (string?)Keys.Signal(_coordinator.Id), signal?.MessageId ?? "(unreadable)", signal?.SenderId ?? "(unreadable)");
+    }
+
+    private static StreamEntry[] ParseEntries(RedisResult[] reply)
+    {
         var entries = new StreamEntry[reply.Length];
         for (var i = 0; i < reply.Length; i++)
         {
@@ -257,8 +313,9 @@ public sealed class SignalInbox
             return null;
         }
 
+        var fromTs = Redis.Options.TsCompat && string.Equals((string?)entry["origin"], "ts", StringComparison.Ordinal);
         if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal) ||
-            !SignalSignatures.Verify(Signing, signal))
+            !(fromTs ? VerifyTsSignal(signal) : SignalSignatures.Verify(Signing, signal)))
         {
             Telemetry.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
             await RejectAsync(entryId, "invalid",
@@ -288,9 +345,33 @@ public sealed class SignalInbox
         _logger.SignalReceived(signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
         var senderGone = new StrongBox<bool>();
         // The ACK script also records this coordinator's progress (K7).
-        var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt, senderGone).ConfigureAwait(false);
+        var ack = await _coordinator.Acks.AcknowledgeAsync(signal, enqueuedAt, senderGone, checkSender: !fromTs).ConfigureAwait(false);
 
         return new ReceivedSignal(signal, ack, entryId, redelivery) { SenderGone = senderGone.Value };
+    }
+
+    /// <summary>
+    /// A signal a TS coordinator wrote to K2 (taken into the inbox with CFN_TS_COMPAT). TS does not sign signals; one
+    /// that carries the FAQ <c>signature</c> must verify, and one without is accepted only in this mode, logged and
+    /// counted (<c>ts_signals_total{reason="accepted_unsigned"}</c>): that is the mode's security cost.
+    /// </summary>
+    private bool VerifyTsSignal(Signal signal)
+    {
+        if (signal.Signature is not null)
+        {
+            var valid = Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature);
+            if (valid)
+            {
+                Telemetry.TsSignals.WithLabels(_coordinator.Id, "accepted_signed").Inc();
+            }
+
+            return valid;
+        }
+
+        Telemetry.TsSignals.WithLabels(_coordinator.Id, "accepted_unsigned").Inc();
+        _logger.LogWarning("Accepting unsigned TS signal (CFN_TS_COMPAT=true) messageId={MessageId} senderId={SenderId} receiverId={ReceiverId}",
+            signal.MessageId, signal.SenderId, signal.ReceiverId);
+        return true;
     }
 
     private async Task RejectAsync(string entryId, string reason, string message)
