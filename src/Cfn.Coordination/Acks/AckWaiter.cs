@@ -252,6 +252,7 @@ public sealed class AckWaiter
         {
             var missing = targets;
             wait.Missing = Awaited(missing);
+            Redis.Wakeups.WaitStarted(wait);
             // One round trip announces the wait (K7, deadlines index) and reads every awaited ACK and the marker.
             long startedAtRedis;
             string?[]? firstRead;

@@ -50,7 +50,7 @@ public sealed class RedisContext : IAsyncDisposable
         // When the client reports the connection back, trials start at once instead of waiting out an 8 s delay.
         multiplexer.ConnectionRestored += OnConnectionRestored;
         Wakeups = new WakeHub(multiplexer, Database, options.AckFallbackPollInterval, Time,
-            LoggerFactory.CreateLogger<Wakeups.WakeHub>(), Loops);
+            LoggerFactory.CreateLogger<Wakeups.WakeHub>(), Loops, options.TsCompat);
         _logger = LoggerFactory.CreateLogger<RedisContext>();
         Replication = new RedisReplication(this, _logger);
         _primary = CurrentPrimary();

@@ -55,17 +55,32 @@ internal sealed class WakeHub : IAsyncDisposable
     private Action<RedisChannel, RedisValue>? _onDeathNotice;
     private int _fullChecksOwed;
 
+    // CFN_TS_COMPAT: a TS peer's ACK is a plain SETEX with no wake-up (D13). When the server sends keyspace notifications
+    // for string commands, each peer known not to publish gets one pattern subscription to its own ACK keys
+    // (__keyspace@{db}__:blocking:ack:{peer}:*), so only writes of those peers reach this process; cfn ACKs, which
+    // publish, cost nothing more. Without notifications the fallback check reads them, as before.
+    private readonly bool _tsCompat;
+    private readonly ConcurrentDictionary<string, RedisChannel> _tsAckSubscriptions = new(StringComparer.Ordinal);
+    private Action<RedisChannel, RedisValue>? _onTsAckWritten;
+    private int _keyspaceState; // 0 not asked yet, 1 on, 2 off
+    private long _keyspaceAskedAt;
+
     public WakeHub(IConnectionMultiplexer multiplexer, IDatabase database, TimeSpan fallbackInterval, TimeProvider time, ILogger logger,
-        LoopHealth loops)
+        LoopHealth loops, bool tsCompat = false)
     {
         _multiplexer = multiplexer;
         _database = database;
+        _tsCompat = tsCompat;
         _logger = logger;
         _time = time;
         _multiplexer.ConnectionRestored += OnConnectionRestored;
         // One hub per connection of the pool: the instance tells them apart in readiness.
         _fallbackLoop = new BackgroundLoop(loops, LoopNames.AckFallback, "hub-" + Interlocked.Increment(ref s_hubs), fallbackInterval,
-            _ => CheckFallbackAsync(), logger, time);
+            _ => CheckFallbackAsync(), logger, time)
+        {
+            // With CFN_TS_COMPAT a wait on a peer not yet known cuts the sleep short (WaitStarted); Wake needs this schedule.
+            Schedule = tsCompat ? LoopSchedule.AfterPass : LoopSchedule.FixedRate,
+        };
         _fallbackLoop.Start();
     }
 
@@ -93,6 +108,37 @@ internal sealed class WakeHub : IAsyncDisposable
         _fates.TryGetValue(peerId, out var known) && known.Expires >= _time.GetTimestamp()
             ? Resolve(peerId, null, null, known.Notice, inRegistry: false)
             : null;
+
+    /// <summary>Number of TS peers whose ACK keys this process watches through keyspace notifications.</summary>
+    public int TsAckSubscriptions => _tsAckSubscriptions.Count;
+
+    /// <summary>Number of waits woken by a keyspace notification of a TS peer's ACK write.</summary>
+    public long TsAckNotifications => Interlocked.Read(ref _tsAckNotifications);
+
+    private long _tsAckNotifications;
+
+    /// <summary>
+    /// A wait starts (called by the waiter with CFN_TS_COMPAT). A peer not yet known to publish or not may be a TS
+    /// coordinator: the fallback check runs now instead of at its next period, so a TS peer is learnt, and its ACK keys
+    /// watched, before its ACK is likely to come. Costs nothing when every peer is known.
+    /// </summary>
+    public void WaitStarted(PendingWait wait)
+    {
+        if (!_tsCompat || Volatile.Read(ref _keyspaceState) == 2)
+        {
+            return;
+        }
+
+        var now = _time.GetTimestamp();
+        foreach (var (ackerId, _) in wait.Missing)
+        {
+            if (!_publishers.TryGetValue(ackerId, out var known) || known.Expires < now)
+            {
+                _fallbackLoop.Wake();
+                return;
+            }
+        }
+    }
 
     /// <summary>Number of death notices (C1) this process confirmed against Redis and routed to its waits.</summary>
     public long DeathNoticesConfirmed => Interlocked.Read(ref _deathNoticesConfirmed);
@@ -325,6 +371,7 @@ internal sealed class WakeHub : IAsyncDisposable
             if (known.Expires < now && !awaited.Contains(id))
             {
                 _publishers.TryRemove(id, out _);
+                await UnwatchTsAcksAsync(id).ConfigureAwait(false);
             }
         }
 
@@ -543,6 +590,8 @@ internal sealed class WakeHub : IAsyncDisposable
                 _publishers[batch[i]] = new Publisher(publishes, expires);
                 if (!publishes)
                 {
+                    // Watched before this period's read below, so an ACK written in between is either read or announced.
+                    await WatchTsAcksAsync(batch[i]).ConfigureAwait(false);
                     foreach (var (key, wait) in undecided[batch[i]])
                     {
                         keys.Add(key);
@@ -551,6 +600,115 @@ internal sealed class WakeHub : IAsyncDisposable
                 }
             }
         }
+    }
+
+    /// <summary>Subscribes to keyspace notifications of <paramref name="peerId"/>'s ACK keys, when compat is on and the server sends them.</summary>
+    private async Task WatchTsAcksAsync(string peerId)
+    {
+        if (!_tsCompat || _tsAckSubscriptions.ContainsKey(peerId) || !Ids.IsValidName(peerId) ||
+            !await KeyspaceNotificationsAsync().ConfigureAwait(false))
+        {
+            return;
+        }
+
+        var pattern = RedisChannel.Pattern($"__keyspace@{_database.Database}__:{Keys.AckPatternOf(peerId)}");
+        if (!_tsAckSubscriptions.TryAdd(peerId, pattern))
+        {
+            return;
+        }
+
+        _onTsAckWritten ??= (channel, message) => OnTsAckWritten(channel, message);
+        await _multiplexer.GetSubscriber().SubscribeAsync(pattern, _onTsAckWritten).ConfigureAwait(false);
+    }
+
+    private async Task UnwatchTsAcksAsync(string peerId)
+    {
+        if (_tsAckSubscriptions.TryRemove(peerId, out var pattern) && _onTsAckWritten is not null)
+        {
+            await _multiplexer.GetSubscriber().UnsubscribeAsync(pattern, _onTsAckWritten).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A TS peer wrote one of its ACK keys: the waits owed that key read it now.</summary>
+    private void OnTsAckWritten(RedisChannel channel, RedisValue message)
+    {
+        if (!string.Equals((string?)message, "set", StringComparison.Ordinal))
+        {
+            return; // only a write brings an ACK (not its expiry or deletion)
+        }
+
+        var name = (string?)channel;
+        var colon = name?.IndexOf("__:", StringComparison.Ordinal) ?? -1;
+        if (name is null || colon < 0)
+        {
+            return;
+        }
+
+        RedisKey key = name[(colon + 3)..];
+        foreach (var list in _mailboxes.Values)
+        {
+            CoordinatorMailbox[] copy;
+            lock (list)
+            {
+                copy = [.. list];
+            }
+
+            foreach (var wait in copy.SelectMany(m => m.Waits))
+            {
+                if (Array.Exists(wait.Missing, a => a.Key == key))
+                {
+                    Interlocked.Increment(ref _tsAckNotifications);
+                    wait.Wake.Set();
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether the server sends keyspace notifications for string writes (<c>notify-keyspace-events</c> has <c>K</c> and
+    /// <c>$</c> or <c>A</c>). cfn does not change the server's setting: that is the operator's (docs/configuration.md).
+    /// Asked once, and again a minute after a "no" (the setting may be turned on later); a refused <c>CONFIG</c> (ACL,
+    /// managed Redis) counts as no.
+    /// </summary>
+    private async Task<bool> KeyspaceNotificationsAsync()
+    {
+        var state = Volatile.Read(ref _keyspaceState);
+        var now = _time.GetTimestamp();
+        if (state == 1 || (state == 2 && now - Interlocked.Read(ref _keyspaceAskedAt) < PublisherMemoryTicks))
+        {
+            return state == 1;
+        }
+
+        string flags;
+        string? refused = null;
+        try
+        {
+            var reply = (RedisResult[])(await _database.ExecuteAsync("CONFIG", "GET", "notify-keyspace-events").ConfigureAwait(false))!;
+            flags = reply.Length == 2 ? (string?)reply[1] ?? "" : "";
+        }
+        catch (RedisServerException e)
+        {
+            flags = "";
+            refused = e.Message;
+        }
+
+        var on = flags.Contains('K', StringComparison.Ordinal) && (flags.Contains('$', StringComparison.Ordinal) || flags.Contains('A', StringComparison.Ordinal));
+        Interlocked.Exchange(ref _keyspaceAskedAt, now);
+        if (Interlocked.Exchange(ref _keyspaceState, on ? 1 : 2) != (on ? 1 : 2))
+        {
+            if (on)
+            {
+                _logger.LogInformation("Keyspace notifications are on (notify-keyspace-events={Flags}): waits on TS peers wake when their ACK is written", flags);
+            }
+            else
+            {
+                _logger.LogInformation(
+                    "Keyspace notifications are off (notify-keyspace-events=\"{Flags}\"{Refused}): waits on TS peers read their ACKs every ACK_POLL_INTERVAL_MS; `CONFIG SET notify-keyspace-events K$` makes them wake at once",
+                    flags, refused is null ? "" : ", CONFIG refused: " + refused);
+            }
+        }
+
+        return on;
     }
 
     public async ValueTask DisposeAsync()
@@ -570,6 +728,18 @@ internal sealed class WakeHub : IAsyncDisposable
         }
 
         await _fallbackLoop.DisposeAsync().ConfigureAwait(false);
+        foreach (var peer in _tsAckSubscriptions.Keys)
+        {
+            try
+            {
+                await UnwatchTsAcksAsync(peer).ConfigureAwait(false);
+            }
+            catch (Exception e) when (RedisErrors.IsTransient(e) || e is ObjectDisposedException)
+            {
+                _logger.LogDebug("Could not unsubscribe from a TS peer's ACK keys: {Error}", e.Message);
+            }
+        }
+
         _subscriptionLock.Dispose();
     }
 
