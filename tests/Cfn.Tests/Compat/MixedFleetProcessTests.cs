@@ -1,0 +1,192 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Cfn.Tests.Infrastructure;
+using StackExchange.Redis;
+using Xunit.Abstractions;
+
+namespace Cfn.Tests.Compat;
+
+/// <summary>
+/// A fleet mixing cfn with the original TypeScript coordinators (issue 16, D13), end to end through real <c>cfn serve</c>
+/// processes. The TS side is played by this test with plain Redis commands, exactly what the TS code writes (SPEC K1,
+/// K2, §2.1, §2.9): no TS code is needed, and nothing the product should do is done here.
+/// </summary>
+public sealed class MixedFleetProcessTests(ITestOutputHelper output)
+{
+    private const string Secret = "mixed-fleet-secret-0123456789abcdef0123456789ab";
+
+    /// <summary>§2.4: HMAC-SHA256 keyed with the secret's UTF-8 bytes, lowercase hex (the TS waiter's check, written here).</summary>
+    private static string TsHmac(string message) =>
+        Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(Secret), Encoding.UTF8.GetBytes(message)));
+
+    private static long NowMs() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+    /// <summary>What TS <c>sendSignal</c> writes: the K2 value (TS field order, unsigned) and its idempotency record.</summary>
+    private static async Task<string> SendAsTsAsync(IDatabase db, string senderId, string receiverId)
+    {
+        var timestamp = NowMs();
+        var messageId = $"{senderId}:{receiverId}:completion:1:{timestamp}";
+        var json = string.Create(CultureInfo.InvariantCulture,
+            $$$"""{"timestamp":{{{timestamp}}},"senderId":"{{{senderId}}}","receiverId":"{{{receiverId}}}","iteration":1,"type":"completion","payload":{"phase":"loop-2"},"messageId":"{{{messageId}}}"}""");
+        await db.StringSetAsync($"blocking:signal:{receiverId}", json, TimeSpan.FromSeconds(86_400));
+        await db.StringSetAsync($"blocking:idempotency:{messageId}", "1", TimeSpan.FromSeconds(86_400));
+        return messageId;
+    }
+
+    /// <summary>What TS <c>registerHeartbeat</c> writes: K1 with <c>lastHeartbeat</c> (its own clock), no timestamp, SETEX 300.</summary>
+    private static Task<bool> HeartbeatAsTsAsync(IDatabase db, string id, long sequence, long skewMs = 0) =>
+        db.StringSetAsync($"blocking:heartbeat:{id}",
+            string.Create(CultureInfo.InvariantCulture,
+                $$$"""{"coordinatorId":"{{{id}}}","lastHeartbeat":{{{NowMs() + skewMs}}},"sequence":{{{sequence}}},"iteration":1,"metadata":{"phase":"loop-2"}}"""),
+            TimeSpan.FromSeconds(300));
+
+    [Fact]
+    public async Task Compat_TsSignalToACfnCoordinator_ReceivedOnce_AckedInTheTsShape_K2Consumed()
+    {
+        await using var fleet = await Fleet.StartAsync(60, output);
+        var coordinator = await fleet.ServeAsync("coordinator", "coordinator",
+            ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"), ("CFN_TS_COMPAT", "true"));
+        await HeartbeatAsTsAsync(fleet.Db, "ts-1", 1);
+
+        var messageId = await SendAsTsAsync(fleet.Db, "ts-1", "coordinator-c");
+
+        // The TS waiter polls GET blocking:ack:{receiver}:{messageId} and checks the HMAC over the ACK's own fields.
+        string? ack = null;
+        await fleet.WaitForAsync(async () => (ack = await fleet.Db.StringGetAsync($"blocking:ack:coordinator-c:{messageId}")) is not null,
+            "the cfn coordinator's ACK of the TS signal");
+        var root = JsonDocument.Parse(ack!).RootElement;
+        Assert.Equal("coordinator-c", root.GetProperty("coordinatorId").GetString());
+        Assert.Equal(messageId, root.GetProperty("signalId").GetString());
+        Assert.Equal("received", root.GetProperty("status").GetString());
+        var signed = string.Create(CultureInfo.InvariantCulture,
+            $"coordinator-c:{messageId}:{root.GetProperty("timestamp").GetInt64()}:{root.GetProperty("iteration").GetInt64()}");
+        Assert.Equal(TsHmac(signed), root.GetProperty("signature").GetString());
+
+        // Consumed: K2 goes (the runbook's signal backlog counts it no more), and it was said once.
+        await fleet.WaitForAsync(async () => !await fleet.Db.KeyExistsAsync("blocking:signal:coordinator-c"), "K2 consumed");
+        await Task.Delay(1000);
+        Assert.Single(coordinator.Lines, l => l.Contains("Accepting unsigned TS signal", StringComparison.Ordinal) && l.Contains(messageId, StringComparison.Ordinal));
+        var metrics = await fleet.MetricsAsync("coordinator");
+        Assert.Contains("ts_signals_total{coordinator_id=\"coordinator-c\",reason=\"accepted_unsigned\"} 1", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CompatOff_TsSignalLeftAndReportedOnce_GracefulStopKeepsIt()
+    {
+        await using var fleet = await Fleet.StartAsync(61, output);
+        // Idle inboxes are looked at every 30 s (the fallback read): the signal is written before the coordinator starts.
+        var messageId = await SendAsTsAsync(fleet.Db, "ts-1", "coordinator-c");
+        var coordinator = await fleet.ServeAsync("coordinator", "coordinator", ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"));
+        var k2 = (string?)await fleet.Db.StringGetAsync("blocking:signal:coordinator-c");
+
+        // The idle inbox looks at K2 when it starts reading and after each idle period: reported once, not touched.
+        await coordinator.WaitForLineAsync(l => l.Contains("TS signal left in", StringComparison.Ordinal) && l.Contains(messageId, StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30));
+        await coordinator.SignalAsync("TERM");
+        Assert.Equal(0, await coordinator.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Equal(k2, (string?)await fleet.Db.StringGetAsync("blocking:signal:coordinator-c"));
+        Assert.False(await fleet.Db.KeyExistsAsync($"blocking:ack:coordinator-c:{messageId}"));
+        Assert.Contains(coordinator.Lines, l => l.Contains("stopped with a TS signal", StringComparison.Ordinal));
+        Assert.Single(coordinator.Lines, l => l.Contains("TS signal left in", StringComparison.Ordinal));
+
+        // The next instance, in compat mode, gets it.
+        await fleet.ServeAsync("next", "coordinator", ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"), ("CFN_TS_COMPAT", "true"));
+        await fleet.WaitForAsync(async () => await fleet.Db.KeyExistsAsync($"blocking:ack:coordinator-c:{messageId}"), "the next instance's ACK");
+    }
+
+    /// <summary><c>cfn serve</c> processes on one Redis database, with fast detection settings.</summary>
+    private sealed class Fleet : IAsyncDisposable
+    {
+        private readonly Dictionary<string, CfnRun> _runs = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, int> _ports = new(StringComparer.Ordinal);
+        private readonly ITestOutputHelper _output;
+        private readonly string _endpoint;
+        private readonly int _db;
+        private ConnectionMultiplexer _redis = null!;
+
+        private Fleet(string endpoint, int db, ITestOutputHelper output)
+        {
+            _endpoint = endpoint;
+            _db = db;
+            _output = output;
+        }
+
+        public IDatabase Db => _redis.GetDatabase(_db);
+
+        public IServer Server => _redis.GetServer(_redis.GetEndPoints()[0]);
+
+        public static async Task<Fleet> StartAsync(int db, ITestOutputHelper output)
+        {
+            var endpoint = TestRedis.Endpoint;
+            var fleet = new Fleet(endpoint, db, output) { _redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true") };
+            await fleet.Server.FlushDatabaseAsync(db);
+            return fleet;
+        }
+
+        public async Task<CfnRun> ServeAsync(string name, string role, params (string, string)[] extra)
+        {
+            _ports[name] = CfnRun.FreePort();
+            var env = new Dictionary<string, string?>
+            {
+                ["REDIS_URL"] = $"redis://{_endpoint}/{_db}",
+                ["HTTP_PORT"] = _ports[name].ToString(CultureInfo.InvariantCulture),
+                ["BLOCKING_COORDINATION_SECRET"] = Secret,
+                ["HEARTBEAT_INTERVAL_MS"] = "200",
+                ["HEARTBEAT_STALE_THRESHOLD_MS"] = "1000",
+                ["HEARTBEAT_MONITOR_INTERVAL_MS"] = "250",
+                ["ACK_POLL_INTERVAL_MS"] = "250",
+                ["SWARM_MANAGER_INTERVAL_MS"] = "250",
+                ["SPAWN_TIMEOUT_MS"] = "15000",
+            };
+            foreach (var (key, value) in extra)
+            {
+                env[key] = value;
+            }
+
+            var run = _runs[name] = CfnRun.Start(["serve", "--role", role], env);
+            await run.WaitReadyAsync(_ports[name], "/health/live");
+            return run;
+        }
+
+        public IReadOnlyList<string> Lines(string name) => _runs[name].Lines;
+
+        public async Task<string> MetricsAsync(string name)
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            return await http.GetStringAsync($"http://127.0.0.1:{_ports[name]}/metrics");
+        }
+
+        public async Task WaitForAsync(Func<Task<bool>> probe, string what, int seconds = 30)
+        {
+            var until = DateTime.UtcNow.AddSeconds(seconds);
+            while (!await probe())
+            {
+                if (DateTime.UtcNow > until)
+                {
+                    foreach (var (name, run) in _runs)
+                    {
+                        _output.WriteLine($"--- {name}");
+                        _output.WriteLine(run.Tail(40));
+                    }
+
+                    Assert.Fail($"{what}: not within {seconds} s");
+                }
+
+                await Task.Delay(50);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var run in _runs.Values)
+            {
+                await run.DisposeAsync();
+            }
+
+            await _redis.DisposeAsync();
+        }
+    }
+}
