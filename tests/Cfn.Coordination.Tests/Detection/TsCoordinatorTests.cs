@@ -4,6 +4,7 @@ using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Tests.Infrastructure;
 using StackExchange.Redis;
+using Xunit.Abstractions;
 
 namespace Cfn.Coordination.Tests.Detection;
 
@@ -14,7 +15,7 @@ namespace Cfn.Coordination.Tests.Detection;
 /// Each test has a database of its own (58 with the option on, 59 with it off): the watch keys are global.
 /// </summary>
 [Collection(RedisCollection.Name)]
-public sealed class TsCoordinatorTests(RedisServer server)
+public sealed class TsCoordinatorTests(RedisServer server, ITestOutputHelper output)
 {
     private const int StaleMs = 500;
     private const int IntervalMs = 100;
@@ -91,6 +92,7 @@ public sealed class TsCoordinatorTests(RedisServer server)
         var (death, seenAt) = await RecoveryKit.RunUntilDeadAsync(h, handler.Monitor, id, TimeSpan.FromSeconds(10));
 
         Assert.NotNull(death);
+        output.WriteLine($"dead {seenAt - lastSeen} ms after its heartbeat was last seen to change (bound {StaleMs + (2 * IntervalMs)} ms + one pass)");
         // Dead after threshold + (maxWarnings − 1) × interval from the change last seen, and within one more pass (+ slack).
         Assert.True(seenAt - lastSeen >= StaleMs + (2 * IntervalMs), $"dead {seenAt - lastSeen} ms after its heartbeat was last seen to change");
         Assert.True(seenAt - lastSeen <= StaleMs + (3 * IntervalMs) + 2500, $"dead only {seenAt - lastSeen} ms after its heartbeat was last seen to change");
