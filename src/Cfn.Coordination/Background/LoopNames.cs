@@ -16,6 +16,9 @@ internal static class LoopNames
     /// <summary>Timeout handler: the batch cleanup (periodic, CLEANUP_INTERVAL).</summary>
     public const string BatchCleanup = "batch_cleanup";
 
+    /// <summary>Timeout handler with CFN_TS_COMPAT: the slow scan that finds TS coordinators' heartbeats (periodic, CLEANUP_INTERVAL).</summary>
+    public const string TsDiscovery = "ts_discovery";
+
     /// <summary>Swarm manager: spawn requests and reconciliation (periodic, its interval).</summary>
     public const string SwarmManager = "swarm_manager";
 
@@ -56,6 +59,6 @@ internal static class LoopNames
     public static readonly IReadOnlySet<string> All = new HashSet<string>(StringComparer.Ordinal)
     {
         HeartbeatMonitor, StuckWaits, BatchCleanup, SwarmManager, CoordinatorHost, Heartbeat, AckFallback, BreakerStates,
-        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker, AgentSessions, LiveView,
+        WorkGenerator, ValidatorRegistration, WorkLoop, InboxPump, ValidatorWorker, AgentSessions, LiveView, TsDiscovery,
     };
 }

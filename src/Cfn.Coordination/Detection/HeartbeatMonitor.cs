@@ -17,10 +17,13 @@ namespace Cfn.Coordination.Detection;
 /// coordinator can become due (at most the monitor interval), so detection lands close to the configured time.
 /// While Redis is unreachable or its breaker is open nothing is judged, and afterwards staleness is counted from the
 /// moment Redis came back: an outage is not a mass death.
+/// With <see cref="CoordinationOptions.TsCompat"/> on, TS coordinators (which never write the registry) are judged too,
+/// by the same script against the TS watch, which scores when each one's K1 was seen to change (<see cref="TsCoordinators"/>).
 /// </summary>
 internal sealed class HeartbeatMonitor : IAsyncDisposable
 {
     private const int CandidateBatch = 1000;
+    private static readonly IReadOnlySet<string> EmptyIds = new HashSet<string>(StringComparer.Ordinal);
     private static readonly TimeSpan MinimumSleep = TimeSpan.FromMilliseconds(5);
 
     private readonly RedisContext _redis;
@@ -138,10 +141,38 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         var threshold = (long)_options.HeartbeatStaleThreshold.TotalMilliseconds;
+        var tsCompat = _redis.Options.TsCompat;
+        IReadOnlySet<string> tsWatched = EmptyIds;
+        if (tsCompat)
+        {
+            // TS coordinators (D13): their K1 changes are scored on the Redis clock first, so they are judged like the rest.
+            tsWatched = (await TsCoordinators.RefreshAsync(database).ConfigureAwait(false)).Watched;
+        }
+
         var candidates = await database.SortedSetRangeByScoreAsync(Keys.Registry, double.NegativeInfinity, now - threshold,
             Exclude.None, Order.Ascending, 0, CandidateBatch).ConfigureAwait(false);
+        var tsCandidates = !tsCompat ? [] : await database.SortedSetRangeByScoreAsync(Keys.TsCoordinators, double.NegativeInfinity, now - threshold,
+            Exclude.None, Order.Ascending, 0, CandidateBatch).ConfigureAwait(false);
         var warned = await database.HashKeysAsync(Keys.Health).ConfigureAwait(false);
-        var ids = candidates.Concat(warned).Select(v => (string)v!).Distinct(StringComparer.Ordinal).ToList();
+        // Each ID is judged against the set that scores it: the registry, or the TS watch (a warned TS ID too, so that
+        // its heartbeat coming back is seen as a recovery). The refresh let go of every watched ID the registry holds.
+        var isTs = new Dictionary<string, bool>(StringComparer.Ordinal);
+        foreach (var id in candidates.Select(v => (string)v!))
+        {
+            isTs.TryAdd(id, false);
+        }
+
+        foreach (var id in tsCandidates.Select(v => (string)v!))
+        {
+            isTs.TryAdd(id, true);
+        }
+
+        foreach (var id in warned.Select(v => (string)v!))
+        {
+            isTs.TryAdd(id, tsWatched.Contains(id));
+        }
+
+        var ids = isTs.Keys.ToList();
 
         int warnings = 0, recovered = 0;
         var deaths = new List<CoordinatorDeath>();
@@ -156,18 +187,19 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         foreach (var id in ids)
         {
             var swarm = (string?)swarmOf[position++];
+            var ts = isTs[id];
             if (!Identity.Ids.IsValidName(id))
             {
-                await database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
+                await database.SortedSetRemoveAsync(ts ? Keys.TsCoordinators : Keys.Registry, id).ConfigureAwait(false);
                 continue;
             }
 
             // Sent without waiting for each reply: the checks are independent, so a pass costs one pipelined round trip.
             judged.Add((id, database.ScriptEvaluateAsync(
                 RedisScripts.MonitorCheck,
-                [Keys.Registry, Keys.Health, Keys.HeartbeatOf(id, swarm), Keys.Epoch(id)],
+                [ts ? Keys.TsCoordinators : Keys.Registry, Keys.Health, ts ? Keys.Heartbeat(id) : Keys.HeartbeatOf(id, swarm), Keys.Epoch(id)],
                 [id, threshold, _options.MaxWarnings, (long)_options.MonitorInterval.TotalMilliseconds, _notBeforeMs,
-                    (long)_options.EscalationLease.TotalMilliseconds])));
+                    (long)_options.EscalationLease.TotalMilliseconds, ts ? "1" : "0"])));
         }
 
         foreach (var (id, pending) in judged)
@@ -188,7 +220,8 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
             if ((long)reply[5] == 1 && _malformedSeen.Add(id))
             {
                 _recoveryMetrics.MalformedValues.WithLabels("heartbeat").Inc();
-                _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}; judged by its registry entry", id);
+                _logger.LogWarning("Heartbeat key exists but data is malformed coordinator={CoordinatorId}; judged by its {Entry}", id,
+                    isTs[id] ? "last heartbeat change seen (TS coordinator)" : "registry entry");
             }
 
             var verdict = (string)reply[0]!;
@@ -219,7 +252,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
                 case "dead":
                     try
                     {
-                        deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now).ConfigureAwait(false));
+                        deaths.Add(await HandleDeathAsync(id, (long)reply[3], ageMs, count, now, isTs[id]).ConfigureAwait(false));
                     }
                     catch (Exception e) when (LoopHealth.IsRecordFault(e))
                     {
@@ -229,7 +262,7 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
 
                     break;
                 case "dead_already":
-                    await ResumeEscalationAsync(id, (long)reply[3], ageMs, now).ConfigureAwait(false);
+                    await ResumeEscalationAsync(id, (long)reply[3], ageMs, now, isTs[id]).ConfigureAwait(false);
                     break;
             }
         }
@@ -241,12 +274,15 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         // The oldest coordinator that is still fresh becomes due when its heartbeat crosses the threshold.
-        var oldestFresh = await database.SortedSetRangeByScoreWithScoresAsync(Keys.Registry, now - threshold, double.PositiveInfinity,
-            Exclude.Start, Order.Ascending, 0, 1).ConfigureAwait(false);
-        if (oldestFresh.Length == 1)
+        foreach (var scored in tsCompat ? new[] { Keys.Registry, Keys.TsCoordinators } : [Keys.Registry])
         {
-            var due = (long)Math.Max(oldestFresh[0].Score, _notBeforeMs) + threshold + 1;
-            nextDue = nextDue == 0 ? due : Math.Min(nextDue, due);
+            var oldestFresh = await database.SortedSetRangeByScoreWithScoresAsync(scored, now - threshold, double.PositiveInfinity,
+                Exclude.Start, Order.Ascending, 0, 1).ConfigureAwait(false);
+            if (oldestFresh.Length == 1)
+            {
+                var due = (long)Math.Max(oldestFresh[0].Score, _notBeforeMs) + threshold + 1;
+                nextDue = nextDue == 0 ? due : Math.Min(nextDue, due);
+            }
         }
 
         _recoveryMetrics.MonitorPasses.WithLabels("ok").Inc();
@@ -259,12 +295,12 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
             id, (ageMs / 1000.0).ToString("0.0", CultureInfo.InvariantCulture), warnings, _options.MaxWarnings,
             _options.HeartbeatStaleThreshold.TotalSeconds);
 
-    private async Task<CoordinatorDeath> HandleDeathAsync(string id, long fenceEpoch, long ageMs, int warnings, long now)
+    private async Task<CoordinatorDeath> HandleDeathAsync(string id, long fenceEpoch, long ageMs, int warnings, long now, bool ts)
     {
         var database = _redis.Database;
         // The verdict took the dead instance's fencing epoch: a replica must have it before anything is handed over.
         await _redis.Replication.ConfirmAsync("death_epoch").ConfigureAwait(false);
-        var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
+        var swarm = await SwarmOfAsync(id, ts).ConfigureAwait(false);
 
         var reason = string.Create(CultureInfo.InvariantCulture, $"{warnings} consecutive warnings - heartbeat stale for {ageMs / 1000}s");
         _logger.LogError("Marking coordinator as DEAD coordinator={CoordinatorId} swarm={SwarmId} reason=\"{Reason}\" fencedAtEpoch={Epoch} monitor={MonitorId}",
@@ -315,14 +351,14 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
     /// escalation finished (the last step removes the registration). Resume it (D17): a new escalation when no record
     /// was ever written, else the recorded one once its lease has run out (<see cref="EscalationService"/> decides).
     /// </summary>
-    private async Task ResumeEscalationAsync(string id, long fenceEpoch, long ageMs, long now)
+    private async Task ResumeEscalationAsync(string id, long fenceEpoch, long ageMs, long now, bool ts)
     {
         if (_escalation is null)
         {
             return;
         }
 
-        var swarm = await SwarmOfAsync(id).ConfigureAwait(false);
+        var swarm = await SwarmOfAsync(id, ts).ConfigureAwait(false);
         var isAgent = await _redis.Database.HashExistsAsync(Keys.Agents, id).ConfigureAwait(false);
         if (isAgent || !_options.EnableAutoEscalation)
         {
@@ -363,6 +399,11 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         await _redis.Database.SortedSetRemoveAsync(Keys.Registry, id).ConfigureAwait(false);
         await _redis.Database.HashDeleteAsync(Keys.Health, id).ConfigureAwait(false);
         await _redis.Database.HashDeleteAsync(Keys.Agents, id).ConfigureAwait(false);
+        if (_redis.Options.TsCompat)
+        {
+            // A TS coordinator leaves the TS watch as a cfn one leaves the registry (else it stays dead_already forever).
+            await TsCoordinators.ForgetAsync(_redis.Database, id).ConfigureAwait(false);
+        }
         if (Identity.Ids.IsValidName(swarm))
         {
             // After the registry removal: a waiter confirms "nobody takes over" by the dead ID's absence there (D18).
@@ -372,12 +413,13 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
     }
 
-    private async Task<string> SwarmOfAsync(string id)
+    private async Task<string> SwarmOfAsync(string id, bool ts)
     {
         var swarm = (string?)await _redis.Database.HashGetAsync(Keys.Swarms, id).ConfigureAwait(false);
         if (swarm is null || !Identity.Ids.IsValidName(swarm))
         {
-            swarm = await SwarmFromHeartbeatAsync(id).ConfigureAwait(false) ?? "unknown";
+            // A TS K1 names no swarm (only its discovery from traffic may have): not a malformed heartbeat.
+            swarm = ts ? "unknown" : await SwarmFromHeartbeatAsync(id).ConfigureAwait(false) ?? "unknown";
         }
 
         return swarm;

@@ -23,6 +23,7 @@ internal sealed class CoordinatorCleanup
     private readonly RecoveryOptions _options;
     private readonly RecoveryMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly bool _tsCompat;
 
     /// <summary>Creates the cleanup over <paramref name="redis"/>.</summary>
     public CoordinatorCleanup(RedisContext redis, RecoveryOptions options, RecoveryMetrics metrics)
@@ -32,6 +33,7 @@ internal sealed class CoordinatorCleanup
         _multiplexer = redis.Multiplexer;
         _options = options;
         _metrics = metrics;
+        _tsCompat = redis.Options.TsCompat;
         _logger = redis.LoggerFactory.CreateLogger<CoordinatorCleanup>();
     }
 
@@ -131,7 +133,7 @@ internal sealed class CoordinatorCleanup
             RedisKey[] scriptKeys =
             [
                 Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId), Keys.Validators, Keys.Agents,
-                .. batch.Select(b => b.Key),
+                Keys.TsCoordinators, Keys.TsHeartbeats, .. batch.Select(b => b.Key),
             ];
             RedisValue[] args =
             [
@@ -159,6 +161,13 @@ internal sealed class CoordinatorCleanup
     private async Task<bool> IsFreshAsync(string coordinatorId)
     {
         var score = await _database.SortedSetScoreAsync(Keys.Registry, coordinatorId).ConfigureAwait(false);
+        if (_tsCompat)
+        {
+            // A TS coordinator's liveness on the Redis clock is when the monitor last saw its K1 change.
+            var seen = await _database.SortedSetScoreAsync(Keys.TsCoordinators, coordinatorId).ConfigureAwait(false);
+            score = seen > score || score is null ? seen : score;
+        }
+
         if (score is null)
         {
             return false;

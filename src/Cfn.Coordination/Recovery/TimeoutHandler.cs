@@ -23,6 +23,7 @@ public sealed class TimeoutHandler : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly BackgroundLoop _stuckWaits;
     private readonly BackgroundLoop _batchCleanup;
+    private readonly BackgroundLoop? _tsDiscovery;
 
     /// <summary>Creates the handler and its parts.</summary>
     public TimeoutHandler(
@@ -50,6 +51,11 @@ public sealed class TimeoutHandler : IAsyncDisposable
         TimeoutCheck = new CoordinatorTimeoutCheck(redis, options);
         _stuckWaits = Every(LoopNames.StuckWaits, options.StuckWaitGrace, CheckWaitsAsync);
         _batchCleanup = Every(LoopNames.BatchCleanup, options.CleanupInterval, async () => await BatchCleanup.RunAsync(dryRun: false).ConfigureAwait(false));
+        if (redis.Options.TsCompat && options.EnableHeartbeatMonitoring)
+        {
+            // TS coordinators that no traffic named are found by a slow scan of K1 (D13), as often as the batch cleanup runs.
+            _tsDiscovery = Every(LoopNames.TsDiscovery, options.CleanupInterval, DiscoverTsCoordinatorsAsync, passAtStart: true);
+        }
     }
 
     /// <summary>This handler's name.</summary>
@@ -106,6 +112,7 @@ public sealed class TimeoutHandler : IAsyncDisposable
         Monitor.Start();
         _stuckWaits.Start();
         _batchCleanup.Start();
+        _tsDiscovery?.Start();
         _logger.LogInformation("Timeout handler started handler={HandlerId} heartbeatMonitoring={Monitoring} autoEscalation={Escalation}",
             HandlerId, _options.EnableHeartbeatMonitoring, _options.EnableAutoEscalation);
     }
@@ -118,7 +125,19 @@ public sealed class TimeoutHandler : IAsyncDisposable
         LastDeadlocks = await Deadlocks.DetectAsync(blocking.Select(b => (string)b!)).ConfigureAwait(false);
     }
 
-    private BackgroundLoop Every(string loop, TimeSpan period, Func<Task> work) =>
+    /// <summary>One slow scan for TS coordinators' heartbeats (CFN_TS_COMPAT); returns how many were new to the watch.</summary>
+    internal async Task<int> DiscoverTsCoordinatorsAsync()
+    {
+        var added = await TsCoordinators.DiscoverByScanAsync(_redis).ConfigureAwait(false);
+        if (added > 0)
+        {
+            _logger.LogInformation("TS coordinators found by the heartbeat scan count={Count}: watched by the heartbeat monitor", added);
+        }
+
+        return added;
+    }
+
+    private BackgroundLoop Every(string loop, TimeSpan period, Func<Task> work, bool passAtStart = false) =>
         new(_redis.Loops, loop, null, period, async _ =>
         {
             try
@@ -129,12 +148,16 @@ public sealed class TimeoutHandler : IAsyncDisposable
             {
                 _logger.LogWarning("Redis error in timeout handler job: {Error}", e.Message);
             }
-        }, _logger, _redis.Time);
+        }, _logger, _redis.Time)
+        {
+            PassAtStart = passAtStart,
+        };
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
-        await Task.WhenAll(_stuckWaits.DisposeAsync().AsTask(), _batchCleanup.DisposeAsync().AsTask()).ConfigureAwait(false);
+        await Task.WhenAll(_stuckWaits.DisposeAsync().AsTask(), _batchCleanup.DisposeAsync().AsTask(),
+            _tsDiscovery?.DisposeAsync().AsTask() ?? Task.CompletedTask).ConfigureAwait(false);
         await Monitor.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -96,6 +96,12 @@ internal sealed class DedicatedDatabase : IAsyncDisposable
     /// <summary>The restart race: the monitor must judge only the test's own coordinator.</summary>
     public const int RestartRaceTests = 23;
 
+    /// <summary>TS coordinators watched by the monitor (CFN_TS_COMPAT on): the watch keys are global.</summary>
+    public const int TsCompatTests = 58;
+
+    /// <summary>The same TS heartbeats with CFN_TS_COMPAT off: nothing of the watch may appear.</summary>
+    public const int TsCompatOffTests = 59;
+
     private readonly RedisServer _server;
     private readonly List<Coordinator> _coordinators = [];
 

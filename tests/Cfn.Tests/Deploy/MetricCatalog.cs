@@ -47,13 +47,13 @@ internal static class MetricCatalog
         new("escalations_total", "counter", ["result"], "timeout-handler"),
         new("cleanup_keys_deleted_total", "counter", [], "timeout-handler"),
         new("cleanup_runs_total", "counter", ["result"], "timeout-handler"),
-        // Issue 11: every background loop counts its failed passes and skipped records; the loop label set is bounded (live_view: issue 15).
+        // Issue 11: every background loop counts its failed passes and skipped records; the loop label set is bounded (live_view: issue 15; ts_discovery: issue 16).
         new("background_loop_errors_total", "counter", ["loop", "scope"], "every",
             Values: new Dictionary<string, string[]>
             {
                 ["loop"] = ["heartbeat_monitor", "stuck_waits", "batch_cleanup", "swarm_manager", "coordinator_host", "heartbeat", "ack_fallback",
                     "breaker_states", "work_generator", "validator_registration", "work_loop", "inbox_pump", "validator_worker", "agent_sessions",
-                    "live_view"],
+                    "live_view", "ts_discovery"],
                 ["scope"] = ["pass", "item"],
             }),
     ];

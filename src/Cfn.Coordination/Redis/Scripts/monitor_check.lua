@@ -7,6 +7,9 @@
 -- ARGV[1] id   ARGV[2] stale threshold (ms)   ARGV[3] warnings until dead   ARGV[4] spacing between warnings (ms)
 -- ARGV[5] not-before (Redis ms): staleness is counted from no earlier than this (the monitor lost Redis until then)
 -- ARGV[6] escalation lease (ms): how long after a death its escalation may run before another monitor resumes it
+-- ARGV[7] '1' for a TS coordinator (CFN_TS_COMPAT, D13): KEYS[1] is then coordinator:ts-coordinators, whose score is the
+-- Redis ms when the monitor last saw its K1 change. Its K1 is never read for a time: its lastHeartbeat comes from the
+-- TS process's own clock (and a stray "timestamp" in it could be just as skewed), so skew cannot cause or hide a death.
 -- Returns {verdict, warnings, ms since the last heartbeat, fencing epoch (dead and dead_already), Redis ms when this coordinator
 -- next needs looking at (0 = never), 1 when its heartbeat key holds no readable heartbeat}; verdict is one of gone | fresh | recovered | pending | warning | critical | dead |
 -- dead_escalating | dead_already.
@@ -23,9 +26,12 @@ local hb_type = redis.call('TYPE', KEYS[3])['ok']
 if hb_type == 'string' then
   local hb = redis.call('GET', KEYS[3])
   local ts = tonumber(string.match(hb, '"timestamp":(%d+)'))
-  if ts and ts > last then
-    last = ts
-  elseif not ts then
+  if ts and ARGV[7] ~= '1' then
+    if ts > last then
+      last = ts
+    end
+  elseif not ts and not (string.match(hb, '^%s*{') and string.match(hb, '"lastHeartbeat":%-?%d')) then
+    -- A TS heartbeat (an object with a numeric lastHeartbeat, no timestamp) is a heartbeat, just not one whose time is trusted.
     malformed = 1
   end
 elseif hb_type ~= 'none' then
