@@ -2,9 +2,11 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Cfn.Coordination.Recovery;
 using Cfn.Coordination.Redis;
 using Cfn.Coordination.Signals;
 using Cfn.Coordination.Tests.Infrastructure;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Cfn.Coordination.Tests.Signals;
@@ -286,5 +288,31 @@ public sealed class TsSignalTests(RedisServer server)
         var second = await next.StartAsync(id);
         var got = Assert.Single(await ReadForAsync(second, TimeSpan.FromSeconds(3), stopAfter: 1));
         Assert.Equal(messageId, got.Signal.MessageId);
+    }
+
+    [Fact]
+    public async Task Compat_DeadReceiverWithATsSignalInK2_HandedToTheReplacement_WhichReceivesIt()
+    {
+        await using var h = Harness.Create(server, o =>
+        {
+            o.TsCompat = true;
+            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
+        });
+        var dead = await h.StartAsync();
+        var replacement = await h.StartAsync();
+        var tsSender = TestIds.New("ts-coordinator");
+        await HeartbeatAsTsAsync(h.Database, tsSender); // a sender still there: its signal is worth handing over
+        var (json, messageId) = TsSignal(tsSender, dead.Id);
+        await SendAsTsAsync(h.Database, dead.Id, json, messageId);
+
+        var moved = await new SignalHandover(h.Redis, h.Keys, new RecoveryMetrics(h.Registry), h.LoggerFactory.CreateLogger("handover"))
+            .MoveAllAsync(dead.Id, replacement.Id);
+
+        Assert.Equal(1, moved);
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Signal(dead.Id)));
+        var got = Assert.Single(await ReadForAsync(replacement, TimeSpan.FromSeconds(3), stopAfter: 1));
+        Assert.Equal(messageId, got.Signal.HandedOverFrom);
+        Assert.Equal(tsSender, got.Signal.SenderId);
+        Assert.Equal(replacement.Id, got.Signal.ReceiverId);
     }
 }
