@@ -43,7 +43,13 @@ internal sealed class CoordinatorCleanup
     /// Idempotent: a second run deletes 0 keys.
     /// </summary>
     /// <exception cref="InvalidIdException">The ID is invalid; nothing was read or written.</exception>
-    public async Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false)
+    /// <param name="coordinatorId">The coordinator (or validator) to clean.</param>
+    /// <param name="force">Clean even when its heartbeat is fresh.</param>
+    /// <param name="keepTsSignal">
+    /// Keep a TS signal left unconsumed in K2 (D13): true for every cleanup but an operator's forced one. A dead receiver's
+    /// TS signal is handed over before its escalation's cleanup when CFN_TS_COMPAT is on; otherwise it waits for its TTL.
+    /// </param>
+    public async Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false, bool keepTsSignal = true)
     {
         Ids.RequireName(coordinatorId, "coordinatorId");
         var swarm = (string?)await _database.HashGetAsync(Keys.Swarms, coordinatorId).ConfigureAwait(false);
@@ -53,13 +59,14 @@ internal sealed class CoordinatorCleanup
             _logger.LogWarning("Forced cleanup of a coordinator whose heartbeat is fresh coordinator={CoordinatorId}", coordinatorId);
         }
 
-        var result = await DeleteAsync(coordinatorId, keys, force).ConfigureAwait(false);
+        var result = await DeleteAsync(coordinatorId, keys, force, keepTsSignal: keepTsSignal).ConfigureAwait(false);
         if (!result.Refused)
         {
             // A peer may have written a key naming it (its ACK of this coordinator's signal) between the scan and the deletion
             // of the heartbeat; with the heartbeat and registry entry gone no new one is written (ack.lua), so one more
             // pass finds the last of them and the runbook's `--scan --pattern "blocking:*{id}*"` comes back empty (#85).
-            var late = await DeleteAsync(coordinatorId, await EnumerateKeysAsync(coordinatorId).ConfigureAwait(false), force: true).ConfigureAwait(false);
+            var late = await DeleteAsync(coordinatorId, await EnumerateKeysAsync(coordinatorId).ConfigureAwait(false), force: true,
+                keepTsSignal: keepTsSignal).ConfigureAwait(false);
             if (swarm is not null && Ids.IsValidName(swarm))
             {
                 // Work it took from its swarm's queue but never recorded (it died in between) goes back to the queue.
@@ -121,24 +128,29 @@ internal sealed class CoordinatorCleanup
 
     /// <summary>Deletes <paramref name="keys"/> of a coordinator in atomic batches (the first one re-checks liveness unless forced).</summary>
     internal async Task<CleanupResult> DeleteAsync(
-        string coordinatorId, IReadOnlyList<(RedisKey Key, string Category)> keys, bool force, long? staleThresholdMs = null)
+        string coordinatorId, IReadOnlyList<(RedisKey Key, string Category)> keys, bool force, long? staleThresholdMs = null,
+        bool keepTsSignal = true)
     {
         var categories = KeyOwnership.Categories.ToDictionary(c => c, _ => 0L, StringComparer.Ordinal);
         var first = true;
         // The heartbeat keys (K1, a validator's own) go in the first batch, so the liveness check and their deletion are one atomic step.
-        var ordered = keys.OrderBy(k => k.Category == KeyOwnership.Heartbeat ? 0 : 1).ToList();
+        // K2 and the inbox go in the first batch too: whether K2 holds a TS signal is judged against the inbox before it is deleted.
+        var view = Keys.Signal(coordinatorId);
+        var inbox = Keys.Inbox(coordinatorId);
+        var ordered = keys.OrderBy(k => k.Category == KeyOwnership.Heartbeat ? 0 : k.Key == view || k.Key == inbox ? 1 : 2).ToList();
+        var kept = false;
         for (var start = 0; start < Math.Max(1, ordered.Count); start += BatchSize)
         {
             var batch = ordered.Skip(start).Take(BatchSize).ToList();
             RedisKey[] scriptKeys =
             [
                 Keys.Registry, Keys.Health, Keys.Deadlines, Keys.Swarms, Keys.StuckReported, Keys.Heartbeat(coordinatorId), Keys.Validators, Keys.Agents,
-                Keys.TsCoordinators, Keys.TsHeartbeats, .. batch.Select(b => b.Key),
+                Keys.TsCoordinators, Keys.TsHeartbeats, inbox, view, .. batch.Select(b => b.Key),
             ];
             RedisValue[] args =
             [
                 coordinatorId, force || !first ? "1" : "0", staleThresholdMs ?? (long)_options.HeartbeatStaleThreshold.TotalMilliseconds,
-                .. batch.Select(b => (RedisValue)b.Category),
+                keepTsSignal && first ? "1" : "0", .. batch.Select(b => (RedisValue)b.Category),
             ];
             var reply = (RedisResult[])(await _database.ScriptEvaluateAsync(RedisScripts.CleanupCoordinator, scriptKeys, args)
                 .ConfigureAwait(false))!;
@@ -149,10 +161,23 @@ internal sealed class CoordinatorCleanup
 
             for (var i = 1; i + 1 < reply.Length; i += 2)
             {
+                if ((string?)reply[i] == "ts_signal_kept")
+                {
+                    kept = true;
+                    continue;
+                }
+
                 categories[(string)reply[i]!] += (long)reply[i + 1];
             }
 
             first = false;
+        }
+
+        if (kept)
+        {
+            _logger.LogWarning(
+                "Cleanup kept a TS signal in {Key}: not consumed by anyone; it stays for its TTL or an operator's forced cleanup coordinator={CoordinatorId}",
+                (string?)view, coordinatorId);
         }
 
         return new CleanupResult(coordinatorId, categories.Values.Sum(), categories);

@@ -99,9 +99,11 @@ public sealed class TimeoutHandler : IAsyncDisposable
 
     /// <summary>
     /// Deletes <paramref name="coordinatorId"/>'s keys (its work is handed over first). Unless <paramref name="force"/>,
-    /// a coordinator with a fresh heartbeat is left alone; forced, it is cleaned anyway and the fresh heartbeat logged.
+    /// a coordinator with a fresh heartbeat is left alone, and so is a TS signal left unconsumed in its K2 (D13); forced,
+    /// it is cleaned anyway (that signal too) and the fresh heartbeat logged.
     /// </summary>
-    public Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false) => Cleanup.CleanupAsync(coordinatorId, force);
+    public Task<CleanupResult> CleanupAsync(string coordinatorId, bool force = false) =>
+        Cleanup.CleanupAsync(coordinatorId, force, keepTsSignal: !force); // an operator's forced cleanup deletes a TS signal too
 
     /// <summary>The activity-timeout verdict for <paramref name="coordinatorId"/> now (read-only); null when it has neither a heartbeat nor an activity record.</summary>
     public Task<TimeoutCheckResult?> CheckTimeoutAsync(string coordinatorId) => TimeoutCheck.CheckAsync(coordinatorId);

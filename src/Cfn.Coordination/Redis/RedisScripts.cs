@@ -27,7 +27,7 @@ internal static class RedisScripts
     public static readonly string MonitorCheck = Compose("monitor_check.lua");
     public static readonly string TsDiscover = Compose("ts_discover.lua");
     public static readonly string TsRefresh = Compose("ts_refresh.lua");
-    public static readonly string CleanupCoordinator = Compose("cleanup_coordinator.lua");
+    public static readonly string CleanupCoordinator = Compose("lib_inbox.lua", "cleanup_coordinator.lua");
     public static readonly string CompareAndSet = Compose("compare_and_set.lua");
     public static readonly string HashCompareAndSet = Compose("hash_compare_and_set.lua");
     public static readonly string CompareAndDelete = Compose("compare_and_delete.lua");

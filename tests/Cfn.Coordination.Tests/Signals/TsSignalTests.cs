@@ -315,4 +315,46 @@ public sealed class TsSignalTests(RedisServer server)
         Assert.Equal(tsSender, got.Signal.SenderId);
         Assert.Equal(replacement.Id, got.Signal.ReceiverId);
     }
+
+    [Fact]
+    public async Task Cleanup_KeepsAnUnconsumedTsSignal_OnlyTheOperatorsForcedCleanupDeletesIt()
+    {
+        await using var h = Harness.Create(server);
+        var dead = await h.StartAsync();
+        var cfnSender = await h.StartAsync();
+        await cfnSender.Signals.SendAsync(dead.Id, SignalTypes.Completion, 1); // a cfn signal pending too: it goes with the inbox
+        var (json, messageId) = TsSignal(TestIds.New("ts-coordinator"), dead.Id);
+        await SendAsTsAsync(h.Database, dead.Id, json, messageId);
+        await dead.AbandonAsync();
+        var cleanup = new CoordinatorCleanup(h.Redis, new RecoveryOptions(), new RecoveryMetrics(h.Registry));
+
+        // As an escalation's last step cleans (its liveness check forced) and as the batch cleanup does: the TS signal stays.
+        var escalationCleanup = await cleanup.CleanupAsync(dead.Id, force: true);
+        Assert.False(escalationCleanup.Refused);
+        Assert.Equal(json, (string?)await h.Database.StringGetAsync(Keys.Signal(dead.Id)));
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Inbox(dead.Id)));
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Heartbeat(dead.Id)));
+        Assert.Contains(h.Messages, m => m.Contains("Cleanup kept a TS signal", StringComparison.Ordinal) && m.Contains(dead.Id, StringComparison.Ordinal));
+
+        // The operator's forced cleanup (POST /api/coordinators/{id}/cleanup) deletes it.
+        await using var handler = new TimeoutHandler(h.Redis, h.Keys, new RecoveryOptions(), h.Metrics, new RecoveryMetrics(h.Registry), "handler-test");
+        await handler.CleanupAsync(dead.Id, force: true);
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Signal(dead.Id)));
+    }
+
+    [Fact]
+    public async Task Cleanup_AK2ThatMirrorsTheInbox_IsDeletedAsBefore()
+    {
+        await using var h = Harness.Create(server);
+        var dead = await h.StartAsync();
+        var cfnSender = await h.StartAsync();
+        await cfnSender.Signals.SendAsync(dead.Id, SignalTypes.Completion, 1);
+        await dead.AbandonAsync();
+
+        await new CoordinatorCleanup(h.Redis, new RecoveryOptions(), new RecoveryMetrics(h.Registry)).CleanupAsync(dead.Id, force: true);
+
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Signal(dead.Id)));
+        Assert.False(await h.Database.KeyExistsAsync(Keys.Inbox(dead.Id)));
+        Assert.DoesNotContain(h.Messages, m => m.Contains("Cleanup kept a TS signal", StringComparison.Ordinal));
+    }
 }
