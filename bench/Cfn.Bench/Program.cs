@@ -12,7 +12,7 @@ using System.Text.Json.Nodes;
 using Cfn.Bench;
 using Cfn.Bench.Rows;
 
-IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup(), new H_Retention(), new I_AgentRoundTrip(), new J_Dashboard()];
+IRow[] allRows = [new A_AckRelease(), new A2_AckPresent(), new B_FanIn(), new C_Throughput(), new D_Detection(), new E_DeathDetection(), new F_IdleCost(), new G_BatchCleanup(), new H_Retention(), new I_AgentRoundTrip(), new J_Dashboard(), new K_TsAckWake()];
 string[] flags = ["--quick", "--alloc-types"];
 string[] valued = ["--redis", "--out", "--table", "--db", "--rows", "--pairs", "--h-rate", "--h-work-rate", "--h-seconds"];
 for (var i = 0; i < args.Length; i++)

@@ -19,7 +19,7 @@ public sealed class BenchCollection
 [Collection(BenchCollection.Name)]
 public sealed class BenchQuickTests
 {
-    private static readonly string[] RowKeys = ["a", "a2", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    private static readonly string[] RowKeys = ["a", "a2", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
 
     [Fact]
     public async Task QuickMode_Completes_WritesJsonWithEveryRowAndTheFloor()
