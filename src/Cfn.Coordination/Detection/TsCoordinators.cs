@@ -160,7 +160,10 @@ internal static class TsCoordinators
             {
                 var (id, old) = valid[start + i];
                 var shape = Classify((string?)values[i], out var seen);
-                if (registered[i] is not null || shape == Shape.Cfn)
+                // Also let go: an ID traffic named (a wait's peer outside the registry may be a dead cfn coordinator) that has
+                // no K1 and was never seen heartbeating. Nothing would ever judge it, and the hash must not grow with such
+                // peers; traffic or the scan puts it back once it heartbeats.
+                if (registered[i] is not null || shape == Shape.Cfn || (old.Length == 0 && values[i].IsNull))
                 {
                     leave.Add(id);
                     continue;

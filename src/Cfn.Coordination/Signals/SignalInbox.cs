@@ -342,6 +342,20 @@ public sealed class SignalInbox
             return null;
         }
 
+        if (fromTs)
+        {
+            // The traffic that names a TS coordinator puts it under the monitor's watch, in this receiver's swarm (a TS
+            // heartbeat names none); a failure here must not cost the signal (the slow scan finds it too).
+            try
+            {
+                await Detection.TsCoordinators.DiscoverAsync(Redis.Database, [(signal.SenderId, _coordinator.SwarmId)]).ConfigureAwait(false);
+            }
+            catch (Exception e) when (RedisErrors.IsTransient(e) || e is RedisServerException)
+            {
+                _logger.LogWarning("Could not put TS coordinator={SenderId} under watch: {Error}", signal.SenderId, e.Message);
+            }
+        }
+
         _logger.SignalReceived(signal.MessageId, signal.SenderId, signal.ReceiverId, signal.Type, signal.Iteration, redelivery);
         var senderGone = new StrongBox<bool>();
         // The ACK script also records this coordinator's progress (K7).

@@ -579,6 +579,7 @@ internal sealed class WakeHub : IAsyncDisposable
     {
         var ids = undecided.Keys.ToArray();
         var expires = now + PublisherMemoryTicks;
+        var notPublishing = new List<(string Id, string? SwarmId)>();
         for (var start = 0; start < ids.Length; start += FallbackBatchSize)
         {
             var batch = ids.AsSpan(start, Math.Min(FallbackBatchSize, ids.Length - start)).ToArray();
@@ -592,6 +593,7 @@ internal sealed class WakeHub : IAsyncDisposable
                 {
                     // Watched before this period's read below, so an ACK written in between is either read or announced.
                     await WatchTsAcksAsync(batch[i]).ConfigureAwait(false);
+                    notPublishing.Add((batch[i], null));
                     foreach (var (key, wait) in undecided[batch[i]])
                     {
                         keys.Add(key);
@@ -599,6 +601,13 @@ internal sealed class WakeHub : IAsyncDisposable
                     }
                 }
             }
+        }
+
+        // An awaited peer outside the registry may be a TS coordinator (or a dead one): with compat the monitor watches
+        // it; one that never heartbeats as TS is never judged (Detection/TsCoordinators).
+        if (_tsCompat && notPublishing.Count > 0)
+        {
+            await Detection.TsCoordinators.DiscoverAsync(_database, notPublishing).ConfigureAwait(false);
         }
     }
 

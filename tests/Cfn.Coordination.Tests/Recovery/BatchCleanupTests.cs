@@ -81,6 +81,9 @@ public sealed partial class BatchCleanupTests(RedisServer server, ITestOutputHel
             writes.Add(batch.StringSetAsync(keys[^1], k1));
         }
 
+        // A pending signal as cfn keeps it: the inbox entry, and K2 mirroring it (a K2 without one is a TS signal, kept).
+        keys.Add($"blocking:inbox:{id}");
+        writes.Add(batch.StreamAddAsync(keys[^1], "signal", $"{{\"receiverId\":\"{id}\"}}"));
         keys.Add($"blocking:signal:{id}");
         writes.Add(batch.StringSetAsync(keys[^1], $"{{\"receiverId\":\"{id}\"}}"));
         keys.Add($"coordinator:activity:{id}");
@@ -151,8 +154,8 @@ public sealed partial class BatchCleanupTests(RedisServer server, ITestOutputHel
         Assert.Equal(0, report.KeysDeleted);
         Assert.Equal(["stale-1", "stale-2"], report.StaleCoordinatorIds);
         var messages = w.Messages;
-        Assert.Contains("[DRY-RUN] Would delete 5 keys for coordinator stale-1", messages);
-        Assert.Contains("[DRY-RUN] Would delete 5 keys for coordinator stale-2", messages);
+        Assert.Contains("[DRY-RUN] Would delete 6 keys for coordinator stale-1", messages);
+        Assert.Contains("[DRY-RUN] Would delete 6 keys for coordinator stale-2", messages);
         foreach (var key in stale1.Concat(stale2))
         {
             Assert.Contains($"[DRY-RUN] Would delete: {key}", messages);
@@ -199,8 +202,8 @@ public sealed partial class BatchCleanupTests(RedisServer server, ITestOutputHel
         Assert.Equal(1, w.Metrics.CleanupRuns.WithLabels("success").Value);
 
         var messages = w.Messages;
-        Assert.Contains("Deleted 5 keys for coordinator stale-1", messages);
-        Assert.Contains("Deleted 4 keys for coordinator stale-2", messages);
+        Assert.Contains("Deleted 6 keys for coordinator stale-1", messages);
+        Assert.Contains("Deleted 5 keys for coordinator stale-2", messages);
         Assert.Contains(messages, m => m.StartsWith("Coordinator active: fresh-2", StringComparison.Ordinal));
         Assert.Contains(messages, m => m.StartsWith("Coordinator active: fresh-3", StringComparison.Ordinal));
         Assert.Contains("Total coordinators checked: 6", messages);
@@ -297,7 +300,7 @@ public sealed partial class BatchCleanupTests(RedisServer server, ITestOutputHel
         }
 
         var admin = server.Server;
-        Assert.Equal(stale * 5 + fresh * 5 + 1, await admin.DatabaseSizeAsync(w.Db.Index));
+        Assert.Equal(stale * 6 + fresh * 6 + 1, await admin.DatabaseSizeAsync(w.Db.Index));
         var previous = (await admin.ConfigGetAsync("slowlog-log-slower-than")).Single().Value;
         BatchCleanupReport report;
         CommandTrace[] slow;
@@ -326,9 +329,9 @@ public sealed partial class BatchCleanupTests(RedisServer server, ITestOutputHel
         Assert.Equal(0, report.Errors);
         Assert.Equal(stale + fresh, report.CoordinatorsChecked);
         Assert.Equal(stale, report.StaleFound);
-        Assert.Equal(stale * 5, report.KeysDeleted);
+        Assert.Equal(stale * 6, report.KeysDeleted);
         // Left: the fresh coordinators' keys and the registry with their entries.
-        Assert.Equal(fresh * 5 + 1, await admin.DatabaseSizeAsync(w.Db.Index));
+        Assert.Equal(fresh * 6 + 1, await admin.DatabaseSizeAsync(w.Db.Index));
         Assert.Equal(fresh, await db.SortedSetLengthAsync(Keys.Registry));
         Assert.True(await AllExistAsync(db, freshKeys));
         var leftover = new List<string>();

@@ -15,7 +15,7 @@ public sealed partial class BatchCleanupTests
         var db = w.Database;
         var now = await RedisKit.NowAsync(db);
         // Only a heartbeat key, no registry entry: the batch must scan validator:heartbeat:* to find it.
-        var staleKeys = new[] { "validator:heartbeat:stale-v", "blocking:signal:stale-v", "coordinator:activity:stale-v" };
+        var staleKeys = new[] { "validator:heartbeat:stale-v", "blocking:unblock:stale-v", "coordinator:activity:stale-v" };
         foreach (var key in staleKeys)
         {
             await db.StringSetAsync(key, string.Create(CultureInfo.InvariantCulture, $"{{\"timestamp\":{now - 700_000},\"coordinatorId\":\"stale-v\"}}"));

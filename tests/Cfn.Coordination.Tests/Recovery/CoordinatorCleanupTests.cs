@@ -51,10 +51,11 @@ public sealed class CoordinatorCleanupTests(RedisServer server)
                 continue;
             }
 
+            // K2 mirrors the inbox's newest entry, as cfn writes it (a K2 that does not is a TS signal, which cleanups keep).
             var value = key.StartsWith("blocking:heartbeat:", StringComparison.Ordinal)
                 ? string.Create(CultureInfo.InvariantCulture,
                     $"{{\"coordinatorId\":\"{id}\",\"swarmId\":\"{swarm}\",\"timestamp\":{heartbeatMs},\"lastHeartbeat\":{heartbeatMs},\"sequence\":1}}")
-                : $"{{\"key\":\"{key}\"}}";
+                : key.StartsWith("blocking:signal:", StringComparison.Ordinal) ? $"{{\"for\":\"{id}\"}}" : $"{{\"key\":\"{key}\"}}";
             writes.Add(db.StringSetAsync(key, value, Ttl));
         }
 

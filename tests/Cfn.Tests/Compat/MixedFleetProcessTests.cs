@@ -97,6 +97,61 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
         await fleet.WaitForAsync(async () => await fleet.Db.KeyExistsAsync($"blocking:ack:coordinator-c:{messageId}"), "the next instance's ACK");
     }
 
+    [Fact]
+    public async Task Compat_TsCoordinatorWhoseHeartbeatStops_WarnedDeclaredDeadEscalatedAndCleanedUp()
+    {
+        await using var fleet = await Fleet.StartAsync(62, output);
+        var handler = await fleet.ServeAsync("handler", "timeout-handler", ("CFN_TS_COMPAT", "true"));
+        await fleet.ServeAsync("manager", "swarm-manager");
+        await fleet.ServeAsync("coordinator", "coordinator", ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"),
+            ("CFN_TS_COMPAT", "true"), ("COORDINATOR_HOST_CAPACITY", "4"));
+
+        // The TS coordinator heartbeats every 200 ms with a clock two minutes behind (its lastHeartbeat alone would look
+        // dead at once against the 1 s threshold), and signals a cfn coordinator: the traffic that puts it under watch.
+        using var stopBeats = new CancellationTokenSource();
+        var beats = Task.Run(async () =>
+        {
+            for (var sequence = 1L; !stopBeats.IsCancellationRequested; sequence++)
+            {
+                await HeartbeatAsTsAsync(fleet.Db, "ts-1", sequence, skewMs: -120_000);
+                await Task.Delay(200);
+            }
+        });
+        var messageId = await SendAsTsAsync(fleet.Db, "ts-1", "coordinator-c");
+        await fleet.WaitForAsync(async () => await fleet.Db.KeyExistsAsync($"blocking:ack:coordinator-c:{messageId}"), "the ACK of the TS signal");
+
+        // Alive while it heartbeats, whatever its clock says.
+        await Task.Delay(3000);
+        Assert.DoesNotContain(handler.Lines, l => l.Contains("coordinator=ts-1", StringComparison.Ordinal));
+
+        await stopBeats.CancelAsync();
+        await beats;
+        var stopped = DateTime.UtcNow;
+        await handler.WaitForLineAsync(l => l.Contains("Stale heartbeat detected coordinator=ts-1", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        await handler.WaitForLineAsync(l => l.Contains("Marking coordinator as DEAD coordinator=ts-1 swarm=swarm-a", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30));
+        var detected = DateTime.UtcNow - stopped;
+        output.WriteLine($"declared dead {detected.TotalMilliseconds:0} ms after its last heartbeat (threshold 1000 ms, 3 warnings 250 ms apart)");
+        Assert.True(detected < TimeSpan.FromSeconds(10), $"declared dead only after {detected}");
+
+        // Escalated like a cfn coordinator: a replacement is asked for in its swarm, and its keys go (runbook #85).
+        await fleet.WaitForAsync(async () =>
+        {
+            await foreach (var key in fleet.Server.KeysAsync(62, "coordinator:spawn:*"))
+            {
+                if (((string?)await fleet.Db.StringGetAsync(key))?.Contains("\"swarmId\":\"swarm-a\"", StringComparison.Ordinal) == true)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }, "a spawn request for the replacement in swarm-a");
+        await fleet.WaitForAsync(async () => !await fleet.Server.KeysAsync(62, "blocking:*ts-1*").AnyAsync(), "blocking:*ts-1* empty after the cleanup");
+        Assert.False(await fleet.Db.HashExistsAsync("coordinator:ts-heartbeats", "ts-1"));
+        Assert.Single(handler.Lines, l => l.Contains("Marking coordinator as DEAD coordinator=ts-1", StringComparison.Ordinal));
+    }
+
     /// <summary><c>cfn serve</c> processes on one Redis database, with fast detection settings.</summary>
     private sealed class Fleet : IAsyncDisposable
     {
