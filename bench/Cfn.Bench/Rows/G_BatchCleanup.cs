@@ -8,8 +8,8 @@ using StackExchange.Redis;
 namespace Cfn.Bench.Rows;
 
 /// <summary>
-/// g: batch cleanup (Recovery/BatchCleanup) of N stale coordinators, each with its registry entry and five keys
-/// (heartbeat, signal view, activity, one ACK, one idempotency record; heartbeat 700 s old against the 600 s
+/// g: batch cleanup (Recovery/BatchCleanup) of N stale coordinators, each with its registry entry and six keys
+/// (heartbeat, inbox, signal view, activity, one ACK, one idempotency record; heartbeat 700 s old against the 600 s
 /// threshold). Total time and the longest single command, from SLOWLOG with every command logged during the run
 /// (slowlog-log-slower-than 0; both settings are restored afterwards).
 /// </summary>
@@ -35,6 +35,8 @@ internal sealed class G_BatchCleanup : IRow
                 var heartbeat = string.Create(CultureInfo.InvariantCulture,
                     $"{{\"coordinatorId\":\"{id}\",\"swarmId\":\"bench\",\"timestamp\":{stale},\"lastHeartbeat\":{stale},\"sequence\":1}}");
                 writes.Add(batch.StringSetAsync(Keys.Heartbeat(id), heartbeat, ttl));
+                // A pending signal as cfn keeps it: the inbox entry and K2 mirroring it (a K2 alone is a TS signal, which cleanups keep).
+                writes.Add(batch.StreamAddAsync(Keys.Inbox(id), "signal", $"{{\"receiverId\":\"{id}\"}}"));
                 writes.Add(batch.StringSetAsync(Keys.Signal(id), $"{{\"receiverId\":\"{id}\"}}", ttl));
                 writes.Add(batch.StringSetAsync(Keys.Activity(id), $"{{\"coordinatorId\":\"{id}\"}}", ttl));
                 writes.Add(batch.StringSetAsync(Keys.Ack(id, $"{peer}:{id}:completion:1:1"), "{}", ttl));
@@ -83,7 +85,7 @@ internal sealed class G_BatchCleanup : IRow
         var json = new JsonObject
         {
             ["stale_coordinators"] = count,
-            ["keys_seeded"] = count * 5,
+            ["keys_seeded"] = count * 6,
             ["total_ms"] = Stats.Round(elapsed, 1),
             ["stale_found"] = report.StaleFound,
             ["keys_deleted"] = report.KeysDeleted,
@@ -96,7 +98,7 @@ internal sealed class G_BatchCleanup : IRow
         var met = elapsed <= 5000 && longestMs <= 50 && report.StaleFound == count && report.Errors == 0;
         return new RowResult(json,
         [
-            new TableLine("g", "batch cleanup", $"{count:N0} stale coordinators with their keys ({count * 5:N0} keys)",
+            new TableLine("g", "batch cleanup", $"{count:N0} stale coordinators with their keys ({count * 6:N0} keys)",
                 $"{Stats.F(elapsed)} ms in all, {report.KeysDeleted:N0} keys deleted, {commands.Count:N0} commands; longest command {Stats.F(longestMs)} ms ({longestName})",
                 "—", "fails at 2,700", "≤ 5 s, longest single Redis command ≤ 50 ms (SLOWLOG)", met),
         ]);

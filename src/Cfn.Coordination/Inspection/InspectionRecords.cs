@@ -76,6 +76,12 @@ public sealed record CoordinatorHealth(
     /// <summary>It runs in the validators' swarm (the kind is the swarm's, never the ID's).</summary>
     public bool IsValidator => Redis.Keys.IsValidatorSwarm(SwarmId);
 
+    /// <summary>
+    /// A TypeScript coordinator under the <c>CFN_TS_COMPAT</c> watch (D13), not a registry member: its
+    /// <see cref="LastHeartbeat"/> is when the monitor last saw its heartbeat change (Redis time), never its own clock.
+    /// </summary>
+    public bool IsTs { get; init; }
+
     /// <summary>It is live and its activity record says it is blocking.</summary>
     public bool Blocking => !Stale && Activity?.Status == "blocking";
 }

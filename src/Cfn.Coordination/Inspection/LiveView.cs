@@ -325,6 +325,7 @@ internal sealed record LiveState(
                 id = p.Health.CoordinatorId,
                 swarmId = p.Health.SwarmId,
                 kind = p.Health.IsValidator ? "validator" : "coordinator",
+                ts = p.Health.IsTs, // a TS coordinator (CFN_TS_COMPAT): its age is since its heartbeat was last seen to change
                 heartbeatAgeMs = p.Health.HeartbeatAgeMs,
                 stale = p.Health.Stale,
                 warnings = p.Health.Health?.Warnings ?? 0,

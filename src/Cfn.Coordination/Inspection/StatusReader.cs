@@ -45,16 +45,12 @@ internal sealed class StatusReader(RedisContext redis, RecoveryOptions options, 
     public async Task<IReadOnlyList<CoordinatorHealth>> ReadCoordinatorsAsync(long now)
     {
         var database = redis.Database;
-        var registered = new List<(string Id, long LastBeat)>();
-        for (long rank = 0; ; rank += Page)
-        {
-            var page = await database.SortedSetRangeByRankWithScoresAsync(Keys.Registry, rank, rank + Page - 1).ConfigureAwait(false);
-            registered.AddRange(page.Select(e => ((string)e.Element!, (long)e.Score)));
-            if (page.Length < Page)
-            {
-                break;
-            }
-        }
+        var registered = await ReadScoresAsync(Keys.Registry).ConfigureAwait(false);
+        // TS coordinators under the CFN_TS_COMPAT watch (D13) are listed too, scored when their heartbeat was last seen
+        // to change; the set is empty (one command) in a fleet without them.
+        var watchedTs = await ReadScoresAsync(Keys.TsCoordinators).ConfigureAwait(false);
+        var ts = new HashSet<string>(watchedTs.Select(w => w.Id), StringComparer.Ordinal);
+        registered.AddRange(watchedTs);
 
         var health = new Dictionary<string, HealthWarnings>(StringComparer.Ordinal);
         foreach (var entry in await database.HashGetAllAsync(Keys.Health).ConfigureAwait(false))
@@ -97,11 +93,29 @@ internal sealed class StatusReader(RedisContext redis, RecoveryOptions options, 
                 }
 
                 result.Add(new CoordinatorHealth(id, (string?)swarmIds[i] ?? "unknown", lastBeat, now - lastBeat,
-                    now - lastBeat > options.HeartbeatStaleThreshold.TotalMilliseconds, health.GetValueOrDefault(id), record));
+                    now - lastBeat > options.HeartbeatStaleThreshold.TotalMilliseconds, health.GetValueOrDefault(id), record)
+                {
+                    IsTs = ts.Contains(id),
+                });
             }
         }
 
         return result;
+    }
+
+    /// <summary>Every member of a sorted set of IDs scored by Redis ms, read in pages of <see cref="Page"/>.</summary>
+    private async Task<List<(string Id, long LastBeat)>> ReadScoresAsync(RedisKey key)
+    {
+        var members = new List<(string Id, long LastBeat)>();
+        for (long rank = 0; ; rank += Page)
+        {
+            var page = await redis.Database.SortedSetRangeByRankWithScoresAsync(key, rank, rank + Page - 1).ConfigureAwait(false);
+            members.AddRange(page.Select(e => ((string)e.Element!, (long)e.Score)));
+            if (page.Length < Page)
+            {
+                return members;
+            }
+        }
     }
 
     /// <summary>

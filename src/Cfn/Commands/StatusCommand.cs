@@ -62,7 +62,7 @@ internal static class StatusCommand
         {
             var blocking = c.Activity?.Status == "blocking";
             rows.Add([
-                c.CoordinatorId, c.SwarmId, (c.HeartbeatAgeMs / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "s",
+                c.IsTs ? c.CoordinatorId + " (ts)" : c.CoordinatorId, c.SwarmId, (c.HeartbeatAgeMs / 1000.0).ToString("0.0", CultureInfo.InvariantCulture) + "s",
                 c.Stale ? "stale" : "live", c.Health is { } h ? Num(h.Warnings) + "/" + Num(options.MaxWarnings) : "-",
                 c.Activity?.Status ?? "-", blocking ? c.Activity!.WaitingFor ?? "-" : "-", blocking ? c.Activity!.WaitingForSignal ?? "-" : "-",
             ]);

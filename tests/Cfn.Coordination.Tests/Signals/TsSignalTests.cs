@@ -53,6 +53,13 @@ public sealed class TsSignalTests(RedisServer server)
     private static string TsHmac(string secret, string message) =>
         Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(message)));
 
+    /// <summary>A receiver in compat mode whose idle inbox looks at K2 every 200 ms.</summary>
+    private static Harness CompatHarness(RedisServer server) => Harness.Create(server, o =>
+    {
+        o.TsCompat = true;
+        o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
+    });
+
     private static async Task<List<ReceivedSignal>> ReadForAsync(Coordinator receiver, TimeSpan duration, int stopAfter = int.MaxValue)
     {
         var got = new List<ReceivedSignal>();
@@ -89,11 +96,7 @@ public sealed class TsSignalTests(RedisServer server)
     [Fact]
     public async Task Compat_TsSignalWrittenOnlyToK2_ReceivedExactlyOnce_AckedInTheShapeTheTsWaiterVerifies()
     {
-        await using var h = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var h = CompatHarness(server);
         var receiver = await h.StartAsync();
         var tsSender = TestIds.New("ts-coordinator");
         await HeartbeatAsTsAsync(h.Database, tsSender);
@@ -140,11 +143,7 @@ public sealed class TsSignalTests(RedisServer server)
     [Fact]
     public async Task Compat_TsSignalBesideCfnSignals_EachReceivedOnce_NoneOverwritten()
     {
-        await using var h = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var h = CompatHarness(server);
         var receiver = await h.StartAsync();
         var cfnSender = await h.StartAsync();
         var tsSender = TestIds.New("ts-coordinator");
@@ -158,20 +157,7 @@ public sealed class TsSignalTests(RedisServer server)
         var second = await cfnSender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 2);
         Assert.Equal(json, (string?)await h.Database.StringGetAsync(Keys.Signal(receiver.Id)));
 
-        var got = new List<ReceivedSignal>();
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(4)))
-        {
-            try
-            {
-                await foreach (var received in receiver.Inbox.ReadAllAsync(stop.Token))
-                {
-                    got.Add(received);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }
+        var got = await ReadForAsync(receiver, TimeSpan.FromSeconds(4));
 
         Assert.Equal(
             new[] { first.MessageId, messageId, second.MessageId }.Order(StringComparer.Ordinal),
@@ -182,11 +168,7 @@ public sealed class TsSignalTests(RedisServer server)
     [Fact]
     public async Task Compat_TsSignalWithAForgedSignature_RefusedAndNotAcked()
     {
-        await using var h = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var h = CompatHarness(server);
         var receiver = await h.StartAsync();
         var tsSender = TestIds.New("ts-coordinator");
         var (json, messageId) = TsSignal(tsSender, receiver.Id, extra: $",\"signature\":\"{new string('a', 64)}\"");
@@ -202,11 +184,7 @@ public sealed class TsSignalTests(RedisServer server)
     [Fact]
     public async Task Compat_TsSignalSignedWithTheFaqScheme_Accepted()
     {
-        await using var h = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var h = CompatHarness(server);
         var receiver = await h.StartAsync();
         var tsSender = TestIds.New("ts-coordinator");
         var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -235,20 +213,7 @@ public sealed class TsSignalTests(RedisServer server)
         var cfn = await cfnSender.Signals.SendAsync(receiver.Id, SignalTypes.Completion, 1);
 
         // Several idle periods pass while reading: the cfn signal is received and consumed, the TS one is not.
-        var got = new List<ReceivedSignal>();
-        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2)))
-        {
-            try
-            {
-                await foreach (var received in receiver.Inbox.ReadAllAsync(stop.Token))
-                {
-                    got.Add(received);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        }
+        var got = await ReadForAsync(receiver, TimeSpan.FromSeconds(2));
 
         Assert.Equal(cfn.MessageId, Assert.Single(got).Signal.MessageId);
         Assert.Equal(json, (string?)await h.Database.StringGetAsync(Keys.Signal(receiver.Id)));
@@ -280,11 +245,7 @@ public sealed class TsSignalTests(RedisServer server)
         Assert.Contains(h.Messages, m => m.Contains("stopped with a TS signal", StringComparison.Ordinal) && m.Contains(id, StringComparison.Ordinal));
 
         // The next instance under the same ID, in compat mode, receives it.
-        await using var next = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var next = CompatHarness(server);
         var second = await next.StartAsync(id);
         var got = Assert.Single(await ReadForAsync(second, TimeSpan.FromSeconds(3), stopAfter: 1));
         Assert.Equal(messageId, got.Signal.MessageId);
@@ -293,11 +254,7 @@ public sealed class TsSignalTests(RedisServer server)
     [Fact]
     public async Task Compat_DeadReceiverWithATsSignalInK2_HandedToTheReplacement_WhichReceivesIt()
     {
-        await using var h = Harness.Create(server, o =>
-        {
-            o.TsCompat = true;
-            o.AckFallbackPollInterval = TimeSpan.FromMilliseconds(200);
-        });
+        await using var h = CompatHarness(server);
         var dead = await h.StartAsync();
         var replacement = await h.StartAsync();
         var tsSender = TestIds.New("ts-coordinator");

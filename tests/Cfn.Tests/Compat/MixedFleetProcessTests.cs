@@ -45,7 +45,7 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
     [Fact]
     public async Task Compat_TsSignalToACfnCoordinator_ReceivedOnce_AckedInTheTsShape_K2Consumed()
     {
-        await using var fleet = await Fleet.StartAsync(60, output);
+        await using var fleet = await ServeFleet.StartAsync(60, Secret, output);
         var coordinator = await fleet.ServeAsync("coordinator", "coordinator",
             ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"), ("CFN_TS_COMPAT", "true"));
         await HeartbeatAsTsAsync(fleet.Db, "ts-1", 1);
@@ -68,14 +68,15 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
         await fleet.WaitForAsync(async () => !await fleet.Db.KeyExistsAsync("blocking:signal:coordinator-c"), "K2 consumed");
         await Task.Delay(1000);
         Assert.Single(coordinator.Lines, l => l.Contains("Accepting unsigned TS signal", StringComparison.Ordinal) && l.Contains(messageId, StringComparison.Ordinal));
-        var metrics = await fleet.MetricsAsync("coordinator");
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var metrics = await http.GetStringAsync($"http://127.0.0.1:{fleet.PortOf("coordinator")}/metrics");
         Assert.Contains("ts_signals_total{coordinator_id=\"coordinator-c\",reason=\"accepted_unsigned\"} 1", metrics, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task CompatOff_TsSignalLeftAndReportedOnce_GracefulStopKeepsIt()
     {
-        await using var fleet = await Fleet.StartAsync(61, output);
+        await using var fleet = await ServeFleet.StartAsync(61, Secret, output);
         // Idle inboxes are looked at every 30 s (the fallback read): the signal is written before the coordinator starts.
         var messageId = await SendAsTsAsync(fleet.Db, "ts-1", "coordinator-c");
         var coordinator = await fleet.ServeAsync("coordinator", "coordinator", ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"));
@@ -100,7 +101,7 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
     [Fact]
     public async Task Compat_TsCoordinatorWhoseHeartbeatStops_WarnedDeclaredDeadEscalatedAndCleanedUp()
     {
-        await using var fleet = await Fleet.StartAsync(62, output);
+        await using var fleet = await ServeFleet.StartAsync(62, Secret, output);
         var handler = await fleet.ServeAsync("handler", "timeout-handler", ("CFN_TS_COMPAT", "true"));
         await fleet.ServeAsync("manager", "swarm-manager");
         await fleet.ServeAsync("coordinator", "coordinator", ("COORDINATOR_ID", "coordinator-c"), ("SWARM_ID", "swarm-a"),
@@ -120,9 +121,14 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
         var messageId = await SendAsTsAsync(fleet.Db, "ts-1", "coordinator-c");
         await fleet.WaitForAsync(async () => await fleet.Db.KeyExistsAsync($"blocking:ack:coordinator-c:{messageId}"), "the ACK of the TS signal");
 
-        // Alive while it heartbeats, whatever its clock says.
+        // Alive while it heartbeats, whatever its clock says; `cfn status` lists it with the cfn coordinators.
         await Task.Delay(3000);
         Assert.DoesNotContain(handler.Lines, l => l.Contains("coordinator=ts-1", StringComparison.Ordinal));
+        var (code, status, _) = await CfnRun.RunToEndAsync(["status"], new Dictionary<string, string?> { ["REDIS_URL"] = fleet.RedisUrl });
+        Assert.Equal(0, code);
+        var row = Assert.Single(status.Split('\n'), l => l.StartsWith("ts-1 (ts)", StringComparison.Ordinal));
+        Assert.Contains("swarm-a", row, StringComparison.Ordinal);
+        Assert.Contains("live", row, StringComparison.Ordinal);
 
         await stopBeats.CancelAsync();
         await beats;
@@ -150,98 +156,5 @@ public sealed class MixedFleetProcessTests(ITestOutputHelper output)
         await fleet.WaitForAsync(async () => !await fleet.Server.KeysAsync(62, "blocking:*ts-1*").AnyAsync(), "blocking:*ts-1* empty after the cleanup");
         Assert.False(await fleet.Db.HashExistsAsync("coordinator:ts-heartbeats", "ts-1"));
         Assert.Single(handler.Lines, l => l.Contains("Marking coordinator as DEAD coordinator=ts-1", StringComparison.Ordinal));
-    }
-
-    /// <summary><c>cfn serve</c> processes on one Redis database, with fast detection settings.</summary>
-    private sealed class Fleet : IAsyncDisposable
-    {
-        private readonly Dictionary<string, CfnRun> _runs = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, int> _ports = new(StringComparer.Ordinal);
-        private readonly ITestOutputHelper _output;
-        private readonly string _endpoint;
-        private readonly int _db;
-        private ConnectionMultiplexer _redis = null!;
-
-        private Fleet(string endpoint, int db, ITestOutputHelper output)
-        {
-            _endpoint = endpoint;
-            _db = db;
-            _output = output;
-        }
-
-        public IDatabase Db => _redis.GetDatabase(_db);
-
-        public IServer Server => _redis.GetServer(_redis.GetEndPoints()[0]);
-
-        public static async Task<Fleet> StartAsync(int db, ITestOutputHelper output)
-        {
-            var endpoint = TestRedis.Endpoint;
-            var fleet = new Fleet(endpoint, db, output) { _redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true") };
-            await fleet.Server.FlushDatabaseAsync(db);
-            return fleet;
-        }
-
-        public async Task<CfnRun> ServeAsync(string name, string role, params (string, string)[] extra)
-        {
-            _ports[name] = CfnRun.FreePort();
-            var env = new Dictionary<string, string?>
-            {
-                ["REDIS_URL"] = $"redis://{_endpoint}/{_db}",
-                ["HTTP_PORT"] = _ports[name].ToString(CultureInfo.InvariantCulture),
-                ["BLOCKING_COORDINATION_SECRET"] = Secret,
-                ["HEARTBEAT_INTERVAL_MS"] = "200",
-                ["HEARTBEAT_STALE_THRESHOLD_MS"] = "1000",
-                ["HEARTBEAT_MONITOR_INTERVAL_MS"] = "250",
-                ["ACK_POLL_INTERVAL_MS"] = "250",
-                ["SWARM_MANAGER_INTERVAL_MS"] = "250",
-                ["SPAWN_TIMEOUT_MS"] = "15000",
-            };
-            foreach (var (key, value) in extra)
-            {
-                env[key] = value;
-            }
-
-            var run = _runs[name] = CfnRun.Start(["serve", "--role", role], env);
-            await run.WaitReadyAsync(_ports[name], "/health/live");
-            return run;
-        }
-
-        public IReadOnlyList<string> Lines(string name) => _runs[name].Lines;
-
-        public async Task<string> MetricsAsync(string name)
-        {
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            return await http.GetStringAsync($"http://127.0.0.1:{_ports[name]}/metrics");
-        }
-
-        public async Task WaitForAsync(Func<Task<bool>> probe, string what, int seconds = 30)
-        {
-            var until = DateTime.UtcNow.AddSeconds(seconds);
-            while (!await probe())
-            {
-                if (DateTime.UtcNow > until)
-                {
-                    foreach (var (name, run) in _runs)
-                    {
-                        _output.WriteLine($"--- {name}");
-                        _output.WriteLine(run.Tail(40));
-                    }
-
-                    Assert.Fail($"{what}: not within {seconds} s");
-                }
-
-                await Task.Delay(50);
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var run in _runs.Values)
-            {
-                await run.DisposeAsync();
-            }
-
-            await _redis.DisposeAsync();
-        }
     }
 }

@@ -114,47 +114,27 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
         Assert.Empty(await cluster.Server.KeysAsync(30, "blocking:*coordinator-v*").ToListAsync()); // runbook #85
     }
 
-    /// <summary>A set of <c>cfn serve</c> processes on one Redis database, with fast detection settings.</summary>
+    /// <summary>The fleet of these tests (fast detection, 3 s validations) and what they ask of it.</summary>
     private sealed class Cluster : IAsyncDisposable
     {
-        private readonly Dictionary<string, CfnRun> _runs = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, int> _ports = new(StringComparer.Ordinal);
+        private readonly ServeFleet _fleet;
         private readonly ITestOutputHelper _output;
-        private readonly string _endpoint;
         private readonly int _db;
-        private ConnectionMultiplexer _redis = null!;
 
-        private Cluster(string endpoint, int db, ITestOutputHelper output)
+        private Cluster(ServeFleet fleet, int db, ITestOutputHelper output)
         {
-            _endpoint = endpoint;
+            _fleet = fleet;
             _db = db;
             _output = output;
         }
 
-        public IDatabase Db => _redis.GetDatabase(_db);
+        public IDatabase Db => _fleet.Db;
 
-        public IServer Server => _redis.GetServer(_redis.GetEndPoints()[0]);
+        public IServer Server => _fleet.Server;
 
-        public static async Task<Cluster> StartAsync(int db, ITestOutputHelper output)
-        {
-            var endpoint = TestRedis.Endpoint;
-            var cluster = new Cluster(endpoint, db, output) { _redis = await ConnectionMultiplexer.ConnectAsync($"{endpoint},allowAdmin=true") };
-            await cluster.Server.FlushDatabaseAsync(db);
-            return cluster;
-        }
-
-        public async Task<CfnRun> ServeAsync(string name, string role, params (string, string)[] extra)
-        {
-            _ports[name] = CfnRun.FreePort();
-            var env = new Dictionary<string, string?>
+        public static async Task<Cluster> StartAsync(int db, ITestOutputHelper output) =>
+            new(await ServeFleet.StartAsync(db, Secret, output, new Dictionary<string, string>
             {
-                ["REDIS_URL"] = $"redis://{_endpoint}/{_db}",
-                ["HTTP_PORT"] = _ports[name].ToString(CultureInfo.InvariantCulture),
-                ["BLOCKING_COORDINATION_SECRET"] = Secret,
-                ["HEARTBEAT_INTERVAL_MS"] = "200",
-                ["HEARTBEAT_STALE_THRESHOLD_MS"] = "1000",
-                ["HEARTBEAT_MONITOR_INTERVAL_MS"] = "250",
-                ["ACK_POLL_INTERVAL_MS"] = "250",
                 ["BLOCKING_TIMEOUT_MS"] = "30000",
                 ["VALIDATION_DURATION_MEDIAN_MS"] = "3000",
                 ["VALIDATION_DURATION_P95_MS"] = "3500",
@@ -162,21 +142,12 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
                 ["VALIDATORS_PER_ITEM"] = "1",
                 ["VALIDATOR_STALE_THRESHOLD_MS"] = "1000",
                 ["VALIDATOR_REGISTRATION_INTERVAL_MS"] = "250",
-                ["SWARM_MANAGER_INTERVAL_MS"] = "250",
-                ["SPAWN_TIMEOUT_MS"] = "15000",
                 ["COORDINATOR_HOST_CAPACITY"] = "4",
-            };
-            foreach (var (key, value) in extra)
-            {
-                env[key] = value;
-            }
+            }), db, output);
 
-            var run = _runs[name] = CfnRun.Start(["serve", "--role", role], env);
-            await run.WaitReadyAsync(_ports[name], "/health/live");
-            return run;
-        }
+        public Task<CfnRun> ServeAsync(string name, string role, params (string, string)[] extra) => _fleet.ServeAsync(name, role, extra);
 
-        public IReadOnlyList<string> Lines(string name) => _runs[name].Lines;
+        public IReadOnlyList<string> Lines(string name) => _fleet.Lines(name);
 
         /// <summary>
         /// Lines containing <paramref name="text"/> across every process, counted once the first has been read (a process's
@@ -184,26 +155,26 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
         /// </summary>
         public async Task<int> CountLinesAsync(string text)
         {
-            await WaitForAsync(() => Task.FromResult(_runs.Values.SelectMany(r => r.Lines).Any(l => l.Contains(text, StringComparison.Ordinal)) ? true : (bool?)null),
+            await WaitForAsync(() => Task.FromResult(_fleet.Runs.SelectMany(r => r.Lines).Any(l => l.Contains(text, StringComparison.Ordinal)) ? true : (bool?)null),
                 $"a line with \"{text}\"");
             // A second one would show within two of the processes' 250 ms monitor intervals. A negative check on other
             // processes' clocks: no event marks a line that is not written.
             await Task.Delay(TimeSpan.FromMilliseconds(2 * 250));
-            return _runs.Values.SelectMany(r => r.Lines).Count(l => l.Contains(text, StringComparison.Ordinal));
+            return _fleet.Runs.SelectMany(r => r.Lines).Count(l => l.Contains(text, StringComparison.Ordinal));
         }
 
         public async Task EnqueueAsync(string swarmId, string workId)
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             var body = new StringContent($"{{\"workId\":\"{workId}\",\"input\":{{\"n\":1}}}}", Encoding.UTF8, "application/json");
-            var response = await http.PostAsync($"http://127.0.0.1:{_ports["manager"]}/api/swarms/{swarmId}/work", body);
+            var response = await http.PostAsync($"http://127.0.0.1:{_fleet.PortOf("manager")}/api/swarms/{swarmId}/work", body);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
         public async Task<string> StateOfAsync(string name, string coordinatorId)
         {
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            return await http.GetStringAsync($"http://127.0.0.1:{_ports[name]}/api/coordinator/state?coordinatorId={coordinatorId}");
+            return await http.GetStringAsync($"http://127.0.0.1:{_fleet.PortOf(name)}/api/coordinator/state?coordinatorId={coordinatorId}");
         }
 
         /// <summary>The one completed K10 record of <paramref name="workId"/> (fails when there are two records of it).</summary>
@@ -246,24 +217,8 @@ public sealed class RecoveryProcessTests(ITestOutputHelper output)
             }
         }
 
-        private void Dump()
-        {
-            foreach (var (name, run) in _runs)
-            {
-                _output.WriteLine($"--- {name}");
-                _output.WriteLine(run.Tail(40));
-            }
-        }
+        private void Dump() => _fleet.Dump();
 
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var run in _runs.Values)
-            {
-                await run.DisposeAsync();
-            }
-
-            await Server.FlushDatabaseAsync(_db);
-            await _redis.DisposeAsync();
-        }
+        public ValueTask DisposeAsync() => _fleet.DisposeAsync();
     }
 }

@@ -575,7 +575,7 @@
     setAttr(rec.el, 'data-kind', str(p.kind));
     setAttr(rec.el, 'data-state', st);
     setClass(rec.el, 'row-' + st);
-    setText(rec.kind, str(p.kind) || '–');
+    setText(rec.kind, (str(p.kind) || '–') + (p.ts === true ? ' (TS)' : ''));
     setText(rec.swarm, str(p.swarmId) || '–');
     setText(rec.stateBadge, st);
     setClass(rec.stateBadge, 'badge ' + (st === 'live' ? 'badge-ok' : st === 'warning' ? 'badge-warn' : 'badge-bad'));
