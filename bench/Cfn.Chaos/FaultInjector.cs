@@ -251,7 +251,11 @@ internal sealed class FaultInjector
         LogLine? step = null;
         while (step is null && DateTime.UtcNow < deadline && !stop.IsCancellationRequested)
         {
-            step = follower.ReadNew().FirstOrDefault(l => l.Message.StartsWith("Escalation step coordinator=", StringComparison.Ordinal));
+            // A step line with something left to do: after `cleaned` (another death's escalation finishing) nothing is left
+            // to resume, and a kill there proved nothing (a false `escalation_resumed` violation). After any other step
+            // the handler pauses (ESCALATION_STEP_DELAY_MS), so the kill lands while the escalation is not final.
+            step = follower.ReadNew().FirstOrDefault(l => l.Message.StartsWith("Escalation step coordinator=", StringComparison.Ordinal) &&
+                                                          l.Field("step") != "cleaned");
             if (step is null)
             {
                 await Task.Delay(20, CancellationToken.None);

@@ -114,7 +114,12 @@ public sealed class Coordinator : IAsyncDisposable
     public IWaitObserver? WaitObserver { get; set; }
 
     /// <summary>True once this instance learned that a newer instance (or a replacement) took over.</summary>
-    public bool IsSuperseded => _superseded.IsCancellationRequested;
+    /// <remarks>
+    /// The flag, not the token: the first thread to learn it sets the flag, logs, then cancels, and a second thread that
+    /// learns it meanwhile (a fenced work write) must already see it. Read from the token, that window made a fenced
+    /// item look recorded, and it was dropped instead of given back (chaos run, 2026-12-02).
+    /// </remarks>
+    public bool IsSuperseded => Volatile.Read(ref _supersededFlag) == 1;
 
     /// <summary>Fires when this instance is superseded: stop working, the work is no longer yours.</summary>
     public CancellationToken SupersededToken => _superseded.Token;
