@@ -61,6 +61,7 @@ internal sealed class WakeHub : IAsyncDisposable
     // publish, cost nothing more. Without notifications the fallback check reads them, as before.
     private readonly bool _tsCompat;
     private readonly ConcurrentDictionary<string, RedisChannel> _tsAckSubscriptions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RedisChannel> _tsSignalSubscriptions = new(StringComparer.Ordinal);
     private Action<RedisChannel, RedisValue>? _onTsAckWritten;
     private int _keyspaceState; // 0 not asked yet, 1 on, 2 off
     private long _keyspaceAskedAt;
@@ -108,6 +109,13 @@ internal sealed class WakeHub : IAsyncDisposable
         _fates.TryGetValue(peerId, out var known) && known.Expires >= _time.GetTimestamp()
             ? Resolve(peerId, null, null, known.Notice, inRegistry: false)
             : null;
+
+    /// <summary>Number of this process's coordinators whose K2 key it watches through keyspace notifications (TS signals).</summary>
+    public int TsSignalSubscriptions => _tsSignalSubscriptions.Count;
+
+    /// <summary>The keyspace channel of <paramref name="receiverId"/>'s K2 key.</summary>
+    private RedisChannel TsSignalChannel(string receiverId) =>
+        RedisChannel.Literal($"__keyspace@{_database.Database}__:{(string?)Keys.Signal(receiverId)}");
 
     /// <summary>Number of TS peers whose ACK keys this process watches through keyspace notifications.</summary>
     public int TsAckSubscriptions => _tsAckSubscriptions.Count;
@@ -167,6 +175,24 @@ internal sealed class WakeHub : IAsyncDisposable
                 await _multiplexer.GetSubscriber()
                     .SubscribeAsync(Keys.Events(coordinatorId), (_, message) => Dispatch(coordinatorId, message))
                     .ConfigureAwait(false);
+                if (_tsCompat && await KeyspaceNotificationsAsync().ConfigureAwait(false))
+                {
+                    // A TS sender writes only K2 and publishes nothing: its write wakes the inbox, which takes the signal
+                    // at once instead of at its next idle look. A cfn send's own K2 write wakes it too, together with
+                    // its publish (one wake-up: the signal coalesces).
+                    var channel = TsSignalChannel(coordinatorId);
+                    _tsSignalSubscriptions[coordinatorId] = channel;
+                    await _multiplexer.GetSubscriber().SubscribeAsync(channel, (_, message) =>
+                    {
+                        if (string.Equals((string?)message, "set", StringComparison.Ordinal))
+                        {
+                            foreach (var mailbox in MailboxesOf(coordinatorId))
+                            {
+                                mailbox.InboxWake.Set();
+                            }
+                        }
+                    }).ConfigureAwait(false);
+                }
             }
 
             if (_onDeathNotice is null)
@@ -203,6 +229,10 @@ internal sealed class WakeHub : IAsyncDisposable
                 {
                     _mailboxes.TryRemove(mailbox.CoordinatorId, out _);
                     await _multiplexer.GetSubscriber().UnsubscribeAsync(Keys.Events(mailbox.CoordinatorId)).ConfigureAwait(false);
+                    if (_tsSignalSubscriptions.TryRemove(mailbox.CoordinatorId, out var channel))
+                    {
+                        await _multiplexer.GetSubscriber().UnsubscribeAsync(channel).ConfigureAwait(false);
+                    }
                 }
             }
         }

@@ -89,6 +89,50 @@ public sealed class TsAckWakeTests(RedisServer server)
         }
     }
 
+    [Fact]
+    public async Task Compat_NotificationsOn_TsSignalWrittenToK2_ReceivedAtOnceNotAtTheNextIdleLook()
+    {
+        var previous = await SetNotificationsAsync("K$");
+        try
+        {
+            await using var h = await Harness.CreateIsolatedAsync(server, o =>
+            {
+                o.TsCompat = true;
+                o.AckFallbackPollInterval = SlowFallback; // an idle inbox looks at K2 every 20 s
+            });
+            var receiver = await h.StartAsync();
+            Assert.Equal(1, h.Redis.Wakeups.TsSignalSubscriptions);
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+            var reading = Task.Run(async () =>
+            {
+                await foreach (var received in receiver.Inbox.ReadAllAsync(stop.Token))
+                {
+                    return received;
+                }
+
+                return null;
+            });
+            await Task.Delay(500); // the inbox has read (nothing) and sleeps
+
+            var tsSender = TestIds.New("ts-coordinator");
+            var timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var messageId = $"{tsSender}:{receiver.Id}:completion:1:{timestamp}";
+            var clock = Stopwatch.StartNew();
+            await h.Database.StringSetAsync(Keys.Signal(receiver.Id),
+                $$"""{"timestamp":{{timestamp}},"senderId":"{{tsSender}}","receiverId":"{{receiver.Id}}","iteration":1,"type":"completion","messageId":"{{messageId}}"}""",
+                TimeSpan.FromDays(1));
+            var got = await reading;
+            clock.Stop();
+
+            Assert.Equal(messageId, got?.Signal.MessageId);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"received after {clock.Elapsed.TotalMilliseconds} ms (idle look every 20 s)");
+        }
+        finally
+        {
+            await SetNotificationsAsync(previous);
+        }
+    }
+
     private static async Task EventuallyAsync(Func<bool> condition, TimeSpan within)
     {
         var until = DateTime.UtcNow + within;
