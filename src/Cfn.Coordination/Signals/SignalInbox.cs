@@ -344,6 +344,7 @@ public sealed class SignalInbox
 
         if (fromTs)
         {
+            NoteTsSignalAccepted(signal);
             // The traffic that names a TS coordinator puts it under the monitor's watch, in this receiver's swarm (a TS
             // heartbeat names none); a failure here must not cost the signal (the slow scan finds it too).
             try
@@ -369,23 +370,22 @@ public sealed class SignalInbox
     /// that carries the FAQ <c>signature</c> must verify, and one without is accepted only in this mode, logged and
     /// counted (<c>ts_signals_total{reason="accepted_unsigned"}</c>): that is the mode's security cost.
     /// </summary>
-    private bool VerifyTsSignal(Signal signal)
+    private bool VerifyTsSignal(Signal signal) =>
+        signal.Signature is null ||
+        Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature);
+
+    /// <summary>A TS signal passed every check: counted, and said when it came unsigned.</summary>
+    private void NoteTsSignalAccepted(Signal signal)
     {
         if (signal.Signature is not null)
         {
-            var valid = Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature);
-            if (valid)
-            {
-                Telemetry.TsSignals.WithLabels(_coordinator.Id, "accepted_signed").Inc();
-            }
-
-            return valid;
+            Telemetry.TsSignals.WithLabels(_coordinator.Id, "accepted_signed").Inc();
+            return;
         }
 
         Telemetry.TsSignals.WithLabels(_coordinator.Id, "accepted_unsigned").Inc();
         _logger.LogWarning("Accepting unsigned TS signal (CFN_TS_COMPAT=true) messageId={MessageId} senderId={SenderId} receiverId={ReceiverId}",
             signal.MessageId, signal.SenderId, signal.ReceiverId);
-        return true;
     }
 
     private async Task RejectAsync(string entryId, string reason, string message)

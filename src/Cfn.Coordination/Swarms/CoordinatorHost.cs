@@ -82,8 +82,17 @@ public sealed class CoordinatorHost : IAsyncDisposable
     public async Task StartAsync()
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _redis.Multiplexer.GetSubscriber().SubscribeAsync(Keys.HostChannel(HostId), _onWake).ConfigureAwait(false);
-        await ReportAsync().ConfigureAwait(false);
+        await Subscriptions.SubscribeAsync(_redis.Multiplexer.GetSubscriber(), Keys.HostChannel(HostId), _onWake, _logger).ConfigureAwait(false);
+        try
+        {
+            await ReportAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsTransient(e))
+        {
+            // The loop's passes report again; a Redis restart during the start must not fail the process.
+            _logger.LogWarning("Coordinator host could not report at start host={HostId}: {Error}", HostId, RedisErrors.FirstClause(e));
+        }
+
         _loop.Start();
         _logger.LogInformation("Coordinator host started host={HostId} capacity={Capacity}", HostId, Capacity);
     }

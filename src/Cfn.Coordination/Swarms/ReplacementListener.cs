@@ -45,8 +45,8 @@ public sealed class ReplacementListener : IAsyncDisposable
     {
         _onReplacement = (channel, message) => OnReplacement(channel.ToString(), message);
         _onDead = (channel, message) => OnDead(channel.ToString(), message);
-        await _subscriber.SubscribeAsync(ReplacementPattern, _onReplacement).ConfigureAwait(false);
-        await _subscriber.SubscribeAsync(DeadPattern, _onDead).ConfigureAwait(false);
+        await Subscriptions.SubscribeAsync(_subscriber, ReplacementPattern, _onReplacement, _logger).ConfigureAwait(false);
+        await Subscriptions.SubscribeAsync(_subscriber, DeadPattern, _onDead, _logger).ConfigureAwait(false);
     }
 
     private void OnReplacement(string channel, RedisValue message)
