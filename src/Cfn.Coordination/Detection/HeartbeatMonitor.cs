@@ -274,10 +274,14 @@ internal sealed class HeartbeatMonitor : IAsyncDisposable
         }
 
         // The oldest coordinator that is still fresh becomes due when its heartbeat crosses the threshold.
-        foreach (var scored in tsCompat ? new[] { Keys.Registry, Keys.TsCoordinators } : [Keys.Registry])
+        // Both sets are asked before either reply is awaited: one round trip.
+        var oldestReads = (tsCompat ? new[] { Keys.Registry, Keys.TsCoordinators } : [Keys.Registry])
+            .Select(scored => database.SortedSetRangeByScoreWithScoresAsync(scored, now - threshold, double.PositiveInfinity,
+                Exclude.Start, Order.Ascending, 0, 1))
+            .ToList();
+        foreach (var read in oldestReads)
         {
-            var oldestFresh = await database.SortedSetRangeByScoreWithScoresAsync(scored, now - threshold, double.PositiveInfinity,
-                Exclude.Start, Order.Ascending, 0, 1).ConfigureAwait(false);
+            var oldestFresh = await read.ConfigureAwait(false);
             if (oldestFresh.Length == 1)
             {
                 var due = (long)Math.Max(oldestFresh[0].Score, _notBeforeMs) + threshold + 1;

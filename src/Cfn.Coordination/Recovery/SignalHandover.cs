@@ -46,9 +46,7 @@ internal sealed class SignalHandover(RedisContext redis, SigningKeys keys, Recov
                 // A TS signal (CFN_TS_COMPAT) carries no signatures, or only the FAQ one; the copy is signed below.
                 var fromTs = compat && string.Equals((string?)entry["origin"], "ts", StringComparison.Ordinal);
                 if (!Json.TryDeserialize<Signal>(raw, out var signal, out var error) ||
-                    !(fromTs
-                        ? signal!.Signature is null || keys.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature)
-                        : SignalSignatures.Verify(keys, signal!)))
+                    !(fromTs ? SignalSignatures.VerifyFromTs(keys, signal!) : SignalSignatures.Verify(keys, signal!)))
                 {
                     // Not a signal anyone could act on (the receiver would refuse it too); it goes with the cleanup.
                     metrics.MalformedValues.WithLabels("signal").Inc();

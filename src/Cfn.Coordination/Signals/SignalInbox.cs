@@ -315,7 +315,7 @@ public sealed class SignalInbox
 
         var fromTs = Redis.Options.TsCompat && string.Equals((string?)entry["origin"], "ts", StringComparison.Ordinal);
         if (!string.Equals(signal.ReceiverId, self, StringComparison.Ordinal) ||
-            !(fromTs ? VerifyTsSignal(signal) : SignalSignatures.Verify(Signing, signal)))
+            !(fromTs ? SignalSignatures.VerifyFromTs(Signing, signal) : SignalSignatures.Verify(Signing, signal)))
         {
             Telemetry.AckVerificationFailures.WithLabels(self, "signal_signature").Inc();
             await RejectAsync(entryId, "invalid",
@@ -366,15 +366,9 @@ public sealed class SignalInbox
     }
 
     /// <summary>
-    /// A signal a TS coordinator wrote to K2 (taken into the inbox with CFN_TS_COMPAT). TS does not sign signals; one
-    /// that carries the FAQ <c>signature</c> must verify, and one without is accepted only in this mode, logged and
-    /// counted (<c>ts_signals_total{reason="accepted_unsigned"}</c>): that is the mode's security cost.
+    /// A TS signal passed every check (<see cref="SignalSignatures.VerifyFromTs"/> and the rest): counted, and said when it
+    /// came unsigned (<c>ts_signals_total{reason="accepted_unsigned"}</c>), the mode's security cost.
     /// </summary>
-    private bool VerifyTsSignal(Signal signal) =>
-        signal.Signature is null ||
-        Signing.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature);
-
-    /// <summary>A TS signal passed every check: counted, and said when it came unsigned.</summary>
     private void NoteTsSignalAccepted(Signal signal)
     {
         if (signal.Signature is not null)

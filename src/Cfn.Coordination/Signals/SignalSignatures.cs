@@ -34,6 +34,19 @@ internal static class SignalSignatures
     }
 
     /// <summary>
+    /// The rule for a signal a TS coordinator wrote to K2 (taken into an inbox with CFN_TS_COMPAT, D13): TS does not sign
+    /// signals, so one without <c>signature</c> passes (the mode's security cost), and one that carries the FAQ
+    /// <c>signature</c> must verify. There is never a <c>contentSignature</c>. Never throws.
+    /// </summary>
+    public static bool VerifyFromTs(SigningKeys keys, Signal signal)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(signal);
+        return signal.Signature is null ||
+               keys.Verify(SignedMessages.Signal(signal.SenderId, signal.ReceiverId, signal.Type, signal.Timestamp), signal.Signature);
+    }
+
+    /// <summary>
     /// The payload is signed in its serialized form, which re-serializing the stored JSON reproduces exactly, so the
     /// receiver recomputes the same string from what it read.
     /// </summary>

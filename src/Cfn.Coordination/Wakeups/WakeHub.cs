@@ -683,22 +683,21 @@ internal sealed class WakeHub : IAsyncDisposable
             return;
         }
 
-        RedisKey key = name[(colon + 3)..];
-        foreach (var list in _mailboxes.Values)
+        // blocking:ack:{peer}:{signalId}: the waits awaiting the peer, and of those the ones owed this key.
+        var keyName = name[(colon + 3)..];
+        var peerEnd = keyName.IndexOf(':', Keys.AckPrefix.Length);
+        if (!keyName.StartsWith(Keys.AckPrefix, StringComparison.Ordinal) || peerEnd < 0)
         {
-            CoordinatorMailbox[] copy;
-            lock (list)
-            {
-                copy = [.. list];
-            }
+            return;
+        }
 
-            foreach (var wait in copy.SelectMany(m => m.Waits))
+        RedisKey key = keyName;
+        foreach (var wait in WaitsAwaiting(keyName[Keys.AckPrefix.Length..peerEnd]))
+        {
+            if (Array.Exists(wait.Missing, a => a.Key == key))
             {
-                if (Array.Exists(wait.Missing, a => a.Key == key))
-                {
-                    Interlocked.Increment(ref _tsAckNotifications);
-                    wait.Wake.Set();
-                }
+                Interlocked.Increment(ref _tsAckNotifications);
+                wait.Wake.Set();
             }
         }
     }

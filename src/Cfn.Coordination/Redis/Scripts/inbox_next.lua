@@ -6,9 +6,10 @@
 -- ARGV[7] '1' with CFN_TS_COMPAT: first take a TS signal found in K2 into the inbox (lib_inbox.lua take_foreign)
 -- Returns the entries read, each {id, {field, value, ...}} (fields false for a pending entry deleted since), or
 -- {} when there are none or the inbox has no consumer group yet.
-consume_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-if ARGV[7] == '1' then
-  take_foreign(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
+-- The consume has already looked at K2: a TS signal it left there is taken without looking again.
+local _, foreign = consume_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if ARGV[7] == '1' and foreign then
+  append_foreign(KEYS[1], ARGV[2], ARGV[3], foreign)
 end
 local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', ARGV[2], ARGV[4], 'COUNT', ARGV[5], 'STREAMS', KEYS[1], ARGV[6])
 if not ok or not reply then

@@ -23,14 +23,14 @@ end
 
 -- Marks one inbox entry consumed (SPEC §2.2, D4): acknowledge it in the consumer group, remove it from the stream, and
 -- keep K2 truthful: deleted when nothing is left, otherwise showing the newest signal still pending.
--- Returns the number of signals still pending.
+-- Returns the number of signals still pending and, when K2 holds a TS signal (left as it is), that signal.
 local function consume_entry(inbox, view, id, group, ttl)
   local foreign = foreign_view(inbox, view)
   redis.call('XACK', inbox, group, id)
   redis.call('XDEL', inbox, id)
   local left = redis.call('XLEN', inbox)
   if foreign then
-    return left -- K2 holds a TS signal nobody has taken yet: it stays
+    return left, foreign -- K2 holds a TS signal nobody has taken yet: it stays
   end
   if left == 0 then
     redis.call('DEL', view)
@@ -70,13 +70,9 @@ end
 
 -- CFN_TS_COMPAT: a TS signal found in K2 (foreign_view) joins the inbox as its newest entry, marked origin=ts (the
 -- receiver then accepts it unsigned), so K2 mirrors the newest entry again: taken exactly once, in this one step.
--- The inbox cap does not apply (K2 holds one signal at a time, and refusing it would lose it). Returns the entry ID,
--- or nil when K2 holds nothing foreign. An inbox key of another type is left alone (nil).
-local function take_foreign(inbox, view, group, ttl)
-  local raw = foreign_view(inbox, view)
-  if not raw then
-    return nil
-  end
+-- The inbox cap does not apply (K2 holds one signal at a time, and refusing it would lose it). raw: what foreign_view
+-- returned in this same script. Returns the entry ID, or nil when the inbox key holds another type (left alone).
+local function append_foreign(inbox, group, ttl, raw)
   local inbox_type = redis.call('TYPE', inbox)['ok']
   if inbox_type == 'none' then
     redis.call('XGROUP', 'CREATE', inbox, group, '0', 'MKSTREAM')
@@ -87,4 +83,13 @@ local function take_foreign(inbox, view, group, ttl)
   local id = redis.call('XADD', inbox, '*', 'messageId', message_id, 'signal', raw, 'origin', 'ts')
   redis.call('EXPIRE', inbox, ttl)
   return id
+end
+
+-- take_foreign: append_foreign of whatever foreign_view finds; nil when K2 holds nothing foreign.
+local function take_foreign(inbox, view, group, ttl)
+  local raw = foreign_view(inbox, view)
+  if not raw then
+    return nil
+  end
+  return append_foreign(inbox, group, ttl, raw)
 end
